@@ -1,0 +1,144 @@
+"""Domain records: the facts the rules read. Frozen, plain, no FHIR library types.
+
+Every record carries `id` as a FHIR-style reference ("Condition/123") so that findings can
+cite their evidence. Datetimes are timezone-aware; readers attach UTC when a source omits it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+# Programs whose minutes are logged (our care-program code system).
+PROGRAMS = ("ccm", "pcm", "rpm", "rtm", "bhi", "tcm", "apcm")
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    """One code. `system` is canonicalised by the reader (http/https, trailing slash)."""
+
+    system: str
+    code: str
+    display: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRecord:
+    id: str  # "Patient/123"
+    name: str = ""  # display only; never logged
+    birth_date: date | None = None
+    deceased: bool = False
+    deceased_at: datetime | None = None
+    general_practitioners: tuple[str, ...] = ()  # "Practitioner/..." references
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionRecord:
+    id: str
+    codings: tuple[Coding, ...]
+    text: str = ""
+    clinical_status: str | None = None  # active | recurrence | relapse | inactive | remission | resolved
+    verification_status: str | None = None  # confirmed | refuted | entered-in-error | ...
+    onset: datetime | None = None
+    abatement: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    id: str
+    status: str  # active (given) | rejected (declined) | inactive (stopped) | draft | proposed | entered-in-error
+    programs: tuple[str, ...] = ("ccm",)
+    obtained_at: datetime | None = None  # Consent.dateTime
+    billing_practitioner: str | None = None  # provision.actor with role PPRF
+    obtained_by: str | None = None  # Consent.performer (who obtained it)
+    stop_date: datetime | None = None  # provision.period.end (for inactive)
+    method: str | None = None  # verbal | written
+    disclosures: frozenset[str] = frozenset()  # see rules.consent.DISCLOSURES
+
+
+@dataclass(frozen=True, slots=True)
+class CarePlanRecord:
+    id: str
+    status: str  # active | completed | draft | revoked | ...
+    programs: tuple[str, ...] = ()
+    period_start: datetime | None = None
+    period_end: datetime | None = None
+    created: datetime | None = None
+    author: str | None = None
+    last_reviewed: datetime | None = None  # latest review/revision we know of (meta.lastUpdated or extension)
+    shared_with_patient_at: datetime | None = None  # from a Communication about the plan (issue 7)
+
+
+@dataclass(frozen=True, slots=True)
+class VisitRecord:
+    """A face-to-face Encounter that may serve as the CCM initiating visit."""
+
+    id: str
+    status: str
+    codings: tuple[Coding, ...]
+    start: datetime | None = None
+    end: datetime | None = None
+    participants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TimeEntry:
+    """Logged care-management time: one Encounter tagged with a care program, plus its Tasks."""
+
+    id: str  # "Encounter/..."
+    status: str  # finished counts; entered-in-error and cancelled never count
+    program: str  # one of PROGRAMS
+    start: datetime
+    end: datetime  # start + minutes when the source has only `length`
+    minutes: float  # Encounter.length (min) when present, else the period's duration
+    performer: str | None = None  # "Practitioner/..." or "PractitionerRole/..."
+    notes: tuple[str, ...] = ()  # Task.note texts (the documentation)
+    activities: tuple[Coding, ...] = ()  # Task.code
+    task_ids: tuple[str, ...] = ()
+    inpatient: bool = False  # patient was a hospital/SNF inpatient (time never counts)
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    """A practitioner statement recorded as a completed Task (risk attestation, MDM level)."""
+
+    id: str
+    kind: str  # "risk-attestation" | "mdm-moderate" | "mdm-high" | "mdm-low"
+    practitioner: str | None
+    at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class BilledService:
+    """A ChargeItem: a service already billed (or billable) for the patient."""
+
+    id: str
+    code: str  # CPT / HCPCS code
+    status: str  # billable | billed | ...
+    start: datetime | None
+    end: datetime | None
+    performer: str | None = None
+    units: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A resource the reader could not use, and why."""
+
+    resource: str  # "Type/ID" or "#index"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PatientFacts:
+    """Everything known about one patient; the evaluator picks the month itself."""
+
+    patient: PatientRecord
+    conditions: tuple[ConditionRecord, ...] = ()
+    consents: tuple[ConsentRecord, ...] = ()
+    care_plans: tuple[CarePlanRecord, ...] = ()
+    visits: tuple[VisitRecord, ...] = ()
+    time_entries: tuple[TimeEntry, ...] = ()
+    attestations: tuple[Attestation, ...] = ()
+    billed: tuple[BilledService, ...] = ()
+    skipped: tuple[Skipped, ...] = field(default=())

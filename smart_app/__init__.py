@@ -1,0 +1,1 @@
+"""CCM Ready SMART-on-FHIR app: Flask factory, launch/auth, FHIR client, use cases, CLI."""

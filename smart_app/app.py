@@ -1,0 +1,32 @@
+"""Flask application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from smart_app import config
+from smart_app.config import PROJECT_ROOT
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config, server-side sessions, security headers, blueprints."""
+    app = Flask(
+        __name__,
+        static_folder=str(PROJECT_ROOT / "static"),
+        static_url_path="/static",
+        template_folder="templates",
+    )
+    app.config.from_mapping(config.defaults())
+    if test_config:
+        app.config.update(test_config)
+
+    from smart_app import home, launch, panel, security, sessions
+
+    sessions.init_app(app)
+    security.init_app(app)
+    app.register_blueprint(launch.bp)
+    app.register_blueprint(panel.bp)
+    app.register_blueprint(home.bp)
+    return app
