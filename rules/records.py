@@ -95,7 +95,6 @@ class TimeEntry:
     notes: tuple[str, ...] = ()  # Task.note texts (the documentation)
     activities: tuple[Coding, ...] = ()  # Task.code
     task_ids: tuple[str, ...] = ()
-    inpatient: bool = False  # patient was a hospital/SNF inpatient (time never counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +121,15 @@ class BilledService:
 
 
 @dataclass(frozen=True, slots=True)
+class InpatientStay:
+    """A hospital or SNF inpatient Encounter: CCM minutes inside it never count."""
+
+    id: str
+    start: datetime | None
+    end: datetime | None  # None = still admitted
+
+
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """A resource the reader could not use, and why."""
 
@@ -141,4 +149,5 @@ class PatientFacts:
     time_entries: tuple[TimeEntry, ...] = ()
     attestations: tuple[Attestation, ...] = ()
     billed: tuple[BilledService, ...] = ()
+    stays: tuple[InpatientStay, ...] = ()
     skipped: tuple[Skipped, ...] = field(default=())
