@@ -22,11 +22,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from smart_app import home, launch, panel, security, sessions
+    from smart_app import cds_hooks, home, launch, panel, security, sessions
 
     sessions.init_app(app)
     security.init_app(app)
     app.register_blueprint(launch.bp)
     app.register_blueprint(panel.bp)
     app.register_blueprint(home.bp)
+    app.register_blueprint(cds_hooks.bp)
     return app
