@@ -1,0 +1,68 @@
+"""CCM Consent as a ConsentRecord (see docs/fhir-conventions.md, "Consent")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_mapping.codes import (
+    CARE_PROGRAM,
+    CCM_DISCLOSURE,
+    EXT_CCM_DISCLOSURE,
+    EXT_CONSENT_METHOD,
+    PPRF,
+    V3_PARTICIPATION_TYPE,
+    canonical_system,
+    codes_in,
+)
+from fhir_mapping.dates import parse_when
+from fhir_mapping.reading import ReadContext, Unreadable
+from rules.records import ConsentRecord
+
+
+def care_programs(res: dict[str, Any]) -> tuple[str, ...]:
+    """Care programs a Consent is about (category care-program#...); () for unrelated consents."""
+    category = res.get("category")
+    if not category:
+        return ()
+    return tuple(dict.fromkeys(codes_in(category, CARE_PROGRAM)))
+
+
+def read_consent(res: dict[str, Any], key: str, ctx: ReadContext, programs: tuple[str, ...]) -> ConsentRecord:
+    status = res.get("status")
+    if not isinstance(status, str) or not status:
+        raise Unreadable("Consent has no status")
+    provision = res.get("provision") or {}
+    if not isinstance(provision, dict):
+        raise Unreadable("Consent.provision is not an object")
+    billing = None
+    for actor in provision.get("actor") or ():
+        if PPRF in codes_in(actor.get("role"), V3_PARTICIPATION_TYPE):
+            billing = ctx.refs.key(actor.get("reference"))
+            if billing:
+                break
+    performers = res.get("performer") or ()
+    obtained_by = ctx.refs.key(performers[0]) if performers else None
+    period = provision.get("period") or {}
+    method = None
+    disclosures: set[str] = set()
+    for ext in res.get("extension") or ():
+        url = ext.get("url")
+        if url == EXT_CCM_DISCLOSURE:
+            coding = ext.get("valueCoding") or {}
+            if canonical_system(coding.get("system")) == CCM_DISCLOSURE and coding.get("code"):
+                disclosures.add(coding["code"])
+        elif url == EXT_CONSENT_METHOD:
+            code = ext.get("valueCode")
+            if isinstance(code, str) and code:
+                method = code.strip().lower()
+    return ConsentRecord(
+        id=key,
+        status=status,
+        programs=programs,
+        obtained_at=parse_when(res.get("dateTime"), ctx.tz, field="Consent.dateTime"),
+        billing_practitioner=billing,
+        obtained_by=obtained_by,
+        stop_date=parse_when(period.get("end"), ctx.tz, field="Consent.provision.period.end"),
+        method=method,
+        disclosures=frozenset(disclosures),
+    )

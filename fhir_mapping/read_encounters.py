@@ -1,0 +1,155 @@
+"""Encounters: logged care-management time, initiating-visit candidates, inpatient stays.
+
+One Encounter is read as
+- a time entry when its `type` carries a care-program code (ccm, pcm, rpm, ...);
+- an inpatient stay when its `class` is IMP, ACUTE or NONAC (v3 ActCode);
+- a visit candidate when its `type` carries a CPT or HCPCS code (the rules decide which codes qualify).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fhir_mapping.codes import CARE_PROGRAM, CPT, HCPCS, INPATIENT_CLASSES, canonical_system, codings
+from fhir_mapping.dates import BadDate, duration_minutes, is_date_only, parse_when
+from fhir_mapping.reading import ReadContext, Unreadable
+from rules.records import PROGRAMS, Coding, InpatientStay, TimeEntry, VisitRecord
+
+_NOT_HAPPENED = frozenset({"entered-in-error", "cancelled", "planned"})
+
+
+@dataclass(slots=True)
+class TimeDraft:
+    """A time entry before its Tasks are attached."""
+
+    id: str
+    status: str
+    program: str
+    start: datetime
+    end: datetime
+    minutes: float
+    performer: str | None
+    notes: list[str] = field(default_factory=list)
+    activities: list[Coding] = field(default_factory=list)
+    task_ids: list[str] = field(default_factory=list)
+
+    def build(self) -> TimeEntry:
+        return TimeEntry(
+            id=self.id, status=self.status, program=self.program, start=self.start, end=self.end,
+            minutes=self.minutes, performer=self.performer, notes=tuple(self.notes),
+            activities=tuple(self.activities), task_ids=tuple(self.task_ids),
+        )
+
+
+def _class_codes(value: Any) -> list[str]:
+    if isinstance(value, dict):  # R4: a Coding
+        code = value.get("code")
+        return [code] if isinstance(code, str) else []
+    if isinstance(value, list):  # R5 / odd servers: CodeableConcepts
+        return [c.code for c in codings(value)]
+    return []
+
+
+def _program(types: Any) -> str | None:
+    for concept in types:
+        for c in concept.get("coding") or ():
+            if c.get("code") in PROGRAMS and canonical_system(c.get("system")) == CARE_PROGRAM:
+                return c["code"]
+    return None
+
+
+def _performer(res: dict[str, Any], ctx: ReadContext) -> str | None:
+    fallback = None
+    for p in res.get("participant") or ():
+        key = ctx.refs.key(p.get("individual"))
+        if key is None:
+            continue
+        if key.startswith(("Practitioner/", "PractitionerRole/")):
+            return key
+        fallback = fallback or key
+    return fallback
+
+
+def _participants(res: dict[str, Any], ctx: ReadContext) -> tuple[str, ...]:
+    keys = (ctx.refs.key(p.get("individual")) for p in res.get("participant") or ())
+    return tuple(k for k in keys if k)
+
+
+def read_encounter(
+    res: dict[str, Any], key: str, ctx: ReadContext
+) -> TimeDraft | VisitRecord | InpatientStay | None:
+    """The record this Encounter stands for, None when it is none of ours; Unreadable if unusable."""
+    types = res.get("type") or ()
+    if not isinstance(types, list):
+        raise Unreadable("Encounter.type is not a list")
+    program = _program(types)
+    if program is not None:
+        return _time_entry(res, key, ctx, program)
+    status = res.get("status")
+    if set(_class_codes(res.get("class"))) & INPATIENT_CLASSES:
+        if status in _NOT_HAPPENED:
+            return None
+        period = _period(res)
+        return InpatientStay(
+            id=key,
+            start=parse_when(period.get("start"), ctx.tz, field="Encounter.period.start"),
+            end=parse_when(period.get("end"), ctx.tz, end=True, field="Encounter.period.end"),
+        )
+    found = codings(types)
+    if any(c.system in (CPT, HCPCS) for c in found):
+        period = _period(res)
+        start = parse_when(period.get("start"), ctx.tz, field="Encounter.period.start")
+        if start is None:
+            raise Unreadable("visit Encounter has no period.start")
+        if not isinstance(status, str):
+            raise Unreadable("visit Encounter has no status")
+        return VisitRecord(
+            id=key,
+            status=status,
+            codings=found,
+            start=start,
+            end=parse_when(period.get("end"), ctx.tz, end=True, field="Encounter.period.end"),
+            participants=_participants(res, ctx),
+        )
+    return None
+
+
+def _period(res: dict[str, Any]) -> dict[str, Any]:
+    period = res.get("period")
+    if period is None:
+        return {}
+    if not isinstance(period, dict):
+        raise Unreadable("Encounter.period is not a Period")
+    return period
+
+
+def _time_entry(res: dict[str, Any], key: str, ctx: ReadContext, program: str) -> TimeDraft:
+    status = res.get("status")
+    if not isinstance(status, str) or not status:
+        raise Unreadable("time-entry Encounter has no status")
+    period = _period(res)
+    raw_start, raw_end = period.get("start"), period.get("end")
+    start = parse_when(raw_start, ctx.tz, field="Encounter.period.start")
+    if start is None:
+        raise Unreadable("time-entry Encounter has no period.start")
+    try:
+        minutes = duration_minutes(res.get("length"))
+    except BadDate as exc:
+        raise Unreadable(f"time-entry Encounter: {exc}") from None
+    end = parse_when(raw_end, ctx.tz, field="Encounter.period.end") if raw_end else None
+    if minutes is None:
+        if end is None:
+            raise Unreadable("time-entry Encounter has neither length nor period.end")
+        if is_date_only(raw_start) or is_date_only(raw_end):
+            raise Unreadable("time-entry Encounter period has dates without times and no length")
+        if end < start:
+            raise Unreadable("time-entry Encounter period ends before it starts")
+        minutes = (end - start).total_seconds() / 60
+    elif end is None or end < start:
+        end = start + timedelta(minutes=minutes)
+    return TimeDraft(
+        id=key, status=status, program=program, start=start, end=end, minutes=minutes,
+        performer=_performer(res, ctx),
+    )

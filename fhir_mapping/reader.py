@@ -1,0 +1,275 @@
+"""FHIR R4 resources (plain dicts) -> PatientFacts, leniently.
+
+A resource the reader cannot use becomes a `Skipped` entry (with a reason that never quotes the
+data), never an exception. Resources about another patient are ignored. Resources of types the
+rules do not need (Observation, Practitioner, ...) are ignored silently.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from fhir_mapping.dates import BadDate
+from fhir_mapping.read_billing import read_charge_item
+from fhir_mapping.read_clinical import plan_shared_at, read_care_plan, read_condition, read_patient
+from fhir_mapping.read_consent import care_programs, read_consent
+from fhir_mapping.read_encounters import TimeDraft, read_encounter
+from fhir_mapping.read_tasks import read_attestation, task_activities, task_notes
+from fhir_mapping.reading import ReadContext, Unreadable
+from fhir_mapping.references import References
+from rules.month import zone
+from rules.records import (
+    Attestation,
+    BilledService,
+    CarePlanRecord,
+    ConditionRecord,
+    ConsentRecord,
+    InpatientStay,
+    PatientFacts,
+    PatientRecord,
+    Skipped,
+    VisitRecord,
+)
+
+# Which element names the patient a resource is about.
+SUBJECT_FIELD: dict[str, str] = {
+    "Condition": "subject",
+    "Encounter": "subject",
+    "CarePlan": "subject",
+    "Consent": "patient",
+    "Task": "for",
+    "ChargeItem": "subject",
+    "Communication": "subject",
+}
+_READ = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"}
+
+
+def patient_key(patient_id: str) -> str:
+    """"Patient/X" for "X", "Patient/X" or an absolute Patient URL."""
+    text = patient_id.strip()
+    if "/" in text:
+        text = text.rstrip("/").rsplit("/", 1)[-1]
+    return f"Patient/{text}"
+
+
+def patient_ids(resources: Iterable[Any]) -> list[str]:
+    """The distinct "Patient/id" keys of the Patient resources, in order of appearance."""
+    seen: dict[str, None] = {}
+    for res in resources:
+        if isinstance(res, dict) and res.get("resourceType") == "Patient":
+            rid = res.get("id")
+            if isinstance(rid, str) and rid:
+                seen[f"Patient/{rid}"] = None
+    return list(seen)
+
+
+def _index(resources: Iterable[Any]) -> tuple[list[Any], References]:
+    items = resources if isinstance(resources, list) else list(resources)
+    refs = References()
+    aliases = refs.aliases
+    for res in items:
+        if isinstance(res, dict):
+            rid = res.get("id")
+            if isinstance(rid, str) and rid:
+                aliases[f"urn:uuid:{rid}"] = f"{res.get('resourceType')}/{rid}"
+    return items, refs
+
+
+def group_by_patient(resources: Iterable[Any]) -> dict[str, list[Any]]:
+    """Resources of a population (NDJSON export) grouped by the patient they are about.
+
+    Resources about no patient (Practitioner, Organization, ...) are left out: the reader does
+    not need them.
+    """
+    items, refs = _index(resources)
+    groups: dict[str, list[Any]] = {}
+    key_of = refs.key
+    for res in items:
+        if not isinstance(res, dict):
+            continue
+        rtype = res.get("resourceType")
+        if rtype == "Patient":
+            rid = res.get("id")
+            if isinstance(rid, str) and rid:
+                groups.setdefault(f"Patient/{rid}", []).append(res)
+            continue
+        field = SUBJECT_FIELD.get(rtype)  # type: ignore[arg-type]
+        if field is None:
+            continue
+        key = key_of(res.get(field))
+        if key is not None and key.startswith("Patient/"):
+            groups.setdefault(key, []).append(res)
+    return groups
+
+
+def _label(res: Any, index: int) -> str:
+    if isinstance(res, dict):
+        rtype, rid = res.get("resourceType"), res.get("id")
+        if isinstance(rtype, str) and isinstance(rid, str) and rid:
+            return f"{rtype}/{rid}"
+    return f"#{index}"
+
+
+def _outcome_text(res: dict[str, Any]) -> str:
+    parts = []
+    for issue in res.get("issue") or ():
+        if not isinstance(issue, dict):
+            continue
+        details = issue.get("details")
+        text = issue.get("diagnostics") or (details.get("text") if isinstance(details, dict) else None)
+        parts.append(f"{issue.get('severity', 'issue')}: {text or issue.get('code', 'no details')}")
+    summary = "; ".join(parts) or "no issues listed"
+    return f"server reported: {summary}"[:300]
+
+
+def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str = "UTC") -> PatientFacts:
+    """The facts about one patient in `resources` (any order; Bundles already flattened).
+
+    `patient_id` ("X" or "Patient/X") picks the patient; without it the first Patient resource is
+    used (or, with none, the patient most resources point at). `tz` is the zone for dates and
+    dateTimes without an offset. Never raises on odd data (an unknown `tz` raises BadTimezone).
+    """
+    items, refs = _index(resources)
+    ctx = ReadContext(tz=zone(tz), refs=refs)
+    key_of = refs.key
+
+    target = patient_key(patient_id) if patient_id else None
+    if target is None:
+        target = next(iter(patient_ids(items)), None) or _most_referenced_patient(items, refs)
+
+    skipped: list[Skipped] = []
+    patient: PatientRecord | None = None
+    conditions: list[ConditionRecord] = []
+    consents: list[ConsentRecord] = []
+    plans: list[CarePlanRecord] = []
+    visits: list[VisitRecord] = []
+    drafts: dict[str, TimeDraft] = {}
+    stays: list[InpatientStay] = []
+    attestations: list[Attestation] = []
+    billed: list[BilledService] = []
+    tasks: list[tuple[str, dict[str, Any]]] = []
+    shared: dict[str, datetime] = {}
+
+    for index, res in enumerate(items):
+        if not isinstance(res, dict):
+            skipped.append(Skipped(f"#{index}", "entry is not a JSON object"))
+            continue
+        rtype = res.get("resourceType")
+        if not isinstance(rtype, str) or not rtype:
+            skipped.append(Skipped(_label(res, index), "no resourceType: not a FHIR resource"))
+            continue
+        if rtype not in _READ:
+            continue
+        rid = res.get("id")
+        key = f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype}/#{index}"
+        try:
+            if rtype == "Patient":
+                if key == target and patient is None:
+                    patient = read_patient(res, key, ctx)
+                continue
+            if rtype == "OperationOutcome":
+                skipped.append(Skipped(_label(res, index), _outcome_text(res)))
+                continue
+            if rtype == "Bundle":
+                skipped.append(Skipped(_label(res, index), "Bundle could not be unpacked"))
+                continue
+            subject = res.get(SUBJECT_FIELD[rtype])
+            if subject is not None:
+                about = key_of(subject)
+                if about is not None and about != target and about.startswith("Patient/"):
+                    continue  # another patient's resource
+            if rtype == "Encounter":
+                record = read_encounter(res, key, ctx)
+                if isinstance(record, TimeDraft):
+                    drafts[key] = record
+                elif isinstance(record, VisitRecord):
+                    visits.append(record)
+                elif isinstance(record, InpatientStay):
+                    stays.append(record)
+            elif rtype == "Condition":
+                conditions.append(read_condition(res, key, ctx))
+            elif rtype == "Task":
+                activities = task_activities(res)
+                attestation = read_attestation(res, key, ctx, activities)
+                if attestation is not None:
+                    attestations.append(attestation)
+                if res.get("encounter") is not None:
+                    tasks.append((key, res))
+            elif rtype == "Consent":
+                programs = care_programs(res)
+                if programs:
+                    consents.append(read_consent(res, key, ctx, programs))
+            elif rtype == "CarePlan":
+                plans.append(read_care_plan(res, key, ctx))
+            elif rtype == "ChargeItem":
+                billed.append(read_charge_item(res, key, ctx))
+            elif rtype == "Communication":
+                plan_keys, when = plan_shared_at(res, ctx)
+                for plan in plan_keys:
+                    if when is not None and (plan not in shared or when > shared[plan]):
+                        shared[plan] = when
+        except (Unreadable, BadDate) as exc:
+            skipped.append(Skipped(key if rid else f"#{index}", str(exc)))
+        except (AttributeError, TypeError, KeyError, ValueError, IndexError):
+            skipped.append(Skipped(key if rid else f"#{index}", f"malformed {rtype} (unexpected JSON shape)"))
+
+    for key, res in tasks:
+        _attach_task(key, res, drafts, key_of, skipped)
+
+    if shared:
+        plans = [
+            _with_shared(p, shared[p.id]) if p.id in shared else p for p in plans
+        ]
+    return PatientFacts(
+        patient=patient or PatientRecord(id=target or "Patient/unknown"),
+        conditions=tuple(conditions),
+        consents=tuple(consents),
+        care_plans=tuple(plans),
+        visits=tuple(visits),
+        time_entries=tuple(d.build() for d in drafts.values()),
+        attestations=tuple(attestations),
+        billed=tuple(billed),
+        stays=tuple(stays),
+        skipped=tuple(skipped),
+    )
+
+
+def _attach_task(
+    key: str, res: dict[str, Any], drafts: dict[str, TimeDraft], key_of: Any, skipped: list[Skipped]
+) -> None:
+    """Notes and activities of a completed Task go onto the time entry it points at."""
+    if res.get("status") != "completed":
+        return
+    draft = drafts.get(key_of(res.get("encounter")))
+    if draft is None:
+        return
+    try:
+        notes = task_notes(res)
+        activities = task_activities(res)
+    except (Unreadable, AttributeError, TypeError) as exc:
+        reason = str(exc) if isinstance(exc, Unreadable) else "malformed Task (unexpected JSON shape)"
+        skipped.append(Skipped(key, reason))
+        return
+    draft.notes.extend(notes)
+    draft.activities.extend(activities)
+    draft.task_ids.append(key)
+
+
+def _with_shared(plan: CarePlanRecord, when: datetime) -> CarePlanRecord:
+    return replace(plan, shared_with_patient_at=when)
+
+
+def _most_referenced_patient(items: list[Any], refs: References) -> str | None:
+    counts: Counter[str] = Counter()
+    for res in items:
+        if isinstance(res, dict):
+            field = SUBJECT_FIELD.get(res.get("resourceType"))  # type: ignore[arg-type]
+            if field:
+                key = refs.key(res.get(field))
+                if key and key.startswith("Patient/"):
+                    counts[key] += 1
+    return counts.most_common(1)[0][0] if counts else None

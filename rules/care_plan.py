@@ -1,0 +1,44 @@
+"""Care plan: an active CCM care plan must be in effect in the month."""
+
+from __future__ import annotations
+
+from rules.packs import Citation
+from rules.patient_month import PatientMonth
+from rules.records import CarePlanRecord
+from rules.verdict import Finding
+
+CITE_PLAN = Citation("CMS MLN909188; Noridian CCM Q&A", "3.4, 5.3", ("S1", "S3", "S24"), "H")
+CITE_SHARED = Citation("CMS MLN909188; CY2017 PFS final rule", "3.4", ("S1", "S29"), "H")
+
+
+def in_effect(pm: PatientMonth, plan: CarePlanRecord) -> bool:
+    """Active, tagged CCM, and its period (or creation date) overlaps the month."""
+    if (plan.status or "").lower() != "active" or "ccm" not in plan.programs:
+        return False
+    begins = plan.period_start or plan.created
+    if begins is not None and not pm.before_end(begins):
+        return False
+    return not (plan.period_end is not None and pm.aware(plan.period_end) < pm.start)
+
+
+def check(pm: PatientMonth) -> tuple[Finding, ...]:
+    plans = [p for p in pm.facts.care_plans if in_effect(pm, p)]
+    if not plans:
+        ccm = [p for p in pm.facts.care_plans if "ccm" in p.programs]
+        why = (
+            "A CCM care plan exists but is not active or not in effect in this month"
+            if ccm else "No CCM care plan is recorded"
+        )
+        return (Finding(
+            "care-plan.missing", "care-plan", "blocker",
+            f"{why}. CCM needs a comprehensive care plan (problems, measurable goals, interventions and who is "
+            f"responsible, medication management, review) in effect for {pm.month}, with a copy given to the patient.",
+            str(CITE_PLAN), tuple(p.id for p in ccm),
+        ),)
+    if not any(p.shared_with_patient_at is not None for p in plans):
+        return (Finding(
+            "care-plan.not-shared", "care-plan", "info",
+            "No record shows that a copy of the care plan was given to the patient or caregiver; CMS requires "
+            "that it be shared and documented.", str(CITE_SHARED), tuple(p.id for p in plans),
+        ),)
+    return ()

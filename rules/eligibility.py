@@ -1,0 +1,159 @@
+"""Eligibility: two or more distinct chronic conditions, alive in the month, significant risk attested."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rules.packs import Citation
+from rules.patient_month import PatientMonth
+from rules.records import ConditionRecord, Coding
+from rules.verdict import ChronicCondition, ConditionReview, Finding
+
+CITE_CHRONIC = Citation("CMS MLN909188; Noridian CCM Q&A", "3.1, 0", ("S1", "S3", "S4", "S12"), "H")
+CITE_DECEASED = Citation("CMS MLN909188 (CCM is furnished to a living beneficiary per calendar month)", "3.1, 3.6",
+                         ("S1", "S21"), "M")
+CITE_RISK = Citation("CMS MLN909188; Noridian JF Part A CCM", "3.1, 6", ("S1", "S4"), "H")
+
+COUNTED_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+MIN_CONDITIONS = 2
+
+
+class ClassificationLike(Protocol):
+    chronic: bool
+    source: str | None
+    condition_key: str | None
+    condition_label: str
+    display: str
+    reason: str
+
+
+Classifier = Callable[[Coding], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ChronicResult:
+    chronic_conditions: tuple[ChronicCondition, ...]
+    conditions_reviewed: tuple[ConditionReview, ...]
+    distinct: tuple[str, ...]  # condition keys counted, in first-seen order
+    labels: tuple[str, ...]  # their labels
+    findings: tuple[Finding, ...]
+
+
+def _exclusion(pm: PatientMonth, c: ConditionRecord) -> str | None:
+    """Why a condition does not count this month, or None when it does."""
+    clinical = (c.clinical_status or "").strip().lower() or None
+    verification = (c.verification_status or "").strip().lower() or None
+    if clinical is not None and clinical not in COUNTED_CLINICAL:
+        return f"clinical status {clinical}: not counted"
+    if verification in EXCLUDED_VERIFICATION:
+        return f"verification status {verification}: not counted"
+    if c.onset is not None and not pm.before_end(c.onset):
+        return "onset after this month: not counted"
+    if c.abatement is not None and pm.aware(c.abatement) < pm.start:
+        return "abated before this month: not counted"
+    return None
+
+
+def _classify(classifier: Classifier, coding: Coding) -> tuple[bool, str | None, str | None, str, str, str]:
+    """(chronic, source, key, label, display, reason) for one coding; never raises."""
+    try:
+        r = classifier(coding)
+        return (
+            bool(r.chronic),
+            r.source,
+            r.condition_key,
+            r.condition_label or "",
+            r.display or coding.display or coding.code,
+            r.reason or "",
+        )
+    except Exception as exc:  # a classifier bug must not sink the whole verdict
+        return False, None, None, "", coding.display or coding.code, f"could not classify ({type(exc).__name__})"
+
+
+def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResult:
+    """Classify every condition; count distinct chronic conditions (by condition key) that are in effect."""
+    reviewed: list[ConditionReview] = []
+    by_code: dict[tuple[str, str], dict[str, Any]] = {}
+    keys: dict[str, str] = {}
+    for cond in pm.facts.conditions:
+        codings = cond.codings
+        if not codings:
+            reviewed.append(ConditionReview(cond.id, cond.text or "(no code)", "", "", False, None,
+                                            "no coded diagnosis: cannot classify"))
+            continue
+        results = [(coding, _classify(classifier, coding)) for coding in codings]
+        chronic_hits = [(coding, r) for coding, r in results if r[0]]
+        shown_coding, shown = chronic_hits[0] if chronic_hits else results[0]
+        excluded = _exclusion(pm, cond)
+        display = cond.text or shown[4]
+        if excluded is not None:
+            reason = f"{shown[5]}; {excluded}" if shown[5] else excluded
+            reviewed.append(ConditionReview(cond.id, display, shown_coding.system, shown_coding.code, False,
+                                            shown[1], reason))
+            continue
+        reviewed.append(ConditionReview(cond.id, display, shown_coding.system, shown_coding.code,
+                                        bool(chronic_hits), shown[1], shown[5]))
+        for coding, (_, source, key, label, disp, _reason) in chronic_hits:
+            condition_key = key or f"{coding.system}|{coding.code}"
+            keys.setdefault(condition_key, label or disp)
+            slot = by_code.setdefault(
+                (coding.system, coding.code),
+                {"display": disp, "source": source or "curated", "key": condition_key,
+                 "label": label or disp, "evidence": []},
+            )
+            if cond.id not in slot["evidence"]:
+                slot["evidence"].append(cond.id)
+    chronic = tuple(
+        ChronicCondition(system, code, s["display"], s["source"], s["key"], s["label"], tuple(s["evidence"]))
+        for (system, code), s in by_code.items()
+    )
+    findings: list[Finding] = []
+    if len(keys) < MIN_CONDITIONS:
+        have = ", ".join(keys.values()) or "none"
+        evidence = tuple(dict.fromkeys(e for c in chronic for e in c.evidence))
+        findings.append(Finding(
+            "eligibility.chronic-conditions", "eligibility", "blocker",
+            f"CCM needs at least {MIN_CONDITIONS} distinct chronic conditions expected to last 12 months or more; "
+            f"found {len(keys)} ({have}). Codes of one condition (such as two diabetes codes) count once. "
+            "Add any missing chronic diagnoses to the problem list if they apply.",
+            str(CITE_CHRONIC), evidence,
+        ))
+    return ChronicResult(chronic, tuple(reviewed), tuple(keys), tuple(keys.values()), tuple(findings))
+
+
+def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
+    """Died before the month: not eligible. Died during the month: information (minutes after death drop)."""
+    p = pm.facts.patient
+    if p.deceased_at is not None:
+        at = pm.aware(p.deceased_at)
+        if at < pm.start:
+            return (Finding("eligibility.deceased", "eligibility", "blocker",
+                            f"The patient died before {pm.month} ({at.astimezone(pm.tz).date()}); "
+                            "no CCM can be billed for this month.", str(CITE_DECEASED), (p.id,)),)
+        if at < pm.end:
+            return (Finding("eligibility.deceased-in-month", "eligibility", "info",
+                            f"The patient died during {pm.month} ({at.astimezone(pm.tz).date()}); only time "
+                            "before that counts.", str(CITE_DECEASED), (p.id,)),)
+        return ()
+    if p.deceased:
+        return (Finding("eligibility.deceased", "eligibility", "blocker",
+                        "The patient record says deceased without a date; no CCM can be billed. Record the date "
+                        "of death if earlier months are still open.", str(CITE_DECEASED), (p.id,)),)
+    return ()
+
+
+def risk_attestation(pm: PatientMonth) -> tuple[Finding, ...]:
+    """Warn when no practitioner has attested that the conditions place the patient at significant risk."""
+    for a in pm.facts.attestations:
+        if a.kind == "risk-attestation" and a.practitioner and (a.at is None or pm.before_end(a.at)):
+            return ()
+    return (Finding(
+        "eligibility.risk-attestation", "eligibility", "warning",
+        "No practitioner has attested that the chronic conditions place the patient at significant risk of "
+        "death, acute exacerbation or decompensation, or functional decline. This is a clinical judgment CMS "
+        "requires; the data alone cannot settle it. Ask the billing practitioner to record a risk attestation.",
+        str(CITE_RISK), (pm.facts.patient.id,),
+    ),)

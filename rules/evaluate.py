@@ -1,0 +1,116 @@
+"""evaluate(): one patient, one month -> one Verdict. Pure: no I/O beyond the cached policy packs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rules import care_plan, code_selection, concurrency, consent, documentation, eligibility, initiating_visit
+from rules import minutes as minute_rules
+from rules.month import BadMonth, Month, zone
+from rules.packs import Citation, PolicyPack, resolve_pack
+from rules.patient_month import PatientMonth
+from rules.records import Coding, PatientFacts
+from rules.verdict import CATEGORIES, Finding, Status, Verdict
+
+Classifier = Callable[[Coding], Any]
+SEVERITY_ORDER = {"blocker": 0, "warning": 1, "info": 2}
+CATEGORY_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
+CITE_CLAIM = Citation("CMS claim edits; OIG CCM reports", "5.2, 5.3", ("S10", "S16"), "H")
+
+
+def default_classifier() -> Classifier:
+    """rules.chronic.classify, imported on first use (it is data-backed and owned by the value-sets module)."""
+    from rules.chronic import classify
+
+    return classify
+
+
+def status_of(findings: tuple[Finding, ...], has_codes: bool) -> Status:
+    """not-eligible > blocked (any blocker) > not-yet (no code reached) > ready."""
+    blockers = [f for f in findings if f.severity == "blocker"]
+    if any(f.category == "eligibility" for f in blockers):
+        return "not-eligible"
+    if blockers:
+        return "blocked"
+    return "ready" if has_codes else "not-yet"
+
+
+def evaluate(
+    facts: PatientFacts,
+    month: Month | str,
+    *,
+    pack: str | PolicyPack | None = None,
+    tz: str = "UTC",
+    billing_practitioner: str | None = None,
+    classifier: Classifier | None = None,
+) -> Verdict:
+    """The CCM verdict for `facts` in `month` (practice time zone `tz`) under the policy pack in effect.
+
+    Raises BadMonth, BadTimezone or UnknownPolicy for bad arguments; odd facts become findings, never errors.
+    """
+    if isinstance(month, Month):
+        m = month
+    elif isinstance(month, str):
+        m = Month.parse(month)
+    else:
+        raise BadMonth(f"month must be YYYY-MM, got {month!r}")
+    if not isinstance(tz, str):
+        tz = "UTC" if tz is None else str(tz)
+    tzinfo = zone(tz)
+    policy = resolve_pack(pack, m)
+    start, end = m.bounds(tzinfo)
+    practitioner, _source = consent.resolve_practitioner(facts, billing_practitioner, end, tzinfo)
+    pm = PatientMonth(facts, m, tzinfo, tz, start, end, policy, practitioner)
+    classify = classifier if classifier is not None else default_classifier()
+
+    findings: list[Finding] = []
+    chronic = eligibility.chronic_conditions(pm, classify)
+    findings += chronic.findings
+    findings += eligibility.deceased(pm)
+    if not chronic.findings:
+        findings += eligibility.risk_attestation(pm)
+    findings += consent.practitioner_unknown(pm)
+    state = consent.check(pm)
+    findings += state.findings
+    findings += care_plan.check(pm)
+    findings += initiating_visit.check(pm, state.consent)
+    died = facts.patient.deceased_at if pm.in_month(facts.patient.deceased_at) else None
+    counted = minute_rules.count(pm, state.counts_from, state.counts_until, died)
+    findings += counted.findings
+    selection = code_selection.select(pm, counted.minutes, code_selection.mdm_attestation(pm))
+    findings += selection.findings
+    findings += concurrency.check(pm)
+    findings += documentation.check(pm, counted.entries)
+
+    codes = selection.codes
+    problems = code_selection.violations(policy, codes)
+    if problems:  # a defect in the pack or the selection; never send such a claim
+        findings.append(Finding(
+            "time.invalid-claim", "time", "blocker",
+            "The selected codes break a claim edit (" + "; ".join(problems) + "). Nothing is billed.",
+            str(CITE_CLAIM),
+        ))
+        codes = ()
+    ordered = tuple(sorted(
+        findings, key=lambda f: (CATEGORY_ORDER.get(f.category, 99), SEVERITY_ORDER.get(f.severity, 9))
+    ))
+    status = status_of(ordered, bool(codes))
+    return Verdict(
+        patient=facts.patient.id,
+        month=str(m),
+        policy=policy.id,
+        policy_version=policy.version,
+        status=status,
+        codes=codes if status == "ready" else (),
+        minutes=counted.minutes,
+        next_threshold=selection.next_threshold,
+        chronic_conditions=chronic.chronic_conditions,
+        findings=ordered,
+        skipped=facts.skipped,
+        billing_practitioner=practitioner,
+        track=selection.track.id if selection.track else None,
+        track_reason=selection.reason,
+        conditions_reviewed=chronic.conditions_reviewed,
+        timezone=tz,
+    )

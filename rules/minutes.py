@@ -1,0 +1,265 @@
+"""CCM minutes of a month: clip, de-duplicate per person, floor to whole minutes.
+
+Each finished CCM time entry covers [start, start + minutes]. It is clipped to the month (practice time zone),
+to on/after consent, to before the effective end of a stop (and death), and to outside inpatient stays. Per
+person, overlapping intervals count once, and time the same person logged for another program in the same
+interval never counts twice. Counted minutes = floor(seconds / 60): thresholds are met in full, never rounded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from rules.packs import Citation
+from rules.patient_month import PatientMonth
+from rules.records import PROGRAMS, TimeEntry
+from rules.verdict import Finding, Minutes
+
+FINISHED = "finished"
+UNRECORDED = "(performer not recorded)"
+PROGRAM_NAMES = {"ccm": "CCM", "pcm": "PCM", "rpm": "RPM", "rtm": "RTM", "bhi": "BHI", "tcm": "TCM", "apcm": "APCM"}
+
+CITE_MONTH = Citation("AAFP (CMS FAQ); Codapedia (CMS FAQ)", "3.6", ("S19", "S21"), "H")
+CITE_CONSENT_FIRST = Citation("CMS MLN909188; Noridian CCM Q&A", "3.3, 5.3", ("S1", "S3"), "H")
+CITE_INPATIENT = Citation("AAFP (CMS FAQ on SNF/hospital inpatients)", "1.1, 3.6", ("S19",), "M")
+CITE_OVERLAP = Citation("CMS CCM FAQ; CY2026 PFS final rule", "2, 3.6, 5.3", ("S2", "S7"), "H")
+CITE_OTHER = Citation("CMS CCM FAQ; CY2026 PFS final rule; G0506 summaries", "3.6, 2", ("S2", "S7", "S24"), "H")
+
+Span = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    minutes: Minutes
+    findings: tuple[Finding, ...]
+    entries: tuple[TimeEntry, ...]  # finished CCM entries that fall (partly) in the month
+
+
+def whole(seconds: float) -> int:
+    """Whole minutes in `seconds` (never rounded up; tolerant of float noise below a millisecond)."""
+    return int(round(seconds, 3) // 60) if seconds > 0 else 0
+
+
+def _said(seconds: float) -> str:
+    m = whole(seconds)
+    return "less than 1 min" if m == 0 and seconds > 0 else f"{m} min"
+
+
+def merge(spans: list[Span]) -> list[Span]:
+    """Union of spans, sorted."""
+    out: list[Span] = []
+    for s, e in sorted(spans):
+        if out and s <= out[-1][1]:
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def subtract(spans: list[Span], holes: list[Span]) -> tuple[list[Span], float]:
+    """`spans` minus the merged, sorted `holes`; also the seconds removed."""
+    if not holes:
+        return spans, 0.0
+    out: list[Span] = []
+    removed = 0.0
+    for s, e in spans:
+        cur = s
+        for hs, he in holes:
+            if he <= cur:
+                continue
+            if hs >= e:
+                break
+            if hs > cur:
+                out.append((cur, hs))
+            cut_from, cut_to = max(cur, hs), min(e, he)
+            removed += cut_to - cut_from
+            cur = max(cur, he)
+            if cur >= e:
+                break
+        if cur < e:
+            out.append((cur, e))
+    return out, removed
+
+
+class _Ledger:
+    """Seconds removed for one reason, and the entries they came from."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.ids: dict[str, None] = {}
+
+    def add(self, seconds: float, entry_id: str) -> None:
+        if seconds > 0:
+            self.seconds += seconds
+            self.ids[entry_id] = None
+
+
+def _ts(pm: PatientMonth, moment: datetime | None) -> float | None:
+    return pm.aware(moment).timestamp() if moment is not None else None
+
+
+def _stays(pm: PatientMonth, lo: float, hi: float) -> list[Span]:
+    spans: list[Span] = []
+    for stay in pm.facts.stays:
+        if stay.start is None and stay.end is None:
+            continue
+        s = pm.aware(stay.start).timestamp() if stay.start is not None else lo
+        e = pm.aware(stay.end).timestamp() if stay.end is not None else hi
+        s, e = max(s, lo), min(e, hi)
+        if e > s:
+            spans.append((s, e))
+    return merge(spans)
+
+
+def count(
+    pm: PatientMonth,
+    counts_from: datetime | None,
+    counts_until: datetime | None,
+    died_at: datetime | None = None,
+) -> MinuteCount:
+    """Counted CCM minutes (all people, and the billing practitioner's own) with the findings that explain them."""
+    lo, hi = pm.start.timestamp(), pm.end.timestamp()
+    floor_ts = _ts(pm, counts_from)
+    stop_ts = _ts(pm, counts_until)
+    death_ts = _ts(pm, died_at)
+    stays = _stays(pm, lo, hi)
+    logged: dict[str, float] = defaultdict(float)
+    ccm: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    other: dict[str, list[Span]] = defaultdict(list)
+    other_ids: dict[str, None] = {}
+    before, after_stop, after_death, inpatient = _Ledger(), _Ledger(), _Ledger(), _Ledger()
+    month_entries: list[TimeEntry] = []
+
+    for entry in pm.facts.time_entries:
+        if (entry.status or "").lower() != FINISHED:
+            continue
+        try:
+            start = pm.aware(entry.start).timestamp()
+            seconds = float(entry.minutes) * 60.0
+        except (AttributeError, TypeError, ValueError, OverflowError, OSError):
+            continue
+        if not math.isfinite(seconds) or seconds <= 0:
+            continue
+        a, b = max(start, lo), min(start + seconds, hi)
+        if b <= a:
+            continue
+        program = (entry.program or "").lower()
+        logged[program] += b - a
+        person = entry.performer or UNRECORDED
+        if program != "ccm":
+            other[person].append((a, b))
+            other_ids[entry.id] = None
+            continue
+        month_entries.append(entry)
+        if floor_ts is not None and a < floor_ts:
+            before.add(min(b, floor_ts) - a, entry.id)
+            a = max(a, floor_ts)
+        for bound, ledger in ((stop_ts, after_stop), (death_ts, after_death)):
+            if bound is not None and b > bound and b > a:
+                ledger.add(b - max(a, bound), entry.id)
+                b = min(b, bound)
+        if b <= a:
+            continue
+        pieces, cut = subtract([(a, b)], stays)
+        inpatient.add(cut, entry.id)
+        ccm[person].extend((s, e, entry.id) for s, e in pieces)
+
+    overlap, double = _Ledger(), _Ledger()
+    total = 0.0
+    own = 0.0
+    for person, pieces in ccm.items():
+        pieces.sort()
+        union: list[Span] = []
+        for s, e, entry_id in pieces:
+            if union and s < union[-1][1]:
+                overlap.add(min(e, union[-1][1]) - s, entry_id)
+                if e > union[-1][1]:
+                    union[-1] = (union[-1][0], e)
+            elif union and s == union[-1][1]:
+                union[-1] = (union[-1][0], max(e, union[-1][1]))
+            else:
+                union.append((s, e))
+        if person in other:
+            union, cut = subtract(union, merge(other[person]))
+            if cut > 0:
+                double.seconds += cut
+                double.ids.update(dict.fromkeys(i for _, _, i in pieces))
+        seconds = sum(e - s for s, e in union)
+        total += seconds
+        if pm.practitioner and person == pm.practitioner:
+            own = seconds
+
+    staff = whole(total)
+    ccm_logged = logged.get("ccm", 0.0)
+    known = [p for p in PROGRAMS if p in logged] + sorted(p for p in logged if p not in PROGRAMS)
+    minutes = Minutes(
+        clinical_staff=staff,
+        billing_practitioner=whole(own),
+        by_program=tuple((p, whole(logged[p])) for p in known),
+        not_counted=max(0, whole(ccm_logged) - staff),
+    )
+    findings = _findings(pm, before, after_stop, after_death, inpatient, overlap, double, logged, other_ids)
+    return MinuteCount(minutes, findings, tuple(month_entries))
+
+
+def _findings(
+    pm: PatientMonth,
+    before: _Ledger,
+    after_stop: _Ledger,
+    after_death: _Ledger,
+    inpatient: _Ledger,
+    overlap: _Ledger,
+    double: _Ledger,
+    logged: dict[str, float],
+    other_ids: dict[str, None],
+) -> tuple[Finding, ...]:
+    out: list[Finding] = []
+    if before.seconds > 0:
+        out.append(Finding(
+            "time.before-consent", "time", "info",
+            f"{_said(before.seconds)} logged before the CCM consent was obtained are not counted; CCM time "
+            "counts only from consent on.", str(CITE_CONSENT_FIRST), tuple(before.ids),
+        ))
+    if after_stop.seconds > 0:
+        out.append(Finding(
+            "time.after-stop", "time", "info",
+            f"{_said(after_stop.seconds)} logged after the patient's stop of CCM took effect are not counted.",
+            str(CITE_CONSENT_FIRST), tuple(after_stop.ids),
+        ))
+    if after_death.seconds > 0:
+        out.append(Finding(
+            "time.after-death", "time", "info",
+            f"{_said(after_death.seconds)} logged after the recorded date of death are not counted.",
+            str(CITE_MONTH), tuple(after_death.ids),
+        ))
+    if inpatient.seconds > 0:
+        out.append(Finding(
+            "time.inpatient", "time", "info",
+            f"{_said(inpatient.seconds)} logged while the patient was a hospital or SNF inpatient are not counted.",
+            str(CITE_INPATIENT), tuple(inpatient.ids),
+        ))
+    if overlap.seconds > 0:
+        out.append(Finding(
+            "time.overlap", "time", "info",
+            f"{_said(overlap.seconds)} of overlapping time entries by the same person were counted once. "
+            "One person's time can count only once; different people's time adds up.",
+            str(CITE_OVERLAP), tuple(overlap.ids),
+        ))
+    others = [(p, s) for p, s in logged.items() if p != "ccm" and s > 0]
+    if others:
+        listed = ", ".join(f"{PROGRAM_NAMES.get(p, p.upper())} {_said(s)}" for p, s in sorted(others))
+        extra = (
+            f" {_said(double.seconds)} of CCM time overlapped the same person's time for another program and "
+            "was not counted." if double.seconds > 0 else ""
+        )
+        out.append(Finding(
+            "time.other-program", "time", "info",
+            f"Time logged for other programs this month ({listed}) is not CCM time and never counts toward CCM "
+            f"thresholds; no minute may count for two services.{extra}",
+            str(CITE_OTHER), tuple(other_ids) + tuple(i for i in double.ids if i not in other_ids),
+        ))
+    return tuple(out)

@@ -1,0 +1,162 @@
+"""Verify the JWT a CDS client (the EHR) sends with every CDS Hooks call.
+
+Checks: signature against the issuer's configured JWKS (inline `jwks` or `jwks_url`), a known `iss`,
+`aud` equal to this service's URL, sane `exp`/`iat`, and a `jti` not seen before (remembered until it
+expires). Only asymmetric algorithms are accepted. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512")
+LEEWAY = 60  # seconds of clock skew tolerated
+MAX_LIFETIME = 3600  # CDS Hooks asks for short-lived tokens (about 5 minutes); refuse anything over an hour
+JWKS_CACHE_SECONDS = 300
+
+
+class CdsAuthError(Exception):
+    """The request's JWT is missing or not acceptable (-> 401)."""
+
+
+class ReplayCache:
+    """Thread-safe memory of (iss, jti) pairs until their token expires."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def check_and_remember(self, iss: str, jti: str, exp: float, now: float) -> bool:
+        """True when (iss, jti) is new (and remember it); False when it is a replay."""
+        with self._lock:
+            if len(self._seen) > 1000:
+                self._seen = {k: v for k, v in self._seen.items() if v + LEEWAY >= now}
+            seen_until = self._seen.get((iss, jti))
+            if seen_until is not None and seen_until + LEEWAY >= now:
+                return False
+            self._seen[(iss, jti)] = exp
+            return True
+
+
+@dataclass
+class JwksFetcher:
+    """Fetch and cache a client's JWKS by URL (only URLs from our own configuration)."""
+
+    timeout: float = 5.0
+    _cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, url: str, *, refresh: bool = False) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(url)
+            if hit and not refresh and now - hit[0] < JWKS_CACHE_SECONDS:
+                return hit[1]
+        try:
+            resp = requests.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
+            resp.raise_for_status()
+            jwks = resp.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise CdsAuthError(f"cannot load the client's JWKS from {url}") from exc
+        with self._lock:
+            self._cache[url] = (now, jwks)
+        return jwks
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise CdsAuthError("malformed JWT") from exc
+    if not isinstance(claims, dict):
+        raise CdsAuthError("malformed JWT")
+    return claims
+
+
+def _keyset(client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]], refresh: bool) -> KeySet:
+    if "jwks" in client:
+        jwks = client["jwks"]
+    elif client.get("jwks_url"):
+        jwks = fetch_jwks(client["jwks_url"], refresh=refresh)
+    else:
+        raise CdsAuthError("no JWKS configured for this issuer")
+    try:
+        return KeySet.import_key_set(jwks)
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise CdsAuthError("the issuer's JWKS is not usable") from exc
+
+
+def _decode(token: str, client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    last: Exception | None = None
+    for refresh in (False, True):  # a key rotation: refetch a URL-based JWKS once
+        try:
+            return dict(jwt.decode(token, _keyset(client, fetch_jwks, refresh), algorithms=ALGORITHMS).claims)
+        except (JoseError, ValueError) as exc:
+            last = exc
+            if "jwks_url" not in client or "jwks" in client:
+                break
+    raise CdsAuthError("bad JWT signature") from last
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise CdsAuthError(f"JWT claim {name!r} missing or not a number")
+    return float(value)
+
+
+def verify(
+    token: str,
+    *,
+    clients: Mapping[str, Mapping[str, Any]],
+    audiences: Iterable[str],
+    replay: ReplayCache,
+    fetch_jwks: Callable[..., dict[str, Any]],
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The verified claims of `token`, or CdsAuthError saying (without secrets) why not."""
+    iss = _unverified_claims(token).get("iss")
+    if not isinstance(iss, str) or iss not in clients:
+        raise CdsAuthError("unknown JWT issuer")
+    claims = _decode(token, clients[iss], fetch_jwks)
+    if claims.get("iss") != iss:
+        raise CdsAuthError("unknown JWT issuer")
+    aud = claims.get("aud")
+    auds = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    wanted = {a.rstrip("/") for a in audiences}
+    if not any(isinstance(a, str) and a.rstrip("/") in wanted for a in auds):
+        raise CdsAuthError("JWT audience is not this service")
+    t = time.time() if now is None else now
+    exp, iat = _number(claims, "exp"), _number(claims, "iat")
+    if exp < t - LEEWAY:
+        raise CdsAuthError("JWT expired")
+    if iat > t + LEEWAY:
+        raise CdsAuthError("JWT issued in the future")
+    if exp <= iat or exp - iat > MAX_LIFETIME:
+        raise CdsAuthError("JWT lifetime is not acceptable")
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise CdsAuthError("JWT claim 'jti' missing")
+    if not replay.check_and_remember(iss, jti, exp, t):
+        raise CdsAuthError("JWT replayed (jti already used)")
+    return claims
+
+
+def bearer_token(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header, or CdsAuthError."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise CdsAuthError("missing Authorization: Bearer JWT")
+    return token.strip()

@@ -1,0 +1,145 @@
+"""One Verdict -> at most one CDS Hooks 2.0 card (pure: no Flask, no I/O)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import date
+from typing import Any
+
+from rules.month import Month
+from rules.verdict import Finding, Verdict
+
+SUMMARY_MAX = 139  # CDS Hooks: summary "<140 characters"
+SOURCE_LABEL = "CCM Ready"
+WARN_DAYS_LEFT = 7  # a not-yet month this close to its end is a warning: the minutes may be lost
+
+_STATUS_WORDS = {"ready": "ready to bill", "not-yet": "not yet billable", "blocked": "blocked"}
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+
+
+def build_card(
+    verdict: Verdict,
+    *,
+    launch_url: str,
+    today: date,
+    source_url: str | None = None,
+    card_uuid: str | None = None,
+) -> dict[str, Any] | None:
+    """The card for `verdict`, or None when the patient is not eligible (no card at all)."""
+    if verdict.status == "not-eligible":
+        return None
+    source: dict[str, Any] = {"label": SOURCE_LABEL}
+    if source_url:
+        source["url"] = source_url
+    return {
+        "uuid": card_uuid or str(uuid.uuid4()),
+        "summary": summary(verdict),
+        "indicator": indicator(verdict, today),
+        "source": source,
+        "detail": detail(verdict),
+        "links": [
+            {
+                "label": "Open CCM Ready",
+                "url": launch_url,
+                "type": "smart",
+                "appContext": json.dumps({"month": verdict.month}, separators=(",", ":")),
+            }
+        ],
+    }
+
+
+def indicator(verdict: Verdict, today: date) -> str:
+    """info when ready; warning when blocked, or not-yet with the month nearly over.
+
+    Never `critical`: a billing gap is not a patient-safety interruption, and CDS Hooks
+    reserves critical for time-sensitive, high-priority guidance.
+    """
+    if verdict.status == "blocked":
+        return "warning"
+    if verdict.status == "not-yet" and 0 < Month.parse(verdict.month).days_left(today) <= WARN_DAYS_LEFT:
+        return "warning"
+    return "info"
+
+
+def _minutes(verdict: Verdict) -> int:
+    if verdict.track == "practitioner":
+        return verdict.minutes.billing_practitioner
+    return verdict.minutes.clinical_staff
+
+
+def _phrase(finding: Finding) -> str:
+    """A short phrase for a finding, from its stable rule id ("consent.missing" -> "consent missing")."""
+    words = re.sub(r"[._-]+", " ", finding.rule).strip()
+    return words or finding.message
+
+
+def _codes(verdict: Verdict) -> str:
+    return ", ".join(c.code if c.units == 1 else f"{c.code}x{c.units}" for c in verdict.codes)
+
+
+def summary(verdict: Verdict) -> str:
+    """Status and the most useful next step, under 140 characters."""
+    minutes = _minutes(verdict)
+    head = f"CCM {verdict.month}: "
+    nt = verdict.next_threshold
+    if verdict.status == "ready":
+        text = f"{head}ready to bill {_codes(verdict) or 'CCM'} ({minutes} min)"
+        if nt:
+            text += f"; {nt.minutes_needed} min more for {nt.code}"
+    elif verdict.status == "not-yet":
+        if nt and nt.threshold_total:
+            text = f"{head}{minutes} of {nt.threshold_total} min; log {nt.minutes_needed} more for {nt.code}"
+        elif nt:
+            text = f"{head}{minutes} min; log {nt.minutes_needed} more for {nt.code}"
+        else:
+            text = f"{head}{minutes} min logged; not yet billable"
+        warnings = [f for f in verdict.findings if f.severity == "warning"]
+        if warnings:
+            text += f"; {_phrase(warnings[0])}"
+    else:
+        blockers = verdict.blockers or verdict.findings
+        text = f"{head}{minutes} min; blocked: "
+        text += _phrase(blockers[0]) if blockers else "see details"
+        if len(blockers) > 1:
+            text += f" (+{len(blockers) - 1} more)"
+    return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1].rstrip() + "…"
+
+
+def md(text: object) -> str:
+    """Escape text for CommonMark so FHIR-sourced strings cannot inject links, HTML or formatting."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def detail(verdict: Verdict) -> str:
+    """Markdown detail: minutes, codes with payments, next step, findings with rule ids and citations."""
+    lines = [
+        f"**Status for {md(verdict.month)}: {md(_STATUS_WORDS.get(verdict.status, verdict.status))}**",
+        "",
+        f"- Clinical staff minutes counted: {verdict.minutes.clinical_staff}",
+        f"- Billing practitioner minutes: {verdict.minutes.billing_practitioner}",
+    ]
+    if verdict.minutes.not_counted:
+        lines.append(f"- Minutes logged but not counted: {verdict.minutes.not_counted}")
+    if verdict.track:
+        lines.append(f"- Track: {md(verdict.track)}" + (f" ({md(verdict.track_reason)})" if verdict.track_reason else ""))
+    if verdict.codes:
+        lines += ["", "**Codes**", ""]
+        for c in verdict.codes:
+            pay = f", ${c.payment_each} each" if c.payment_each is not None else ""
+            lines.append(f"- {md(c.code)} x{c.units}" + (f" ({md(c.label)}{pay})" if c.label else pay))
+        lines.append(f"- National non-facility total: ${verdict.payment_total}")
+    if verdict.next_threshold:
+        nt = verdict.next_threshold
+        lines += ["", f"**Next:** {nt.minutes_needed} more minutes for {md(nt.code)}"]
+    if verdict.findings:
+        lines += ["", "**Findings**", ""]
+        for f in verdict.findings:
+            rule = f.rule.replace("`", "")
+            lines.append(f"- {md(f.severity)} `{rule}`: {md(f.message)} _({md(f.citation)})_")
+    if verdict.chronic_conditions:
+        names = sorted({c.condition_label or c.display for c in verdict.chronic_conditions})
+        lines += ["", "**Chronic conditions:** " + md("; ".join(names))]
+    lines += ["", f"Policy: {md(verdict.policy)} {md(verdict.policy_version)}. Estimates, not billing advice."]
+    return "\n".join(lines)

@@ -1,0 +1,203 @@
+"""Keep a session's FHIR traffic inside its launch patient.
+
+`PatientScopedClient` wraps a FhirClient (or a test fake with the same methods). Reads are allowed for
+`Patient/<launch patient>` and for a few non-clinical directory types (who did the work); searches
+must be constrained to the launch patient (`patient=`, `subject=`, `for=`, `beneficiary=`, or
+`Patient?_id=`); writes must point at the launch patient. Anything else raises PatientScopeError
+(rendered as 403). On a 401 the wrapper refreshes the token once and repeats the call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
+
+T = TypeVar("T")
+
+# Directory resources that carry no patient data: readable by id (names of practitioners etc.).
+DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization", "Location"})
+PATIENT_PARAMS = frozenset({"patient", "subject", "for", "beneficiary"})
+# Where each resource we write points at its patient.
+PATIENT_FIELDS = ("subject", "patient", "for", "beneficiary")
+
+
+class PatientScopeError(PermissionError):
+    """A request would leave the launch patient's record (HTTP 403)."""
+
+    def __init__(self, message: str, kind: str = "request") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _refers_to(value: str, patient_id: str, bare_ok: bool) -> bool:
+    value = value.strip()
+    if bare_ok and value == patient_id:
+        return True
+    target = f"Patient/{patient_id}"
+    return value == target or value.endswith("/" + target)
+
+
+def _pairs(params: Any) -> list[tuple[str, str]]:
+    if not params:
+        return []
+    if isinstance(params, str):
+        return parse_qsl(params.lstrip("?"), keep_blank_values=True)
+    if isinstance(params, Mapping):
+        out: list[tuple[str, str]] = []
+        for key, value in params.items():
+            if isinstance(value, (list, tuple)):
+                out.extend((str(key), str(v)) for v in value)
+            else:
+                out.append((str(key), str(value)))
+        return out
+    return [(str(k), str(v)) for k, v in params]
+
+
+def check_search(resource_type: str, params: Any, patient_id: str) -> None:
+    """Raise unless the search can only return the launch patient's data."""
+    pairs = _pairs(params)
+    if resource_type == "Patient":
+        ids = [v for k, v in pairs if k == "_id"]
+        values = [x for v in ids for x in v.split(",")]
+        if values and all(x.strip() == patient_id for x in values):
+            return
+        raise PatientScopeError("Patient searches are limited to the launch patient (_id)", "patient-search")
+    constraining = [(k, v) for k, v in pairs if k.split(":", 1)[0] in PATIENT_PARAMS and "." not in k]
+    values = [x for _, v in constraining for x in v.split(",")]
+    if values and all(_refers_to(x, patient_id, bare_ok=True) for x in values):
+        return
+    raise PatientScopeError(
+        f"{resource_type} searches must be limited to the launch patient (patient=…)", "search"
+    )
+
+
+def check_read(resource_type: str, resource_id: str, patient_id: str) -> None:
+    if resource_type == "Patient" and resource_id == patient_id:
+        return
+    if resource_type in DIRECTORY_TYPES:
+        return
+    raise PatientScopeError(f"reading {resource_type} by id is outside the launch patient", "read")
+
+
+def check_request_url(url: str, patient_id: str) -> None:
+    """A relative GET url of a batch: 'Type?query' or 'Type/id'."""
+    path, _, query = url.partition("?")
+    parts = [p for p in path.split("/") if p]
+    if len(parts) == 1:
+        check_search(parts[0], query, patient_id)
+    elif len(parts) == 2 and not query:
+        check_read(parts[0], unquote(parts[1]), patient_id)
+    else:
+        raise PatientScopeError("this kind of FHIR request is not allowed for a launch session", "url")
+
+
+def check_resource(
+    resource: Mapping[str, Any], patient_id: str, local_refs: frozenset[str] = frozenset()
+) -> None:
+    """Raise unless a resource we are about to write belongs to the launch patient."""
+    rtype = resource.get("resourceType")
+    if rtype == "Patient":
+        if resource.get("id") == patient_id:
+            return
+        raise PatientScopeError("writing a Patient other than the launch patient is not allowed", "write")
+    refs: list[str] = []
+    for name in PATIENT_FIELDS:
+        value = resource.get(name)
+        if isinstance(value, dict) and isinstance(value.get("reference"), str):
+            refs.append(value["reference"])
+    if rtype == "Provenance":
+        targets = [t.get("reference") for t in resource.get("target") or [] if isinstance(t, dict)]
+        if targets and all(
+            isinstance(t, str) and (_refers_to(t, patient_id, bare_ok=False) or t in local_refs)
+            for t in targets
+        ):
+            return
+        raise PatientScopeError("Provenance must target the launch patient's resources", "write")
+    if refs and all(_refers_to(r, patient_id, bare_ok=False) for r in refs):
+        return
+    raise PatientScopeError(f"{rtype} to write does not belong to the launch patient", "write")
+
+
+def check_transaction(bundle: Mapping[str, Any], patient_id: str) -> None:
+    entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
+    local = frozenset(str(e["fullUrl"]) for e in entries if isinstance(e.get("fullUrl"), str))
+    for entry in entries:
+        req = entry.get("request") if isinstance(entry.get("request"), dict) else {}
+        method = str(req.get("method", "")).upper()
+        if method == "GET":
+            check_request_url(str(req.get("url", "")), patient_id)
+        elif method in ("POST", "PUT") and isinstance(entry.get("resource"), dict):
+            check_resource(entry["resource"], patient_id, local)
+        else:
+            what = method or "?"
+            raise PatientScopeError(f"transaction entries with method {what} are not allowed", "write")
+
+
+class PatientScopedClient:
+    """The only FHIR client a session gets: same methods as FhirClient, limited to one patient."""
+
+    def __init__(self, inner: Any, patient_id: str, refresh: Callable[..., Any] | None = None) -> None:
+        if not patient_id:
+            raise PatientScopeError("this session has no launch patient", "session")
+        self._inner = inner
+        self.patient_id = patient_id
+        self._refresh = refresh
+
+    @property
+    def base(self) -> str:
+        return str(getattr(self._inner, "base", ""))
+
+    @property
+    def round_trips(self) -> int:
+        return int(getattr(self._inner, "round_trips", 0))
+
+    @property
+    def inner(self) -> Any:
+        """The wrapped client (tests and diagnostics only)."""
+        return self._inner
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except Exception as exc:
+            if self._refresh is None or getattr(exc, "status", None) != 401:
+                raise
+        self._refresh(force=True)
+        return fn()
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        check_read(resource_type, resource_id, self.patient_id)
+        return self._call(lambda: self._inner.read(resource_type, resource_id))
+
+    def search(self, resource_type: str, params: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
+        check_search(resource_type, params, self.patient_id)
+        return self._call(lambda: self._inner.search(resource_type, params, **kwargs))
+
+    def search_bundles(
+        self, resource_type: str, params: Any = None, **kwargs: Any
+    ) -> Iterator[dict[str, Any]]:
+        check_search(resource_type, params, self.patient_id)
+        return self._inner.search_bundles(resource_type, params, **kwargs)
+
+    def follow_pages(
+        self, bundle: dict[str, Any], resource_type: str = "", **kwargs: Any
+    ) -> list[dict[str, Any]]:
+        """Pages after a bundle this client fetched (the inner client keeps them on the same server)."""
+        return self._call(lambda: self._inner.follow_pages(bundle, resource_type, **kwargs))
+
+    def batch(self, requests_: Sequence[str], **kwargs: Any) -> Any:
+        for url in requests_:
+            check_request_url(str(url), self.patient_id)
+        return self._call(lambda: self._inner.batch(requests_, **kwargs))
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        check_transaction(bundle, self.patient_id)
+        return self._call(lambda: self._inner.transaction(bundle))
+
+    def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
+        check_resource(resource, self.patient_id)
+        return self._call(lambda: self._inner.create(resource, if_none_exist))
+
+    def capabilities(self) -> dict[str, Any]:
+        return self._call(lambda: self._inner.capabilities())
