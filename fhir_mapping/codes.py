@@ -133,13 +133,33 @@ def codings(concept: Any) -> tuple[Coding, ...]:
     result = []
     for c in raw:
         code = c.get("code")
-        if not isinstance(code, str) or not code.strip():
+        if not isinstance(code, str):
             continue
-        system = canonical_system(c.get("system"))
-        display = c.get("display")
-        text = display if isinstance(display, str) else ""
-        result.append(Coding(system, normalize_code(system, code), text))
+        system, display = c.get("system"), c.get("display")
+        try:
+            hit = _coding_cache.get((system, code, display))
+        except TypeError:  # an unhashable system/display: odd data, not cached
+            hit = None
+        if hit is None:
+            hit = _make_coding(system, code, display)
+            if hit is None:
+                continue
+        result.append(hit)
     return tuple(result)
+
+
+_coding_cache: dict[tuple[Any, str, Any], Coding] = {}
+
+
+def _make_coding(system: Any, code: str, display: Any) -> Coding | None:
+    """A canonical Coding (memoised: the same codes recur across patients); None for a blank code."""
+    if not code.strip():
+        return None
+    canonical = canonical_system(system) if isinstance(system, str) else ""
+    coding = Coding(canonical, normalize_code(canonical, code), display if isinstance(display, str) else "")
+    if len(_coding_cache) < 50_000 and isinstance(system, str | None) and isinstance(display, str | None):
+        _coding_cache[(system, code, display)] = coding
+    return coding
 
 
 def codes_in(concept: Any, system: str) -> list[str]:

@@ -81,8 +81,10 @@ def read_encounter(
     res: dict[str, Any], key: str, ctx: ReadContext
 ) -> TimeDraft | VisitRecord | InpatientStay | None:
     """The record this Encounter stands for, None when it is none of ours; Unreadable if unusable."""
-    types = res.get("type") or ()
-    if not isinstance(types, list):
+    types = res.get("type")
+    if types is None:
+        types = []
+    elif not isinstance(types, list):
         raise Unreadable("Encounter.type is not a list")
     program = _program(types)
     if program is not None:

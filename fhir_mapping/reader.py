@@ -26,6 +26,7 @@ from rules.records import (
     Attestation,
     BilledService,
     CarePlanRecord,
+    Coding,
     ConditionRecord,
     ConsentRecord,
     InpatientStay,
@@ -69,14 +70,7 @@ def patient_ids(resources: Iterable[Any]) -> list[str]:
 
 def _index(resources: Iterable[Any]) -> tuple[list[Any], References]:
     items = resources if isinstance(resources, list) else list(resources)
-    refs = References()
-    aliases = refs.aliases
-    for res in items:
-        if isinstance(res, dict):
-            rid = res.get("id")
-            if isinstance(rid, str) and rid:
-                aliases[f"urn:uuid:{rid}"] = f"{res.get('resourceType')}/{rid}"
-    return items, refs
+    return items, References(items)
 
 
 def group_by_patient(resources: Iterable[Any]) -> dict[str, list[Any]]:
@@ -151,7 +145,7 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     stays: list[InpatientStay] = []
     attestations: list[Attestation] = []
     billed: list[BilledService] = []
-    tasks: list[tuple[str, dict[str, Any]]] = []
+    tasks: list[tuple[str, dict[str, Any], tuple[Coding, ...]]] = []
     shared: dict[str, datetime] = {}
 
     for index, res in enumerate(items):
@@ -190,15 +184,15 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                     visits.append(record)
                 elif isinstance(record, InpatientStay):
                     stays.append(record)
-            elif rtype == "Condition":
-                conditions.append(read_condition(res, key, ctx))
             elif rtype == "Task":
                 activities = task_activities(res)
                 attestation = read_attestation(res, key, ctx, activities)
                 if attestation is not None:
                     attestations.append(attestation)
-                if res.get("encounter") is not None:
-                    tasks.append((key, res))
+                if res.get("encounter") is not None and res.get("status") == "completed":
+                    tasks.append((key, res, activities))
+            elif rtype == "Condition":
+                conditions.append(read_condition(res, key, ctx))
             elif rtype == "Consent":
                 programs = care_programs(res)
                 if programs:
@@ -214,11 +208,11 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                         shared[plan] = when
         except (Unreadable, BadDate) as exc:
             skipped.append(Skipped(key if rid else f"#{index}", str(exc)))
-        except (AttributeError, TypeError, KeyError, ValueError, IndexError):
+        except (AttributeError, TypeError, KeyError, ValueError, IndexError, ArithmeticError):
             skipped.append(Skipped(key if rid else f"#{index}", f"malformed {rtype} (unexpected JSON shape)"))
 
-    for key, res in tasks:
-        _attach_task(key, res, drafts, key_of, skipped)
+    for key, res, activities in tasks:
+        _attach_task(key, res, activities, drafts, key_of, skipped)
 
     if shared:
         plans = [
@@ -239,17 +233,19 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
 
 
 def _attach_task(
-    key: str, res: dict[str, Any], drafts: dict[str, TimeDraft], key_of: Any, skipped: list[Skipped]
+    key: str,
+    res: dict[str, Any],
+    activities: tuple[Coding, ...],
+    drafts: dict[str, TimeDraft],
+    key_of: Any,
+    skipped: list[Skipped],
 ) -> None:
     """Notes and activities of a completed Task go onto the time entry it points at."""
-    if res.get("status") != "completed":
-        return
     draft = drafts.get(key_of(res.get("encounter")))
     if draft is None:
         return
     try:
         notes = task_notes(res)
-        activities = task_activities(res)
     except (Unreadable, AttributeError, TypeError) as exc:
         reason = str(exc) if isinstance(exc, Unreadable) else "malformed Task (unexpected JSON shape)"
         skipped.append(Skipped(key, reason))

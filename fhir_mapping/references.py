@@ -6,33 +6,55 @@ References come as relative ("Patient/1"), versioned ("Patient/1/_history/3"), a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+_MISSING = object()
 
 
 class References:
-    """Maps every spelling of a reference onto "Type/id" for one set of resources."""
+    """Maps every spelling of a reference onto "Type/id" for one set of resources.
 
-    __slots__ = ("aliases",)
+    `urn:uuid:<id>` aliases are built from `resources` on the first such reference only, so data
+    without them pays nothing; every answer is memoised.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_cache", "_pending", "aliases")
+
+    def __init__(self, resources: Sequence[Any] = ()) -> None:
         self.aliases: dict[str, str] = {}
+        self._pending: Sequence[Any] | None = resources
+        self._cache: dict[str, str | None] = {}
 
-    def add(self, rtype: str, rid: str) -> None:
-        """Record a resource so that `urn:uuid:<id>` references to it resolve."""
-        self.aliases[f"urn:uuid:{rid}"] = f"{rtype}/{rid}"
+    def _build_aliases(self) -> None:
+        aliases = self.aliases
+        for res in self._pending or ():
+            if isinstance(res, dict):
+                rid = res.get("id")
+                if isinstance(rid, str) and rid:
+                    aliases.setdefault(f"urn:uuid:{rid}", f"{res.get('resourceType')}/{rid}")
+        self._pending = None
 
     def key(self, value: Any) -> str | None:
         """The "Type/id" a Reference (dict) or reference string points at; None if unresolvable."""
         ref = value.get("reference") if isinstance(value, dict) else value
-        if not isinstance(ref, str) or not ref:
+        if not isinstance(ref, str):
             return None
+        hit = self._cache.get(ref, _MISSING)
+        if hit is not _MISSING:
+            return hit  # type: ignore[return-value]
         if ref.startswith("urn:"):
-            return self.aliases.get(ref)
-        if ref.startswith("#"):
-            return None  # contained resource
-        if "://" not in ref and "_history" not in ref and ref.count("/") == 1:
-            return ref
-        return relative_key(ref)
+            if self._pending is not None:
+                self._build_aliases()
+            result = self.aliases.get(ref)
+        elif not ref or ref.startswith("#"):
+            result = None  # empty, or a contained resource
+        elif "://" not in ref and "_history" not in ref and ref.count("/") == 1:
+            result = ref
+        else:
+            result = relative_key(ref)
+        self._cache[ref] = result
+        return result
 
 
 def relative_key(ref: str) -> str | None:

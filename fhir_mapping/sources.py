@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.txt")
+_BLANK = frozenset(b" \t\r\n\x0b\x0c")
 
 
 class SourceError(ValueError):
@@ -72,7 +73,7 @@ def resources_from_ndjson(data: bytes | str, *, name: str = "input") -> list[Any
     out: list[Any] = []
     loads = orjson.loads
     for lineno, line in enumerate(raw.split(b"\n"), start=1):
-        if not line.strip():
+        if not line or (line[0] in _BLANK and not line.strip()):
             continue
         try:
             obj = loads(line)

@@ -27,18 +27,33 @@ def check(pm: PatientMonth) -> tuple[Finding, ...]:
         ccm = [p for p in pm.facts.care_plans if "ccm" in p.programs]
         why = (
             "A CCM care plan exists but is not active or not in effect in this month"
-            if ccm else "No CCM care plan is recorded"
+            if ccm
+            else "No CCM care plan is recorded"
         )
-        return (Finding(
-            "care-plan.missing", "care-plan", "blocker",
-            f"{why}. CCM needs a comprehensive care plan (problems, measurable goals, interventions and who is "
-            f"responsible, medication management, review) in effect for {pm.month}, with a copy given to the patient.",
-            str(CITE_PLAN), tuple(p.id for p in ccm),
-        ),)
+        return (
+            Finding(
+                "care-plan.missing",
+                "care-plan",
+                "blocker",
+                f"{why}. CCM needs a comprehensive care plan (problems, measurable goals, interventions and "
+                "who is "
+                f"responsible, medication management, review) in effect for {pm.month}, with a copy given to "
+                "the patient.",
+                str(CITE_PLAN),
+                tuple(p.id for p in ccm),
+            ),
+        )
     if not any(p.shared_with_patient_at is not None for p in plans):
-        return (Finding(
-            "care-plan.not-shared", "care-plan", "info",
-            "No record shows that a copy of the care plan was given to the patient or caregiver; CMS requires "
-            "that it be shared and documented.", str(CITE_SHARED), tuple(p.id for p in plans),
-        ),)
+        return (
+            Finding(
+                "care-plan.not-shared",
+                "care-plan",
+                "info",
+                "No record shows that a copy of the care plan was given to the patient or caregiver; CMS "
+                "requires "
+                "that it be shared and documented.",
+                str(CITE_SHARED),
+                tuple(p.id for p in plans),
+            ),
+        )
     return ()

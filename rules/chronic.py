@@ -22,7 +22,7 @@ import csv
 import gzip
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
@@ -37,7 +37,7 @@ CCIR = "CCIR v2023.1"
 
 Source = Literal["CCIR", "eCQM", "curated"]
 
-_ICD_CODE = re.compile(r"^[A-Z][0-9][0-9A-Z]{1,5}$")
+_ICD_CODE = re.compile(r"^[A-Z][0-9A-Z]{2,6}$")
 _SOURCE_RANK = {"CCIR": 0, "eCQM": 1, "curated": 2}
 
 
@@ -106,8 +106,17 @@ def _read(name: str) -> str:
     return data.decode("utf-8")
 
 
-def _tsv(name: str) -> list[list[str]]:
-    return [line.split("\t") for line in _read(name).splitlines()[1:] if line]
+def _tsv(name: str, columns: int) -> Iterator[tuple[str, ...]]:
+    """Rows of a generated TSV (header skipped). Fast path: one split over the whole text."""
+    text = _read(name)
+    body = text[text.index("\n") + 1:].rstrip("\n")
+    if not body:
+        return iter(())
+    cells = body.replace("\n", "\t").split("\t")
+    if len(cells) % columns:
+        raise ValueError(f"rules/valuesets/{name}: expected {columns} columns per row")
+    it = iter(cells)
+    return zip(*([it] * columns), strict=True)
 
 
 def _csv(name: str) -> list[dict[str, str]]:
@@ -127,19 +136,19 @@ def _tables() -> _Tables:
                                _split(row["ecqm_valuesets"]), _split(row["icd10cm_prefixes"]))
         groups[group.key] = group
     ccw: dict[str, list[str]] = {}
-    for code, category in _tsv("ccw_icd10cm.tsv"):
+    for code, category in _tsv("ccw_icd10cm.tsv", 2):
         ccw.setdefault(code, []).append(category)
     ecqm: dict[str, list[tuple[str, str]]] = {}
-    for code, valueset, display in _tsv("ecqm_snomed.tsv"):
+    for code, valueset, display in _tsv("ecqm_snomed.tsv", 3):
         ecqm.setdefault(code, []).append((valueset, display))
     return _Tables(
-        ccir=dict(_tsv("ccir_v2023_1.tsv.gz")),
+        ccir=dict(_tsv("ccir_v2023_1.tsv.gz", 2)),
         derived={c: (ind, basis, via, int(n))
-                 for c, ind, basis, via, n in _tsv("icd10cm_fy2026_not_in_ccir.tsv.gz")},
-        titles=dict(_tsv("icd10cm_category_titles.tsv")),
+                 for c, ind, basis, via, n in _tsv("icd10cm_fy2026_not_in_ccir.tsv.gz", 5)},
+        titles=dict(_tsv("icd10cm_category_titles.tsv", 2)),
         ccw={code: tuple(cats) for code, cats in ccw.items()},
         ecqm={code: tuple(sets) for code, sets in ecqm.items()},
-        ecqm_sets={key: (title, oid) for key, oid, title, _version in _tsv("ecqm_sets.tsv")},
+        ecqm_sets={key: (title, oid) for key, oid, title, _version in _tsv("ecqm_sets.tsv", 4)},
         curated={r["code"]: (r["display"], r["condition_key"], r["citation"])
                  for r in _csv("curated_snomed.csv")},
         groups=groups,
@@ -214,7 +223,7 @@ def _icd(code: str, who: bool) -> _Core:
     t = _tables()
     note = "WHO ICD-10 code read as ICD-10-CM (meanings can differ); " if who else ""
     title = t.titles.get(code[:3], "")
-    display = f"{_dotted(code)}: {title}" if title else _dotted(code)
+    display = f"{_dotted(code)} ({code[:3]}: {title})" if title else _dotted(code)
     if not _ICD_CODE.match(code):
         return _Core(False, None, None, "", display, f"{note}not a valid ICD-10-CM code")
     indicator = t.ccir.get(code)
@@ -244,7 +253,8 @@ def _derived_reason(indicator: str, basis: str, via: str, count: int) -> str:
     if basis == "ccw":
         return f"listed in the CMS CCW {via} codes, so counted as chronic"
     if basis == "mixed":
-        return f"the {count} CCIR codes under {_dotted(via)} disagree: no determination, not counted as chronic"
+        return (f"the {count} CCIR codes under {_dotted(via)} disagree: "
+                "no determination, not counted as chronic")
     return "no CCIR code shares its category: no determination, not counted as chronic"
 
 

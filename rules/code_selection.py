@@ -82,7 +82,10 @@ def option(pack: PolicyPack, track: Track, minutes: int) -> Option:
 
 
 def describe(lines: Iterable[CodeLine]) -> str:
-    parts = [line.code if line.units == 1 and i == 0 else f"{line.units}×{line.code}" for i, line in enumerate(lines)]
+    parts = [
+        line.code if line.units == 1 and i == 0 else f"{line.units}×{line.code}"
+        for i, line in enumerate(lines)
+    ]
     return " + ".join(parts) or "nothing"
 
 
@@ -131,23 +134,30 @@ def select(pm: PatientMonth, minutes: Minutes, mdm: Attestation | None) -> Selec
 
     nearest: Option | None = None
     for o in options:
-        if nearest is None or (o.track.base_minutes - o.minutes) < (nearest.track.base_minutes - nearest.minutes):
+        if nearest is None or (o.track.base_minutes - o.minutes) < (
+            nearest.track.base_minutes - nearest.minutes
+        ):
             nearest = o
     if nearest is None:  # a pack without usable tracks: nothing is billable
         return Selection(None, "", (), None, ())
     need = nearest.track.base_minutes - nearest.minutes
     t = nearest.track
     alt = [
-        f"{o.track.id} track: {o.minutes} of {o.track.base_minutes} min"
-        for o in options if o is not nearest
+        f"{o.track.id} track: {o.minutes} of {o.track.base_minutes} min" for o in options if o is not nearest
     ]
-    findings.append(Finding(
-        "time.below-threshold", "time", "info",
-        f"{nearest.minutes} min of {SOURCE_WORDS[t.minutes]} counted this month; {need} more min are needed "
-        f"for {t.base} ({t.base_minutes} min, met in full, never rounded)"
-        + (f". Other tracks: {'; '.join(alt + skipped)}" if alt or skipped else "") + ".",
-        str(t.citation),
-    ))
+    findings.append(
+        Finding(
+            "time.below-threshold",
+            "time",
+            "info",
+            f"{nearest.minutes} min of {SOURCE_WORDS[t.minutes]} counted this month; {need} more min are "
+            "needed "
+            f"for {t.base} ({t.base_minutes} min, met in full, never rounded)"
+            + (f". Other tracks: {'; '.join(alt + skipped)}" if alt or skipped else "")
+            + ".",
+            str(t.citation),
+        )
+    )
     return Selection(None, "", (), NextThreshold(t.base, need, t.id, t.base_minutes), tuple(findings))
 
 
@@ -171,12 +181,16 @@ def _staff_cap(pm: PatientMonth, minutes: Minutes, chosen: Option, mdm: Attestat
     tail = ""
     if complex_track is not None and mdm is None:
         tail = (
-            f" Complex CCM ({complex_track.base} at {complex_track.base_minutes} min, {complex_track.add_on} per "
-            f"further {complex_track.add_on_minutes} min) needs a moderate or high MDM attestation by the billing "
+            f" Complex CCM ({complex_track.base} at {complex_track.base_minutes} min, {complex_track.add_on} "
+            "per "
+            f"further {complex_track.add_on_minutes} min) needs a moderate or high MDM attestation by the "
+            "billing "
             "practitioner this month."
         )
     return Finding(
-        "time.staff-cap", "time", "info",
+        "time.staff-cap",
+        "time",
+        "info",
         f"{over} clinical-staff min beyond {staff.max_minutes} are not billable on the clinical-staff track "
         f"({staff.add_on} is capped at {staff.add_on_cap} units a month).{tail}",
         str(staff.citation),

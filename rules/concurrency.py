@@ -77,10 +77,15 @@ def check(pm: PatientMonth) -> tuple[Finding, ...]:
             "different": f"another practitioner ({who})",
             "unknown": f"{who} (the performer could not be matched to the billing practitioner)",
         }[hit.relation]
-        findings.append(Finding(
-            rule, "conflict", hit.outcome.severity,
-            f"{hit.entry.label} ({', '.join(hit.codes)}) is billed for {pm.month} by {relation}. "
-            f"{ALLOWED_WORDS[hit.outcome.allowed]}. {hit.entry.note}",
-            str(hit.entry.citation), tuple(hit.ids),
-        ))
+        findings.append(
+            Finding(
+                rule,
+                "conflict",
+                hit.outcome.severity,
+                f"{hit.entry.label} ({', '.join(hit.codes)}) is billed for {pm.month} by {relation}. "
+                f"{ALLOWED_WORDS[hit.outcome.allowed]}. {hit.entry.note}",
+                str(hit.entry.citation),
+                tuple(hit.ids),
+            )
+        )
     return tuple(findings)

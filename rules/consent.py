@@ -12,7 +12,9 @@ from rules.records import ConsentRecord, PatientFacts
 from rules.verdict import Finding
 
 # The four things CMS requires the patient to be told (cms-rules.md §3.3).
-DISCLOSURES: frozenset[str] = frozenset({"ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"})
+DISCLOSURES: frozenset[str] = frozenset(
+    {"ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"}
+)
 DISCLOSURE_WORDS = {
     "ccm-available": "that CCM is available",
     "cost-sharing": "that cost sharing applies",
@@ -21,8 +23,9 @@ DISCLOSURE_WORDS = {
 }
 RECORDED = frozenset({"active", "rejected", "inactive"})
 
-CITE_CONSENT = Citation("CMS MLN909188; Noridian CCM Q&A; CY2017 PFS final rule", "3.3", ("S1", "S3", "S12", "S29"),
-                        "H")
+CITE_CONSENT = Citation(
+    "CMS MLN909188; Noridian CCM Q&A; CY2017 PFS final rule", "3.3", ("S1", "S3", "S12", "S29"), "H"
+)
 CITE_RECONSENT = Citation("Noridian CCM Q&A (Q3)", "3.3, 0", ("S3",), "H")
 CITE_PRACTITIONER = Citation("CMS MLN909188; CMS CCM FAQ", "3.3, 5.3", ("S1", "S2"), "H")
 
@@ -32,7 +35,9 @@ class ConsentState:
     findings: tuple[Finding, ...]
     consent: ConsentRecord | None  # the consent that governs the month for the billing practitioner
     counts_from: datetime | None  # minutes before this instant are not counted
-    counts_until: datetime | None  # minutes at or after this instant are not counted (effective end of a stop)
+    counts_until: (
+        datetime | None
+    )  # minutes at or after this instant are not counted (effective end of a stop)
 
 
 def _aware(moment: datetime, tz: tzinfo) -> datetime:
@@ -47,15 +52,20 @@ def ccm_consents(facts: PatientFacts) -> tuple[ConsentRecord, ...]:
 def _latest(consents: list[ConsentRecord], tz: tzinfo) -> ConsentRecord:
     """The most recently obtained consent (undated ones sort first; ties keep record order)."""
     indexed = list(enumerate(consents))
-    indexed.sort(key=lambda ic: (ic[1].obtained_at is not None,
-                                 _aware(ic[1].obtained_at, tz) if ic[1].obtained_at else datetime.min, ic[0]))
+    indexed.sort(
+        key=lambda ic: (
+            ic[1].obtained_at is not None,
+            _aware(ic[1].obtained_at, tz) if ic[1].obtained_at else datetime.min,
+            ic[0],
+        )
+    )
     return indexed[-1][1]
 
 
 def resolve_practitioner(
     facts: PatientFacts, explicit: str | None, month_end: datetime, tz: tzinfo
 ) -> tuple[str | None, str]:
-    """Billing practitioner = explicit option, else the governing consent's PPRF actor, else generalPractitioner."""
+    """Billing practitioner: explicit option, else the consent's PPRF actor, else generalPractitioner."""
     if explicit and explicit.strip():
         return explicit.strip(), "option"
     named = [c for c in ccm_consents(facts) if c.billing_practitioner]
@@ -70,12 +80,18 @@ def resolve_practitioner(
 def practitioner_unknown(pm: PatientMonth) -> tuple[Finding, ...]:
     if pm.practitioner:
         return ()
-    return (Finding(
-        "billing-practitioner.unknown", "consent", "blocker",
-        "No billing practitioner is known: none was chosen, the CCM consent names none and the patient has no "
-        "general practitioner. Choose the billing practitioner (or record them on the consent).",
-        str(CITE_PRACTITIONER), (pm.facts.patient.id,),
-    ),)
+    return (
+        Finding(
+            "billing-practitioner.unknown",
+            "consent",
+            "blocker",
+            "No billing practitioner is known: none was chosen, the CCM consent names none and the patient "
+            "has no "
+            "general practitioner. Choose the billing practitioner (or record them on the consent).",
+            str(CITE_PRACTITIONER),
+            (pm.facts.patient.id,),
+        ),
+    )
 
 
 def check(pm: PatientMonth) -> ConsentState:
@@ -83,84 +99,176 @@ def check(pm: PatientMonth) -> ConsentState:
     recorded = ccm_consents(pm.facts)
     if not recorded:
         pending = tuple(c.id for c in pm.facts.consents if "ccm" in c.programs)
-        return ConsentState((Finding(
-            "consent.missing", "consent", "blocker",
-            "No CCM consent is recorded. Before CCM starts, tell the patient that CCM is available, that cost "
-            "sharing applies, that only one practitioner can bill CCM per month and that they may stop at any "
-            "time; record their verbal or written answer.",
-            str(CITE_CONSENT), pending,
-        ),), None, None, None)
+        return ConsentState(
+            (
+                Finding(
+                    "consent.missing",
+                    "consent",
+                    "blocker",
+                    "No CCM consent is recorded. Before CCM starts, tell the patient that CCM is available, "
+                    "that cost "
+                    "sharing applies, that only one practitioner can bill CCM per month and that they may "
+                    "stop at any "
+                    "time; record their verbal or written answer.",
+                    str(CITE_CONSENT),
+                    pending,
+                ),
+            ),
+            None,
+            None,
+            None,
+        )
     mine = [c for c in recorded if not pm.practitioner or c.billing_practitioner in (None, pm.practitioner)]
     if not mine:
         others = sorted({c.billing_practitioner or "" for c in recorded})
-        return ConsentState((Finding(
-            "consent.other-practitioner", "consent", "blocker",
-            f"The CCM consent names a different billing practitioner ({', '.join(others)}), not {pm.practitioner}. "
-            "A new consent is needed when the billing practitioner changes.",
-            str(CITE_RECONSENT), tuple(c.id for c in recorded),
-        ),), None, None, None)
+        return ConsentState(
+            (
+                Finding(
+                    "consent.other-practitioner",
+                    "consent",
+                    "blocker",
+                    f"The CCM consent names a different billing practitioner ({', '.join(others)}), not "
+                    f"{pm.practitioner}. "
+                    "A new consent is needed when the billing practitioner changes.",
+                    str(CITE_RECONSENT),
+                    tuple(c.id for c in recorded),
+                ),
+            ),
+            None,
+            None,
+            None,
+        )
     obtained = [c for c in mine if c.obtained_at is None or pm.before_end(c.obtained_at)]
     if not obtained:
-        return ConsentState((Finding(
-            "consent.missing", "consent", "blocker",
-            f"The CCM consent was obtained after {pm.month}; CCM cannot be billed for a month before consent.",
-            str(CITE_CONSENT), tuple(c.id for c in mine),
-        ),), None, None, None)
+        return ConsentState(
+            (
+                Finding(
+                    "consent.missing",
+                    "consent",
+                    "blocker",
+                    f"The CCM consent was obtained after {pm.month}; CCM cannot be billed for a month before "
+                    "consent.",
+                    str(CITE_CONSENT),
+                    tuple(c.id for c in mine),
+                ),
+            ),
+            None,
+            None,
+            None,
+        )
     current = _latest(obtained, pm.tz)
     status = current.status.lower()
     findings: list[Finding] = []
     counts_from = pm.aware(current.obtained_at) if current.obtained_at else None
     counts_until: datetime | None = None
     if status == "rejected":
-        return ConsentState((Finding(
-            "consent.declined", "consent", "blocker",
-            "The patient declined CCM. Do not bill; the patient may agree later (record a new consent).",
-            str(CITE_CONSENT), (current.id,),
-        ),), current, counts_from, None)
+        return ConsentState(
+            (
+                Finding(
+                    "consent.declined",
+                    "consent",
+                    "blocker",
+                    "The patient declined CCM. Do not bill; the patient may agree later (record a new "
+                    "consent).",
+                    str(CITE_CONSENT),
+                    (current.id,),
+                ),
+            ),
+            current,
+            counts_from,
+            None,
+        )
     if status == "inactive":
         if current.stop_date is None:
-            return ConsentState((Finding(
-                "consent.stopped", "consent", "blocker",
-                "The CCM consent is inactive (the patient stopped CCM) but the stop date is not recorded. "
-                "Record the stop date: CCM stays billable through the end of the month of the stop.",
-                str(CITE_CONSENT), (current.id,),
-            ),), current, counts_from, None)
+            return ConsentState(
+                (
+                    Finding(
+                        "consent.stopped",
+                        "consent",
+                        "blocker",
+                        "The CCM consent is inactive (the patient stopped CCM) but the stop date is not "
+                        "recorded. "
+                        "Record the stop date: CCM stays billable through the end of the month of the stop.",
+                        str(CITE_CONSENT),
+                        (current.id,),
+                    ),
+                ),
+                current,
+                counts_from,
+                None,
+            )
         stop_month: Month = pm.month_of(current.stop_date)
         nxt = stop_month.next()
         counts_until = datetime(nxt.year, nxt.month, 1, tzinfo=pm.tz)
         if stop_month < pm.month:
-            return ConsentState((Finding(
-                "consent.stopped", "consent", "blocker",
-                f"The patient stopped CCM in {stop_month}; the stop took effect at the end of that month, so "
-                f"{pm.month} cannot be billed. A new consent is needed to restart.",
-                str(CITE_CONSENT), (current.id,),
-            ),), current, counts_from, counts_until)
+            return ConsentState(
+                (
+                    Finding(
+                        "consent.stopped",
+                        "consent",
+                        "blocker",
+                        f"The patient stopped CCM in {stop_month}; the stop took effect at the end of that "
+                        "month, so "
+                        f"{pm.month} cannot be billed. A new consent is needed to restart.",
+                        str(CITE_CONSENT),
+                        (current.id,),
+                    ),
+                ),
+                current,
+                counts_from,
+                counts_until,
+            )
         if stop_month == pm.month:
-            findings.append(Finding(
-                "consent.stop-effective", "consent", "info",
-                f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this month, so "
-                "this month is still billable and the next is not.",
-                str(CITE_CONSENT), (current.id,),
-            ))
+            findings.append(
+                Finding(
+                    "consent.stop-effective",
+                    "consent",
+                    "info",
+                    f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this "
+                    "month, so "
+                    "this month is still billable and the next is not.",
+                    str(CITE_CONSENT),
+                    (current.id,),
+                )
+            )
     if current.obtained_at is None:
-        findings.append(Finding(
-            "consent.undated", "consent", "warning",
-            "The CCM consent has no date, so it cannot be shown to precede the counted minutes. Record when "
-            "it was obtained.", str(CITE_CONSENT), (current.id,),
-        ))
+        findings.append(
+            Finding(
+                "consent.undated",
+                "consent",
+                "warning",
+                "The CCM consent has no date, so it cannot be shown to precede the counted minutes. Record "
+                "when "
+                "it was obtained.",
+                str(CITE_CONSENT),
+                (current.id,),
+            )
+        )
     if pm.practitioner and current.billing_practitioner is None:
-        findings.append(Finding(
-            "consent.practitioner-unnamed", "consent", "warning",
-            f"The CCM consent does not name the billing practitioner; record {pm.practitioner} on it so an "
-            "auditor can see who the patient agreed to.", str(CITE_PRACTITIONER), (current.id,),
-        ))
+        findings.append(
+            Finding(
+                "consent.practitioner-unnamed",
+                "consent",
+                "warning",
+                f"The CCM consent does not name the billing practitioner; record {pm.practitioner} on it so "
+                "an "
+                "auditor can see who the patient agreed to.",
+                str(CITE_PRACTITIONER),
+                (current.id,),
+            )
+        )
     missing = sorted(DISCLOSURES - set(current.disclosures))
     if missing:
-        findings.append(Finding(
-            "consent.disclosures-incomplete", "consent", "warning",
-            "The consent does not record that the patient was told "
-            + "; ".join(DISCLOSURE_WORDS[m] for m in missing)
-            + ". CMS requires all four disclosures to be documented.",
-            str(CITE_CONSENT), (current.id,),
-        ))
+        findings.append(
+            Finding(
+                "consent.disclosures-incomplete",
+                "consent",
+                "warning",
+                "The consent does not record that the patient was told "
+                + "; ".join(DISCLOSURE_WORDS[m] for m in missing)
+                + ". CMS requires all four disclosures to be documented.",
+                str(CITE_CONSENT),
+                (current.id,),
+            )
+        )
     return ConsentState(tuple(findings), current, counts_from, counts_until)

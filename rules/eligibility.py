@@ -8,12 +8,16 @@ from typing import Any, Protocol
 
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
-from rules.records import ConditionRecord, Coding
+from rules.records import Coding, ConditionRecord
 from rules.verdict import ChronicCondition, ConditionReview, Finding
 
 CITE_CHRONIC = Citation("CMS MLN909188; Noridian CCM Q&A", "3.1, 0", ("S1", "S3", "S4", "S12"), "H")
-CITE_DECEASED = Citation("CMS MLN909188 (CCM is furnished to a living beneficiary per calendar month)", "3.1, 3.6",
-                         ("S1", "S21"), "M")
+CITE_DECEASED = Citation(
+    "CMS MLN909188 (CCM is furnished to a living beneficiary per calendar month)",
+    "3.1, 3.6",
+    ("S1", "S21"),
+    "M",
+)
 CITE_RISK = Citation("CMS MLN909188; Noridian JF Part A CCM", "3.1, 6", ("S1", "S4"), "H")
 
 COUNTED_CLINICAL = frozenset({"active", "recurrence", "relapse"})
@@ -70,7 +74,14 @@ def _classify(classifier: Classifier, coding: Coding) -> tuple[bool, str | None,
             r.reason or "",
         )
     except Exception as exc:  # a classifier bug must not sink the whole verdict
-        return False, None, None, "", coding.display or coding.code, f"could not classify ({type(exc).__name__})"
+        return (
+            False,
+            None,
+            None,
+            "",
+            coding.display or coding.code,
+            f"could not classify ({type(exc).__name__})",
+        )
 
 
 def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResult:
@@ -81,8 +92,17 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
     for cond in pm.facts.conditions:
         codings = cond.codings
         if not codings:
-            reviewed.append(ConditionReview(cond.id, cond.text or "(no code)", "", "", False, None,
-                                            "no coded diagnosis: cannot classify"))
+            reviewed.append(
+                ConditionReview(
+                    cond.id,
+                    cond.text or "(no code)",
+                    "",
+                    "",
+                    False,
+                    None,
+                    "no coded diagnosis: cannot classify",
+                )
+            )
             continue
         results = [(coding, _classify(classifier, coding)) for coding in codings]
         chronic_hits = [(coding, r) for coding, r in results if r[0]]
@@ -91,18 +111,35 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
         display = cond.text or shown[4]
         if excluded is not None:
             reason = f"{shown[5]}; {excluded}" if shown[5] else excluded
-            reviewed.append(ConditionReview(cond.id, display, shown_coding.system, shown_coding.code, False,
-                                            shown[1], reason))
+            reviewed.append(
+                ConditionReview(
+                    cond.id, display, shown_coding.system, shown_coding.code, False, shown[1], reason
+                )
+            )
             continue
-        reviewed.append(ConditionReview(cond.id, display, shown_coding.system, shown_coding.code,
-                                        bool(chronic_hits), shown[1], shown[5]))
+        reviewed.append(
+            ConditionReview(
+                cond.id,
+                display,
+                shown_coding.system,
+                shown_coding.code,
+                bool(chronic_hits),
+                shown[1],
+                shown[5],
+            )
+        )
         for coding, (_, source, key, label, disp, _reason) in chronic_hits:
             condition_key = key or f"{coding.system}|{coding.code}"
             keys.setdefault(condition_key, label or disp)
             slot = by_code.setdefault(
                 (coding.system, coding.code),
-                {"display": disp, "source": source or "curated", "key": condition_key,
-                 "label": label or disp, "evidence": []},
+                {
+                    "display": disp,
+                    "source": source or "curated",
+                    "key": condition_key,
+                    "label": label or disp,
+                    "evidence": [],
+                },
             )
             if cond.id not in slot["evidence"]:
                 slot["evidence"].append(cond.id)
@@ -114,13 +151,20 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
     if len(keys) < MIN_CONDITIONS:
         have = ", ".join(keys.values()) or "none"
         evidence = tuple(dict.fromkeys(e for c in chronic for e in c.evidence))
-        findings.append(Finding(
-            "eligibility.chronic-conditions", "eligibility", "blocker",
-            f"CCM needs at least {MIN_CONDITIONS} distinct chronic conditions expected to last 12 months or more; "
-            f"found {len(keys)} ({have}). Codes of one condition (such as two diabetes codes) count once. "
-            "Add any missing chronic diagnoses to the problem list if they apply.",
-            str(CITE_CHRONIC), evidence,
-        ))
+        findings.append(
+            Finding(
+                "eligibility.chronic-conditions",
+                "eligibility",
+                "blocker",
+                f"CCM needs at least {MIN_CONDITIONS} distinct chronic conditions expected to last 12 months "
+                "or more; "
+                f"found {len(keys)} ({have}). Codes of one condition (such as two diabetes codes) count "
+                "once. "
+                "Add any missing chronic diagnoses to the problem list if they apply.",
+                str(CITE_CHRONIC),
+                evidence,
+            )
+        )
     return ChronicResult(chronic, tuple(reviewed), tuple(keys), tuple(keys.values()), tuple(findings))
 
 
@@ -130,18 +174,42 @@ def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
     if p.deceased_at is not None:
         at = pm.aware(p.deceased_at)
         if at < pm.start:
-            return (Finding("eligibility.deceased", "eligibility", "blocker",
-                            f"The patient died before {pm.month} ({at.astimezone(pm.tz).date()}); "
-                            "no CCM can be billed for this month.", str(CITE_DECEASED), (p.id,)),)
+            return (
+                Finding(
+                    "eligibility.deceased",
+                    "eligibility",
+                    "blocker",
+                    f"The patient died before {pm.month} ({at.astimezone(pm.tz).date()}); "
+                    "no CCM can be billed for this month.",
+                    str(CITE_DECEASED),
+                    (p.id,),
+                ),
+            )
         if at < pm.end:
-            return (Finding("eligibility.deceased-in-month", "eligibility", "info",
-                            f"The patient died during {pm.month} ({at.astimezone(pm.tz).date()}); only time "
-                            "before that counts.", str(CITE_DECEASED), (p.id,)),)
+            return (
+                Finding(
+                    "eligibility.deceased-in-month",
+                    "eligibility",
+                    "info",
+                    f"The patient died during {pm.month} ({at.astimezone(pm.tz).date()}); only time "
+                    "before that counts.",
+                    str(CITE_DECEASED),
+                    (p.id,),
+                ),
+            )
         return ()
     if p.deceased:
-        return (Finding("eligibility.deceased", "eligibility", "blocker",
-                        "The patient record says deceased without a date; no CCM can be billed. Record the date "
-                        "of death if earlier months are still open.", str(CITE_DECEASED), (p.id,)),)
+        return (
+            Finding(
+                "eligibility.deceased",
+                "eligibility",
+                "blocker",
+                "The patient record says deceased without a date; no CCM can be billed. Record the date "
+                "of death if earlier months are still open.",
+                str(CITE_DECEASED),
+                (p.id,),
+            ),
+        )
     return ()
 
 
@@ -150,10 +218,18 @@ def risk_attestation(pm: PatientMonth) -> tuple[Finding, ...]:
     for a in pm.facts.attestations:
         if a.kind == "risk-attestation" and a.practitioner and (a.at is None or pm.before_end(a.at)):
             return ()
-    return (Finding(
-        "eligibility.risk-attestation", "eligibility", "warning",
-        "No practitioner has attested that the chronic conditions place the patient at significant risk of "
-        "death, acute exacerbation or decompensation, or functional decline. This is a clinical judgment CMS "
-        "requires; the data alone cannot settle it. Ask the billing practitioner to record a risk attestation.",
-        str(CITE_RISK), (pm.facts.patient.id,),
-    ),)
+    return (
+        Finding(
+            "eligibility.risk-attestation",
+            "eligibility",
+            "warning",
+            "No practitioner has attested that the chronic conditions place the patient at significant risk "
+            "of "
+            "death, acute exacerbation or decompensation, or functional decline. This is a clinical judgment "
+            "CMS "
+            "requires; the data alone cannot settle it. Ask the billing practitioner to record a risk "
+            "attestation.",
+            str(CITE_RISK),
+            (pm.facts.patient.id,),
+        ),
+    )

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rules import care_plan, code_selection, concurrency, consent, documentation, eligibility, initiating_visit
+from rules import (
+    care_plan,
+    code_selection,
+    concurrency,
+    consent,
+    documentation,
+    eligibility,
+    initiating_visit,
+)
 from rules import minutes as minute_rules
 from rules.month import BadMonth, Month, zone
 from rules.packs import Citation, PolicyPack, resolve_pack
@@ -20,7 +28,7 @@ CITE_CLAIM = Citation("CMS claim edits; OIG CCM reports", "5.2, 5.3", ("S10", "S
 
 
 def default_classifier() -> Classifier:
-    """rules.chronic.classify, imported on first use (it is data-backed and owned by the value-sets module)."""
+    """rules.chronic.classify, imported on first use (owned by the value-sets module)."""
     from rules.chronic import classify
 
     return classify
@@ -84,17 +92,23 @@ def evaluate(
     findings += documentation.check(pm, counted.entries)
 
     codes = selection.codes
-    problems = code_selection.violations(policy, codes)
+    problems = code_selection.violations(policy, codes) if codes else []
     if problems:  # a defect in the pack or the selection; never send such a claim
-        findings.append(Finding(
-            "time.invalid-claim", "time", "blocker",
-            "The selected codes break a claim edit (" + "; ".join(problems) + "). Nothing is billed.",
-            str(CITE_CLAIM),
-        ))
+        findings.append(
+            Finding(
+                "time.invalid-claim",
+                "time",
+                "blocker",
+                "The selected codes break a claim edit (" + "; ".join(problems) + "). Nothing is billed.",
+                str(CITE_CLAIM),
+            )
+        )
         codes = ()
-    ordered = tuple(sorted(
-        findings, key=lambda f: (CATEGORY_ORDER.get(f.category, 99), SEVERITY_ORDER.get(f.severity, 9))
-    ))
+    ordered = tuple(
+        sorted(
+            findings, key=lambda f: (CATEGORY_ORDER.get(f.category, 99), SEVERITY_ORDER.get(f.severity, 9))
+        )
+    )
     status = status_of(ordered, bool(codes))
     return Verdict(
         patient=facts.patient.id,

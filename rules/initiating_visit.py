@@ -15,7 +15,9 @@ DONE = frozenset({"finished", "completed"})
 def _qualifies(pm: PatientMonth, visit: VisitRecord) -> bool:
     policy = pm.pack.initiating_visit
     codes = policy.codes
-    return (visit.status or "").lower() in DONE and any(c.code.strip().upper() in codes for c in visit.codings)
+    return (visit.status or "").lower() in DONE and any(
+        c.code.strip().upper() in codes for c in visit.codings
+    )
 
 
 def _lookback(start: datetime, months: int) -> datetime:
@@ -26,7 +28,7 @@ def _lookback(start: datetime, months: int) -> datetime:
 
 
 def check(pm: PatientMonth, consent: ConsentRecord | None) -> tuple[Finding, ...]:
-    """Blocker when no qualifying visit by the billing practitioner precedes CCM start by 12 months or less."""
+    """Blocker unless a qualifying visit by the billing practitioner is within 12 months before CCM start."""
     policy = pm.pack.initiating_visit
     ccm_start = pm.aware(consent.obtained_at) if consent and consent.obtained_at else pm.end
     # The consent is often taken at the visit itself: allow the rest of the consent's day.
@@ -46,10 +48,16 @@ def check(pm: PatientMonth, consent: ConsentRecord | None) -> tuple[Finding, ...
         detail = "Qualifying visits exist, but not by the billing practitioner."
     else:
         detail = "No qualifying visit (E/M level 2-5, AWV or IPPE) is recorded."
-    return (Finding(
-        "initiating-visit.missing", "initiating-visit", "blocker",
-        f"CCM must start with an initiating visit by the billing practitioner within "
-        f"{policy.lookback_months} months before {anchor}. {detail} Schedule a face-to-face visit (E/M level "
-        "2-5, AWV or IPPE) and discuss CCM during it.",
-        str(policy.citation), tuple(v.id for v in visits),
-    ),)
+    return (
+        Finding(
+            "initiating-visit.missing",
+            "initiating-visit",
+            "blocker",
+            f"CCM must start with an initiating visit by the billing practitioner within "
+            f"{policy.lookback_months} months before {anchor}. {detail} Schedule a face-to-face visit (E/M "
+            "level "
+            "2-5, AWV or IPPE) and discuss CCM during it.",
+            str(policy.citation),
+            tuple(v.id for v in visits),
+        ),
+    )

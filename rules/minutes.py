@@ -20,13 +20,23 @@ from rules.verdict import Finding, Minutes
 
 FINISHED = "finished"
 UNRECORDED = "(performer not recorded)"
-PROGRAM_NAMES = {"ccm": "CCM", "pcm": "PCM", "rpm": "RPM", "rtm": "RTM", "bhi": "BHI", "tcm": "TCM", "apcm": "APCM"}
+PROGRAM_NAMES = {
+    "ccm": "CCM",
+    "pcm": "PCM",
+    "rpm": "RPM",
+    "rtm": "RTM",
+    "bhi": "BHI",
+    "tcm": "TCM",
+    "apcm": "APCM",
+}
 
 CITE_MONTH = Citation("AAFP (CMS FAQ); Codapedia (CMS FAQ)", "3.6", ("S19", "S21"), "H")
 CITE_CONSENT_FIRST = Citation("CMS MLN909188; Noridian CCM Q&A", "3.3, 5.3", ("S1", "S3"), "H")
 CITE_INPATIENT = Citation("AAFP (CMS FAQ on SNF/hospital inpatients)", "1.1, 3.6", ("S19",), "M")
 CITE_OVERLAP = Citation("CMS CCM FAQ; CY2026 PFS final rule", "2, 3.6, 5.3", ("S2", "S7"), "H")
-CITE_OTHER = Citation("CMS CCM FAQ; CY2026 PFS final rule; G0506 summaries", "3.6, 2", ("S2", "S7", "S24"), "H")
+CITE_OTHER = Citation(
+    "CMS CCM FAQ; CY2026 PFS final rule; G0506 summaries", "3.6, 2", ("S2", "S7", "S24"), "H"
+)
 
 Span = tuple[float, float]
 
@@ -121,7 +131,7 @@ def count(
     counts_until: datetime | None,
     died_at: datetime | None = None,
 ) -> MinuteCount:
-    """Counted CCM minutes (all people, and the billing practitioner's own) with the findings that explain them."""
+    """Counted CCM minutes (everyone's, and the billing practitioner's own) and the findings why."""
     lo, hi = pm.start.timestamp(), pm.end.timestamp()
     floor_ts = _ts(pm, counts_from)
     stop_ts = _ts(pm, counts_until)
@@ -219,47 +229,84 @@ def _findings(
 ) -> tuple[Finding, ...]:
     out: list[Finding] = []
     if before.seconds > 0:
-        out.append(Finding(
-            "time.before-consent", "time", "info",
-            f"{_said(before.seconds)} logged before the CCM consent was obtained are not counted; CCM time "
-            "counts only from consent on.", str(CITE_CONSENT_FIRST), tuple(before.ids),
-        ))
+        out.append(
+            Finding(
+                "time.before-consent",
+                "time",
+                "info",
+                f"{_said(before.seconds)} logged before the CCM consent was obtained are not counted; CCM "
+                "time "
+                "counts only from consent on.",
+                str(CITE_CONSENT_FIRST),
+                tuple(before.ids),
+            )
+        )
     if after_stop.seconds > 0:
-        out.append(Finding(
-            "time.after-stop", "time", "info",
-            f"{_said(after_stop.seconds)} logged after the patient's stop of CCM took effect are not counted.",
-            str(CITE_CONSENT_FIRST), tuple(after_stop.ids),
-        ))
+        out.append(
+            Finding(
+                "time.after-stop",
+                "time",
+                "info",
+                f"{_said(after_stop.seconds)} logged after the patient's stop of CCM took effect are not "
+                "counted.",
+                str(CITE_CONSENT_FIRST),
+                tuple(after_stop.ids),
+            )
+        )
     if after_death.seconds > 0:
-        out.append(Finding(
-            "time.after-death", "time", "info",
-            f"{_said(after_death.seconds)} logged after the recorded date of death are not counted.",
-            str(CITE_MONTH), tuple(after_death.ids),
-        ))
+        out.append(
+            Finding(
+                "time.after-death",
+                "time",
+                "info",
+                f"{_said(after_death.seconds)} logged after the recorded date of death are not counted.",
+                str(CITE_MONTH),
+                tuple(after_death.ids),
+            )
+        )
     if inpatient.seconds > 0:
-        out.append(Finding(
-            "time.inpatient", "time", "info",
-            f"{_said(inpatient.seconds)} logged while the patient was a hospital or SNF inpatient are not counted.",
-            str(CITE_INPATIENT), tuple(inpatient.ids),
-        ))
+        out.append(
+            Finding(
+                "time.inpatient",
+                "time",
+                "info",
+                f"{_said(inpatient.seconds)} logged while the patient was a hospital or SNF inpatient are "
+                "not counted.",
+                str(CITE_INPATIENT),
+                tuple(inpatient.ids),
+            )
+        )
     if overlap.seconds > 0:
-        out.append(Finding(
-            "time.overlap", "time", "info",
-            f"{_said(overlap.seconds)} of overlapping time entries by the same person were counted once. "
-            "One person's time can count only once; different people's time adds up.",
-            str(CITE_OVERLAP), tuple(overlap.ids),
-        ))
+        out.append(
+            Finding(
+                "time.overlap",
+                "time",
+                "info",
+                f"{_said(overlap.seconds)} of overlapping time entries by the same person were counted once. "
+                "One person's time can count only once; different people's time adds up.",
+                str(CITE_OVERLAP),
+                tuple(overlap.ids),
+            )
+        )
     others = [(p, s) for p, s in logged.items() if p != "ccm" and s > 0]
     if others:
         listed = ", ".join(f"{PROGRAM_NAMES.get(p, p.upper())} {_said(s)}" for p, s in sorted(others))
         extra = (
             f" {_said(double.seconds)} of CCM time overlapped the same person's time for another program and "
-            "was not counted." if double.seconds > 0 else ""
+            "was not counted."
+            if double.seconds > 0
+            else ""
         )
-        out.append(Finding(
-            "time.other-program", "time", "info",
-            f"Time logged for other programs this month ({listed}) is not CCM time and never counts toward CCM "
-            f"thresholds; no minute may count for two services.{extra}",
-            str(CITE_OTHER), tuple(other_ids) + tuple(i for i in double.ids if i not in other_ids),
-        ))
+        out.append(
+            Finding(
+                "time.other-program",
+                "time",
+                "info",
+                f"Time logged for other programs this month ({listed}) is not CCM time and never counts "
+                "toward CCM "
+                f"thresholds; no minute may count for two services.{extra}",
+                str(CITE_OTHER),
+                tuple(other_ids) + tuple(i for i in double.ids if i not in other_ids),
+            )
+        )
     return tuple(out)

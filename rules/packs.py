@@ -147,10 +147,7 @@ class InitiatingVisitPolicy:
     hcpcs: frozenset[str]
     lookback_months: int
     citation: Citation
-
-    @property
-    def codes(self) -> frozenset[str]:
-        return self.cpt | self.hcpcs
+    codes: frozenset[str] = frozenset()  # cpt | hcpcs, filled in by the parser
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -238,7 +235,11 @@ def _load(pack_id: str) -> PolicyPack:
 
 def pack_for_month(month: Month | str) -> PolicyPack:
     """The pack in effect for `month` (the latest-starting pack whose period covers it)."""
-    m = Month.parse(month) if isinstance(month, str) else month
+    return _pack_for(Month.parse(month) if isinstance(month, str) else month)
+
+
+@cache
+def _pack_for(m: Month) -> PolicyPack:
     covering = [p for p in (load_pack(i) for i in _available()) if p.covers(m)]
     if not covering:
         raise UnknownPolicy(f"no policy pack covers {m}; available: {', '.join(_available())}")
@@ -408,19 +409,26 @@ class _Parser:
         tracks = tuple(self.track(t, codes) for t in self.list_of(r.get("tracks"), "tracks"))
         if len({t.id for t in tracks}) != len(tracks):
             raise self.fail("track ids must be unique")
-        groups = tuple(self.group(g, codes) for g in self.list_of(r.get("exclusive_groups"), "exclusive_groups"))
-        concurrency = tuple(self.concurrency(c, codes) for c in self.list_of(r.get("concurrency"), "concurrency"))
+        groups = tuple(
+            self.group(g, codes) for g in self.list_of(r.get("exclusive_groups"), "exclusive_groups")
+        )
+        concurrency = tuple(
+            self.concurrency(c, codes) for c in self.list_of(r.get("concurrency"), "concurrency")
+        )
         if len({c.family for c in concurrency}) != len(concurrency):
             raise self.fail("concurrency families must be unique")
         iv = self.obj(r.get("initiating_visit"), "initiating_visit")
         lookback = self.opt_int(iv.get("lookback_months"), "initiating_visit.lookback_months")
         if lookback is None:
             raise self.fail("initiating_visit.lookback_months is required")
+        cpt = frozenset(self.list_of(iv.get("cpt"), "initiating_visit.cpt"))
+        hcpcs = frozenset(iv.get("hcpcs") or ())
         visit = InitiatingVisitPolicy(
-            cpt=frozenset(self.list_of(iv.get("cpt"), "initiating_visit.cpt")),
-            hcpcs=frozenset(iv.get("hcpcs") or ()),
+            cpt=cpt,
+            hcpcs=hcpcs,
             lookback_months=lookback,
             citation=self.citation(iv.get("citation"), "initiating_visit"),
+            codes=cpt | hcpcs,
         )
         return PolicyPack(
             id=pack_id,
@@ -496,7 +504,9 @@ class _Parser:
         return Concurrency(
             family=family,
             label=self.text(c.get("label"), f"concurrency {family} label"),
-            same_practitioner=self.outcome(c.get("same_practitioner"), f"concurrency {family} same_practitioner"),
+            same_practitioner=self.outcome(
+                c.get("same_practitioner"), f"concurrency {family} same_practitioner"
+            ),
             different_practitioner=self.outcome(
                 c.get("different_practitioner"), f"concurrency {family} different_practitioner"
             ),

@@ -44,3 +44,13 @@ if [ -z "${CCM_READY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; th
     log "chromium missing: run 'sudo apt-get install chromium' or set CCM_READY_CHROMIUM"; exit 1
   fi
 fi
+
+# 5. poppler-utils (pdftoppm, pdftotext): the audit-packet PDF test looks inside the printed PDF.
+if ! command -v pdftoppm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing Debian poppler-utils"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null
+  else
+    log "pdftoppm missing: run 'sudo apt-get install poppler-utils' (the packet PDF test skips without it)"
+  fi
+fi

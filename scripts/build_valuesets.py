@@ -192,11 +192,13 @@ def check_groups(groups: list[dict[str, str]], ecqm_sets: list[dict[str, str]],
             if vs in set_to_key:
                 raise BuildError(f"condition_groups.csv: eCQM set {vs!r} in two groups")
             set_to_key[vs] = g["condition_key"]
-    if ccw_groups - mapped_ccw:
-        raise BuildError(f"condition_groups.csv: CCW categories not mapped: {sorted(ccw_groups - mapped_ccw)}")
+    unmapped = sorted(ccw_groups - mapped_ccw)
+    if unmapped:
+        raise BuildError(f"condition_groups.csv: CCW categories not mapped: {unmapped}")
     listed = {row["valueset_key"]: row["included"] for row in ecqm_sets}
     if set(listed) != vsac_keys:
-        raise BuildError(f"ecqm_valuesets.csv must list exactly the VSAC sets: {sorted(vsac_keys ^ set(listed))}")
+        odd = sorted(vsac_keys ^ set(listed))
+        raise BuildError(f"ecqm_valuesets.csv must list exactly the VSAC sets: {odd}")
     for vs, included in listed.items():
         if included not in {"yes", "no"}:
             raise BuildError(f"ecqm_valuesets.csv: included must be yes/no for {vs}")
@@ -330,8 +332,18 @@ def leaf_codes(codes: set[str]) -> set[str]:
     return {c for c, nxt in zip(ordered, [*ordered[1:], ""], strict=True) if not nxt.startswith(c)}
 
 
+def differing(files: dict[str, bytes], out: Path) -> list[str]:
+    """Names of generated files that are missing from `out` or differ from it."""
+    return [n for n, data in files.items() if not (out / n).is_file() or (out / n).read_bytes() != data]
+
+
+def write(files: dict[str, bytes], out: Path) -> None:
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED, help="path to shared/data")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="rules/valuesets folder")
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on difference")
@@ -343,17 +355,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"build_valuesets: {exc}", file=sys.stderr)
         return 2
     if not args.quiet:
-        for line in report:
-            print(line)
-    differing = [n for n, data in files.items()
-                 if not (args.out / n).is_file() or (args.out / n).read_bytes() != data]
+        print("\n".join(report))
     if args.check:
-        for name in differing:
+        names = differing(files, args.out)
+        for name in names:
             print(f"differs: {name}", file=sys.stderr)
-        return 1 if differing else 0
-    for name, data in files.items():
-        (args.out / name).write_bytes(data)
-        if not args.quiet:
+        return 1 if names else 0
+    write(files, args.out)
+    if not args.quiet:
+        for name, data in files.items():
             print(f"wrote {name} ({len(data)} bytes)")
     return 0
 

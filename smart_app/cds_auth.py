@@ -98,7 +98,9 @@ def _keyset(client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]]
         raise CdsAuthError("the issuer's JWKS is not usable") from exc
 
 
-def _decode(token: str, client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+def _decode(
+    token: str, client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]]
+) -> dict[str, Any]:
     last: Exception | None = None
     for refresh in (False, True):  # a key rotation: refetch a URL-based JWKS once
         try:

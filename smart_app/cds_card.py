@@ -16,7 +16,7 @@ SOURCE_LABEL = "CCM Ready"
 WARN_DAYS_LEFT = 7  # a not-yet month this close to its end is a warning: the minutes may be lost
 
 _STATUS_WORDS = {"ready": "ready to bill", "not-yet": "not yet billable", "blocked": "blocked"}
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")  # inline CommonMark/HTML metacharacters
 
 
 def build_card(
@@ -123,7 +123,7 @@ def detail(verdict: Verdict) -> str:
     if verdict.minutes.not_counted:
         lines.append(f"- Minutes logged but not counted: {verdict.minutes.not_counted}")
     if verdict.track:
-        lines.append(f"- Track: {md(verdict.track)}" + (f" ({md(verdict.track_reason)})" if verdict.track_reason else ""))
+        lines.append(f"- Track: {md(verdict.track)}")
     if verdict.codes:
         lines += ["", "**Codes**", ""]
         for c in verdict.codes:
@@ -141,5 +141,8 @@ def detail(verdict: Verdict) -> str:
     if verdict.chronic_conditions:
         names = sorted({c.condition_label or c.display for c in verdict.chronic_conditions})
         lines += ["", "**Chronic conditions:** " + md("; ".join(names))]
-    lines += ["", f"Policy: {md(verdict.policy)} {md(verdict.policy_version)}. Estimates, not billing advice."]
+    lines += [
+        "",
+        f"Policy: {md(verdict.policy)} {md(verdict.policy_version)}. Estimates, not billing advice.",
+    ]
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from rules.month import Month, zone
 from smart_app.cds_auth import CdsAuthError, JwksFetcher, ReplayCache, bearer_token, verify
 from smart_app.cds_card import build_card
+from smart_app.packet_web import packet_view
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,36 @@ class CdsError(Exception):
 
 
 # ------------------------------------------------------------------ app state, CORS
+
+
+def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """CDS settings from the environment (used only where the app config does not set them).
+
+    CCM_READY_CDS_CLIENTS: JSON, or a path to a JSON file, {iss: {"jwks": {...}} | {"jwks_url": url}};
+    CCM_READY_CDS_SERVICE_URL: the public ".../cds-services" base;
+    CCM_READY_CDS_ALLOW_UNAUTHENTICATED=1: accept calls without a JWT (local testing only).
+    """
+    out: dict[str, Any] = {}
+    raw = environ.get("CCM_READY_CDS_CLIENTS", "").strip()
+    if raw:
+        text = raw if raw[0] in "{[" else Path(raw).read_text("utf-8")
+        clients = json.loads(text)
+        if not isinstance(clients, dict):
+            raise ValueError("CCM_READY_CDS_CLIENTS must be a JSON object {iss: {jwks | jwks_url}}")
+        out["CDS_CLIENTS"] = clients
+    if environ.get("CCM_READY_CDS_SERVICE_URL"):
+        out["CDS_SERVICE_URL"] = environ["CCM_READY_CDS_SERVICE_URL"]
+    if environ.get("CCM_READY_CDS_ALLOW_UNAUTHENTICATED") == "1":
+        out["CDS_ALLOW_UNAUTHENTICATED"] = True
+    return out
+
+
+@bp.record_once
+def _defaults(state: Any) -> None:
+    for key, value in env_settings(os.environ).items():
+        state.app.config.setdefault(key, value)
+    if state.app.config.get("CDS_ALLOW_UNAUTHENTICATED") is True:
+        log.warning("CDS Hooks calls without a JWT are accepted (CDS_ALLOW_UNAUTHENTICATED): testing only")
 
 
 def _state(app: Flask) -> dict[str, Any]:
@@ -149,7 +181,9 @@ def _validated_body(body: Any) -> dict[str, Any]:
     if not isinstance(pid, str) or not pid.strip() or "/" in pid or len(pid) > 255:
         raise CdsError(400, "'context.patientId' must be a bare FHIR id")
     server = body.get("fhirServer")
-    if server is not None and (not isinstance(server, str) or urlsplit(server).scheme not in ("http", "https")):
+    if server is not None and (
+        not isinstance(server, str) or urlsplit(server).scheme not in ("http", "https")
+    ):
         raise CdsError(400, "'fhirServer' must be an http(s) URL")
     auth = body.get("fhirAuthorization")
     if auth is not None:
@@ -179,7 +213,11 @@ def prefetch_resources(prefetch: Mapping[str, Any] | None, patient_id: str) -> l
             return None  # a truncated page: fetching is better than evaluating on part of the data
         out.extend(r for r in resources_from_json(value) if isinstance(r, dict))
     patient = prefetch.get("patient")
-    if not isinstance(patient, dict) or patient.get("resourceType") != "Patient" or patient.get("id") != patient_id:
+    if (
+        not isinstance(patient, dict)
+        or patient.get("resourceType") != "Patient"
+        or patient.get("id") != patient_id
+    ):
         return None
     return out
 
@@ -191,8 +229,11 @@ def _resources(body: dict[str, Any], claims: dict[str, Any] | None) -> tuple[lis
         return got, "prefetch"
     server = body.get("fhirServer")
     if not server:
-        raise CdsError(412, "prefetch incomplete and no fhirServer to fetch from: send the prefetch "
-                            "templates of GET /cds-services, or fhirServer with fhirAuthorization")
+        raise CdsError(
+            412,
+            "prefetch incomplete and no fhirServer to fetch from: send the prefetch "
+            "templates of GET /cds-services, or fhirServer with fhirAuthorization",
+        )
     allowed = ((current_app.config.get("CDS_CLIENTS") or {}).get(claims["iss"], {}) if claims else {}).get(
         "fhir_servers"
     )
@@ -206,7 +247,9 @@ def _fetch(server: str, token: str | None, patient_id: str) -> list[dict[str, An
     from smart_app.readiness import fetch_patient_resources
 
     provider: Callable[[], str | None] | None = (lambda: token) if token else None
-    client = FhirClient(server, token_provider=provider, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10)))
+    client = FhirClient(
+        server, token_provider=provider, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10))
+    )
     tz = current_app.config.get("TIMEZONE", "UTC")
     try:
         return fetch_patient_resources(client, patient_id, _now_month()[0], tz)
@@ -239,3 +282,7 @@ def _card_for(patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any
         verdict, launch_url=launch_url, today=local.date(), source_url=f"{origin.scheme}://{origin.netloc}/"
     )
 
+
+# ------------------------------------------------------------------ audit packet for the session's patient
+
+bp.add_url_rule("/packet", "packet", packet_view, methods=["GET"])

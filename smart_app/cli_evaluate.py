@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 import sys
+import textwrap
 from typing import TextIO
 
 from fhir_mapping.reader import patient_ids, patient_key, read_facts
@@ -68,6 +69,9 @@ STATUS_LINES = {
     "blocked": "BLOCKED: something must be fixed before this month can be billed",
     "not-eligible": "NOT ELIGIBLE for CCM this month",
 }
+
+
+WIDTH = 100
 
 
 class InputError(ValueError):
@@ -171,7 +175,9 @@ def render_text(v: Verdict) -> str:
         f"Billing practitioner: {v.billing_practitioner or 'unknown'}",
     ]
     if v.track:
-        lines.append(f"Track: {v.track}" + (f" ({v.track_reason})" if v.track_reason else ""))
+        lines.append(f"Track: {v.track}")
+        if v.track_reason and not any(f.rule == "time.track-choice" for f in v.findings):
+            lines.extend(_wrap(v.track_reason, "  "))
     lines.append("")
     if v.codes:
         lines.append(f"Codes (national non-facility total {_money(v.payment_total)}):")
@@ -216,8 +222,15 @@ def render_text(v: Verdict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wrap(text: str, indent: str, first: str | None = None) -> list[str]:
+    return textwrap.wrap(
+        text, width=WIDTH, initial_indent=first if first is not None else indent, subsequent_indent=indent
+    ) or [indent.rstrip()]
+
+
 def _finding_lines(f: Finding) -> list[str]:
-    lines = [f"    {f.severity.upper()} {f.rule}: {f.message}", f"      source: {f.citation}"]
+    lines = _wrap(f"{f.severity.upper()} {f.rule}: {f.message}", "      ", "    ")
+    lines += _wrap(f"source: {f.citation}", "        ", "      ")
     if f.evidence:
-        lines.append(f"      evidence: {', '.join(f.evidence)}")
+        lines += _wrap(f"evidence: {', '.join(f.evidence)}", "        ", "      ")
     return lines

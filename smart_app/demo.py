@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     previous = signal.signal(signal.SIGTERM, _raise_exit)
+    # Ctrl-C must stop us (and so the FHIR server) even if SIGINT was inherited as ignored.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if args.no_seed:
             count = len(read_manifest(manifest_path).patients) if manifest_path.is_file() else 0
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         server.stop()
         print("Stopped the FHIR server.", flush=True)
     return 0

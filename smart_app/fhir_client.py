@@ -331,7 +331,7 @@ class FhirClient:
         if resource.get("resourceType") == "Bundle":
             resources = searchset_resources(resource)
             if follow:
-                resources += self.follow_pages(resource, req.split("?", 1)[0])
+                resources += self.follow_pages(resource, req.split("?", 1)[0].split("/", 1)[0])
             return BatchResult(status, resources, "", None, req, searchset_warnings(resource))
         return BatchResult(status, [resource], "", None, req)
 

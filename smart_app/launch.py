@@ -99,6 +99,9 @@ def standalone() -> Response | str:
 def callback() -> Response | tuple[str, int]:
     """OAuth redirect: state must match a launch begun in THIS browser session (single use)."""
     if request.args.get("error"):
+        pending_all = dict(session.get(PENDING_KEY) or {})
+        if pending_all.pop(request.args.get("state") or "", None) is not None:
+            session[PENDING_KEY] = pending_all
         error = re.sub(r"[^A-Za-z0-9_\-]", "", request.args["error"])[:60]
         raise SmartAuthError(f"The authorization server did not grant access ({error}).", 403)
     state = request.args.get("state")

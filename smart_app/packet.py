@@ -67,13 +67,21 @@ def _key(res: dict[str, Any]) -> str | None:
     return f"{res.get('resourceType')}/{rid}" if isinstance(rid, str) and rid else None
 
 
-def _verdict(resources: Sequence[Any], patient_id: str | None, month: Month, tz: str, pack: str | None,
-             billing_practitioner: str | None) -> tuple[Verdict, PatientFacts]:
+def _verdict(
+    resources: Sequence[Any],
+    patient_id: str | None,
+    month: Month,
+    tz: str,
+    pack: str | None,
+    billing_practitioner: str | None,
+) -> tuple[Verdict, PatientFacts]:
     facts = read_facts(resources, patient_id, tz)
     return evaluate(facts, month, pack=pack, tz=tz, billing_practitioner=billing_practitioner), facts
 
 
-def _trimmed(relevant: list[dict[str, Any]], facts: PatientFacts, month: Month, tz: str) -> list[dict[str, Any]]:
+def _trimmed(
+    relevant: list[dict[str, Any]], facts: PatientFacts, month: Month, tz: str
+) -> list[dict[str, Any]]:
     """Drop time entries (and their Tasks) that end before or start after the month (a day of slack)."""
     start, end = month.bounds(zone(tz))
     start, end = start - timedelta(days=1), end + timedelta(days=1)
@@ -83,19 +91,24 @@ def _trimmed(relevant: list[dict[str, Any]], facts: PatientFacts, month: Month, 
 
 
 def select_resources(
-    resources: Sequence[Any], patient_id: str | None, month: Month, tz: str, pack: str | None,
+    resources: Sequence[Any],
+    patient_id: str | None,
+    month: Month,
+    tz: str,
+    pack: str | None,
     billing_practitioner: str | None,
 ) -> tuple[list[dict[str, Any]], Verdict, PatientFacts]:
     """The smallest of (month-trimmed, all readable types, everything) that reproduces the verdict."""
     verdict, facts = _verdict(resources, patient_id, month, tz, pack, billing_practitioner)
-    if facts.patient is None or not facts.patient.id.startswith("Patient/") or "#" in facts.patient.id:
+    keys = {_key(r) for r in resources if isinstance(r, dict) and r.get("resourceType") == "Patient"}
+    if facts.patient is None or facts.patient.id not in keys:
         raise PacketError("no Patient resource (with an id) for this patient in the input")
     pid = facts.patient.id.split("/", 1)[1]
     expected = to_json(verdict)
     relevant = [r for r in resources if isinstance(r, dict) and r.get("resourceType") in RELEVANT_TYPES]
     everything = [r for r in resources if isinstance(r, dict)]
     for candidate in (_trimmed(relevant, facts, month, tz), relevant, everything):
-        again, again_facts = _verdict(candidate, pid, month, tz, pack, billing_practitioner)
+        again, _facts = _verdict(candidate, pid, month, tz, pack, billing_practitioner)
         if to_json(again) == expected:
             return candidate, verdict, facts
     raise PacketError("the input's verdict cannot be reproduced from its resources (resources without ids?)")
@@ -156,11 +169,17 @@ def build_packet(
 
 
 def _composition(
-    verdict: Verdict, facts: PatientFacts, month: Month, tz: str, pack: str | None,
-    billing_practitioner: str | None, url_of: dict[str, str], hashes: Sequence[tuple[str, str, str]],
+    verdict: Verdict,
+    facts: PatientFacts,
+    month: Month,
+    tz: str,
+    pack: str | None,
+    billing_practitioner: str | None,
+    url_of: dict[str, str],
+    hashes: Sequence[tuple[str, str, str]],
     generated: datetime,
 ) -> dict[str, Any]:
-    patient_ref = url_of[verdict.patient] if verdict.patient in url_of else verdict.patient
+    patient_ref = url_of.get(verdict.patient, verdict.patient)
     options = [{"url": "month", "valueString": str(month)}, {"url": "timezone", "valueString": tz}]
     if pack:
         options.append({"url": "policy", "valueString": pack})
@@ -168,22 +187,31 @@ def _composition(
         options.append({"url": "billing-practitioner", "valueString": billing_practitioner})
     verdict_json = json.dumps(to_json(verdict), sort_keys=True, separators=(",", ":")).encode()
     extensions: list[dict[str, Any]] = [
-        {"url": POLICY_EXT, "extension": [
-            {"url": "id", "valueString": verdict.policy},
-            {"url": "version", "valueString": verdict.policy_version},
-        ]},
+        {
+            "url": POLICY_EXT,
+            "extension": [
+                {"url": "id", "valueString": verdict.policy},
+                {"url": "version", "valueString": verdict.policy_version},
+            ],
+        },
         {"url": OPTIONS_EXT, "extension": options},
-        {"url": VERDICT_EXT, "valueAttachment": {
-            "contentType": "application/json",
-            "data": base64.b64encode(verdict_json).decode("ascii"),
-            "title": "Verdict JSON (ccm-ready evaluate --format json)",
-        }},
+        {
+            "url": VERDICT_EXT,
+            "valueAttachment": {
+                "contentType": "application/json",
+                "data": base64.b64encode(verdict_json).decode("ascii"),
+                "title": "Verdict JSON (ccm-ready evaluate --format json)",
+            },
+        },
     ]
     extensions += [
-        {"url": HASH_EXT, "extension": [
-            {"url": "entry", "valueUri": url},
-            {"url": "sha256", "valueString": digest},
-        ]}
+        {
+            "url": HASH_EXT,
+            "extension": [
+                {"url": "entry", "valueUri": url},
+                {"url": "sha256", "valueString": digest},
+            ],
+        }
         for url, _key_, digest in hashes
     ]
     return {
@@ -216,7 +244,9 @@ def validate_document(bundle: dict[str, Any]) -> None:
     try:
         R4Bundle(jsondict=bundle, strict=True)
     except FHIRValidationError as exc:
-        raise PacketError(f"packet is not valid FHIR R4 (fhirclient): {' '.join(str(exc).split())[:300]}") from None
+        raise PacketError(
+            f"packet is not valid FHIR R4 (fhirclient): {' '.join(str(exc).split())[:300]}"
+        ) from None
     narrative.check_xhtml(bundle["entry"][0]["resource"])
 
 

@@ -13,11 +13,12 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from werkzeug.wrappers import Response
 
 from rules.month import BadMonth, BadTimezone, Month
-from rules.packs import load_pack
+from rules.packs import UnknownPolicy, load_pack, pack_for_month
 from rules.verdict import Verdict, to_json
 from smart_app import panel_view, readiness, sessions
 from smart_app.context import LaunchContext
 from smart_app.fhir_client import FhirError
+from smart_app.patient_scope import PatientScopeError
 
 bp = Blueprint("panel", __name__)
 log = logging.getLogger(__name__)
@@ -78,11 +79,25 @@ def requested_month(ctx: LaunchContext, today: date) -> Month:
     return Month.of(today)
 
 
+def policy_for(month: Month, configured: str | None) -> str:
+    """The configured pack when it covers `month`, else the pack in effect for the month.
+
+    PanelError (400) when no shipped pack covers the month: another year's rules would mislead.
+    """
+    try:
+        if configured and load_pack(configured).covers(month):
+            return configured
+        return pack_for_month(month).id
+    except UnknownPolicy as exc:
+        raise PanelError(400, f"No billing rules for {panel_view.month_label(month)}", str(exc)) from exc
+
+
 def _evaluate(
     ctx: LaunchContext, month: Month, *, with_patient: bool
 ) -> tuple[Verdict, dict[str, Any] | None]:
     """The verdict for the launch patient (and the Patient resource when a banner is wanted)."""
     cfg = current_app.config
+    policy = policy_for(month, cfg.get("POLICY"))
     try:
         client = sessions.fhir_client()
         verdict = readiness.patient_month(
@@ -90,7 +105,7 @@ def _evaluate(
             ctx.patient_id,
             str(month),
             tz=cfg.get("TIMEZONE", "UTC"),
-            policy=cfg.get("POLICY"),
+            policy=policy,
             billing_practitioner=cfg.get("BILLING_PRACTITIONER"),
         )
         patient = client.read("Patient", ctx.patient_id) if with_patient else None
@@ -102,8 +117,12 @@ def _evaluate(
             f"{exc} Try again; if it keeps failing, check that the server is reachable and the "
             "session has the scopes the app needs.",
         ) from exc
-    except (BadMonth, BadTimezone, ValueError) as exc:
-        raise PanelError(400, "The month could not be evaluated", str(exc)) from exc
+    except PatientScopeError:
+        raise  # sessions' own 403 page
+    except PermissionError as exc:  # the token could not be refreshed
+        raise PanelError(401, "Your session has ended", f"{exc}. Open the app again from the EHR.") from exc
+    except (BadMonth, BadTimezone, UnknownPolicy) as exc:
+        raise PanelError(400, "This month cannot be evaluated", str(exc)) from exc
     return verdict, patient
 
 

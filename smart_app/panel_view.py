@@ -242,23 +242,25 @@ def group_findings(findings: Iterable[Finding]) -> list[tuple[str, list[Finding]
 def next_step(verdict: Verdict, today: date) -> str:
     """The single most useful next step for the clinician, in one sentence."""
     month = Month.parse(verdict.month)
+    over = today > month.last_day
     days = days_left_text(days_left(month, today), month, today)
     nt = verdict.next_threshold
+    if verdict.status in ("blocked", "not-eligible"):
+        blockers = sort_findings(verdict.blockers)
+        return blockers[0].message if blockers else "Review the findings below."
     more = ""
     if nt is not None:
         who = TRACK_MINUTES_WORDS.get(nt.track, nt.track or "CCM")
         unit = "minute" if nt.minutes_needed == 1 else "minutes"
-        more = f"{nt.minutes_needed} more {who} {unit} for {nt.code}"
-    if verdict.status in ("blocked", "not-eligible"):
-        blockers = sort_findings(verdict.blockers)
-        return blockers[0].message if blockers else "Review the findings below."
+        more = (f"{nt.minutes_needed} {who} {unit} short of {nt.code}" if over
+                else f"{nt.minutes_needed} more {who} {unit} for {nt.code}")
     if verdict.status == "ready":
         billed = " + ".join(f"{c.code} ×{c.units}" if c.units > 1 else c.code for c in verdict.codes)
         now = f"Bill {billed} ({format_money(verdict.payment_total)})"
-        return f"{now}. Next: {more}; {days}." if more else f"{now}."
+        return f"{now}." if not more or over else f"{now}. Next: {more}; {days}."
     if more:
         return f"{more}; {days}."
-    return f"Log CCM time this month; {days}."
+    return f"No CCM time counted; {days}." if over else f"Log CCM time this month; {days}."
 
 
 def headline(verdict: Verdict, today: date) -> Headline:

@@ -17,9 +17,13 @@ from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from fhir_mapping.reader import read_facts
 from fhir_mapping.references import relative_key
+from rules.evaluate import evaluate
 from rules.month import Month, zone
+from rules.packs import PolicyPack
 from rules.records import Skipped
+from rules.verdict import Verdict
 from smart_app.fhir_client import BatchResult, FhirError, FhirUnauthorized, FhirUnavailable, error_for
 
 log = logging.getLogger(__name__)
@@ -125,6 +129,7 @@ def fetch_patient_data(
 ) -> Fetched:
     """All resources the verdict needs, plus the searches that failed (as Skipped entries)."""
     queries = plan_queries(patient_id, month, tz)
+    patient_id = _check_patient_id(patient_id)
     start = client.round_trips
     used_batch = True
     try:
@@ -159,14 +164,10 @@ def patient_month(
     month: Month | str,
     *,
     tz: str,
-    policy: Any = None,
+    policy: str | PolicyPack | None = None,
     billing_practitioner: str | None = None,
-) -> Any:
-    """Fetch -> read -> evaluate: the Verdict for one patient and month."""
-    from rules.evaluate import evaluate
-
-    from fhir_mapping.reader import read_facts
-
+) -> Verdict:
+    """Fetch -> read -> evaluate: the Verdict for one patient and month (bad resources -> Skipped)."""
     m = month if isinstance(month, Month) else Month.parse(month)
     zone(tz)
     fetched = fetch_patient_data(client, patient_id, m, tz)
@@ -183,14 +184,14 @@ def _settle(client: ReadinessClient, query: Query, result: BatchResult) -> list[
     """The resources of one query, trying its fallbacks when the server rejected it."""
     if result.ok:
         if result.warnings:
-            log.warning("FHIR search for %s came back with server warnings", query.url.split("?")[0])
+            log.warning("FHIR search for %s came back with server warnings", _type_of(query.url))
         return result.resources
     if result.status == 401:
         raise result.error()
     if query.url.startswith("Patient/"):
         raise result.error()  # no patient, no verdict (404 -> FhirNotFound)
     if result.status == 400 and query.fallbacks:
-        log.info("FHIR search for %s rejected (HTTP 400); using the simpler form", query.url.split("?")[0])
+        log.info("FHIR search for %s rejected (HTTP 400); using the simpler form", _type_of(query.url))
         try:
             out: list[dict[str, Any]] = []
             for url in query.fallbacks:
@@ -203,7 +204,12 @@ def _settle(client: ReadinessClient, query: Query, result: BatchResult) -> list[
             result = BatchResult(exc.status or 0, [], exc.message, exc.outcome, query.url)
     if query.required:
         raise error_for(result.status, f"Could not fetch {query.purpose}: {result.message}", result.outcome)
-    return Skipped(f"{query.url.split('?')[0]}?", f"could not fetch {query.purpose}: {result.message}")
+    return Skipped(f"{_type_of(query.url)}?", f"could not fetch {query.purpose}: {result.message}")
+
+
+def _type_of(url: str) -> str:
+    """The resource type of a relative URL (never its id or query: those stay out of logs)."""
+    return url.split("?", 1)[0].split("/", 1)[0]
 
 
 def _one(client: ReadinessClient, url: str) -> BatchResult:

@@ -117,6 +117,8 @@ _REDACTIONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b((?:code|state|launch)=)[^&\s\"']+"), r"\1[redacted]"),
     # JWTs anywhere (three base64url parts).
     (re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
+    # Resource ids in FHIR paths and references (Patient/123 -> Patient/[id]).
+    (re.compile(r"\b([A-Z][a-z][A-Za-z]{2,63})/(?!\[id\])[A-Za-z0-9\-.]{1,64}"), r"\1/[id]"),
     # Query strings of URLs and request paths: they carry patient ids, names, codes.
     (re.compile(r"((?:https?://[^\s?\"'<>]+|(?<![\w/])/[^\s?\"'<>]*))\?[^\s\"'<>]*"), r"\1?[query redacted]"),
 ]

@@ -10,52 +10,36 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
-
-import requests
 
 from rules.month import Month, zone
+from smart_app.demo_fhir import (
+    DEMO_SYSTEM,
+    DR_CHEN,
+    DR_NAIR,
+    DR_OKAFOR,
+    HCPCS,
+    ICD10,
+    PROGRAM_SYSTEM,
+    RN_RIVERA,
+    SNOMED,
+    Clock,
+    PatientBuilder,
+    Practitioner,
+    demo_identifier,
+)
+from smart_app.fhir_client import FhirClient, FhirError
 
-DEMO_SYSTEM = "https://ccm-ready.org/fhir/demo"
-PROGRAM_SYSTEM = "https://ccm-ready.org/fhir/CodeSystem/care-program"
-ACTIVITY_SYSTEM = "https://ccm-ready.org/fhir/CodeSystem/care-activity"
-DISCLOSURE_URL = "https://ccm-ready.org/fhir/StructureDefinition/ccm-disclosure"
-DISCLOSURE_SYSTEM = "https://ccm-ready.org/fhir/CodeSystem/ccm-disclosure"
-METHOD_URL = "https://ccm-ready.org/fhir/StructureDefinition/consent-method"
-ICD10 = "http://hl7.org/fhir/sid/icd-10-cm"
-SNOMED = "http://snomed.info/sct"
-CPT = "http://www.ama-assn.org/go/cpt"
-HCPCS = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
-UCUM = "http://unitsofmeasure.org"
-ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
-HTEST = {"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HTEST",
-         "display": "test health data"}
-DISCLOSURES = ("ccm-available", "cost-sharing", "one-practitioner", "right-to-stop")
+__all__ = [
+    "DEMO_SYSTEM", "PROGRAM_SYSTEM", "Clock", "DemoCase", "Manifest", "SeedError", "SeededPatient",
+    "demo_cases", "read_manifest", "seed", "seed_demo", "write_manifest",
+]
 
 DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
-_UUID_NS = uuid.UUID("0b5c7a7e-5d1f-4a8e-9f3e-2c6a1d4b8e10")
-
-
-@dataclass(frozen=True)
-class Practitioner:
-    key: str
-    given: str
-    family: str
-    prefix: str = ""
-    qualification: str = ""
-
-
-DR_OKAFOR = Practitioner("dr-okafor", "Maya", "Okafor", "Dr.", "MD")  # the billing practitioner
-RN_RIVERA = Practitioner("rn-rivera", "Sam", "Rivera", "", "RN")  # clinical staff
-DR_CHEN = Practitioner("dr-chen", "Lee", "Chen", "Dr.", "MD")  # another practice's physician
-DR_NAIR = Practitioner("dr-nair", "Priya", "Nair", "Dr.", "MD")  # nephrologist (ESRD monthly service)
 
 
 @dataclass(frozen=True)
@@ -103,263 +87,6 @@ class Manifest:
 
 class SeedError(RuntimeError):
     """The FHIR server refused a demo bundle."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Time: everything is placed relative to "now" in the practice time zone.
-
-
-@dataclass(frozen=True)
-class Clock:
-    now: datetime  # aware, in the practice zone
-    tz: ZoneInfo
-
-    @classmethod
-    def at(cls, now: datetime | None, tz: str) -> Clock:
-        zi = zone(tz)
-        assert isinstance(zi, ZoneInfo)
-        moment = (now or datetime.now(zi)).astimezone(zi)
-        return cls(moment, zi)
-
-    @property
-    def month(self) -> Month:
-        return Month.of(self.now)
-
-    def this_month(self, frac: float) -> datetime:
-        """A moment in this month, `frac` (0..1) of the way from the 1st to now (at least one day in).
-
-        Early in a month the window is the first day, so some moments may lie a few hours ahead.
-        """
-        start, end = self.month.bounds(self.tz)
-        stop = min(max(self.now, start + timedelta(days=1)), end - timedelta(hours=1))
-        moment = start + (stop - start) * frac
-        return moment.replace(second=0, microsecond=0)
-
-    def months_ago(self, months: int, day: int = 10, hour: int = 10) -> datetime:
-        m = self.month.shift(-months)
-        return datetime(m.year, m.month, min(day, m.last_day.day), hour, tzinfo=self.tz)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="seconds")
-
-
-# ---------------------------------------------------------------------------------------------
-# Building one patient's Bundle.
-
-
-def _demo_id(key: str) -> dict[str, str]:
-    return {"system": DEMO_SYSTEM, "value": key}
-
-
-def _full_url(key: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(_UUID_NS, key)}"
-
-
-def _concept(system: str, code: str, display: str = "") -> dict[str, Any]:
-    coding = {"system": system, "code": code}
-    if display:
-        coding["display"] = display
-    return {"coding": [coding], **({"text": display} if display else {})}
-
-
-class PatientBuilder:
-    """Collects one patient's resources as transaction entries with conditional creates."""
-
-    def __init__(self, key: str, clock: Clock, given: str, family: str, gender: str, birth: date,
-                 gp: Practitioner = DR_OKAFOR, deceased: datetime | None = None) -> None:
-        self.key = key
-        self.clock = clock
-        self.entries: list[dict[str, Any]] = []
-        self._practitioners: dict[str, str] = {}
-        self._counter = 0
-        patient: dict[str, Any] = {
-            "resourceType": "Patient",
-            "meta": {"security": [HTEST]},
-            "name": [{"use": "official", "family": family, "given": [given]}],
-            "gender": gender,
-            "birthDate": birth.isoformat(),
-            "generalPractitioner": [{"reference": self.practitioner(gp)}],
-        }
-        if deceased is not None:
-            patient["deceasedDateTime"] = _iso(deceased)
-        self.patient_url = self._add(patient, key)
-
-    # -- plumbing ---------------------------------------------------------------------------
-    def _add(self, resource: dict[str, Any], ident: str) -> str:
-        resource.setdefault("identifier", []).append(_demo_id(ident))
-        url = _full_url(ident)
-        self.entries.append({
-            "fullUrl": url,
-            "resource": resource,
-            "request": {"method": "POST", "url": resource["resourceType"],
-                        "ifNoneExist": f"identifier={DEMO_SYSTEM}|{ident}"},
-        })
-        return url
-
-    def _next(self, kind: str) -> str:
-        self._counter += 1
-        return f"{self.key}.{kind}-{self._counter}"
-
-    @property
-    def subject(self) -> dict[str, str]:
-        return {"reference": self.patient_url}
-
-    def practitioner(self, p: Practitioner) -> str:
-        """The bundle-local reference to `p` (shared across patients through its identifier)."""
-        if p.key not in self._practitioners:
-            res: dict[str, Any] = {
-                "resourceType": "Practitioner",
-                "meta": {"security": [HTEST]},
-                "name": [{"use": "official", "family": p.family, "given": [p.given],
-                          **({"prefix": [p.prefix]} if p.prefix else {})}],
-            }
-            if p.qualification:
-                res["qualification"] = [{"code": {"text": p.qualification}}]
-            self._practitioners[p.key] = self._add(res, f"practitioner.{p.key}")
-        return self._practitioners[p.key]
-
-    # -- clinical content ---------------------------------------------------------------------
-    def condition(self, system: str, code: str, display: str, onset: datetime | None = None,
-                  status: str = "active") -> str:
-        onset = onset or self.clock.months_ago(30)
-        return self._add({
-            "resourceType": "Condition",
-            "clinicalStatus": _concept("http://terminology.hl7.org/CodeSystem/condition-clinical", status),
-            "verificationStatus": _concept(
-                "http://terminology.hl7.org/CodeSystem/condition-ver-status", "confirmed"),
-            "category": [_concept("http://terminology.hl7.org/CodeSystem/condition-category",
-                                  "problem-list-item", "Problem List Item")],
-            "code": _concept(system, code, display),
-            "subject": self.subject,
-            "onsetDateTime": _iso(onset),
-        }, self._next("condition"))
-
-    def consent(self, obtained: datetime, status: str = "active", practitioner: Practitioner = DR_OKAFOR,
-                performer: Practitioner = RN_RIVERA, stopped: datetime | None = None,
-                method: str = "verbal") -> str:
-        period: dict[str, str] = {"start": _iso(obtained)}
-        if stopped is not None:
-            period["end"] = _iso(stopped)
-        return self._add({
-            "resourceType": "Consent",
-            "extension": [
-                *({"url": DISCLOSURE_URL, "valueCoding": {"system": DISCLOSURE_SYSTEM, "code": d}}
-                  for d in DISCLOSURES),
-                {"url": METHOD_URL, "valueCode": method},
-            ],
-            "status": status,
-            "scope": _concept("http://terminology.hl7.org/CodeSystem/consentscope", "treatment", "Treatment"),
-            "category": [_concept(PROGRAM_SYSTEM, "ccm", "Chronic care management"),
-                         _concept("http://loinc.org", "59284-0", "Consent Document")],
-            "patient": self.subject,
-            "dateTime": _iso(obtained),
-            "performer": [{"reference": self.practitioner(performer)}],
-            "policyRule": {"text": "Medicare chronic care management consent"},
-            "provision": {
-                "type": "deny" if status == "rejected" else "permit",
-                "period": period,
-                "actor": [{"role": _concept(PARTICIPATION, "PPRF", "primary performer"),
-                           "reference": {"reference": self.practitioner(practitioner)}}],
-            },
-        }, self._next("consent"))
-
-    def care_plan(self, start: datetime, author: Practitioner = DR_OKAFOR) -> str:
-        return self._add({
-            "resourceType": "CarePlan",
-            "status": "active",
-            "intent": "plan",
-            "category": [_concept(PROGRAM_SYSTEM, "ccm", "Chronic care management")],
-            "title": "Comprehensive CCM care plan",
-            "description": "Problem list, measurable goals, medication management, symptom management, "
-                           "planned interventions and who is responsible, community resources.",
-            "subject": self.subject,
-            "period": {"start": _iso(start)},
-            "created": _iso(start),
-            "author": {"reference": self.practitioner(author)},
-        }, self._next("careplan"))
-
-    def visit(self, at: datetime, code: str = "99214", practitioner: Practitioner = DR_OKAFOR) -> str:
-        """A face-to-face office visit (E/M) that can initiate CCM."""
-        return self._add({
-            "resourceType": "Encounter",
-            "status": "finished",
-            "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
-            "type": [_concept(CPT, code, "Office visit, established patient")],
-            "subject": self.subject,
-            "participant": [{"individual": {"reference": self.practitioner(practitioner)}}],
-            "period": {"start": _iso(at), "end": _iso(at + timedelta(minutes=30))},
-        }, self._next("visit"))
-
-    def inpatient(self, start: datetime, end: datetime) -> str:
-        return self._add({
-            "resourceType": "Encounter",
-            "status": "finished",
-            "class": {"system": ACT_CODE, "code": "IMP", "display": "inpatient encounter"},
-            "subject": self.subject,
-            "period": {"start": _iso(start), "end": _iso(end)},
-        }, self._next("stay"))
-
-    def time_entry(self, start: datetime, minutes: int, performer: Practitioner = RN_RIVERA,
-                   activity: str = "care-coordination", note: str | None = "", program: str = "ccm") -> str:
-        """Logged care-management time (Encounter with period.end) and, unless note is None, its Task."""
-        end = start + timedelta(minutes=minutes)
-        who = {"reference": self.practitioner(performer)}
-        encounter = self._add({
-            "resourceType": "Encounter",
-            "status": "finished",
-            "class": {"system": ACT_CODE, "code": "VR", "display": "virtual"},
-            "type": [_concept(PROGRAM_SYSTEM, program, program.upper() + " time")],
-            "subject": self.subject,
-            "participant": [{"individual": who}],
-            "period": {"start": _iso(start), "end": _iso(end)},
-            "length": {"value": minutes, "unit": "min", "system": UCUM, "code": "min"},
-        }, self._next("time"))
-        if note is not None:
-            task: dict[str, Any] = {
-                "resourceType": "Task",
-                "status": "completed",
-                "intent": "order",
-                "code": _concept(ACTIVITY_SYSTEM, activity),
-                "for": self.subject,
-                "encounter": {"reference": encounter},
-                "authoredOn": _iso(end),
-                "executionPeriod": {"start": _iso(start), "end": _iso(end)},
-                "owner": who,
-            }
-            if note:
-                task["note"] = [{"text": note, "time": _iso(end)}]
-            self._add(task, self._next("task"))
-        return encounter
-
-    def attestation(self, kind: str, at: datetime, practitioner: Practitioner = DR_OKAFOR) -> str:
-        """A practitioner statement: risk-attestation, mdm-moderate or mdm-high."""
-        return self._add({
-            "resourceType": "Task",
-            "status": "completed",
-            "intent": "order",
-            "code": _concept(ACTIVITY_SYSTEM, kind),
-            "for": self.subject,
-            "authoredOn": _iso(at),
-            "executionPeriod": {"start": _iso(at)},
-            "owner": {"reference": self.practitioner(practitioner)},
-        }, self._next("attestation"))
-
-    def charge(self, code: str, at: datetime, performer: Practitioner = DR_OKAFOR, status: str = "billed",
-               system: str = CPT) -> str:
-        """A service already billed for the patient (ChargeItem)."""
-        return self._add({
-            "resourceType": "ChargeItem",
-            "status": status,
-            "code": _concept(system, code),
-            "subject": self.subject,
-            "occurrenceDateTime": _iso(at),
-            "performer": [{"actor": {"reference": self.practitioner(performer)}}],
-            "quantity": {"value": 1},
-        }, self._next("charge"))
-
-    def bundle(self) -> dict[str, Any]:
-        return {"resourceType": "Bundle", "type": "transaction", "entry": copy.deepcopy(self.entries)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,7 +144,7 @@ def _enrol(b: PatientBuilder, c: Clock, *, consent: bool = True, care_plan: bool
     if consent:
         b.consent(consented, **consent_kw)
     if care_plan:
-        b.care_plan(consented)
+        b.share_plan(b.care_plan(consented), consented + timedelta(days=1))
     if attest:
         b.attestation("risk-attestation", consented)
     return consented
@@ -443,12 +170,12 @@ def _ready_cap(b: PatientBuilder, c: Clock) -> None:
 
 def _ready_practitioner(b: PatientBuilder, c: Clock) -> None:
     _enrol(b, c)
-    _log(b, c, [30, 32], performer=DR_OKAFOR)
+    _log(b, c, [30, 32, 30], performer=DR_OKAFOR)
 
 
 def _ready_complex(b: PatientBuilder, c: Clock) -> None:
     _enrol(b, c)
-    _log(b, c, [25, 20, 25], step=0.12)
+    _log(b, c, [30, 35, 30], step=0.12)
     b.attestation("mdm-high", c.this_month(0.5))
 
 
@@ -545,7 +272,7 @@ def _mid_month(b: PatientBuilder, c: Clock) -> None:
     b.time_entry(c.this_month(0.2), 20, RN_RIVERA, "patient-call",
                  "Introduced CCM; discussed goals; patient wants to think about it.")
     b.consent(consented)
-    b.care_plan(consented)
+    b.share_plan(b.care_plan(consented), consented + timedelta(minutes=50))
     b.attestation("risk-attestation", consented)
     b.time_entry(c.this_month(0.7), 15, RN_RIVERA, "care-plan-review",
                  "Built care plan with patient after verbal consent; sent copy to patient portal.")
@@ -568,10 +295,11 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("ready-cap", "Bernard", "Okoye", "male", 1946, "Ready: 65 staff minutes (cap)",
           "ready", "65 staff minutes: 99490 + 2 × 99439 (99439 is capped at 2).", _ready_cap, "hf-ckd"),
     _Spec("ready-practitioner", "Clara", "Lindqvist", "female", 1949, "Ready: practitioner time",
-          "ready", "62 minutes by Dr. Okafor personally: 99491 + 99437.", _ready_practitioner, "snomed"),
+          "ready", "92 minutes by Dr. Okafor personally: 99491 + 2 × 99437 (pays more than the staff track).",
+          _ready_practitioner, "snomed"),
     _Spec("ready-complex", "Desmond", "Achterberg", "male", 1944, "Ready: complex CCM",
-          "ready", "70 staff minutes and high-complexity MDM attested this month: 99487.", _ready_complex,
-          "hf-ckd"),
+          "ready", "95 staff minutes and high-complexity MDM attested this month: 99487 + 99489.",
+          _ready_complex, "hf-ckd"),
     _Spec("not-yet", "Esther", "Mbeki", "female", 1952, "Not yet: 14 of 20 minutes",
           "not-yet", "Only 14 staff minutes so far; 6 more reach 99490.", _not_yet),
     _Spec("no-consent", "Farid", "Haddad", "male", 1951, "Blocked: no consent",
@@ -581,7 +309,9 @@ SPECS: tuple[_Spec, ...] = (
     _Spec("consent-stopped", "Hector", "Ruiz", "male", 1945, "Blocked: consent stopped last month",
           "blocked", "The patient stopped CCM last month; it ended at that month's end.", _stopped),
     _Spec("consent-other", "Ines", "Kowalczyk", "female", 1953, "Blocked: consent names another practitioner",
-          "blocked", "The consent names Dr. Chen, but Dr. Okafor's practice does the work.",
+          "blocked", "The consent names Dr. Chen, who never saw the patient; Dr. Okafor saw the patient and "
+          "her nurse logs the time. As Dr. Chen: no initiating visit; as Dr. Okafor: the consent names "
+          "someone else.",
           _other_practitioner_consent),
     _Spec("no-care-plan", "Jonah", "Abernathy", "male", 1948, "Blocked: no care plan",
           "blocked", "No active CCM care plan in effect this month.", _no_care_plan, "af-oa"),
@@ -646,8 +376,9 @@ COPIED: tuple[CopiedSpec, ...] = (
                "Carebundle: no conditions", "not-eligible", "No conditions on the problem list.",
                "carebundle"),
     CopiedSpec("synthea-htn", "synthea/Edward_Gulgowski_43481611-2459-44f5-ab20-4b142dac160f.json",
-               "Synthea: hypertension and obesity (SNOMED)", "not-eligible",
-               "SNOMED-coded: hypertension plus an obesity finding; no CCM consent.", "synthea"),
+               "Synthea: hypertension and obesity (SNOMED)", "blocked",
+               "SNOMED-coded hypertension and obesity (BMI 30+) count as two chronic conditions, but "
+               "there is no CCM consent, care plan or billing practitioner.", "synthea"),
     CopiedSpec("synthea-none", "synthea/Michael_Kihn_376f9fc0-ecd8-468a-ad93-3534a14561a3.json",
                "Synthea: no chronic condition (SNOMED)", "not-eligible",
                "Only a resolved acute pharyngitis on file.", "synthea"),
@@ -675,7 +406,7 @@ def copied_bundle(key: str, bundle: dict[str, Any]) -> dict[str, Any]:
         idents = resource.setdefault("identifier", [])
         if not isinstance(idents, list):
             continue
-        idents.append(_demo_id(ident))
+        idents.append(demo_identifier(ident))
         request = entry.setdefault("request", {"method": "POST", "url": resource.get("resourceType", "")})
         if request.get("method", "").upper() == "POST" and not request.get("ifNoneExist"):
             request["ifNoneExist"] = f"identifier={DEMO_SYSTEM}|{ident}"
@@ -733,45 +464,23 @@ def _patient_name(bundle: dict[str, Any]) -> str:
     return ""
 
 
-def _outcome_text(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:300]
-    issues = body.get("issue", []) if isinstance(body, dict) else []
-    texts = [i.get("diagnostics") or (i.get("details") or {}).get("text", "") for i in issues]
-    return "; ".join(t for t in texts if t) or response.text[:300]
+def seed(target: FhirClient | str, cases: Sequence[DemoCase], *, tz: str = "UTC",
+         month: str | None = None) -> Manifest:
+    """Load every case into the FHIR server (a client, or a base URL) and return the manifest.
 
-
-def post_transaction(base: str, bundle: dict[str, Any], session: requests.Session | None = None,
-                     timeout: float = 30.0) -> dict[str, Any]:
-    """POST one transaction Bundle to `base`; return the transaction-response or raise SeedError."""
-    http = session or requests.Session()
-    try:
-        r = http.post(base.rstrip("/"), json=bundle, timeout=timeout,
-                      headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
-                               "Prefer": "handling=strict"})
-    except requests.RequestException as exc:
-        raise SeedError(f"could not reach the FHIR server at {base}: {exc}") from exc
-    if r.status_code >= 300:
-        raise SeedError(f"the FHIR server refused a demo bundle ({r.status_code}): {_outcome_text(r)}")
-    return r.json()
-
-
-def seed(base: str, cases: Sequence[DemoCase], *, tz: str = "UTC", month: str | None = None,
-         session: requests.Session | None = None) -> Manifest:
-    """Load every case into the FHIR server at `base` (idempotent) and return the manifest."""
-    http = session or requests.Session()
+    Each case is one transaction of conditional creates, so seeding again changes nothing.
+    """
+    client = target if isinstance(target, FhirClient) else FhirClient(target, timeout=60.0)
     patients = []
     for case in cases:
         try:
-            response = post_transaction(base, case.bundle, http)
-        except SeedError as exc:
-            raise SeedError(f"demo patient {case.key!r}: {exc}") from exc
+            response = client.transaction(case.bundle)
+        except FhirError as exc:
+            raise SeedError(f"the FHIR server refused demo patient {case.key!r}: {exc}") from exc
         patients.append(SeededPatient(case.key, _patient_id(response), _patient_name(case.bundle),
                                       case.label, case.expected, case.why, case.source))
     return Manifest(
-        fhir_base=base.rstrip("/"),
+        fhir_base=client.base,
         month=month or str(Month.of(datetime.now(zone(tz)))),
         timezone=tz,
         seeded_at=datetime.now(zone("UTC")).isoformat(timespec="seconds"),
@@ -779,11 +488,11 @@ def seed(base: str, cases: Sequence[DemoCase], *, tz: str = "UTC", month: str | 
     )
 
 
-def seed_demo(base: str, tz: str = "UTC", now: datetime | None = None,
+def seed_demo(target: FhirClient | str, tz: str = "UTC", now: datetime | None = None,
               data_dir: Path | None = None) -> Manifest:
-    """Build the demo population for this month and load it."""
+    """Build the demo population for this month (in `tz`) and load it."""
     clock = Clock.at(now, tz)
-    return seed(base, demo_cases(clock.now, tz, data_dir), tz=tz, month=str(clock.month))
+    return seed(target, demo_cases(clock.now, tz, data_dir), tz=tz, month=str(clock.month))
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:

@@ -32,10 +32,16 @@ log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_SECONDS = 8 * 3600
 REFRESH_LEEWAY_SECONDS = 60
+TOUCH_INTERVAL_SECONDS = 60
+
+
+class SessionExpired(PermissionError):
+    """The session's token expired and could not be renewed (shown as the friendly 401 page)."""
 
 __all__ = [
     "PatientScopeError",
     "ServerSession",
+    "SessionExpired",
     "SessionStore",
     "context_from_json",
     "context_to_json",
@@ -133,6 +139,10 @@ class SessionStore:
         row = self._row(key)
         return None if row is None else json.loads(row[0])
 
+    def load_data_touched(self, key: str) -> tuple[dict[str, Any], float] | None:
+        row = self._row(key)
+        return None if row is None else (json.loads(row[0]), row[3])
+
     def load_context(self, key: str) -> tuple[LaunchContext, dict[str, Any]] | None:
         row = self._row(key)
         if row is None or row[1] is None:
@@ -194,10 +204,12 @@ class SessionStore:
 class ServerSession(SecureCookieSession):
     """A Flask session whose contents live server side; `key` is the only thing in the cookie."""
 
-    def __init__(self, initial: dict[str, Any] | None = None, key: str | None = None) -> None:
+    def __init__(self, initial: dict[str, Any] | None = None, key: str | None = None,
+                 touched: float = 0.0) -> None:
         super().__init__(initial or {})
         self.key = key
         self.new_key = False
+        self.touched = touched
 
     def ensure_key(self) -> str:
         if self.key is None:
@@ -219,9 +231,9 @@ class ServerSessionInterface(SessionInterface):
     def open_session(self, app: Flask, request: Request) -> ServerSession:
         key = request.cookies.get(self.get_cookie_name(app))
         if key:
-            data = self.store.load_data(key)
-            if data is not None:
-                return ServerSession(data, key)
+            loaded = self.store.load_data_touched(key)
+            if loaded is not None:
+                return ServerSession(loaded[0], key, loaded[1])
         return ServerSession()
 
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
@@ -231,16 +243,16 @@ class ServerSessionInterface(SessionInterface):
             response.vary.add("Cookie")
         if session.key is None and not session.modified:
             return
-        ended = session.key is not None and not self.store.exists(session.key)
-        if not session and session.modified and ended:
+        key = session.key
+        if not session and session.modified and key is not None and not self.store.exists(key):
             # Cleared and ended (logout): drop the cookie.
             response.delete_cookie(name, path=self.get_cookie_path(app))
             return
         if session.modified or session.new_key:
             key = session.ensure_key()
             self.store.save_data(key, dict(session))
-        elif session.key is not None:
-            self.store.touch(session.key)
+        elif session.key is not None and time.time() - session.touched > TOUCH_INTERVAL_SECONDS:
+            self.store.touch(session.key)  # keeps an active session from idling out
         if session.new_key or session.modified:
             self._set_cookie(app, response, session.ensure_key())
 
@@ -331,7 +343,7 @@ def _token_provider(key: str, app: Flask) -> Callable[..., str]:
         with store.refresh_lock(key):
             loaded = store.load_context(key)
             if loaded is None or loaded[0].token is None:
-                raise PermissionError("the session has ended; launch the app again")
+                raise SessionExpired("the session has ended; launch the app again")
             ctx, oauth = loaded
             token = ctx.token
             assert token is not None
@@ -339,11 +351,14 @@ def _token_provider(key: str, app: Flask) -> Callable[..., str]:
                 return token.access_token
             if not token.refresh_token or not oauth.get("token_endpoint"):
                 if force or token.expires_at <= time.time():
-                    raise PermissionError("the access token expired and cannot be refreshed; launch again")
+                    raise SessionExpired("the access token expired and cannot be refreshed; launch again")
                 return token.access_token
             from smart_app import smart_auth
 
-            new_token = smart_auth.refresh(oauth, token, app.config)
+            try:
+                new_token = smart_auth.refresh(oauth, token, app.config)
+            except PermissionError as exc:
+                raise SessionExpired(str(exc)) from None
             scopes = frozenset(new_token.scope.split()) if new_token.scope else None
             store.update_token(key, new_token, scopes)
             log.info("access token refreshed for a %s session", ctx.mode)
@@ -382,6 +397,13 @@ def _scope_error(exc: PatientScopeError) -> tuple[Any, int]:
     return render_template("launch/error.html", title="Not allowed", message=str(exc)), 403
 
 
+def _expired(exc: SessionExpired) -> tuple[Any, int]:
+    log.info("session token could not be renewed")
+    if request.accept_mimetypes.best == "application/json":
+        return {"error": "session-expired", "message": str(exc)}, 401
+    return render_template("launch/no_session.html"), 401
+
+
 def init_app(app: Flask) -> None:
     """Install the server-side session interface and the patient-scope error page."""
     data_dir = Path(app.config.get("DATA_DIR") or ".ccm-ready")
@@ -391,4 +413,5 @@ def init_app(app: Flask) -> None:
     app.extensions["ccm_ready_sessions"] = store
     app.session_interface = ServerSessionInterface(store)
     app.register_error_handler(PatientScopeError, _scope_error)
+    app.register_error_handler(SessionExpired, _expired)
 

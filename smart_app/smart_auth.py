@@ -15,7 +15,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -566,7 +566,3 @@ def refresh(oauth: Mapping[str, Any], token: Token, config: Mapping[str, Any]) -
         raise PermissionError(f"the session could not be renewed ({error}); launch the app again") from None
     return _token_from(resp, token)
 
-
-def granted(ctx: LaunchContext) -> Iterable[str]:
-    """The granted scopes, sorted (for display)."""
-    return sorted(ctx.granted_scopes)

@@ -398,17 +398,27 @@ def scenarios() -> list[Scenario]:
 
     s = base(
         "track-choice",
-        "Staff 25 min and practitioner 35 min: both tracks qualify, one is chosen.",
+        "Staff 25 min and practitioner 35 min: both tracks qualify; the staff track (60 min) pays more.",
         minutes=(25,),
     )
     s.add(*entry("te-dr", "2026-10-20T16:00:00+00:00", 35, who=DR_A))
-    add(expect(s, "ready", {"99491": 1}, 60, 35, rules=("time.track-choice",)))
+    add(expect(s, "ready", {"99490": 1, "99439": 2}, 60, 35, rules=("time.track-choice",)))
 
     s = base(
-        "complex-99487", "Moderate MDM attested and 70 staff minutes: complex CCM 99487.", minutes=(40, 30)
+        "complex-99487",
+        "Moderate MDM attested and 95 staff minutes: 99487 + 99489 pays more than 99490 + 2 x 99439.",
+        minutes=(50, 45),
     )
     s.add(attestation("mdm-moderate", when="2026-10-03T16:00:00Z"))
-    add(expect(s, "ready", {"99487": 1}, 70))
+    add(expect(s, "ready", {"99487": 1, "99489": 1}, 95, rules=("time.track-choice",)))
+
+    s = base(
+        "complex-not-worth-it",
+        "Moderate MDM attested but only 70 staff minutes: 99490 + 2 x 99439 pays more than 99487.",
+        minutes=(40, 30),
+    )
+    s.add(attestation("mdm-moderate", when="2026-10-03T16:00:00Z"))
+    add(expect(s, "ready", {"99490": 1, "99439": 2}, 70, rules=("time.track-choice",)))
 
     s = base("one-chronic-condition", "Only one chronic condition: not eligible.").drop("Condition/c-hf")
     s = s.drop("Condition/c-copd")
@@ -422,14 +432,14 @@ def scenarios() -> list[Scenario]:
         "no-risk-attestation", "No practitioner attestation that the conditions put the patient at risk."
     )
     s.drop("Task/attest-risk-attestation")
-    add(expect(s, "blocked", {}, 25, rules=("eligibility.risk-attestation",)))
+    add(expect(s, "ready", {"99490": 1}, 25, rules=("eligibility.risk-attestation",)))
 
     s = base("consent-missing", "No CCM consent recorded.").drop("Consent/consent-1")
-    add(expect(s, "blocked", {}, 0, rules=("consent.missing",)))
+    add(expect(s, "blocked", {}, 25, rules=("consent.missing",)))
 
     s = base("consent-declined", "The patient declined CCM.").drop("Consent/consent-1")
     s.add(consent(status="rejected"))
-    add(expect(s, "blocked", {}, 0, rules=("consent.declined",)))
+    add(expect(s, "blocked", {}, 25, rules=("consent.declined",)))
 
     s = base("consent-stopped", "The patient stopped CCM in September: October cannot be billed.")
     s.drop("Consent/consent-1").add(consent(status="inactive", stop="2026-09-12"))
@@ -442,7 +452,7 @@ def scenarios() -> list[Scenario]:
     s = base(
         "consent-other-practitioner", "Consent names dr-a but dr-b is billing.", billing_practitioner=DR_B
     )
-    add(expect(s, "blocked", {}, 0, rules=("consent.other-practitioner",)))
+    add(expect(s, "blocked", {}, 25, rules=("consent.other-practitioner",)))
 
     s = base("consent-disclosures-incomplete", "Consent records only two of the four disclosures.")
     s.drop("Consent/consent-1").add(consent(disclosures=("ccm-available", "cost-sharing")))
@@ -500,8 +510,25 @@ def scenarios() -> list[Scenario]:
         "RPM minutes are logged separately and never count toward CCM.",
         minutes=(25,),
     )
-    s.add(*entry("te-rpm", "2026-10-05T14:00:00+00:00", 20, program="rpm"))
+    s.add(*entry("te-rpm", "2026-10-07T14:00:00+00:00", 20, program="rpm"))
     add(expect(s, "ready", {"99490": 1}, 25, rules=("time.other-program",)))
+
+    s = base(
+        "other-program-same-minutes",
+        "20 of 25 CCM minutes were also logged as RPM by the same nurse: only 5 CCM minutes count.",
+        minutes=(25,),
+    )
+    s.add(*entry("te-rpm", "2026-10-05T14:00:00+00:00", 20, program="rpm"))
+    add(
+        expect(
+            s,
+            "not-yet",
+            {},
+            5,
+            rules=("time.other-program", "time.below-threshold"),
+            next_threshold={"code": "99490", "minutes_needed": 15},
+        )
+    )
 
     s = base(
         "timezone-month-boundary",

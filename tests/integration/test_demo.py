@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -105,7 +107,8 @@ def test_crafted_ready_cases_get_the_expected_codes(sekmet: SekmetServer, seeded
     expected = {
         "ready-staff": {("99490", 1)},
         "ready-cap": {("99490", 1), ("99439", 2)},
-        "ready-complex": {("99487", 1)},
+        "ready-complex": {("99487", 1), ("99489", 1)},
+        "ready-practitioner": {("99491", 1), ("99437", 2)},
         "rpm-and-ccm": {("99490", 1)},
         "tcm-and-ccm": {("99490", 1)},
     }
@@ -113,13 +116,21 @@ def test_crafted_ready_cases_get_the_expected_codes(sekmet: SekmetServer, seeded
         verdict = patient_month(client, ids[key], month, tz=TZ, policy=DEFAULT_PACK)
         assert {(c.code, c.units) for c in verdict.codes} == codes, key
     practitioner = patient_month(client, ids["ready-practitioner"], month, tz=TZ, policy=DEFAULT_PACK)
-    assert practitioner.minutes.billing_practitioner == 62
+    assert practitioner.minutes.billing_practitioner == 92
     not_yet = patient_month(client, ids["not-yet"], month, tz=TZ, policy=DEFAULT_PACK)
     assert not_yet.next_threshold is not None and not_yet.next_threshold.minutes_needed == 6
     mid = patient_month(client, ids["consent-mid-month"], month, tz=TZ, policy=DEFAULT_PACK)
     assert mid.minutes.clinical_staff == 15
     vague = patient_month(client, ids["vague-notes"], month, tz=TZ, policy=DEFAULT_PACK)
     assert any(f.category == "documentation" for f in vague.findings)
+    # Billed as the practitioner who does the work, the other-practitioner consent is the blocker.
+    okafor = client.search("Practitioner", {"identifier": f"{DEMO_SYSTEM}|practitioner.dr-okafor"})[0]["id"]
+    other = patient_month(client, ids["consent-other"], month, tz=TZ, policy=DEFAULT_PACK,
+                          billing_practitioner=f"Practitioner/{okafor}")
+    assert other.status == "blocked"
+    assert [f.category for f in other.blockers] == ["consent"]
+    shared = patient_month(client, ids["ready-staff"], month, tz=TZ, policy=DEFAULT_PACK)
+    assert not [f for f in shared.findings if f.category == "care-plan"]
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +199,7 @@ def test_panel_shows_each_state_through_open_mode(demo_app: Any, seeded: tuple[M
 
 @pytest.fixture
 def demo_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, list[str]]]:
+    """`ccm-ready demo` on free ports; its output lines are collected by a reader thread."""
     port, fhir_port = free_port(), free_port()
     env = {**os.environ, "CCM_READY_DATA_DIR": str(tmp_path), "CCM_READY_SECRET_KEY": "demo-test"}
     proc = subprocess.Popen(
@@ -196,6 +208,14 @@ def demo_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, l
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     try:
         yield proc, port, lines
     finally:
@@ -206,26 +226,25 @@ def demo_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, l
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        reader.join(timeout=5)
 
 
-def _read_until(proc: subprocess.Popen[str], pattern: re.Pattern[str], lines: list[str],
-                timeout: float) -> re.Match[str]:
+def _wait_for(proc: subprocess.Popen[str], pattern: re.Pattern[str], lines: list[str],
+              timeout: float) -> re.Match[str]:
     deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
-    os.set_blocking(proc.stdout.fileno(), False)
-    buffer = ""
     while time.monotonic() < deadline:
-        chunk = proc.stdout.read()
-        if chunk:
-            buffer += chunk
-            lines[:] = buffer.splitlines()
-            match = pattern.search(buffer)
+        match = pattern.search("\n".join(lines))
+        if match:
+            return match
+        if proc.poll() is not None:
+            time.sleep(0.2)  # let the reader drain the pipe
+            match = pattern.search("\n".join(lines))
             if match:
                 return match
-        elif proc.poll() is not None:
             break
         time.sleep(0.1)
-    raise AssertionError(f"no {pattern.pattern!r} in the demo's output:\n{buffer}")
+    output = "\n".join(lines)
+    raise AssertionError(f"no {pattern.pattern!r} in the demo's output:\n{output}")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -242,10 +261,10 @@ def test_demo_command_serves_and_stops_its_fhir_server(
     demo_process: tuple[subprocess.Popen[str], int, list[str]],
 ) -> None:
     proc, port, lines = demo_process
-    match = _read_until(proc, re.compile(r"FHIR: (http://127\.0\.0\.1:\d+/fhir)"), lines, timeout=120)
+    match = _wait_for(proc, re.compile(r"FHIR: (http://127\.0\.0\.1:\d+/fhir)"), lines, timeout=120)
     base = match.group(1)
     app_url = f"http://127.0.0.1:{port}/"
-    _read_until(proc, re.compile(re.escape(app_url)), lines, timeout=5)
+    _wait_for(proc, re.compile(re.escape(app_url)), lines, timeout=5)
     fhir_pids = [int(x) for x in subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True, check=False).stdout.split()]
     assert fhir_pids, "the demo started no child process"
@@ -266,7 +285,7 @@ def test_demo_command_serves_and_stops_its_fhir_server(
         assert panel.status_code == 200 and "/panel" in panel.url
     assert requests.get(f"{base}/metadata", timeout=5).status_code == 200
 
-    proc.terminate()
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
     proc.wait(timeout=30)
     assert proc.returncode == 0
     for pid in fhir_pids:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 
-from smart_app.fhir_client import FhirClient, FhirError, FhirNotFound
+from rules.verdict import Verdict
+from smart_app.fhir_client import BatchResult, FhirClient, FhirError, FhirNotFound
 from smart_app.readiness import fetch_patient_data, fetch_patient_resources, patient_month
 
 pytestmark = pytest.mark.integration
@@ -322,12 +323,29 @@ def test_invalid_resource_gives_a_readable_error(client: FhirClient) -> None:
     assert "bogus" in info.value.message
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("rules.evaluate") is None
-    or importlib.util.find_spec("fhir_mapping.reader") is None,
-    reason="rules.evaluate / fhir_mapping.reader not written yet",
-)
 def test_patient_month_returns_a_verdict(client: FhirClient, patient_id: str) -> None:
     verdict = patient_month(client, patient_id, MONTH, tz=TZ)
-    assert type(verdict).__name__ == "Verdict"
-    assert str(verdict.month) == MONTH
+    assert isinstance(verdict, Verdict)
+    assert verdict.month == MONTH and verdict.patient.endswith(patient_id)
+    # 12 + 10 + 15 minutes logged; the 28th falls inside the open inpatient stay and does not count
+    assert verdict.minutes.clinical_staff == 22
+    assert verdict.skipped == ()
+
+
+class NoBatchClient(FhirClient):
+    """A real client for a server that refuses batches (as some EHR gateways do)."""
+
+    def batch(self, requests_: Sequence[str], *, follow_pages: bool = True) -> list[BatchResult]:
+        self.round_trips += 1
+        raise FhirError(405, "HTTP 405 from FHIR server: batch is not supported")
+
+
+def test_without_batch_the_same_resources_come_from_concurrent_searches(sekmet, patient_id: str) -> None:
+    client = NoBatchClient(sekmet.base, backoff=0.01)
+    fetched = fetch_patient_data(client, patient_id, MONTH, TZ)
+    assert not fetched.used_batch and not fetched.problems
+    assert fetched.round_trips == 10  # the refused batch + 9 GETs
+    reference = fetch_patient_resources(FhirClient(sekmet.base), patient_id, MONTH, TZ)
+    assert sorted((r["resourceType"], r["id"]) for r in fetched.resources) == sorted(
+        (r["resourceType"], r["id"]) for r in reference
+    )

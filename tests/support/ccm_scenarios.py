@@ -70,11 +70,15 @@ def condition(pid: str, cid: str, code: str, display: str) -> dict[str, Any]:
 
 def consent(pid: str, obtained: datetime) -> dict[str, Any]:
     ext = [
-        {"url": "https://ccm-ready.org/fhir/StructureDefinition/ccm-disclosure",
-         "valueCoding": {"system": DISCLOSURE, "code": code}}
+        {
+            "url": "https://ccm-ready.org/fhir/StructureDefinition/ccm-disclosure",
+            "valueCoding": {"system": DISCLOSURE, "code": code},
+        }
         for code in ("ccm-available", "cost-sharing", "one-practitioner", "right-to-stop")
     ]
-    ext.append({"url": "https://ccm-ready.org/fhir/StructureDefinition/consent-method", "valueCode": "verbal"})
+    ext.append(
+        {"url": "https://ccm-ready.org/fhir/StructureDefinition/consent-method", "valueCode": "verbal"}
+    )
     return {
         "resourceType": "Consent",
         "id": f"{pid}-consent",
@@ -89,10 +93,12 @@ def consent(pid: str, obtained: datetime) -> dict[str, Any]:
         "provision": {
             "type": "permit",
             "period": {"start": _iso(obtained)},
-            "actor": [{
-                "role": _cc("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF"),
-                "reference": _ref(PRACTITIONER),
-            }],
+            "actor": [
+                {
+                    "role": _cc("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF"),
+                    "reference": _ref(PRACTITIONER),
+                }
+            ],
         },
     }
 
@@ -125,7 +131,9 @@ def visit(pid: str, when: datetime) -> dict[str, Any]:
     }
 
 
-def time_entry(pid: str, eid: str, start: datetime, minutes: int, who: str, note: str) -> list[dict[str, Any]]:
+def time_entry(
+    pid: str, eid: str, start: datetime, minutes: int, who: str, note: str
+) -> list[dict[str, Any]]:
     """One CCM time entry (Encounter) and the completed Task documenting it."""
     end = start + timedelta(minutes=minutes)
     enc = {
@@ -188,8 +196,14 @@ def scenario(kind: str, month: Month | str, pid: str | None = None) -> list[dict
     minutes = (12, 13) if kind in ("ready", "blocked", "not-eligible") else (8, 6)
     for i, mins in enumerate(minutes):
         start = first + timedelta(days=2 + 3 * i, hours=15)
-        out += time_entry(pid, f"{pid}-t{i}", start, mins, STAFF,
-                          f"Phone call {i + 1}: reviewed glucose log and blood pressure <script>x</script>")
+        out += time_entry(
+            pid,
+            f"{pid}-t{i}",
+            start,
+            mins,
+            STAFF,
+            f"Phone call {i + 1}: reviewed glucose log and blood pressure <script>x</script>",
+        )
     return out
 
 

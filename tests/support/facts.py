@@ -32,7 +32,9 @@ OTHER_DOC = "Practitioner/other-doc"
 NURSE = "Practitioner/nurse"
 NURSE2 = "Practitioner/nurse2"
 ALL_DISCLOSURES = frozenset({"ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"})
-GOOD_NOTE = "Reviewed home BP log 150s/90s for hypertension; increased lisinopril to 20 mg; recheck readings Friday."
+GOOD_NOTE = (
+    "Reviewed home BP log 150s/90s for hypertension; increased lisinopril to 20 mg; recheck readings Friday."
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,12 @@ class FakeClassifier:
         self.calls.append(coding)
         hit = self.table.get(coding.code.replace(".", "").upper())
         if hit is None:
-            return FakeClassification(False, None, None, "", coding.display or coding.code, "not in any chronic list")
-        return FakeClassification(True, "CCIR", hit[0], hit[1], coding.display or coding.code, "CCIR: chronic")
+            return FakeClassification(
+                False, None, None, "", coding.display or coding.code, "not in any chronic list"
+            )
+        return FakeClassification(
+            True, "CCIR", hit[0], hit[1], coding.display or coding.code, "CCIR: chronic"
+        )
 
 
 def at(text: str) -> datetime:
@@ -94,8 +100,15 @@ def entry(
 ) -> TimeEntry:
     s = at(start)
     return TimeEntry(
-        id=f"Encounter/{eid}", status=status, program=program, start=s, end=s + timedelta(minutes=minutes),
-        minutes=minutes, performer=performer, notes=notes, task_ids=(f"Task/{eid}-t",) if notes else (),
+        id=f"Encounter/{eid}",
+        status=status,
+        program=program,
+        start=s,
+        end=s + timedelta(minutes=minutes),
+        minutes=minutes,
+        performer=performer,
+        notes=notes,
+        task_ids=(f"Task/{eid}-t",) if notes else (),
     )
 
 
@@ -108,36 +121,68 @@ def consent(
     disclosures: frozenset[str] = ALL_DISCLOSURES,
 ) -> ConsentRecord:
     return ConsentRecord(
-        id=f"Consent/{cid}", status=status, obtained_at=at(obtained) if obtained else None,
-        billing_practitioner=practitioner, obtained_by=NURSE, stop_date=at(stop) if stop else None,
-        method="verbal", disclosures=disclosures,
+        id=f"Consent/{cid}",
+        status=status,
+        obtained_at=at(obtained) if obtained else None,
+        billing_practitioner=practitioner,
+        obtained_by=NURSE,
+        stop_date=at(stop) if stop else None,
+        method="verbal",
+        disclosures=disclosures,
     )
 
 
-def care_plan(pid: str = "cp1", start: str = "2026-01-05T00:00:00+00:00", end: str | None = None,
-              status: str = "active") -> CarePlanRecord:
+def care_plan(
+    pid: str = "cp1", start: str = "2026-01-05T00:00:00+00:00", end: str | None = None, status: str = "active"
+) -> CarePlanRecord:
     return CarePlanRecord(
-        id=f"CarePlan/{pid}", status=status, programs=("ccm",), period_start=at(start),
-        period_end=at(end) if end else None, author=DOC, shared_with_patient_at=at(start),
+        id=f"CarePlan/{pid}",
+        status=status,
+        programs=("ccm",),
+        period_start=at(start),
+        period_end=at(end) if end else None,
+        author=DOC,
+        shared_with_patient_at=at(start),
     )
 
 
-def visit(vid: str = "v1", start: str = "2025-12-10T15:00:00+00:00", code: str = "99214",
-          participants: tuple[str, ...] = (DOC,)) -> VisitRecord:
+def visit(
+    vid: str = "v1",
+    start: str = "2025-12-10T15:00:00+00:00",
+    code: str = "99214",
+    participants: tuple[str, ...] = (DOC,),
+) -> VisitRecord:
     s = at(start)
-    return VisitRecord(id=f"Encounter/{vid}", status="finished", codings=(Coding(CPT, code),), start=s,
-                       end=s + timedelta(minutes=25), participants=participants)
+    return VisitRecord(
+        id=f"Encounter/{vid}",
+        status="finished",
+        codings=(Coding(CPT, code),),
+        start=s,
+        end=s + timedelta(minutes=25),
+        participants=participants,
+    )
 
 
-def attestation(kind: str = "risk-attestation", when: str = "2026-01-05T10:30:00+00:00",
-                practitioner: str | None = DOC, aid: str | None = None) -> Attestation:
+def attestation(
+    kind: str = "risk-attestation",
+    when: str = "2026-01-05T10:30:00+00:00",
+    practitioner: str | None = DOC,
+    aid: str | None = None,
+) -> Attestation:
     return Attestation(id=f"Task/{aid or kind}", kind=kind, practitioner=practitioner, at=at(when))
 
 
-def charge(cid: str, code: str, when: str = "2026-03-10T12:00:00+00:00", performer: str | None = OTHER_DOC,
-           status: str = "billed") -> BilledService:
+def charge(
+    cid: str,
+    code: str,
+    when: str = "2026-03-10T12:00:00+00:00",
+    performer: str | None = OTHER_DOC,
+    status: str = "billed",
+) -> BilledService:
     w = at(when)
-    return BilledService(id=f"ChargeItem/{cid}", code=code, status=status, start=w, end=w, performer=performer)
+    return BilledService(
+        id=f"ChargeItem/{cid}", code=code, status=status, start=w, end=w, performer=performer
+    )
 
 
 def stay(sid: str, start: str, end: str | None) -> InpatientStay:
@@ -145,7 +190,7 @@ def stay(sid: str, start: str, end: str | None) -> InpatientStay:
 
 
 def ready_facts(**changes: Any) -> PatientFacts:
-    """Billable in 2026-03 (UTC): two chronic conditions, consent, plan, visit, risk attestation, 25 staff min."""
+    """Billable in 2026-03 (UTC): 2 chronic conditions, consent, plan, visit, attestation, 25 staff min."""
     facts = PatientFacts(
         patient=PatientRecord(id="Patient/p1", general_practitioners=(DOC,)),
         conditions=(condition("dm", "E11.9"), condition("htn", "I10")),
@@ -165,3 +210,25 @@ def with_entries(facts: PatientFacts, *entries: TimeEntry) -> PatientFacts:
 def add(facts: PatientFacts, **more: Any) -> PatientFacts:
     """Append records to the named tuple fields of `facts`."""
     return replace(facts, **{k: tuple(getattr(facts, k)) + tuple(v) for k, v in more.items()})
+
+
+def ev(facts: PatientFacts, month: str = "2026-03", **kw: Any):
+    """evaluate() with the fake classifier unless the test passes its own."""
+    from rules.evaluate import evaluate
+
+    kw.setdefault("classifier", FakeClassifier())
+    return evaluate(facts, month, **kw)
+
+
+def rules_of(verdict: Any, severity: str | None = None) -> set[str]:
+    return {f.rule for f in verdict.findings if severity is None or f.severity == severity}
+
+
+def finding(verdict: Any, rule: str) -> Any:
+    hits = [f for f in verdict.findings if f.rule == rule]
+    assert len(hits) == 1, f"expected one {rule}, got {[f.rule for f in verdict.findings]}"
+    return hits[0]
+
+
+def codes_of(verdict: Any) -> list[tuple[str, int]]:
+    return [(c.code, c.units) for c in verdict.codes]

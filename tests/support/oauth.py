@@ -52,8 +52,9 @@ class OAuthServer:
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
-            "capabilities": ["launch-ehr", "launch-standalone", "client-public", "client-confidential-symmetric",
-                             "client-confidential-asymmetric", "sso-openid-connect", "context-ehr-patient",
+            "capabilities": ["launch-ehr", "launch-standalone", "client-public",
+                             "client-confidential-symmetric", "client-confidential-asymmetric",
+                             "sso-openid-connect", "context-ehr-patient",
                              "permission-offline", "permission-v2"],
         }
         conf.update(extra)

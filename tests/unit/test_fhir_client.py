@@ -113,6 +113,15 @@ def test_429_honours_retry_after() -> None:
     assert sleeps.delays == [2.0]
 
 
+@responses.activate(registry=OrderedRegistry)
+def test_retry_after_as_an_http_date() -> None:
+    responses.get(f"{BASE}/Patient/p1", status=503, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    responses.get(f"{BASE}/Patient/p1", json=PATIENT)
+    sleeps = Sleeps()
+    assert make(sleeps, backoff=0.25).read("Patient", "p1") == PATIENT
+    assert sleeps.delays == [0.25]  # a date in the past: just the backoff
+
+
 @responses.activate
 def test_429_with_a_long_retry_after_gives_up_at_once() -> None:
     responses.get(f"{BASE}/Patient/p1", status=429, headers={"Retry-After": "3600"})

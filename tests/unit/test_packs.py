@@ -25,12 +25,48 @@ from rules.packs import (
 )
 
 CCM = ("99490", "99439", "99491", "99437", "99487", "99489")
-REQUIRED_2025 = CCM + (
-    "99424", "99425", "99426", "99427", "G0556", "G0557", "G0558", "99495", "99496", "99453", "99454",
-    "99457", "99458", "98975", "98976", "98977", "98978", "98980", "98981", "99484", "99492", "99493", "99494",
-    "G0181", "G0182", "G0506", *(str(n) for n in range(90951, 90971)),
+REQUIRED_2025 = (
+    *CCM,
+    "99424",
+    "99425",
+    "99426",
+    "99427",
+    "G0556",
+    "G0557",
+    "G0558",
+    "99495",
+    "99496",
+    "99453",
+    "99454",
+    "99457",
+    "99458",
+    "98975",
+    "98976",
+    "98977",
+    "98978",
+    "98980",
+    "98981",
+    "99484",
+    "99492",
+    "99493",
+    "99494",
+    "G0181",
+    "G0182",
+    "G0506",
+    *(str(n) for n in range(90951, 90971)),
 )
-REQUIRED_2026 = REQUIRED_2025 + ("G0568", "G0569", "G0570", "99445", "99470", "98984", "98985", "98986", "98979")
+REQUIRED_2026 = (
+    *REQUIRED_2025,
+    "G0568",
+    "G0569",
+    "G0570",
+    "99445",
+    "99470",
+    "98984",
+    "98985",
+    "98986",
+    "98979",
+)
 
 
 def raw(pack_id: str) -> dict:
@@ -55,8 +91,13 @@ def test_unknown_pack_is_refused(bad: object) -> None:
 
 @pytest.mark.parametrize(
     ("month", "expected"),
-    [("2025-01", "cms-pfs-2025"), ("2025-12", "cms-pfs-2025"), ("2026-01", "cms-pfs-2026"),
-     ("2031-07", "cms-pfs-2026"), (Month(2026, 3), "cms-pfs-2026")],
+    [
+        ("2025-01", "cms-pfs-2025"),
+        ("2025-12", "cms-pfs-2025"),
+        ("2026-01", "cms-pfs-2026"),
+        ("2031-07", "cms-pfs-2026"),
+        (Month(2026, 3), "cms-pfs-2026"),
+    ],
 )
 def test_pack_for_month(month: str | Month, expected: str) -> None:
     assert pack_for_month(month).id == expected
@@ -78,7 +119,9 @@ def test_effective_periods() -> None:
     assert "S30" in p26.conversion_factor_citation.tags
 
 
-@pytest.mark.parametrize(("pack_id", "required"), [("cms-pfs-2025", REQUIRED_2025), ("cms-pfs-2026", REQUIRED_2026)])
+@pytest.mark.parametrize(
+    ("pack_id", "required"), [("cms-pfs-2025", REQUIRED_2025), ("cms-pfs-2026", REQUIRED_2026)]
+)
 def test_every_required_code_is_present_and_cited(pack_id: str, required: tuple[str, ...]) -> None:
     pack = load_pack(pack_id)
     for code in required:
@@ -110,8 +153,18 @@ def test_2026_payments_equal_the_cms_rows(shared_data: Path) -> None:
 
 def test_2025_payments_from_cms_rules_section_4_1() -> None:
     pack = load_pack("cms-pfs-2025")
-    expected = {"99490": "60.49", "99439": "45.93", "99491": "82.16", "99437": "57.58", "99487": "131.65",
-                "99489": "70.52", "G0556": "15.20", "G0557": "48.84", "G0558": "107.07", "G0506": "60.81"}
+    expected = {
+        "99490": "60.49",
+        "99439": "45.93",
+        "99491": "82.16",
+        "99437": "57.58",
+        "99487": "131.65",
+        "99489": "70.52",
+        "G0556": "15.20",
+        "G0557": "48.84",
+        "G0558": "107.07",
+        "G0506": "60.81",
+    }
     for code, amount in expected.items():
         assert pack.code(code).payment == Decimal(amount)
     assert pack.code("98978").payment is None and "ontractor" in pack.code("98978").payment_note
@@ -122,11 +175,28 @@ def test_tracks(pack_id: str) -> None:
     pack = load_pack(pack_id)
     staff, doc, cx = pack.track("clinical-staff"), pack.track("practitioner"), pack.track("complex")
     assert (staff.base, staff.base_minutes, staff.add_on, staff.add_on_minutes, staff.add_on_cap) == (
-        "99490", 20, "99439", 20, 2)
+        "99490",
+        20,
+        "99439",
+        20,
+        2,
+    )
     assert staff.max_minutes == 60 and staff.minutes == "clinical_staff"
-    assert (doc.base, doc.base_minutes, doc.add_on, doc.add_on_minutes, doc.add_on_cap) == ("99491", 30, "99437", 30, 2)
+    assert (doc.base, doc.base_minutes, doc.add_on, doc.add_on_minutes, doc.add_on_cap) == (
+        "99491",
+        30,
+        "99437",
+        30,
+        2,
+    )
     assert doc.minutes == "billing_practitioner" and pack.code("99437").citation.confidence == "L"
-    assert (cx.base, cx.base_minutes, cx.add_on, cx.add_on_minutes, cx.add_on_cap) == ("99487", 60, "99489", 30, None)
+    assert (cx.base, cx.base_minutes, cx.add_on, cx.add_on_minutes, cx.add_on_cap) == (
+        "99487",
+        60,
+        "99489",
+        30,
+        None,
+    )
     assert cx.requires_mdm and not staff.requires_mdm
     assert staff.units(19) == (0, 0) and staff.units(20) == (1, 0) and staff.units(39) == (1, 0)
     assert staff.units(40) == (1, 1) and staff.units(75) == (1, 2) and staff.units(500) == (1, 2)
@@ -135,11 +205,20 @@ def test_tracks(pack_id: str) -> None:
 
 def test_concurrency_table_matches_cms_rules_section_2() -> None:
     pack = load_pack("cms-pfs-2026")
-    table = {c.family: (c.same_practitioner.allowed, c.different_practitioner.allowed) for c in pack.concurrency}
+    table = {
+        c.family: (c.same_practitioner.allowed, c.different_practitioner.allowed) for c in pack.concurrency
+    }
     assert table == {
-        "ccm": ("once", "no"), "pcm": ("no", "yes"), "apcm": ("no", "unverified"), "tcm": ("yes", "yes"),
-        "rpm": ("yes", "yes"), "rtm": ("yes", "yes"), "bhi": ("yes", "yes"), "cpo-home-health": ("no", "no"),
-        "cpo-hospice": ("no", "no"), "esrd": ("no", "no"),
+        "ccm": ("once", "no"),
+        "pcm": ("no", "yes"),
+        "apcm": ("no", "unverified"),
+        "tcm": ("yes", "yes"),
+        "rpm": ("yes", "yes"),
+        "rtm": ("yes", "yes"),
+        "bhi": ("yes", "yes"),
+        "cpo-home-health": ("no", "no"),
+        "cpo-hospice": ("no", "no"),
+        "esrd": ("no", "no"),
     }
     assert pack.concurrency_for("apcm").different_practitioner.severity == "warning"
     assert pack.concurrency_for("apcm").citation.confidence == "L"
@@ -149,8 +228,17 @@ def test_concurrency_table_matches_cms_rules_section_2() -> None:
 def test_exclusive_groups_cover_section_5_3() -> None:
     pack = load_pack("cms-pfs-2026")
     ids = {g.id for g in pack.exclusive_groups}
-    assert {"ccm-tracks", "pcm-tracks", "ccm-vs-pcm", "apcm-vs-ccm-pcm-tcm", "rpm-vs-rtm", "ccm-vs-cpo-esrd",
-            "rpm-device-days", "rpm-management-10-vs-20", "rtm-management-10-vs-20"} <= ids
+    assert {
+        "ccm-tracks",
+        "pcm-tracks",
+        "ccm-vs-pcm",
+        "apcm-vs-ccm-pcm-tcm",
+        "rpm-vs-rtm",
+        "ccm-vs-cpo-esrd",
+        "rpm-device-days",
+        "rpm-management-10-vs-20",
+        "rtm-management-10-vs-20",
+    } <= ids
     tracks = next(g for g in pack.exclusive_groups if g.id == "ccm-tracks")
     assert frozenset({"99490", "99439"}) in tracks.sets and len(tracks.sets) == 3
 
@@ -190,7 +278,10 @@ def _code(data: dict, code: str) -> dict:
         (lambda d: _code(d, "99490")["citation"].update(confidence="X"), "confidence"),
         (lambda d: _code(d, "99439").update(bases=[]), "add-on needs its base"),
         (lambda d: _code(d, "99439").update(bases=["99999"]), "base 99999 is not in the pack"),
-        (lambda d: _code(d, "99490").update(payment=None, payment_note=None), "null payment needs a payment_note"),
+        (
+            lambda d: _code(d, "99490").update(payment=None, payment_note=None),
+            "null payment needs a payment_note",
+        ),
         (lambda d: _code(d, "99490").update(payment="-1"), "non-negative"),
         (lambda d: _code(d, "99490").update(cap=0), "cap must be a positive integer"),
         (lambda d: _code(d, "99490").update(role="robot"), "role"),

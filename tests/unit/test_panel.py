@@ -29,6 +29,8 @@ DISCLOSURE_EXT = "https://ccm-ready.org/fhir/StructureDefinition/ccm-disclosure"
 DISCLOSURE_CS = "https://ccm-ready.org/fhir/CodeSystem/ccm-disclosure"
 DR = "Practitioner/dr1"
 NURSE = "Practitioner/rn1"
+TERMS = "http://terminology.hl7.org/CodeSystem"
+METHOD_EXT = "https://ccm-ready.org/fhir/StructureDefinition/consent-method"
 SCRIPT = "<script>alert('x')</script>"
 
 # ------------------------------------------------------------------------------------ fake FHIR server
@@ -41,7 +43,7 @@ class FakeFhir:
     `_revinclude=Task:encounter` also returns the Tasks. `error` makes every call fail.
     """
 
-    def __init__(self, resources: list[dict[str, Any]], error: FhirError | None = None) -> None:
+    def __init__(self, resources: list[dict[str, Any]], error: Exception | None = None) -> None:
         self.resources = resources
         self.error = error
         self.round_trips = 0
@@ -82,7 +84,8 @@ class FakeFhir:
             if "/" in path:
                 rtype, _, rid = path.partition("/")
                 hit = [r for r in self._of(rtype) if r.get("id") == unquote(rid)]
-                out.append(BatchResult(200, hit, request=url) if hit else BatchResult(404, [], "gone", None, url))
+                missing = BatchResult(404, [], "gone", None, url)
+                out.append(BatchResult(200, hit, request=url) if hit else missing)
                 continue
             out.append(BatchResult(200, self._search(path, parse_qsl(qs)), request=url))
         return out
@@ -97,7 +100,7 @@ def _ref(ref: str) -> dict[str, str]:
 
 def scenario(kind: str, pid: str | None = None, *, name: str = "Ada Lovelace",
              condition_display: str = "Type 2 diabetes mellitus") -> list[dict[str, Any]]:
-    """FHIR resources for one patient whose November 2026 is `kind`: ready | not-yet | blocked | not-eligible."""
+    """Resources for a patient whose November 2026 is `kind`: ready | not-yet | blocked | not-eligible."""
     pid = pid or f"p-{kind}"
     subject = _ref(f"Patient/{pid}")
     res: list[dict[str, Any]] = [{
@@ -108,10 +111,9 @@ def scenario(kind: str, pid: str | None = None, *, name: str = "Ada Lovelace",
     def condition(cid: str, code: str, display: str) -> dict[str, Any]:
         return {
             "resourceType": "Condition", "id": cid, "subject": subject,
-            "clinicalStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-            "verificationStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+            "clinicalStatus": {"coding": [{"system": f"{TERMS}/condition-clinical", "code": "active"}]},
+            "verificationStatus": {"coding": [
+                {"system": f"{TERMS}/condition-ver-status", "code": "confirmed"}]},
             "code": {"coding": [{"system": ICD10, "code": code, "display": display}], "text": display},
             "onsetDateTime": "2019-03-01",
         }
@@ -131,13 +133,14 @@ def scenario(kind: str, pid: str | None = None, *, name: str = "Ada Lovelace",
             "extension": [
                 {"url": DISCLOSURE_EXT, "valueCoding": {"system": DISCLOSURE_CS, "code": code}}
                 for code in ("ccm-available", "cost-sharing", "one-practitioner", "right-to-stop")
-            ] + [{"url": "https://ccm-ready.org/fhir/StructureDefinition/consent-method", "valueCode": "verbal"}],
+            ] + [{"url": METHOD_EXT, "valueCode": "verbal"}],
             "provision": {"type": "permit", "actor": [{"role": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PPRF"}]},
+                "system": f"{TERMS}/v3-ParticipationType", "code": "PPRF"}]},
                 "reference": _ref(DR)}]},
         })
     res.append({
-        "resourceType": "CarePlan", "id": f"{pid}-plan", "status": "active", "intent": "plan", "subject": subject,
+        "resourceType": "CarePlan", "id": f"{pid}-plan", "status": "active", "intent": "plan",
+        "subject": subject,
         "category": [{"coding": [{"system": PROGRAM, "code": "ccm"}]}],
         "period": {"start": "2026-01-15"}, "author": _ref(DR),
     })
@@ -155,29 +158,51 @@ def scenario(kind: str, pid: str | None = None, *, name: str = "Ada Lovelace",
     })
     minutes = {"ready": (25,), "not-yet": (14,), "blocked": (25,), "not-eligible": (25,)}[kind]
     for i, length in enumerate(minutes, start=1):
-        eid = f"{pid}-time{i}"
+        eid, day = f"{pid}-time{i}", f"2026-11-{i + 2:02d}"
         res.append({
             "resourceType": "Encounter", "id": eid, "status": "finished", "subject": subject,
             "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "VR"},
             "type": [{"coding": [{"system": PROGRAM, "code": "ccm"}]}],
             "participant": [{"individual": _ref(NURSE)}],
-            "period": {"start": f"2026-11-0{i + 2}T15:00:00Z", "end": f"2026-11-0{i + 2}T15:{length:02d}:00Z"},
+            "period": {"start": f"{day}T15:00:00Z", "end": f"{day}T15:{length:02d}:00Z"},
             "length": {"value": length, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
         })
         res.append({
-            "resourceType": "Task", "id": f"{eid}-task", "status": "completed", "intent": "order", "for": subject,
+            "resourceType": "Task", "id": f"{eid}-task", "status": "completed", "intent": "order",
+            "for": subject,
             "encounter": _ref(f"Encounter/{eid}"), "owner": _ref(NURSE),
             "code": {"coding": [{"system": ACTIVITY, "code": "care-coordination"}]},
             "note": [{"text": "Called the patient about medication refills and reviewed glucose log."}],
-            "executionPeriod": {"start": f"2026-11-0{i + 2}T15:00:00Z", "end": f"2026-11-0{i + 2}T15:25:00Z"},
+            "executionPeriod": {"start": f"{day}T15:00:00Z", "end": f"{day}T15:{length:02d}:00Z"},
         })
+    return res
+
+
+def busy_scenario(pid: str = "p-busy") -> list[dict[str, Any]]:
+    """A ready patient with 45 CCM minutes, RPM minutes (not counted) and one unreadable time entry."""
+    res = scenario("ready", pid)
+    subject = _ref(f"Patient/{pid}")
+    extra = [("time-b", "ccm", "2026-11-10", 20), ("rpm-a", "rpm", "2026-11-11", 30)]
+    for eid, program, day, length in extra:
+        res.append({
+            "resourceType": "Encounter", "id": f"{pid}-{eid}", "status": "finished", "subject": subject,
+            "class": {"system": f"{TERMS}/v3-ActCode", "code": "VR"},
+            "type": [{"coding": [{"system": PROGRAM, "code": program}]}],
+            "participant": [{"individual": _ref(NURSE)}],
+            "period": {"start": f"{day}T16:00:00Z", "end": f"{day}T16:{length:02d}:00Z"},
+            "length": {"value": length, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"},
+        })
+    res.append({  # a time entry with neither length nor an end: the reader skips it and says why
+        "resourceType": "Encounter", "id": f"{pid}-broken", "status": "finished", "subject": subject,
+        "type": [{"coding": [{"system": PROGRAM, "code": "ccm"}]}], "period": {"start": "2026-11-12"},
+    })
     return res
 
 
 # ------------------------------------------------------------------------------------ app + session
 
 
-def make_app(tmp: Path, resources: list[dict[str, Any]], *, error: FhirError | None = None,
+def make_app(tmp: Path, resources: list[dict[str, Any]], *, error: Exception | None = None,
              **config: Any) -> Flask:
     """The real app with the fake FHIR server behind FHIR_CLIENT_FACTORY."""
     fake = FakeFhir(resources, error)
@@ -303,7 +328,7 @@ def test_eligibility_lists_every_condition_with_its_source(client: FlaskClient) 
 
 def test_banner_shown_by_default_and_hidden_when_the_ehr_draws_its_own(
         app_for: Callable[..., tuple[Flask, FlaskClient]]) -> None:
-    app, c = app_for("ready")
+    _, c = app_for("ready")
     assert 'class="patient-banner"' in page(c, "p-ready")
     assert "Ada Lovelace" in page(c, "p-ready")
     app2, c2 = app_for("ready")
@@ -345,7 +370,7 @@ def test_default_month_is_this_month_or_the_launch_app_context(
         app_for: Callable[..., tuple[Flask, FlaskClient]]) -> None:
     from smart_app import panel_view
 
-    app, c = app_for("ready")
+    _, c = app_for("ready")
     open_session(c, "p-ready")
     this = panel_view.practice_today("UTC")
     assert f'value="{this:%Y-%m}"' in c.get("/panel").get_data(as_text=True)
@@ -382,5 +407,42 @@ def test_fhir_error_is_a_readable_panel(app_for: Callable[..., tuple[Flask, Flas
     assert c.get("/panel.json", query_string={"month": MONTH}).status_code == 502
 
 
+def test_other_programs_and_skipped_resources_are_shown(tmp_path: Path) -> None:
+    c = make_app(tmp_path, busy_scenario()).test_client()
+    html = page(c, "p-busy")
+    text = text_of(html)
+    assert "45 of 60 min" in text and "99439" in text
+    assert "RPM: 30 min" in text
+    assert "Skipped resources (1)" in text and "Encounter/p-busy-broken" in text
+
+
+def test_expired_session_is_a_readable_401(app_for: Callable[..., tuple[Flask, FlaskClient]]) -> None:
+    app, c = app_for("ready")
+    open_session(c, "p-ready")
+    app.extensions["fake_fhir"].error = PermissionError("the session has ended; launch the app again")
+    resp = c.get("/panel", query_string={"month": MONTH})
+    assert resp.status_code == 401 and "Your session has ended" in resp.get_data(as_text=True)
+
+
 def test_no_session_is_refused(client: FlaskClient) -> None:
     assert client.get("/panel").status_code == 401
+
+
+def test_each_month_is_judged_by_the_pack_in_effect(client: FlaskClient) -> None:
+    open_session(client, "p-ready")
+    assert client.get("/panel.json", query_string={"month": "2025-06"}).get_json()["policy"] == "cms-pfs-2025"
+    assert client.get("/panel.json", query_string={"month": MONTH}).get_json()["policy"] == "cms-pfs-2026"
+    resp = client.get("/panel", query_string={"month": "1999-01"})
+    assert resp.status_code == 400
+    assert "No billing rules for January 1999" in resp.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "month"),
+    [('{"month": "2026-03"}', "2026-03"), ("month=2025-12", "2025-12"), ("2026-07", "2026-07"),
+     ("ccm-eligibility", None), (None, None), ('{"month": 7}', None)],
+)
+def test_month_from_app_context(text: str | None, month: str | None) -> None:
+    from smart_app.panel import month_from_app_context
+
+    assert month_from_app_context(text) == month

@@ -113,6 +113,13 @@ def test_headline_not_yet_names_minutes_code_and_days() -> None:
     assert h.next_step == "6 more clinical-staff minutes for 99490; 8 days left."
 
 
+def test_headline_for_a_past_month_says_how_short_it_fell() -> None:
+    h = pv.headline(verdict(), date(2026, 12, 2))
+    assert h.next_step == "6 clinical-staff minutes short of 99490; the month is over."
+    nothing = verdict(next_threshold=None, minutes=Minutes(0, 0))
+    assert pv.next_step(nothing, date(2026, 11, 29)) == "Log CCM time this month; 2 days left."
+
+
 def test_headline_ready_lists_codes_and_total() -> None:
     v = verdict(
         status="ready",
@@ -125,6 +132,10 @@ def test_headline_ready_lists_codes_and_total() -> None:
     assert h.title == "Ready to bill"
     assert h.next_step == (
         "Bill 99490 + 99439 ($116.57). Next: 15 more clinical-staff minutes for 99439; 8 days left.")
+    assert pv.next_step(v, date(2026, 12, 5)) == "Bill 99490 + 99439 ($116.57)."
+    lines = (CodeLine("99490", 1, "", Decimal(1)), CodeLine("99439", 2, "", Decimal(1)))
+    two = verdict(status="ready", codes=lines)
+    assert pv.next_step(two, date(2026, 12, 5)) == "Bill 99490 + 99439 ×2 ($3.00)."
 
 
 def test_headline_blocked_shows_the_first_blocker() -> None:

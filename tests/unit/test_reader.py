@@ -7,6 +7,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fhir_mapping.codes import CARE_ACTIVITY, CARE_PROGRAM, CPT, HCPCS, ICD10CM, SNOMED
 from fhir_mapping.reader import group_by_patient, patient_ids, read_facts
@@ -64,9 +66,19 @@ def test_patient_record() -> None:
 
 
 def test_patient_choice_and_other_patients_resources_are_ignored() -> None:
-    other = {"resourceType": "Condition", "id": "c2", "subject": {"reference": "Patient/p2"}, "code": {"text": "x"}}
+    other = {
+        "resourceType": "Condition",
+        "id": "c2",
+        "subject": {"reference": "Patient/p2"},
+        "code": {"text": "x"},
+    }
     mine = {"resourceType": "Condition", "id": "c1", "subject": P, "code": {"text": "y"}}
-    resources = [{"resourceType": "Patient", "id": "p2"}, {"resourceType": "Patient", "id": "p1"}, other, mine]
+    resources = [
+        {"resourceType": "Patient", "id": "p2"},
+        {"resourceType": "Patient", "id": "p1"},
+        other,
+        mine,
+    ]
     assert patient_ids(resources) == ["Patient/p2", "Patient/p1"]
     facts = read_facts(resources, "Patient/p1")
     assert facts.patient.id == "Patient/p1"
@@ -112,7 +124,9 @@ def test_condition_codes_are_canonical_and_dotted() -> None:
 
 
 def test_condition_with_text_only_is_kept() -> None:
-    c = facts_of({"resourceType": "Condition", "id": "c1", "subject": P, "code": {"text": "Diabetes"}}).conditions[0]
+    c = facts_of(
+        {"resourceType": "Condition", "id": "c1", "subject": P, "code": {"text": "Diabetes"}}
+    ).conditions[0]
     assert c.codings == () and c.text == "Diabetes"
 
 
@@ -125,7 +139,13 @@ def test_malformed_resources_are_skipped_with_reasons() -> None:
         {"no": "resourceType"},
         {"resourceType": "Condition", "id": "no-code", "subject": P},
         {"resourceType": "Condition", "id": "str-code", "subject": P, "code": "E11.9"},
-        {"resourceType": "Condition", "id": "bad-onset", "subject": P, "code": {"text": "x"}, "onsetDateTime": "soon"},
+        {
+            "resourceType": "Condition",
+            "id": "bad-onset",
+            "subject": P,
+            "code": {"text": "x"},
+            "onsetDateTime": "soon",
+        },
         time_entry("no-period", period=None),
         time_entry("garbage", period={"start": "2026-13-45T99:00:00Z", "end": "x"}),
         time_entry("date-only", period={"start": "2026-10-05", "end": "2026-10-05"}),
@@ -139,7 +159,11 @@ def test_malformed_resources_are_skipped_with_reasons() -> None:
         {"resourceType": "ChargeItem", "id": "ch1", "status": "billed", "code": cc("http://loinc.org", "1")},
         {"resourceType": "CarePlan", "id": "cp1", "status": "active", "period": "2026"},
         {"resourceType": "Encounter", "id": "visit", "status": "finished", "type": [cc(CPT, "99214")]},
-        {"resourceType": "OperationOutcome", "id": "oo", "issue": [{"severity": "error", "diagnostics": "boom"}]},
+        {
+            "resourceType": "OperationOutcome",
+            "id": "oo",
+            "issue": [{"severity": "error", "diagnostics": "boom"}],
+        },
     )
     r = reasons(facts)
     assert r["#1"] == "entry is not a JSON object"
@@ -178,10 +202,20 @@ def test_time_entry_minutes_from_length_or_period() -> None:
     facts = facts_of(
         time_entry("a"),
         time_entry("b", length={"value": 0.5, "code": "h"}, period={"start": "2026-10-06T10:00:00+02:00"}),
-        time_entry("c", status="entered-in-error", type=[cc("https://ccm-ready.org/fhir/CodeSystem/care-program", "rpm")]),
+        time_entry(
+            "c",
+            status="entered-in-error",
+            type=[cc("https://ccm-ready.org/fhir/CodeSystem/care-program", "rpm")],
+        ),
     )
     a, b, c = facts.time_entries
-    assert (a.id, a.program, a.minutes, a.performer, a.status) == ("Encounter/a", "ccm", 20.0, "Practitioner/rn", "finished")
+    assert (a.id, a.program, a.minutes, a.performer, a.status) == (
+        "Encounter/a",
+        "ccm",
+        20.0,
+        "Practitioner/rn",
+        "finished",
+    )
     assert b.minutes == 30.0 and b.end - b.start == timedelta(minutes=30)
     assert b.start.utcoffset() == timedelta(hours=2)
     assert c.program == "rpm" and c.status == "entered-in-error"
@@ -191,7 +225,13 @@ def test_naive_and_partial_dates_use_the_practice_zone() -> None:
     chicago = ZoneInfo("America/Chicago")
     facts = facts_of(
         time_entry("a", period={"start": "2026-10-31T23:30:00", "end": "2026-10-31T23:50:00"}),
-        {"resourceType": "CarePlan", "id": "cp", "status": "active", "subject": P, "period": {"start": "2026-10", "end": "2026-10-31"}},
+        {
+            "resourceType": "CarePlan",
+            "id": "cp",
+            "status": "active",
+            "subject": P,
+            "period": {"start": "2026-10", "end": "2026-10-31"},
+        },
         tz="America/Chicago",
     )
     entry = facts.time_entries[0]
@@ -224,8 +264,13 @@ def test_tasks_attach_notes_and_activities_to_their_time_entry() -> None:
 def test_attestation_tasks() -> None:
     def attest(tid: str, kind: str, **over: Any) -> dict[str, Any]:
         return {
-            "resourceType": "Task", "id": tid, "status": "completed", "for": P, "code": cc(CARE_ACTIVITY, kind),
-            "owner": {"reference": "Practitioner/dr"}, **over,
+            "resourceType": "Task",
+            "id": tid,
+            "status": "completed",
+            "for": P,
+            "code": cc(CARE_ACTIVITY, kind),
+            "owner": {"reference": "Practitioner/dr"},
+            **over,
         }
 
     facts = facts_of(
@@ -235,7 +280,10 @@ def test_attestation_tasks() -> None:
         attest("a4", "care-coordination"),
     )
     kinds = {(a.id, a.kind, a.practitioner) for a in facts.attestations}
-    assert kinds == {("Task/a1", "risk-attestation", "Practitioner/dr"), ("Task/a2", "mdm-high", "Practitioner/dr")}
+    assert kinds == {
+        ("Task/a1", "risk-attestation", "Practitioner/dr"),
+        ("Task/a2", "mdm-high", "Practitioner/dr"),
+    }
     assert {a.at for a in facts.attestations} == {
         datetime(2026, 10, 2, 9, tzinfo=UTC),
         datetime(2026, 10, 3, tzinfo=UTC),
@@ -248,22 +296,47 @@ def test_attestation_tasks() -> None:
 def test_visits_and_inpatient_stays() -> None:
     facts = facts_of(
         {
-            "resourceType": "Encounter", "id": "v1", "status": "finished", "subject": P,
-            "class": {"code": "AMB"}, "type": [cc("urn:oid:2.16.840.1.113883.6.12", "99214")],
+            "resourceType": "Encounter",
+            "id": "v1",
+            "status": "finished",
+            "subject": P,
+            "class": {"code": "AMB"},
+            "type": [cc("urn:oid:2.16.840.1.113883.6.12", "99214")],
             "participant": [{"individual": {"reference": "Practitioner/dr"}}],
             "period": {"start": "2026-06-10T14:00:00Z"},
         },
         {
-            "resourceType": "Encounter", "id": "v2", "status": "finished", "subject": P,
+            "resourceType": "Encounter",
+            "id": "v2",
+            "status": "finished",
+            "subject": P,
             "type": [cc("http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", "g0439")],
             "period": {"start": "2026-06-11"},
         },
-        {"resourceType": "Encounter", "id": "s1", "status": "in-progress", "subject": P,
-         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-         "period": {"start": "2026-10-10T08:00:00Z"}},
-        {"resourceType": "Encounter", "id": "s2", "status": "cancelled", "subject": P, "class": {"code": "ACUTE"}},
-        {"resourceType": "Encounter", "id": "amb", "status": "finished", "subject": P, "class": {"code": "AMB"},
-         "type": [cc(SNOMED, "185349003")], "period": {"start": "2026-10-01"}},
+        {
+            "resourceType": "Encounter",
+            "id": "s1",
+            "status": "in-progress",
+            "subject": P,
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "period": {"start": "2026-10-10T08:00:00Z"},
+        },
+        {
+            "resourceType": "Encounter",
+            "id": "s2",
+            "status": "cancelled",
+            "subject": P,
+            "class": {"code": "ACUTE"},
+        },
+        {
+            "resourceType": "Encounter",
+            "id": "amb",
+            "status": "finished",
+            "subject": P,
+            "class": {"code": "AMB"},
+            "type": [cc(SNOMED, "185349003")],
+            "period": {"start": "2026-10-01"},
+        },
     )
     v1, v2 = facts.visits
     assert v1.codings == (Coding(CPT, "99214"),) and v1.participants == ("Practitioner/dr",)
@@ -277,28 +350,47 @@ def test_visits_and_inpatient_stays() -> None:
 
 def test_consent_record() -> None:
     consent = {
-        "resourceType": "Consent", "id": "k1", "status": "inactive", "patient": P,
+        "resourceType": "Consent",
+        "id": "k1",
+        "status": "inactive",
+        "patient": P,
         "category": [cc("http://loinc.org", "59284-0"), cc(CARE_PROGRAM, "ccm")],
         "dateTime": "2026-06-10T15:00:00-05:00",
         "performer": [{"reference": "Practitioner/rn"}],
         "provision": {
             "period": {"start": "2026-06-10", "end": "2026-10-12"},
             "actor": [
-                {"role": cc("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PROV"),
-                 "reference": {"reference": "Practitioner/other"}},
-                {"role": cc("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF"),
-                 "reference": {"reference": "Practitioner/dr"}},
+                {
+                    "role": cc("http://terminology.hl7.org/CodeSystem/v3-RoleClass", "PROV"),
+                    "reference": {"reference": "Practitioner/other"},
+                },
+                {
+                    "role": cc("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "PPRF"),
+                    "reference": {"reference": "Practitioner/dr"},
+                },
             ],
         },
         "extension": [
             {"url": "https://ccm-ready.org/fhir/StructureDefinition/consent-method", "valueCode": "Written"},
-            *({"url": "https://ccm-ready.org/fhir/StructureDefinition/ccm-disclosure",
-               "valueCoding": {"system": "http://ccm-ready.org/fhir/CodeSystem/ccm-disclosure", "code": c}}
-              for c in ("cost-sharing", "right-to-stop")),
+            *(
+                {
+                    "url": "https://ccm-ready.org/fhir/StructureDefinition/ccm-disclosure",
+                    "valueCoding": {
+                        "system": "http://ccm-ready.org/fhir/CodeSystem/ccm-disclosure",
+                        "code": c,
+                    },
+                }
+                for c in ("cost-sharing", "right-to-stop")
+            ),
         ],
     }
-    unrelated = {"resourceType": "Consent", "id": "privacy", "status": "active", "patient": P,
-                 "category": [cc("http://loinc.org", "59284-0")]}
+    unrelated = {
+        "resourceType": "Consent",
+        "id": "privacy",
+        "status": "active",
+        "patient": P,
+        "category": [cc("http://loinc.org", "59284-0")],
+    }
     facts = facts_of(consent, unrelated)
     (k,) = facts.consents
     assert k.id == "Consent/k1" and k.status == "inactive" and k.programs == ("ccm",)
@@ -311,12 +403,23 @@ def test_consent_record() -> None:
 
 def test_care_plan_and_sharing() -> None:
     plan = {
-        "resourceType": "CarePlan", "id": "cp", "status": "active", "subject": P,
-        "category": [cc(CARE_PROGRAM, "ccm")], "period": {"start": "2026-06-10"},
-        "author": {"reference": "Practitioner/dr"}, "meta": {"lastUpdated": "2026-10-02T08:00:00Z"},
+        "resourceType": "CarePlan",
+        "id": "cp",
+        "status": "active",
+        "subject": P,
+        "category": [cc(CARE_PROGRAM, "ccm")],
+        "period": {"start": "2026-06-10"},
+        "author": {"reference": "Practitioner/dr"},
+        "meta": {"lastUpdated": "2026-10-02T08:00:00Z"},
     }
-    shared = {"resourceType": "Communication", "id": "m1", "status": "completed", "subject": P,
-              "about": [{"reference": "CarePlan/cp"}], "sent": "2026-06-11T10:00:00Z"}
+    shared = {
+        "resourceType": "Communication",
+        "id": "m1",
+        "status": "completed",
+        "subject": P,
+        "about": [{"reference": "CarePlan/cp"}],
+        "sent": "2026-06-11T10:00:00Z",
+    }
     p = facts_of(plan, shared).care_plans[0]
     assert p.programs == ("ccm",) and p.author == "Practitioner/dr"
     assert p.last_reviewed == datetime(2026, 10, 2, 8, tzinfo=UTC)
@@ -325,15 +428,32 @@ def test_care_plan_and_sharing() -> None:
 
 def test_charge_items() -> None:
     facts = facts_of(
-        {"resourceType": "ChargeItem", "id": "ch1", "status": "billed", "subject": P,
-         "code": cc("http://www.ama-assn.org/go/cpt/", "99490"), "occurrenceDateTime": "2026-10-20",
-         "performer": [{"actor": {"reference": "Practitioner/dr"}}], "quantity": {"value": 2}},
-        {"resourceType": "ChargeItem", "id": "ch2", "status": "billable", "subject": P,
-         "code": cc("urn:oid:2.16.840.1.113883.6.285", "g0181"), "occurrencePeriod": {"start": "2026-10"}},
+        {
+            "resourceType": "ChargeItem",
+            "id": "ch1",
+            "status": "billed",
+            "subject": P,
+            "code": cc("http://www.ama-assn.org/go/cpt/", "99490"),
+            "occurrenceDateTime": "2026-10-20",
+            "performer": [{"actor": {"reference": "Practitioner/dr"}}],
+            "quantity": {"value": 2},
+        },
+        {
+            "resourceType": "ChargeItem",
+            "id": "ch2",
+            "status": "billable",
+            "subject": P,
+            "code": cc("urn:oid:2.16.840.1.113883.6.285", "g0181"),
+            "occurrencePeriod": {"start": "2026-10"},
+        },
     )
     a, b = facts.billed
     assert (a.code, a.units, a.performer, a.start, a.end) == (
-        "99490", 2, "Practitioner/dr", datetime(2026, 10, 20, tzinfo=UTC), datetime(2026, 10, 21, tzinfo=UTC)
+        "99490",
+        2,
+        "Practitioner/dr",
+        datetime(2026, 10, 20, tzinfo=UTC),
+        datetime(2026, 10, 21, tzinfo=UTC),
     )
     assert (b.code, b.status, b.units, b.end) == ("G0181", "billable", 1, None)
 
@@ -348,13 +468,28 @@ def test_urn_uuid_references_like_synthea() -> None:
         "entry": [
             {"fullUrl": "urn:uuid:pat-1", "resource": {"resourceType": "Patient", "id": "pat-1"}},
             {"fullUrl": "urn:uuid:dr-1", "resource": {"resourceType": "Practitioner"}},
-            {"fullUrl": "urn:uuid:enc-1", "resource": time_entry(
-                "enc-1", subject={"reference": "urn:uuid:pat-1"},
-                participant=[{"individual": {"reference": "urn:uuid:dr-1"}}])},
-            {"fullUrl": "urn:uuid:t-1", "resource": {
-                "resourceType": "Task", "status": "completed", "for": {"reference": "urn:uuid:pat-1"},
-                "encounter": {"reference": "urn:uuid:enc-1"}, "note": [{"text": "Called patient."}]}},
-            {"fullUrl": "urn:uuid:other", "resource": time_entry("x", subject={"reference": "urn:uuid:nobody"})},
+            {
+                "fullUrl": "urn:uuid:enc-1",
+                "resource": time_entry(
+                    "enc-1",
+                    subject={"reference": "urn:uuid:pat-1"},
+                    participant=[{"individual": {"reference": "urn:uuid:dr-1"}}],
+                ),
+            },
+            {
+                "fullUrl": "urn:uuid:t-1",
+                "resource": {
+                    "resourceType": "Task",
+                    "status": "completed",
+                    "for": {"reference": "urn:uuid:pat-1"},
+                    "encounter": {"reference": "urn:uuid:enc-1"},
+                    "note": [{"text": "Called patient."}],
+                },
+            },
+            {
+                "fullUrl": "urn:uuid:other",
+                "resource": time_entry("x", subject={"reference": "urn:uuid:nobody"}),
+            },
         ],
     }
     facts = read_facts(resources_from_json(bundle))
@@ -367,7 +502,12 @@ def test_urn_uuid_references_like_synthea() -> None:
 
 @pytest.mark.parametrize(
     "reference",
-    ["Patient/p1", "https://ehr.example/fhir/Patient/p1", "http://x/fhir/Patient/p1/_history/4", "Patient/p1/_history/1"],
+    [
+        "Patient/p1",
+        "https://ehr.example/fhir/Patient/p1",
+        "http://x/fhir/Patient/p1/_history/4",
+        "Patient/p1/_history/1",
+    ],
 )
 def test_reference_spellings(reference: str) -> None:
     facts = facts_of(time_entry(subject={"reference": reference}))
@@ -380,3 +520,80 @@ def test_every_bundle_type_reads_the_same(tmp_path) -> None:
         bundle = {"resourceType": "Bundle", "type": kind, "entry": [{"resource": r} for r in resources]}
         facts = read_facts(resources_from_json(bundle))
         assert facts.patient.id == "Patient/p1" and len(facts.time_entries) == 1, kind
+
+
+# ---- never raises ---------------------------------------------------------------------------------------
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
+    | st.sampled_from(["2026-10-05T10:00:00Z", "2026", "2026-10", "Patient/p1", "urn:uuid:x", "min", "ccm"]),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+FIELDS = [
+    "id",
+    "status",
+    "code",
+    "type",
+    "class",
+    "period",
+    "length",
+    "subject",
+    "patient",
+    "for",
+    "encounter",
+    "note",
+    "category",
+    "provision",
+    "extension",
+    "dateTime",
+    "occurrenceDateTime",
+    "occurrencePeriod",
+    "performer",
+    "participant",
+    "about",
+    "sent",
+    "executionPeriod",
+    "owner",
+    "deceasedDateTime",
+    "deceasedBoolean",
+    "generalPractitioner",
+    "birthDate",
+    "onsetDateTime",
+    "quantity",
+    "issue",
+]
+resource_types = st.sampled_from(
+    [
+        "Patient",
+        "Condition",
+        "Encounter",
+        "Task",
+        "Consent",
+        "CarePlan",
+        "ChargeItem",
+        "Communication",
+        "OperationOutcome",
+        "Bundle",
+        "Observation",
+    ]
+)
+resources = st.builds(
+    lambda rtype, fields: {"resourceType": rtype, **fields},
+    resource_types,
+    st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=6),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(resources | json_values, max_size=8), st.sampled_from(["UTC", "America/Chicago"]))
+def test_read_facts_never_raises(items: list[Any], tz: str) -> None:
+    facts = read_facts(items, tz=tz)
+    assert facts.patient.id.startswith("Patient/")
+    assert all(s.resource and s.reason for s in facts.skipped)

@@ -131,7 +131,11 @@ def test_references_inside_a_crafted_bundle_resolve(cases: list[DemoCase]) -> No
                 assert ref in urls, (case.key, ref)
 
 
-@pytest.mark.parametrize("now", [NOW, FIRST_HOUR], ids=["late-in-month", "first-hour"])
+# The month of a DST change (America/Chicago falls back on 2026-11-01, springs forward on 2027-03-14).
+SPRING = datetime(2027, 3, 28, 12, 0, tzinfo=ZoneInfo(TZ))
+
+
+@pytest.mark.parametrize("now", [NOW, FIRST_HOUR, SPRING], ids=["late-in-month", "first-hour", "dst-month"])
 def test_time_entries_have_an_end_and_fall_in_this_month(now: datetime) -> None:
     month = Month.of(now)
     start, end = month.bounds(ZoneInfo(TZ))
@@ -165,8 +169,8 @@ def test_crafted_minutes_match_the_labels(cases: list[DemoCase]) -> None:
 
     assert ccm_minutes("ready-staff") == 25
     assert ccm_minutes("ready-cap") == 65
-    assert ccm_minutes("ready-practitioner") == 62
-    assert ccm_minutes("ready-complex") == 70
+    assert ccm_minutes("ready-practitioner") == 92
+    assert ccm_minutes("ready-complex") == 95
     assert ccm_minutes("not-yet") == 14
 
 
@@ -209,3 +213,43 @@ def test_manifest_round_trip(tmp_path: Path) -> None:
     path.write_text("{}", encoding="utf-8")
     with pytest.raises(ValueError, match="not a demo manifest"):
         read_manifest(path)
+
+
+def test_home_lists_the_manifest_patients(tmp_path: Path) -> None:
+    from markupsafe import escape
+
+    from smart_app.app import create_app
+
+    manifest = Manifest("http://127.0.0.1:8090/fhir", "2026-11", TZ, "", (
+        SeededPatient("not-yet", "p-1", "Esther Mbeki", "Not yet: 14 of 20 minutes", "not-yet", "6 more",
+                      "crafted"),
+        SeededPatient("ready-staff", "p-2", "Alma Reyes", "Ready: 25 staff minutes", "ready", "99490",
+                      "crafted"),
+    ))
+    path = tmp_path / "manifest.json"
+    write_manifest(path, manifest)
+    app = create_app({"TESTING": True, "DEMO_MANIFEST": str(path)})
+    html = app.test_client().get("/").get_data(as_text=True)
+    assert 'href="/open?iss=http%3A%2F%2F127.0.0.1%3A8090%2Ffhir&amp;patient=p-1"' in html
+    assert str(escape("Ready: 25 staff minutes")) in html
+    assert html.index("Alma Reyes") < html.index("Esther Mbeki")  # ready first
+
+
+def test_home_with_an_unreadable_manifest_says_so(tmp_path: Path) -> None:
+    from smart_app.app import create_app
+
+    app = create_app({"TESTING": True, "DEMO_MANIFEST": str(tmp_path / "missing.json")})
+    html = app.test_client().get("/").get_data(as_text=True)
+    assert "could not be read" in html and 'href="/open"' in html
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--timezone", "Mars/Olympus"], "unknown time zone"),
+    (["--port", "8090", "--fhir-port", "8090"], "must differ"),
+])
+def test_demo_command_rejects_bad_arguments(argv: list[str], message: str,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from smart_app.cli import main
+
+    assert main(["demo", *argv]) == 2
+    assert message in capsys.readouterr().err

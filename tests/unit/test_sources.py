@@ -24,7 +24,10 @@ def ids(resources: list) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["collection", "transaction", "batch", "document", "message", "history"])
 def test_plain_bundle_types_yield_their_resources(kind: str) -> None:
-    b = bundle(kind, [{"resource": PATIENT, "request": {"method": "POST", "url": "Patient"}}, {"resource": CONDITION}])
+    b = bundle(
+        kind,
+        [{"resource": PATIENT, "request": {"method": "POST", "url": "Patient"}}, {"resource": CONDITION}],
+    )
     assert ids(resources_from_json(b)) == ["Patient/p1", "Condition/c1"]
 
 
@@ -149,7 +152,10 @@ def test_directory_is_an_error(tmp_path: Path) -> None:
         ("urn:oid:2.16.840.1.113883.6.12", CPT),
         ("urn:oid:2.16.840.1.113883.6.285", HCPCS),
         ("http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets", HCPCS),
-        ("http://ccm-ready.org/fhir/CodeSystem/care-program/", "https://ccm-ready.org/fhir/CodeSystem/care-program"),
+        (
+            "http://ccm-ready.org/fhir/CodeSystem/care-program/",
+            "https://ccm-ready.org/fhir/CodeSystem/care-program",
+        ),
         ("http://example.org/local/", "http://example.org/local"),
         (None, ""),
     ],
@@ -159,7 +165,8 @@ def test_canonical_system(url: str | None, canonical: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "normal"), [("E119", "E11.9"), ("e11.9", "E11.9"), ("I10", "I10"), ("E1165", "E11.65"), ("N18.", "N18")]
+    ("code", "normal"),
+    [("E119", "E11.9"), ("e11.9", "E11.9"), ("I10", "I10"), ("E1165", "E11.65"), ("N18.", "N18")],
 )
 def test_icd10_codes_are_dotted(code: str, normal: str) -> None:
     assert normalize_icd10(code) == normal

@@ -1,0 +1,110 @@
+"""A loopback HTTP proxy that adds a fixed delay to every request (a stand-in for a distant EHR).
+
+It forwards GET/POST to one upstream origin on 127.0.0.1 and rewrites the upstream's origin in
+response bodies and Location headers to its own, so `next` links stay on the proxy (as a real
+FHIR proxy such as smart-launcher does).
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "host",
+        "content-length",
+    }
+)
+
+
+class LatencyProxy:
+    """`with LatencyProxy("http://127.0.0.1:8090", 0.05) as proxy:` then use `proxy.origin`."""
+
+    def __init__(self, upstream: str, delay: float = 0.05, timeout: float = 30.0) -> None:
+        parts = urlsplit(upstream)
+        if parts.hostname not in ("127.0.0.1", "localhost") or not parts.port:
+            raise ValueError("the latency proxy only forwards to a loopback origin with a port")
+        self.upstream_host, self.upstream_port = parts.hostname, parts.port
+        self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
+        self.delay = delay
+        self.timeout = timeout
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="latency-proxy", daemon=True)
+
+    def start(self) -> LatencyProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> LatencyProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        with self._lock:
+            self.requests += 1
+        time.sleep(self.delay)
+        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=self.timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
+            status = resp.status
+        finally:
+            conn.close()
+        data = data.replace(self.upstream_origin.encode(), self.origin.encode())
+        out_headers = [(k, v.replace(self.upstream_origin, self.origin)) for k, v in out_headers]
+        return status, out_headers, data
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+                try:
+                    status, out_headers, data = proxy._forward(self.command, self.path, headers, body)
+                except OSError:
+                    status, out_headers, data = 502, [("Content-Type", "text/plain")], b"upstream unreachable"
+                self.send_response(status)
+                for key, value in out_headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _relay
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # quiet: no request lines (they carry ids)
+
+        return Handler

@@ -1,0 +1,130 @@
+"""Strict writer for the CCM Consent (given, declined or stopped), with its Provenance, idempotently.
+
+The shape is the one in docs/fhir-conventions.md ("CCM consent: Consent"). Scope is consentscope#treatment:
+the CMS consent is agreement to a care-management service, which R4 defines as "Consent to participate in or
+accept a treatment" (http://terminology.hl7.org/CodeSystem/consentscope); `patient-privacy` is for data-use
+rules and would misclassify it. policyRule points at the CMS requirement (cms-rules.md section 3.3) via our
+policy URL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from fhir_mapping.codes import (
+    CARE_PROGRAM,
+    CCM_DISCLOSURE,
+    DISCLOSURES,
+    EXT_CCM_DISCLOSURE,
+    EXT_CONSENT_METHOD,
+    LOINC,
+    LOINC_PATIENT_CONSENT,
+    PPRF,
+    V3_PARTICIPATION_TYPE,
+)
+from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
+from fhir_mapping.write_time import transaction, urn
+
+CONSENT_ID = "https://ccm-ready.org/fhir/identifier/consent"
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
+CONSENT_POLICY = "https://ccm-ready.org/fhir/policy/cms-ccm-consent"
+DISCLOSURE_ORDER = ("ccm-available", "cost-sharing", "one-practitioner", "right-to-stop")
+STATUS_FOR = {"given": "active", "declined": "rejected", "stopped": "inactive"}
+METHODS = ("verbal", "written")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentDraft:
+    """A checked consent record ready to write."""
+
+    consent_id: str
+    patient_id: str
+    decision: str  # given | declined | stopped
+    obtained_at: datetime  # aware; when the patient agreed / declined / asked to stop
+    obtained_by: str  # Practitioner/... who obtained it
+    billing_practitioner: str  # Practitioner/... (PPRF)
+    method: str  # verbal | written
+    disclosures: tuple[str, ...] = DISCLOSURE_ORDER
+    stop_date: date | None = None  # for "stopped": the last day; effective at the end of that month
+
+
+def consent(draft: ConsentDraft) -> dict[str, Any]:
+    """The Consent resource for `draft` (validated as R4)."""
+    if draft.decision not in STATUS_FOR:
+        raise WriteError(f"consent decision must be one of {', '.join(STATUS_FOR)}")
+    if draft.method not in METHODS:
+        raise WriteError("consent method must be verbal or written")
+    unknown = set(draft.disclosures) - DISCLOSURES
+    if unknown:
+        raise WriteError(f"unknown disclosure codes: {', '.join(sorted(unknown))}")
+    extensions: list[dict[str, Any]] = [{"url": EXT_CONSENT_METHOD, "valueCode": draft.method}]
+    for code in DISCLOSURE_ORDER:
+        if code in draft.disclosures:
+            extensions.append(
+                {"url": EXT_CCM_DISCLOSURE, "valueCoding": {"system": CCM_DISCLOSURE, "code": code}}
+            )
+    provision: dict[str, Any] = {
+        "type": "deny" if draft.decision == "declined" else "permit",
+        "actor": [
+            {
+                "role": {"coding": [{"system": V3_PARTICIPATION_TYPE, "code": PPRF}]},
+                "reference": {"reference": draft.billing_practitioner},
+            }
+        ],
+    }
+    if draft.decision == "stopped":
+        if draft.stop_date is None:
+            raise WriteError("a stopped consent needs the stop date")
+        provision["period"] = {"end": draft.stop_date.isoformat()}
+    resource = {
+        "resourceType": "Consent",
+        "identifier": [{"system": CONSENT_ID, "value": draft.consent_id}],
+        "status": STATUS_FOR[draft.decision],
+        "extension": extensions,
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "treatment"}]},
+        "category": [
+            {"coding": [{"system": LOINC, "code": LOINC_PATIENT_CONSENT}]},
+            {"coding": [{"system": CARE_PROGRAM, "code": "ccm"}]},
+        ],
+        "patient": {"reference": f"Patient/{draft.patient_id}"},
+        "dateTime": instant(draft.obtained_at),
+        "performer": [{"reference": draft.obtained_by}],
+        "policyRule": {
+            "coding": [{"system": CONSENT_POLICY, "code": "ccm-consent"}],
+            "text": "CMS CCM consent: inform the patient, document consent in the record",
+        },
+        "provision": provision,
+    }
+    return checked(resource)
+
+
+def consent_transaction(
+    draft: ConsentDraft, *, user: str, recorded: datetime, pack_id: str, pack_version: str
+) -> dict[str, Any]:
+    """Consent + Provenance in one transaction, both conditional on our consent identifier."""
+    c_url, p_url = urn("consent", draft.consent_id), urn("consent-provenance", draft.consent_id)
+    prov = provenance([c_url], user=user, recorded=recorded, pack_id=pack_id, pack_version=pack_version)
+    return transaction(
+        [
+            {
+                "fullUrl": c_url,
+                "resource": consent(draft),
+                "request": {
+                    "method": "POST",
+                    "url": "Consent",
+                    "ifNoneExist": token_query("identifier", CONSENT_ID, draft.consent_id),
+                },
+            },
+            {
+                "fullUrl": p_url,
+                "resource": prov,
+                "request": {
+                    "method": "POST",
+                    "url": "Provenance",
+                    "ifNoneExist": token_query("target:Consent.identifier", CONSENT_ID, draft.consent_id),
+                },
+            },
+        ]
+    )

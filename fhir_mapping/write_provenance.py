@@ -1,0 +1,111 @@
+"""Provenance for everything the app writes, and the strict R4 check every writer runs before sending.
+
+Each write carries a Provenance: agent = the user (enterer) and the app (assembler, by identifier), policy =
+the policy pack (id and version) in effect, `recorded` = when the app wrote it. See docs/fhir-conventions.md,
+"What the app writes".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from importlib import import_module
+from typing import Any
+from urllib.parse import quote
+
+APP_ID_SYSTEM = "https://ccm-ready.org/fhir/identifier/software"
+APP_NAME = "CCM Ready"
+POLICY_BASE = "https://ccm-ready.org/fhir/policy"
+PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+
+
+class WriteError(ValueError):
+    """A resource we were about to write is not valid R4 (a bug or bad input; never sent)."""
+
+
+def checked(resource: dict[str, Any]) -> dict[str, Any]:
+    """`resource` validated against the fhir.resources R4B model of its type; WriteError when invalid."""
+    rtype = resource.get("resourceType")
+    if not isinstance(rtype, str) or not rtype.isalpha():
+        raise WriteError("resource without a resourceType")
+    try:
+        module = import_module(f"fhir.resources.R4B.{rtype.lower()}")
+        model = getattr(module, rtype)
+    except (ImportError, AttributeError):
+        raise WriteError(f"unknown FHIR resource type {rtype!r}") from None
+    try:
+        model.model_validate(resource)
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        first = str(exc).splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) if len(first) > 1 else str(exc)
+        raise WriteError(f"{rtype} is not valid FHIR R4: {detail}") from None
+    return resource
+
+
+def instant(moment: datetime) -> str:
+    """An R4 instant/dateTime with seconds and an offset."""
+    if moment.tzinfo is None:
+        raise WriteError("times written to FHIR must carry a time zone")
+    return moment.isoformat(timespec="seconds")
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def token_query(param: str, system: str, value: str) -> str:
+    """`param=system|value` for an ifNoneExist / search (the value URL-encoded)."""
+    return f"{param}={quote(f'{system}|{value}', safe=':/')}"
+
+
+def app_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ccm-ready")
+    except Exception:
+        return "0"
+
+
+def provenance(
+    targets: Sequence[str],
+    *,
+    user: str,
+    recorded: datetime,
+    pack_id: str,
+    pack_version: str,
+    activity: str = "CREATE",
+    reason: str | None = None,
+    revises: str | None = None,
+) -> dict[str, Any]:
+    """A Provenance for `targets` (references or fullUrls) written by `user` through this app."""
+    if not targets:
+        raise WriteError("a Provenance needs at least one target")
+    if activity not in ("CREATE", "UPDATE"):
+        raise WriteError(f"unsupported Provenance activity {activity!r}")
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "target": [{"reference": t} for t in targets],
+        "recorded": instant(recorded),
+        "policy": [f"{POLICY_BASE}/{quote(pack_id, safe='')}/{quote(pack_version, safe='')}"],
+        "activity": {"coding": [{"system": DATA_OPERATION, "code": activity}]},
+        "agent": [
+            {
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "enterer"}]},
+                "who": {"reference": user},
+            },
+            {
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler"}]},
+                "who": {
+                    "identifier": {"system": APP_ID_SYSTEM, "value": "ccm-ready"},
+                    "display": f"{APP_NAME} {app_version()}",
+                },
+            },
+        ],
+    }
+    if reason:
+        resource["reason"] = [{"text": reason}]
+    if revises:
+        resource["entity"] = [{"role": "revision", "what": {"reference": revises}}]
+    return checked(resource)

@@ -1,0 +1,189 @@
+"""`ccm-ready evaluate`: JSON and text output, and one-line errors (exit 2) for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smart_app.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIO = ROOT / "tests" / "data" / "scenarios" / "ready-99490.json"
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(["evaluate", *argv])
+    except SystemExit as exc:  # argparse errors
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_output_is_the_verdict_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, str(SCENARIO), "--month", "2026-10")
+    assert code == 0 and err == ""
+    verdict = json.loads(out)
+    assert verdict["patient"] == "Patient/p1"
+    assert verdict["status"] == "ready"
+    assert verdict["codes"] == [{"code": "99490", "units": 1}]
+    assert verdict["billing_practitioner"] == "Practitioner/dr-a"
+    assert verdict["policy"] == "cms-pfs-2026"
+    assert {"findings", "skipped", "chronic_conditions", "payment", "next_threshold"} <= set(verdict)
+    assert out.startswith("{\n  ")  # indent 2
+
+
+def test_text_output_summarises_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "tests" / "data" / "scenarios" / "malformed-resources.json"
+    code, out, _ = run_cli(capsys, str(path), "--month", "2026-10", "--format", "text")
+    assert code == 0
+    assert "Status: READY" in out
+    assert "99490 x1" in out and "$66.13" in out
+    assert "clinical staff (incl. the practitioner's own time): 25" in out
+    assert "Next threshold: 99439 needs 15 more minutes" in out
+    assert "E11.9" in out and "[CCIR]" in out
+    assert "Skipped resources (5):" in out and "Condition/bad-no-code: Condition has no code" in out
+
+
+def test_text_output_groups_findings_with_citations(capsys: pytest.CaptureFixture[str]) -> None:
+    path = ROOT / "tests" / "data" / "scenarios" / "consent-missing.json"
+    code, out, _ = run_cli(capsys, str(path), "--month", "2026-10", "--format", "text")
+    assert code == 0
+    assert "Status: BLOCKED" in out
+    assert "  consent:\n    BLOCKER consent.missing:" in out
+    assert "source: CMS MLN909188" in out
+
+
+def test_policy_and_practitioner_options(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys,
+        str(SCENARIO),
+        "--month",
+        "2025-10",
+        "--policy",
+        "cms-pfs-2025",
+        "--billing-practitioner",
+        "Practitioner/dr-b",
+        "--timezone",
+        "America/Chicago",
+    )
+    verdict = json.loads(out)
+    assert code == 0
+    assert verdict["policy"] == "cms-pfs-2025" and verdict["billing_practitioner"] == "Practitioner/dr-b"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["missing.json", "--month", "2026-10"], "no such file"),
+        ([str(SCENARIO)], "--month YYYY-MM is required"),
+        ([str(SCENARIO), "--month", "2026-13"], "month must be YYYY-MM"),
+        ([str(SCENARIO), "--month", "October"], "month must be YYYY-MM"),
+        ([str(SCENARIO), "--month", "2026-10", "--policy", "cms-pfs-1999"], "cms-pfs-1999"),
+        ([str(SCENARIO), "--month", "2026-10", "--timezone", "Mars/Olympus"], "unknown time zone"),
+        ([str(SCENARIO), "--month", "2026-10", "--billing-practitioner", "dr-a"], "Practitioner/ID"),
+        ([str(SCENARIO), "--month", "2026-10", "--billing-practitioner", "Patient/p1"], "Practitioner/ID"),
+        ([str(SCENARIO), "--month", "2026-10", "--patient", "Patient/nope"], "Patient/nope is not in"),
+        ([str(SCENARIO), "--month", "2026-10", "--patient", "Patient/a b"], "--patient must look like"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("ccm-ready: error: ")
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{oops", "is not valid JSON"),
+        ('{"resourceType": "Patient"}\n{broken\n', "line 2 is not valid JSON"),
+        ('{"hello": 1}', "not FHIR"),
+    ],
+)
+def test_bad_files_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "in.json"
+    path.write_text(content)
+    code, _, err = run_cli(capsys, str(path), "--month", "2026-10")
+    assert code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_several_patients_need_a_choice(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    lines = [
+        {"resourceType": "Patient", "id": "a"},
+        {"resourceType": "Patient", "id": "b"},
+        {
+            "resourceType": "Condition",
+            "id": "c",
+            "subject": {"reference": "Patient/b"},
+            "code": {"text": "x"},
+        },
+    ]
+    path = tmp_path / "population.ndjson"
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    code, _, err = run_cli(capsys, str(path), "--month", "2026-10")
+    assert code == 2 and "holds 2 patients (Patient/a, Patient/b)" in err and "--patient" in err
+    code, out, _ = run_cli(capsys, str(path), "--month", "2026-10", "--patient", "Patient/b")
+    assert code == 0 and json.loads(out)["patient"] == "Patient/b"
+
+
+def test_help_explains_the_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--help")
+    assert code == 0
+    assert "JSON contract" in out and '"status": "ready"' in out and "exit status" in out
+
+
+def test_subprocess_entry_point(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smart_app.cli",
+            "evaluate",
+            str(SCENARIO),
+            "--month",
+            "2026-10",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"] == "ready"
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "smart_app.cli",
+            "evaluate",
+            str(tmp_path / "nope.json"),
+            "--month",
+            "2026-10",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == [f"ccm-ready: error: no such file: {tmp_path / 'nope.json'}"]
