@@ -12,8 +12,8 @@ from rules.verdict import Finding
 CHARGED = frozenset({"billable", "billed"})
 RANK = {"blocker": 2, "warning": 1, "info": 0}
 ALLOWED_WORDS = {
-    "no": "This is not allowed in the same month as CCM",
-    "yes": "This is allowed in the same month as CCM",
+    "no": "It and CCM cannot both be billed for this month",
+    "yes": "It is allowed in the same month as CCM",
     "once": "CCM is already billed for this month by the billing practitioner: do not bill it again",
     "unverified": "Whether this may run alongside CCM is not verified: check before billing",
 }
@@ -75,7 +75,8 @@ def check(pm: PatientMonth) -> tuple[Finding, ...]:
         relation = {
             "same": "the billing practitioner",
             "different": f"another practitioner ({who})",
-            "unknown": f"{who} (the performer could not be matched to the billing practitioner)",
+            "unknown": f"{who} (the performer could not be matched to the billing practitioner, so the "
+            "stricter rule applies; record who billed it)",
         }[hit.relation]
         findings.append(
             Finding(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from rules.documentation import GOOD_NOTE, is_vague
 from rules.month import Month
@@ -254,3 +254,82 @@ def validate(
     if start is not None and end is not None and not errors and performer:
         errors.extend(_overlaps(start, end, performer, others, entry.replaces, tz))
     return EntryCheck(tuple(errors), tuple(warnings), start, end, minutes, late, month)
+
+
+CONSENT_DECISIONS = {"given": "Consent given", "declined": "Declined", "stopped": "Stopped (revoked)"}
+CONSENT_METHODS = {"verbal": "Verbal", "written": "Written"}
+# The CMS disclosures (cms-rules.md section 3.3), in the order the form shows them.
+CONSENT_DISCLOSURES = {
+    "ccm-available": "The patient was told CCM services are available to them",
+    "cost-sharing": "Cost sharing (coinsurance/deductible) may apply",
+    "one-practitioner": "Only one practitioner can bill CCM per calendar month",
+    "right-to-stop": "The patient may stop CCM at any time (effective at the end of the month)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentForm:
+    """A consent as entered: decision, date (YYYY-MM-DD), method, disclosures made, who and for whom."""
+
+    decision: str
+    day: str
+    method: str
+    disclosures: tuple[str, ...] = ()
+    obtained_by: str | None = None
+    billing_practitioner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentCheck:
+    errors: tuple[Problem, ...] = ()
+    day: date | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def validate_consent(form: ConsentForm, *, today: date) -> ConsentCheck:
+    """Check a consent form: known decision and method, a date not in the future, the people, and for a
+    given consent every CMS disclosure made explicitly."""
+    errors: list[Problem] = []
+    if form.decision not in CONSENT_DECISIONS:
+        errors.append(Problem("decision", "decision-unknown", "Choose: consent given, declined, or stopped."))
+    if form.method not in CONSENT_METHODS:
+        errors.append(Problem("method", "method-unknown", "Say whether consent was verbal or written."))
+    day: date | None = None
+    try:
+        day = date.fromisoformat(form.day)
+    except (TypeError, ValueError):
+        errors.append(Problem("date", "date-unreadable", "Enter the date as YYYY-MM-DD."))
+    if day is not None and day > today:
+        errors.append(Problem("date", "date-future", "The date cannot be in the future."))
+        day = None
+    unknown = [d for d in form.disclosures if d not in CONSENT_DISCLOSURES]
+    if unknown:
+        errors.append(Problem("disclosures", "disclosure-unknown", "Unknown disclosure in the form."))
+    if form.decision == "given":
+        missing = [label for code, label in CONSENT_DISCLOSURES.items() if code not in form.disclosures]
+        if missing:
+            errors.append(
+                Problem(
+                    "disclosures",
+                    "disclosure-missing",
+                    "CMS requires each disclosure before consent is given; not confirmed: "
+                    + "; ".join(missing)
+                    + ".",
+                )
+            )
+    for field_name, value, who in (
+        ("obtained_by", form.obtained_by, "who obtained it"),
+        ("billing_practitioner", form.billing_practitioner, "the billing practitioner"),
+    ):
+        if not value or not value.startswith(PERFORMER_TYPES) or not value.split("/", 1)[1]:
+            errors.append(
+                Problem(
+                    field_name,
+                    f"{field_name.replace('_', '-')}-missing",
+                    f"Enter {who} as Practitioner/<id>.",
+                )
+            )
+    return ConsentCheck(tuple(errors), day)

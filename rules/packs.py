@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from rules.month import Month
@@ -160,7 +162,7 @@ class PolicyPack:
     conversion_factor: Decimal
     conversion_factor_citation: Citation
     payment_basis: str
-    codes: dict[str, CodeSpec]
+    codes: Mapping[str, CodeSpec]  # read-only
     tracks: tuple[Track, ...]
     exclusive_groups: tuple[ExclusiveGroup, ...]
     concurrency: tuple[Concurrency, ...]
@@ -186,10 +188,8 @@ class PolicyPack:
         return tuple(c for c in self.codes.values() if c.family == family)
 
     def concurrency_for(self, family: str) -> Concurrency | None:
-        return self._concurrency_index().get(family)
-
-    def _concurrency_index(self) -> dict[str, Concurrency]:
-        return {c.family: c for c in self.concurrency}
+        """The same-month rule for `family` vs CCM, None when the table has no entry."""
+        return next((c for c in self.concurrency if c.family == family), None)
 
     def covers(self, month: Month) -> bool:
         first = month.first_day
@@ -439,7 +439,7 @@ class _Parser:
             conversion_factor=cf_value,
             conversion_factor_citation=self.citation(cf.get("citation"), "conversion_factor"),
             payment_basis=self.text(r.get("payment_basis"), "payment_basis"),
-            codes=codes,
+            codes=MappingProxyType(codes),
             tracks=tracks,
             exclusive_groups=groups,
             concurrency=concurrency,

@@ -22,7 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from smart_app import cds_hooks, home, launch, panel, security, sessions
+    from smart_app import cds_hooks, home, launch, panel, security, sessions, timelog
 
     sessions.init_app(app)
     security.init_app(app)
@@ -30,4 +30,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(panel.bp)
     app.register_blueprint(home.bp)
     app.register_blueprint(cds_hooks.bp)
+    app.register_blueprint(timelog.bp)
     return app

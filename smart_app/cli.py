@@ -11,7 +11,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("smart_app.cli_evaluate", "Evaluate one patient's CCM month from a Bundle or NDJSON file."),
     "demo": ("smart_app.demo", "Start a local FHIR server seeded with synthetic patients, and the app."),
     "serve": ("smart_app.serve", "Run the web app."),
-    "packet": ("smart_app.packet_cli", "Write an audit packet (FHIR document, HTML, PDF) for one patient-month."),
+    "worklist": ("smart_app.worklist_cli", "The CCM worklist for one month (bulk export or searches)."),
+    "packet": ("smart_app.packet_cli", "Write an audit packet (FHIR document, HTML, PDF) for a patient-month."),
 }
 
 

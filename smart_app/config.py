@@ -24,11 +24,13 @@ def defaults() -> dict[str, Any]:
         "SECRET_KEY": os.environ.get("CCM_READY_SECRET_KEY") or os.urandom(32).hex(),
         "REGISTRATION": load_registration(),
         "TIMEZONE": os.environ.get("CCM_READY_TIMEZONE", "UTC"),
-        "POLICY": os.environ.get("CCM_READY_POLICY", "cms-pfs-2026"),
+        # None = the pack in effect for the month evaluated (cms-pfs-2025 for 2025, cms-pfs-2026 after).
+        "POLICY": os.environ.get("CCM_READY_POLICY") or None,
         "DATA_DIR": os.environ.get("CCM_READY_DATA_DIR", str(PROJECT_ROOT / ".ccm-ready")),
         # Where an EHR may frame us (CSP frame-ancestors); "*" is not allowed, list origins.
         "FRAME_ANCESTORS": os.environ.get("CCM_READY_FRAME_ANCESTORS", "'self'"),
-        # Open-server mode (no OAuth): FHIR bases testers may pick; empty = any http(s) base.
+        # Open-server mode (no OAuth): FHIR bases testers may pick, added to launch.json "open_servers";
+        # "*" allows any http(s) base.
         "OPEN_SERVERS": [s for s in os.environ.get("CCM_READY_OPEN_SERVERS", "").split() if s],
         "FHIR_TIMEOUT": float(os.environ.get("CCM_READY_FHIR_TIMEOUT", "10")),
         # Tests may point SMART discovery at a local OAuth server: {iss: {authorization_endpoint, ...}}.

@@ -114,13 +114,18 @@ def _evaluate(
         raise PanelError(
             502,
             "The FHIR server did not answer as expected",
-            f"{exc} Try again; if it keeps failing, check that the server is reachable and the "
-            "session has the scopes the app needs.",
+            f"{str(exc).rstrip('. ')}. Try again; if it keeps failing, check that the server is "
+            "reachable and that the session has the scopes the app needs.",
         ) from exc
     except PatientScopeError:
         raise  # sessions' own 403 page
-    except PermissionError as exc:  # the token could not be refreshed
-        raise PanelError(401, "Your session has ended", f"{exc}. Open the app again from the EHR.") from exc
+    except PermissionError as exc:  # the token expired and could not be refreshed
+        raise PanelError(
+            401,
+            "Your session has ended",
+            "The access granted at launch has expired and could not be renewed. Open the app again "
+            "from the EHR.",
+        ) from exc
     except (BadMonth, BadTimezone, UnknownPolicy) as exc:
         raise PanelError(400, "This month cannot be evaluated", str(exc)) from exc
     return verdict, patient

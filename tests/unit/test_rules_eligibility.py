@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from rules.records import Coding, PatientRecord
 from tests.support.facts import (
     DOC,
@@ -182,3 +184,13 @@ def test_risk_attestation_after_the_month_does_not_count() -> None:
     v = ev(ready_facts(attestations=(attestation(when="2026-04-02T00:00:00"),)))
     assert "eligibility.risk-attestation" in rules_of(v)
     assert "eligibility.risk-attestation" not in rules_of(ev(replace(ready_facts()), "2026-03"))
+
+
+def test_real_classifier_counts_codes_of_one_condition_once() -> None:
+    chronic = pytest.importorskip("rules.chronic")
+    one = ready_facts(conditions=(condition("a", "E11.9"), condition("b", "E11.65"), condition("c", "J00")))
+    v = ev(one, classifier=chronic.classify)
+    assert v.status == "not-eligible"
+    assert {c.condition_key for c in v.chronic_conditions} == {"diabetes"} and len(v.chronic_conditions) == 2
+    two = ready_facts(conditions=(condition("a", "E11.9"), condition("b", "E11.65"), condition("c", "I10")))
+    assert ev(two, classifier=chronic.classify).status == "ready"
