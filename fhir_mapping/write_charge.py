@@ -25,8 +25,17 @@ def charge_value(patient_id: str, month: str, code: str) -> str:
 
 
 def charge_item(
-    *, patient_id: str, month: str, code: str, units: int, label: str, practitioner: str,
-    start: datetime, end: datetime, entered: datetime, enterer: str | None = None,
+    *,
+    patient_id: str,
+    month: str,
+    code: str,
+    units: int,
+    label: str,
+    practitioner: str,
+    start: datetime,
+    end: datetime,
+    entered: datetime,
+    enterer: str | None = None,
 ) -> dict[str, Any]:
     """One billed CCM ChargeItem (status billed; occurrence = the month in the practice zone)."""
     if units < 1:
@@ -50,8 +59,17 @@ def charge_item(
 
 
 def charge_transaction(
-    *, patient_id: str, month: str, lines: Sequence[tuple[str, int, str]], practitioner: str,
-    start: datetime, end: datetime, entered: datetime, user: str, pack_id: str, pack_version: str,
+    *,
+    patient_id: str,
+    month: str,
+    lines: Sequence[tuple[str, int, str]],
+    practitioner: str,
+    start: datetime,
+    end: datetime,
+    entered: datetime,
+    user: str,
+    pack_id: str,
+    pack_version: str,
 ) -> dict[str, Any]:
     """A transaction Bundle: conditional creates of one ChargeItem per (code, units, label) + Provenance."""
     if not lines:
@@ -63,16 +81,41 @@ def charge_transaction(
         value = charge_value(patient_id, month, code)
         url = f"urn:uuid:{uuid.uuid5(_NS, value)}"
         urls.append(url)
-        entries.append({
-            "fullUrl": url,
-            "resource": charge_item(patient_id=patient_id, month=month, code=code, units=units, label=label,
-                                    practitioner=practitioner, start=start, end=end, entered=entered,
-                                    enterer=enterer),
-            "request": {"method": "POST", "url": "ChargeItem",
-                        "ifNoneExist": token_query("identifier", CHARGE_ID, value)},
-        })
-    prov = provenance(urls, user=user, recorded=entered, pack_id=pack_id, pack_version=pack_version,
-                      reason=f"CCM marked as billed for {month}")
-    entries.append({"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": prov,
-                    "request": {"method": "POST", "url": "Provenance"}})
+        entries.append(
+            {
+                "fullUrl": url,
+                "resource": charge_item(
+                    patient_id=patient_id,
+                    month=month,
+                    code=code,
+                    units=units,
+                    label=label,
+                    practitioner=practitioner,
+                    start=start,
+                    end=end,
+                    entered=entered,
+                    enterer=enterer,
+                ),
+                "request": {
+                    "method": "POST",
+                    "url": "ChargeItem",
+                    "ifNoneExist": token_query("identifier", CHARGE_ID, value),
+                },
+            }
+        )
+    prov = provenance(
+        urls,
+        user=user,
+        recorded=entered,
+        pack_id=pack_id,
+        pack_version=pack_version,
+        reason=f"CCM marked as billed for {month}",
+    )
+    entries.append(
+        {
+            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+            "resource": prov,
+            "request": {"method": "POST", "url": "Provenance"},
+        }
+    )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}

@@ -83,9 +83,9 @@ def new_entry_id() -> str:
 
 
 def valid_entry_id(value: str) -> bool:
-    """Entry ids are UUIDs (so a client-chosen id cannot collide with another entry by accident)."""
+    """Entry ids are canonical (lower-case) UUIDs, so a client-chosen id cannot collide by accident."""
     try:
-        return str(uuid.UUID(value)) == value.lower()
+        return str(uuid.UUID(value)) == value
     except (ValueError, AttributeError, TypeError):
         return False
 

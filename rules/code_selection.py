@@ -151,8 +151,7 @@ def select(pm: PatientMonth, minutes: Minutes, mdm: Attestation | None) -> Selec
             "time",
             "info",
             f"{nearest.minutes} min of {SOURCE_WORDS[t.minutes]} counted this month; {need} more min are "
-            "needed "
-            f"for {t.base} ({t.base_minutes} min, met in full, never rounded)"
+            f"needed for {t.base} ({t.base_minutes} min, met in full, never rounded)"
             + (f". Other tracks: {'; '.join(alt + skipped)}" if alt or skipped else "")
             + ".",
             str(t.citation),
@@ -182,10 +181,8 @@ def _staff_cap(pm: PatientMonth, minutes: Minutes, chosen: Option, mdm: Attestat
     if complex_track is not None and mdm is None:
         tail = (
             f" Complex CCM ({complex_track.base} at {complex_track.base_minutes} min, {complex_track.add_on} "
-            "per "
-            f"further {complex_track.add_on_minutes} min) needs a moderate or high MDM attestation by the "
-            "billing "
-            "practitioner this month."
+            f"per further {complex_track.add_on_minutes} min) needs a moderate or high MDM attestation by "
+            "the billing practitioner this month."
         )
     return Finding(
         "time.staff-cap",

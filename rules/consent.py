@@ -34,7 +34,9 @@ CITE_PRACTITIONER = Citation("CMS MLN909188; CMS CCM FAQ", "3.3, 5.3", ("S1", "S
 class ConsentState:
     findings: tuple[Finding, ...]
     consent: ConsentRecord | None  # the consent that governs the month for the billing practitioner
-    counts_from: datetime | None  # minutes before this instant are not counted
+    # Minutes before this instant are not counted. Without a consent that covers the billing
+    # practitioner (missing, declined, another practitioner's) it is the month's end: nothing counts.
+    counts_from: datetime | None
     counts_until: (
         datetime | None
     )  # minutes at or after this instant are not counted (effective end of a stop)
@@ -86,12 +88,17 @@ def practitioner_unknown(pm: PatientMonth) -> tuple[Finding, ...]:
             "consent",
             "blocker",
             "No billing practitioner is known: none was chosen, the CCM consent names none and the patient "
-            "has no "
-            "general practitioner. Choose the billing practitioner (or record them on the consent).",
+            "has no general practitioner. Choose the billing practitioner (or record them on the consent).",
             str(CITE_PRACTITIONER),
             (pm.facts.patient.id,),
         ),
     )
+
+
+def _consent(
+    rule: str, severity: str, message: str, evidence: tuple[str, ...], cite: Citation = CITE_CONSENT
+) -> Finding:
+    return Finding(rule, "consent", severity, message, str(cite), evidence)  # type: ignore[arg-type]
 
 
 def check(pm: PatientMonth) -> ConsentState:
@@ -99,176 +106,84 @@ def check(pm: PatientMonth) -> ConsentState:
     recorded = ccm_consents(pm.facts)
     if not recorded:
         pending = tuple(c.id for c in pm.facts.consents if "ccm" in c.programs)
-        return ConsentState(
-            (
-                Finding(
-                    "consent.missing",
-                    "consent",
-                    "blocker",
-                    "No CCM consent is recorded. Before CCM starts, tell the patient that CCM is available, "
-                    "that cost "
-                    "sharing applies, that only one practitioner can bill CCM per month and that they may "
-                    "stop at any "
-                    "time; record their verbal or written answer.",
-                    str(CITE_CONSENT),
-                    pending,
-                ),
-            ),
-            None,
-            None,
-            None,
+        message = (
+            "No CCM consent is recorded. Before CCM starts, tell the patient that CCM is available, that "
+            "cost sharing applies, that only one practitioner can bill CCM per month and that they may stop "
+            "at any time; record their verbal or written answer."
         )
+        return ConsentState((_consent("consent.missing", "blocker", message, pending),), None, pm.end, None)
     mine = [c for c in recorded if not pm.practitioner or c.billing_practitioner in (None, pm.practitioner)]
     if not mine:
-        others = sorted({c.billing_practitioner or "" for c in recorded})
-        return ConsentState(
-            (
-                Finding(
-                    "consent.other-practitioner",
-                    "consent",
-                    "blocker",
-                    f"The CCM consent names a different billing practitioner ({', '.join(others)}), not "
-                    f"{pm.practitioner}. "
-                    "A new consent is needed when the billing practitioner changes.",
-                    str(CITE_RECONSENT),
-                    tuple(c.id for c in recorded),
-                ),
-            ),
-            None,
-            None,
-            None,
+        others = ", ".join(sorted({c.billing_practitioner or "" for c in recorded}))
+        message = (
+            f"The CCM consent names a different billing practitioner ({others}), not {pm.practitioner}. A "
+            "new consent is needed when the billing practitioner changes."
         )
+        ids = tuple(c.id for c in recorded)
+        blocker = _consent("consent.other-practitioner", "blocker", message, ids, CITE_RECONSENT)
+        return ConsentState((blocker,), None, pm.end, None)
     obtained = [c for c in mine if c.obtained_at is None or pm.before_end(c.obtained_at)]
     if not obtained:
-        return ConsentState(
-            (
-                Finding(
-                    "consent.missing",
-                    "consent",
-                    "blocker",
-                    f"The CCM consent was obtained after {pm.month}; CCM cannot be billed for a month before "
-                    "consent.",
-                    str(CITE_CONSENT),
-                    tuple(c.id for c in mine),
-                ),
-            ),
-            None,
-            None,
-            None,
+        message = (
+            f"The CCM consent was obtained after {pm.month}; CCM cannot be billed for a month before consent."
         )
+        blocker = _consent("consent.missing", "blocker", message, tuple(c.id for c in mine))
+        return ConsentState((blocker,), None, pm.end, None)
+
     current = _latest(obtained, pm.tz)
+    ids = (current.id,)
     status = current.status.lower()
-    findings: list[Finding] = []
     counts_from = pm.aware(current.obtained_at) if current.obtained_at else None
     counts_until: datetime | None = None
+    findings: list[Finding] = []
     if status == "rejected":
+        message = "The patient declined CCM. Do not bill; the patient may agree later (record a new consent)."
         return ConsentState(
-            (
-                Finding(
-                    "consent.declined",
-                    "consent",
-                    "blocker",
-                    "The patient declined CCM. Do not bill; the patient may agree later (record a new "
-                    "consent).",
-                    str(CITE_CONSENT),
-                    (current.id,),
-                ),
-            ),
-            current,
-            counts_from,
-            None,
+            (_consent("consent.declined", "blocker", message, ids),), current, pm.end, None
         )
     if status == "inactive":
         if current.stop_date is None:
+            message = (
+                "The CCM consent is inactive (the patient stopped CCM) but the stop date is not recorded. "
+                "Record the stop date: CCM stays billable through the end of the month of the stop."
+            )
             return ConsentState(
-                (
-                    Finding(
-                        "consent.stopped",
-                        "consent",
-                        "blocker",
-                        "The CCM consent is inactive (the patient stopped CCM) but the stop date is not "
-                        "recorded. "
-                        "Record the stop date: CCM stays billable through the end of the month of the stop.",
-                        str(CITE_CONSENT),
-                        (current.id,),
-                    ),
-                ),
-                current,
-                counts_from,
-                None,
+                (_consent("consent.stopped", "blocker", message, ids),), current, counts_from, None
             )
         stop_month: Month = pm.month_of(current.stop_date)
         nxt = stop_month.next()
         counts_until = datetime(nxt.year, nxt.month, 1, tzinfo=pm.tz)
         if stop_month < pm.month:
-            return ConsentState(
-                (
-                    Finding(
-                        "consent.stopped",
-                        "consent",
-                        "blocker",
-                        f"The patient stopped CCM in {stop_month}; the stop took effect at the end of that "
-                        "month, so "
-                        f"{pm.month} cannot be billed. A new consent is needed to restart.",
-                        str(CITE_CONSENT),
-                        (current.id,),
-                    ),
-                ),
-                current,
-                counts_from,
-                counts_until,
+            message = (
+                f"The patient stopped CCM in {stop_month}; the stop took effect at the end of that month, so "
+                f"{pm.month} cannot be billed. A new consent is needed to restart."
             )
+            blocker = _consent("consent.stopped", "blocker", message, ids)
+            return ConsentState((blocker,), current, counts_from, counts_until)
         if stop_month == pm.month:
-            findings.append(
-                Finding(
-                    "consent.stop-effective",
-                    "consent",
-                    "info",
-                    f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this "
-                    "month, so "
-                    "this month is still billable and the next is not.",
-                    str(CITE_CONSENT),
-                    (current.id,),
-                )
+            message = (
+                f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this month, "
+                "so this month is still billable and the next is not."
             )
+            findings.append(_consent("consent.stop-effective", "info", message, ids))
     if current.obtained_at is None:
-        findings.append(
-            Finding(
-                "consent.undated",
-                "consent",
-                "warning",
-                "The CCM consent has no date, so it cannot be shown to precede the counted minutes. Record "
-                "when "
-                "it was obtained.",
-                str(CITE_CONSENT),
-                (current.id,),
-            )
+        message = (
+            "The CCM consent has no date, so it cannot be shown to precede the counted minutes. Record when "
+            "it was obtained."
         )
+        findings.append(_consent("consent.undated", "warning", message, ids))
     if pm.practitioner and current.billing_practitioner is None:
-        findings.append(
-            Finding(
-                "consent.practitioner-unnamed",
-                "consent",
-                "warning",
-                f"The CCM consent does not name the billing practitioner; record {pm.practitioner} on it so "
-                "an "
-                "auditor can see who the patient agreed to.",
-                str(CITE_PRACTITIONER),
-                (current.id,),
-            )
+        message = (
+            f"The CCM consent does not name the billing practitioner; record {pm.practitioner} on it so an "
+            "auditor can see who the patient agreed to."
         )
+        findings.append(_consent("consent.practitioner-unnamed", "warning", message, ids, CITE_PRACTITIONER))
     missing = sorted(DISCLOSURES - set(current.disclosures))
     if missing:
-        findings.append(
-            Finding(
-                "consent.disclosures-incomplete",
-                "consent",
-                "warning",
-                "The consent does not record that the patient was told "
-                + "; ".join(DISCLOSURE_WORDS[m] for m in missing)
-                + ". CMS requires all four disclosures to be documented.",
-                str(CITE_CONSENT),
-                (current.id,),
-            )
+        told = "; ".join(DISCLOSURE_WORDS[m] for m in missing)
+        message = (
+            f"The consent does not record that the patient was told {told}. CMS requires all four "
+            "disclosures to be documented."
         )
+        findings.append(_consent("consent.disclosures-incomplete", "warning", message, ids))
     return ConsentState(tuple(findings), current, counts_from, counts_until)

@@ -157,10 +157,8 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
                 "eligibility",
                 "blocker",
                 f"CCM needs at least {MIN_CONDITIONS} distinct chronic conditions expected to last 12 months "
-                "or more; "
-                f"found {len(keys)} ({have}). Codes of one condition (such as two diabetes codes) count "
-                "once. "
-                "Add any missing chronic diagnoses to the problem list if they apply.",
+                f"or more; found {len(keys)} ({have}). Codes of one condition (such as two diabetes codes) "
+                "count once. Add any missing chronic diagnoses to the problem list if they apply.",
                 str(CITE_CHRONIC),
                 evidence,
             )
@@ -179,8 +177,8 @@ def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
                     "eligibility.deceased",
                     "eligibility",
                     "blocker",
-                    f"The patient died before {pm.month} ({at.astimezone(pm.tz).date()}); "
-                    "no CCM can be billed for this month.",
+                    f"The patient died before {pm.month} ({at.astimezone(pm.tz).date()}); no CCM can be "
+                    "billed for this month.",
                     str(CITE_DECEASED),
                     (p.id,),
                 ),
@@ -191,8 +189,8 @@ def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
                     "eligibility.deceased-in-month",
                     "eligibility",
                     "info",
-                    f"The patient died during {pm.month} ({at.astimezone(pm.tz).date()}); only time "
-                    "before that counts.",
+                    f"The patient died during {pm.month} ({at.astimezone(pm.tz).date()}); only time before "
+                    "that counts.",
                     str(CITE_DECEASED),
                     (p.id,),
                 ),
@@ -204,8 +202,8 @@ def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
                 "eligibility.deceased",
                 "eligibility",
                 "blocker",
-                "The patient record says deceased without a date; no CCM can be billed. Record the date "
-                "of death if earlier months are still open.",
+                "The patient record says deceased without a date; no CCM can be billed. Record the date of "
+                "death if earlier months are still open.",
                 str(CITE_DECEASED),
                 (p.id,),
             ),
@@ -224,11 +222,9 @@ def risk_attestation(pm: PatientMonth) -> tuple[Finding, ...]:
             "eligibility",
             "warning",
             "No practitioner has attested that the chronic conditions place the patient at significant risk "
-            "of "
-            "death, acute exacerbation or decompensation, or functional decline. This is a clinical judgment "
-            "CMS "
-            "requires; the data alone cannot settle it. Ask the billing practitioner to record a risk "
-            "attestation.",
+            "of death, acute exacerbation or decompensation, or functional decline. This is a clinical "
+            "judgment CMS requires; the data alone cannot settle it. Ask the billing practitioner to record "
+            "a risk attestation.",
             str(CITE_RISK),
             (pm.facts.patient.id,),
         ),

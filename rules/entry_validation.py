@@ -17,6 +17,7 @@ from rules.records import PROGRAMS, TimeEntry
 MIN_MINUTES = 1
 MAX_MINUTES = 240
 MAX_NOTE_CHARS = 4000
+MIN_YEAR, MAX_YEAR = 1900, 2200  # outside this a date is a typo (and date arithmetic could overflow)
 CLOCK_SKEW = timedelta(minutes=2)  # a browser clock slightly ahead is not "the future"
 
 PROGRAM_LABELS: dict[str, str] = {
@@ -108,6 +109,11 @@ def _interval(
         errors.append(Problem("start", "start-missing", "Enter the date and start time of the work."))
         return None, None, None
     start = _aware(entry.start, tz)
+    if not MIN_YEAR <= start.year <= MAX_YEAR or (
+        entry.end is not None and not MIN_YEAR <= entry.end.year <= MAX_YEAR
+    ):
+        errors.append(Problem("start", "date-range", f"Dates must be between {MIN_YEAR} and {MAX_YEAR}."))
+        return None, None, None
     end = _aware(entry.end, tz) if entry.end is not None else None
     minutes = entry.minutes
     if minutes is None and end is None:

@@ -53,10 +53,9 @@ def check(pm: PatientMonth, consent: ConsentRecord | None) -> tuple[Finding, ...
             "initiating-visit.missing",
             "initiating-visit",
             "blocker",
-            f"CCM must start with an initiating visit by the billing practitioner within "
+            "CCM must start with an initiating visit by the billing practitioner within "
             f"{policy.lookback_months} months before {anchor}. {detail} Schedule a face-to-face visit (E/M "
-            "level "
-            "2-5, AWV or IPPE) and discuss CCM during it.",
+            "level 2-5, AWV or IPPE) and discuss CCM during it.",
             str(policy.citation),
             tuple(v.id for v in visits),
         ),

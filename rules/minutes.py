@@ -234,9 +234,8 @@ def _findings(
                 "time.before-consent",
                 "time",
                 "info",
-                f"{_said(before.seconds)} logged before the CCM consent was obtained are not counted; CCM "
-                "time "
-                "counts only from consent on.",
+                f"{_said(before.seconds)} logged without a CCM consent in force for this practitioner are "
+                "not counted; CCM time counts only from consent on.",
                 str(CITE_CONSENT_FIRST),
                 tuple(before.ids),
             )
@@ -303,8 +302,7 @@ def _findings(
                 "time",
                 "info",
                 f"Time logged for other programs this month ({listed}) is not CCM time and never counts "
-                "toward CCM "
-                f"thresholds; no minute may count for two services.{extra}",
+                f"toward CCM thresholds; no minute may count for two services.{extra}",
                 str(CITE_OTHER),
                 tuple(other_ids) + tuple(i for i in double.ids if i not in other_ids),
             )

@@ -46,7 +46,8 @@ class ConditionRecord:
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
     id: str
-    status: str  # active (given) | rejected (declined) | inactive (stopped) | draft | proposed | entered-in-error
+    # active (given) | rejected (declined) | inactive (stopped) | draft | proposed | entered-in-error
+    status: str
     programs: tuple[str, ...] = ("ccm",)
     obtained_at: datetime | None = None  # Consent.dateTime
     billing_practitioner: str | None = None  # provision.actor with role PPRF

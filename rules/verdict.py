@@ -158,7 +158,11 @@ def to_json(v: Verdict) -> dict[str, Any]:
         "payment": {
             "national_non_facility": str(v.payment_total),
             "lines": [
-                {"code": c.code, "units": c.units, "each": str(c.payment_each) if c.payment_each is not None else None}
+                {
+                    "code": c.code,
+                    "units": c.units,
+                    "each": str(c.payment_each) if c.payment_each is not None else None,
+                }
                 for c in v.codes
             ],
         },

@@ -22,7 +22,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from smart_app import cds_hooks, home, launch, panel, security, sessions, timelog
+    from smart_app import cds_hooks, home, launch, panel, security, sessions
+    from smart_app import program, timelog
+    from smart_app import careplan
 
     sessions.init_app(app)
     security.init_app(app)
@@ -30,5 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(panel.bp)
     app.register_blueprint(home.bp)
     app.register_blueprint(cds_hooks.bp)
+    app.register_blueprint(program.bp)
     app.register_blueprint(timelog.bp)
+    app.register_blueprint(careplan.bp)
     return app

@@ -20,8 +20,10 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-DEFAULT_SCOPE = "system/Patient.rs system/Condition.rs system/CarePlan.rs system/Consent.rs " \
+DEFAULT_SCOPE = (
+    "system/Patient.rs system/Condition.rs system/CarePlan.rs system/Consent.rs "
     "system/Encounter.rs system/Task.rs system/Communication.rs system/ChargeItem.rs system/Group.rs"
+)
 LEEWAY = 60.0
 
 
@@ -54,16 +56,27 @@ def token_endpoint(base: str, session: requests.Session | None = None, timeout: 
         data = None
     endpoint = data.get("token_endpoint") if isinstance(data, dict) else None
     if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
-        raise BackendAuthError("the FHIR server publishes no token_endpoint in .well-known/smart-configuration")
+        raise BackendAuthError(
+            "the FHIR server publishes no token_endpoint in .well-known/smart-configuration"
+        )
     return endpoint
 
 
 class BackendServicesAuth:
     """A token provider (`callable() -> str`) for FhirClient and BulkExporter."""
 
-    def __init__(self, base: str, client_id: str, key: RSAKey | ECKey, *, kid: str | None = None,
-                 scope: str = DEFAULT_SCOPE, endpoint: str | None = None,
-                 session: requests.Session | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        base: str,
+        client_id: str,
+        key: RSAKey | ECKey,
+        *,
+        kid: str | None = None,
+        scope: str = DEFAULT_SCOPE,
+        endpoint: str | None = None,
+        session: requests.Session | None = None,
+        timeout: float = 10.0,
+    ) -> None:
         self.base = base
         self.client_id = client_id
         self.key = key
@@ -84,26 +97,42 @@ class BackendServicesAuth:
     def assertion(self) -> str:
         now = int(time.time())
         alg = "ES384" if isinstance(self.key, ECKey) else "RS384"
-        claims = {"iss": self.client_id, "sub": self.client_id, "aud": self.endpoint,
-                  "exp": now + 300, "iat": now, "jti": uuid.uuid4().hex}
+        claims = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": self.endpoint,
+            "exp": now + 300,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode({"alg": alg, "kid": self.kid, "typ": "JWT"}, claims, self.key)
 
     def __call__(self) -> str:
         with self._lock:
             if self._token and self._token[1] - time.time() > LEEWAY:
                 return self._token[0]
-            form = {"grant_type": "client_credentials", "scope": self.scope,
-                    "client_assertion_type": ASSERTION_TYPE, "client_assertion": self.assertion()}
+            form = {
+                "grant_type": "client_credentials",
+                "scope": self.scope,
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": self.assertion(),
+            }
             try:
-                response = self.session.post(self.endpoint, data=form, timeout=self.timeout,
-                                             headers={"Accept": "application/json"})
+                response = self.session.post(
+                    self.endpoint, data=form, timeout=self.timeout, headers={"Accept": "application/json"}
+                )
                 data: Any = response.json()
             except (requests.RequestException, ValueError):
-                raise BackendAuthError("the token endpoint could not be reached or answered no JSON") from None
+                raise BackendAuthError(
+                    "the token endpoint could not be reached or answered no JSON"
+                ) from None
             if response.status_code != 200 or not isinstance(data, dict) or not data.get("access_token"):
                 error = data.get("error") if isinstance(data, dict) else None
-                raise BackendAuthError(f"the token endpoint refused the client (HTTP {response.status_code}"
-                                       + (f", {error}" if error else "") + ")")
+                raise BackendAuthError(
+                    f"the token endpoint refused the client (HTTP {response.status_code}"
+                    + (f", {error}" if error else "")
+                    + ")"
+                )
             expires = float(data.get("expires_in") or 300)
             self._token = (str(data["access_token"]), time.time() + expires)
             return self._token[0]

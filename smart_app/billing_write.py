@@ -40,8 +40,9 @@ class MarkResult:
     codes: tuple[tuple[str, int], ...]
 
 
-def _existing_ccm(client: ReadinessClient, patient_id: str, m: Month, tz: str, pack: Any
-                  ) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str | None]]]:
+def _existing_ccm(
+    client: ReadinessClient, patient_id: str, m: Month, tz: str, pack: Any
+) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str | None]]]:
     """(ours: [(ref, code, units)], others: [(ref, code, performer)]) CCM ChargeItems in the month."""
     start, end = m.bounds(zone(tz))
     mine_prefix = f"{patient_id}|{m}|"
@@ -57,8 +58,12 @@ def _existing_ccm(client: ReadinessClient, patient_id: str, m: Month, tz: str, p
                 continue
             if item.start is None or not (start <= item.start < end):
                 continue
-            mine = any(isinstance(i, dict) and i.get("system") == CHARGE_ID
-                       and str(i.get("value", "")).startswith(mine_prefix) for i in res.get("identifier") or ())
+            mine = any(
+                isinstance(i, dict)
+                and i.get("system") == CHARGE_ID
+                and str(i.get("value", "")).startswith(mine_prefix)
+                for i in res.get("identifier") or ()
+            )
             if mine:
                 ours.append((item.id, item.code, item.units))
             else:
@@ -84,13 +89,22 @@ def mark_billed(
     ours, others = _existing_ccm(client, patient_id, m, tz, pack)
     if others:
         codes = ", ".join(sorted({code for _ref, code, _who in others}))
-        raise BillingRefused(f"CCM is already billed for this patient in {m} ({codes}); only one "
-                             "practitioner may bill CCM a month, and only once.", "already-billed")
+        raise BillingRefused(
+            f"CCM is already billed for this patient in {m} ({codes}); only one "
+            "practitioner may bill CCM a month, and only once.",
+            "already-billed",
+        )
     if ours:
-        return MarkResult(f"Patient/{patient_id}", str(m), False, tuple(r for r, _c, _u in ours),
-                          tuple((c, u) for _r, c, u in ours))
-    verdict: Verdict = patient_month(client, patient_id, m, tz=tz, policy=pack,
-                                     billing_practitioner=billing_practitioner)
+        return MarkResult(
+            f"Patient/{patient_id}",
+            str(m),
+            False,
+            tuple(r for r, _c, _u in ours),
+            tuple((c, u) for _r, c, u in ours),
+        )
+    verdict: Verdict = patient_month(
+        client, patient_id, m, tz=tz, policy=pack, billing_practitioner=billing_practitioner
+    )
     if verdict.status != "ready" or not verdict.codes:
         raise BillingRefused(f"This month is not ready to bill (status: {verdict.status}).", "not-ready")
     practitioner = verdict.billing_practitioner
@@ -98,11 +112,16 @@ def mark_billed(
         raise BillingRefused("No billing practitioner is known for this patient.", "no-practitioner")
     start, end = m.bounds(tzinfo)
     bundle = charge_transaction(
-        patient_id=patient_id, month=str(m),
+        patient_id=patient_id,
+        month=str(m),
         lines=[(c.code, c.units, c.label or c.code) for c in verdict.codes],
-        practitioner=practitioner, start=start, end=end,
-        entered=(now or datetime.now(UTC)).replace(microsecond=0), user=user or practitioner,
-        pack_id=pack.id, pack_version=pack.version,
+        practitioner=practitioner,
+        start=start,
+        end=end,
+        entered=(now or datetime.now(UTC)).replace(microsecond=0),
+        user=user or practitioner,
+        pack_id=pack.id,
+        pack_version=pack.version,
     )
     response = client.transaction(bundle)
     refs: list[str] = []
@@ -110,5 +129,6 @@ def mark_billed(
         location = (entry.get("response") or {}).get("location", "")
         if "ChargeItem/" in location:
             refs.append("ChargeItem/" + location.split("ChargeItem/", 1)[1].split("/", 1)[0])
-    return MarkResult(f"Patient/{patient_id}", str(m), True, tuple(refs),
-                      tuple((c.code, c.units) for c in verdict.codes))
+    return MarkResult(
+        f"Patient/{patient_id}", str(m), True, tuple(refs), tuple((c.code, c.units) for c in verdict.codes)
+    )

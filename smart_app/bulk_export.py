@@ -12,6 +12,7 @@ Logging names the step and the HTTP status only: never URLs with ids, tokens or 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,7 +35,14 @@ Level = Literal["system", "patient", "group"]
 STATE_FILE = "export-state.json"
 # What the CCM rules read (see fhir_mapping.reader): everything else is left on the server.
 CCM_TYPES: tuple[str, ...] = (
-    "Patient", "Condition", "CarePlan", "Consent", "Encounter", "Task", "Communication", "ChargeItem",
+    "Patient",
+    "Condition",
+    "CarePlan",
+    "Consent",
+    "Encounter",
+    "Task",
+    "Communication",
+    "ChargeItem",
 )
 NOT_SUPPORTED = frozenset({404, 405, 501})
 CHUNK = 1 << 16
@@ -101,8 +109,12 @@ class ExportState:
     def load(cls, path: Path) -> ExportState | None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(data["request"], data.get("status_url"), data.get("manifest"),
-                       dict(data.get("complete") or {}))
+            return cls(
+                data["request"],
+                data.get("status_url"),
+                data.get("manifest"),
+                dict(data.get("complete") or {}),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -166,13 +178,15 @@ class BulkExporter:
 
     def kickoff(self, req: ExportRequest) -> str:
         """Start the export; return the status URL (Content-Location)."""
-        response = self._send("GET", f"{self.base}/{req.path()}", params=req.params(),
-                              headers={"Prefer": "respond-async"})
+        response = self._send(
+            "GET", f"{self.base}/{req.path()}", params=req.params(), headers={"Prefer": "respond-async"}
+        )
         if response.status_code in NOT_SUPPORTED or (
             response.status_code == 400 and _says_not_supported(response)
         ):
-            raise ExportNotSupported(f"the server does not support {req.level}-level $export "
-                                     f"(HTTP {response.status_code})")
+            raise ExportNotSupported(
+                f"the server does not support {req.level}-level $export (HTTP {response.status_code})"
+            )
         if response.status_code != 202:
             raise BulkExportError(f"$export kick-off failed: {_problem(response)}")
         location = response.headers.get("Content-Location")
@@ -207,8 +221,12 @@ class BulkExporter:
             raise BulkExportError(f"the export failed: {_problem(response)}")
 
     def download(
-        self, manifest: dict[str, Any], folder: Path, state: ExportState | None = None,
-        state_path: Path | None = None, progress: ProgressFn | None = None,
+        self,
+        manifest: dict[str, Any],
+        folder: Path,
+        state: ExportState | None = None,
+        state_path: Path | None = None,
+        progress: ProgressFn | None = None,
     ) -> list[tuple[str, Path]]:
         """Stream every output file to `folder` (skipping complete ones); return (type, path) pairs."""
         folder.mkdir(parents=True, exist_ok=True)
@@ -235,10 +253,8 @@ class BulkExporter:
 
     def cancel(self, status_url: str) -> None:
         """DELETE the export (best effort)."""
-        try:
+        with contextlib.suppress(BulkExportError):
             self._send("DELETE", status_url)
-        except BulkExportError:
-            pass
 
     # ------------------------------------------------------------------ whole run
 
@@ -277,8 +293,11 @@ class BulkExporter:
                 state = ExportState(wanted)
                 resumed = False
                 continue
-            counts = tuple((str(o.get("type")), int(o["count"])) for o in state.manifest.get("output", [])
-                           if isinstance(o, dict) and isinstance(o.get("count"), int))
+            counts = tuple(
+                (str(o.get("type")), int(o["count"]))
+                for o in state.manifest.get("output", [])
+                if isinstance(o, dict) and isinstance(o.get("count"), int)
+            )
             return ExportResult(tuple(files), "bulk", resumed, counts)
         raise BulkExportError("the export could not be completed")
 
@@ -293,14 +312,27 @@ class BulkExporter:
         headers.update(extra or {})
         return headers
 
-    def _send(self, method: str, url: str, *, params: Sequence[tuple[str, str]] | None = None,
-              headers: dict[str, str] | None = None, with_token: bool = True,
-              stream: bool = False) -> requests.Response:
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+        with_token: bool = True,
+        stream: bool = False,
+    ) -> requests.Response:
         self.requests_made += 1
         try:
-            response = self.session.request(method, url, params=params or None,
-                                            headers=self._headers(headers, with_token),
-                                            timeout=self.timeout, stream=stream, allow_redirects=False)
+            response = self.session.request(
+                method,
+                url,
+                params=params or None,
+                headers=self._headers(headers, with_token),
+                timeout=self.timeout,
+                stream=stream,
+                allow_redirects=False,
+            )
         except requests.RequestException as exc:
             raise BulkExportError(f"bulk export request failed: {type(exc).__name__}") from None
         log.info("bulk %s -> %d", method, response.status_code)
@@ -344,7 +376,10 @@ class ExportGone(BulkExportError):
 
 
 def search_to_ndjson(
-    client: FhirClient, req: ExportRequest, folder: Path, progress: ProgressFn | None = None,
+    client: FhirClient,
+    req: ExportRequest,
+    folder: Path,
+    progress: ProgressFn | None = None,
 ) -> ExportResult:
     """The same NDJSON files from paged searches (for servers without `$export`), page by page."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -380,7 +415,9 @@ def search_to_ndjson(
 _PATIENT_SEARCH = {"Patient": "_id", "Consent": "patient", "Task": "patient"}
 
 
-def _search_params(rtype: str, members: list[str] | None, since: str | None) -> Iterable[list[tuple[str, str]]]:
+def _search_params(
+    rtype: str, members: list[str] | None, since: str | None
+) -> Iterable[list[tuple[str, str]]]:
     base = [("_count", str(SEARCH_PAGE))]
     if since:
         base.append(("_lastUpdated", f"ge{since}"))
@@ -389,14 +426,20 @@ def _search_params(rtype: str, members: list[str] | None, since: str | None) -> 
         return
     param = _PATIENT_SEARCH.get(rtype, "patient")
     for i in range(0, len(members), GROUP_CHUNK):
-        chunk = members[i:i + GROUP_CHUNK]
+        chunk = members[i : i + GROUP_CHUNK]
         yield [*base, (param, ",".join(chunk))]
 
 
 def export_population(
-    base: str, req: ExportRequest, folder: Path, *, token_provider: Callable[[], str | None] | None = None,
-    client: FhirClient | None = None, exporter: BulkExporter | None = None,
-    progress: ProgressFn | None = None, prefer_bulk: bool = True,
+    base: str,
+    req: ExportRequest,
+    folder: Path,
+    *,
+    token_provider: Callable[[], str | None] | None = None,
+    client: FhirClient | None = None,
+    exporter: BulkExporter | None = None,
+    progress: ProgressFn | None = None,
+    prefer_bulk: bool = True,
 ) -> ExportResult:
     """`$export` when the server supports it, else paged searches; NDJSON files in `folder` either way."""
     if prefer_bulk:

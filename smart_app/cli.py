@@ -12,7 +12,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("smart_app.demo", "Start a local FHIR server seeded with synthetic patients, and the app."),
     "serve": ("smart_app.serve", "Run the web app."),
     "worklist": ("smart_app.worklist_cli", "The CCM worklist for one month (bulk export or searches)."),
-    "packet": ("smart_app.packet_cli", "Write an audit packet (FHIR document, HTML, PDF) for a patient-month."),
+    "packet": ("smart_app.packet_cli", "Write an audit packet (FHIR document, HTML, PDF)."),
+    "import-time": ("smart_app.import_time", "Import logged care-management time from a CSV, idempotently."),
 }
 
 

@@ -7,10 +7,11 @@ import json
 import re
 import sys
 import textwrap
-from typing import TextIO
+from typing import Any, TextIO
 
 from fhir_mapping.reader import patient_ids, patient_key, read_facts
 from fhir_mapping.sources import SourceError, load_path
+from rules.evaluate import evaluate
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import UnknownPolicy, load_pack
 from rules.verdict import Finding, Verdict, to_json
@@ -111,7 +112,7 @@ def _validate(args: argparse.Namespace) -> Month:
     return month
 
 
-def _choose_patient(resources: list, path: str, wanted: str | None) -> str | None:
+def _choose_patient(resources: list[Any], path: str, wanted: str | None) -> str | None:
     found = patient_ids(resources)
     if wanted is not None:
         key = patient_key(wanted)
@@ -132,8 +133,6 @@ def _list(keys: list[str], limit: int = 5) -> str:
 
 def evaluate_path(args: argparse.Namespace) -> Verdict:
     """Read the file and evaluate the month. Raises InputError/SourceError/ValueError for bad input."""
-    from rules.evaluate import evaluate
-
     month = _validate(args)
     resources = load_path(args.path)
     chosen = _choose_patient(resources, args.path, args.patient)

@@ -13,28 +13,32 @@ from smart_app.worklist import WorklistRow
 
 # (label, lowest minutes, highest minutes or None) of the monthly-minutes histogram.
 MINUTE_BINS: tuple[tuple[str, int, int | None], ...] = (
-    ("0", 0, 0), ("1-19", 1, 19), ("20-39", 20, 39), ("40-59", 40, 59), ("60+", 60, None),
+    ("0", 0, 0),
+    ("1-19", 1, 19),
+    ("20-39", 20, 39),
+    ("40-59", 40, 59),
+    ("60+", 60, None),
 )
 
 FORMULAS: dict[str, str] = {
     "eligible": "eligible = patients on the worklist whose verdict has no eligibility blocker "
-                "(status is not 'not-eligible')",
+    "(status is not 'not-eligible')",
     "consented": "consented = eligible patients with a CCM consent in effect this month "
-                 "(no consent.missing / consent.declined / consent.stopped finding)",
+    "(no consent.missing / consent.declined / consent.stopped finding)",
     "billed": "billed = patients with at least one CCM ChargeItem (99490, 99439, 99491, 99437, 99487, "
-              "99489; status billable or billed) whose occurrence starts in the month",
+    "99489; status billable or billed) whose occurrence starts in the month",
     "consent_rate": "consent rate = consented / eligible (none when no patient is eligible)",
     "minutes": "minutes distribution = consented patients counted by their counted CCM minutes this month "
-               "(verdict minutes.clinical_staff, which includes the practitioner's own time), in bins "
-               "0, 1-19, 20-39, 40-59, 60+",
+    "(verdict minutes.clinical_staff, which includes the practitioner's own time), in bins "
+    "0, 1-19, 20-39, 40-59, 60+",
     "warning_share": "documentation warning share = CCM time entries this month named by a documentation "
-                     "warning / all finished CCM time entries this month",
+    "warning / all finished CCM time entries this month",
     "expected_revenue": "expected revenue = sum over 'ready' patients of units x national non-facility "
-                        "payment of each code the verdict selected (policy pack amounts)",
+    "payment of each code the verdict selected (policy pack amounts)",
     "billed_revenue": "billed revenue = sum over CCM ChargeItems in the month of units x the pack's "
-                      "national non-facility payment for that code",
+    "national non-facility payment for that code",
     "trend": "trend = the same eligible, consented, billed counts and revenues for each month, "
-             "each computed from that month's verdicts",
+    "each computed from that month's verdicts",
 }
 
 

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from fhir_mapping.write_provenance import WriteError, token_query
-from fhir_mapping.write_time import TIME_ENTRY_ID
+from fhir_mapping.write_provenance import WriteError
 
 log = logging.getLogger(__name__)
 
@@ -429,12 +428,8 @@ def _correction_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | Non
     from fhir_mapping.write_time import correction_transaction, draft_from_json
 
     p = item.payload
-    query = token_query("identifier", TIME_ENTRY_ID, p["target_entry_id"]).split("=", 1)[1]
-    found = client.search("Encounter", {"identifier": query, "patient": f"Patient/{item.patient_id}"})
-    if p.get("target_encounter_id") and not found:
-        found = client.search(
-            "Encounter", {"_id": p["target_encounter_id"], "patient": f"Patient/{item.patient_id}"}
-        )
+    patient = f"Patient/{item.patient_id}"
+    found = client.search("Encounter", {"_id": p["target_encounter_id"], "patient": patient})
     if len(found) != 1:
         raise Reject("the entry to correct was not found on the FHIR server")
     enc = found[0]

@@ -52,7 +52,7 @@ class PatientResult:
 
 
 def patient_key(resource: Any) -> str | None:
-    """"Patient/ID" for the patient a resource is about (None: about no patient, or unreadable)."""
+    """ "Patient/ID" for the patient a resource is about (None: about no patient, or unreadable)."""
     if not isinstance(resource, dict):
         return None
     rtype = resource.get("resourceType")
@@ -110,7 +110,10 @@ def _group(lines: Iterable[bytes]) -> dict[str, list[dict[str, Any]]]:
 
 
 def patient_groups(
-    files: Sequence[Path], *, patients: int | None = None, per_bucket: int = PER_BUCKET,
+    files: Sequence[Path],
+    *,
+    patients: int | None = None,
+    per_bucket: int = PER_BUCKET,
     workdir: Path | None = None,
 ) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Each patient's resources (those with a Patient resource), one bucket in memory at a time.
@@ -174,13 +177,12 @@ def evaluate_population(
     if patients is None:
         named = [f for f in files if "patient" in f.name.lower()]
         patients = sum(count_lines(f) for f in (named or files))
-    done = 0
-    for key, resources in patient_groups(files, patients=patients, per_bucket=per_bucket, workdir=workdir):
+    groups = patient_groups(files, patients=patients, per_bucket=per_bucket, workdir=workdir)
+    for done, (key, resources) in enumerate(groups, start=1):
         facts = read_facts(resources, key.split("/", 1)[1], tz)
         verdicts = tuple(
             evaluate(facts, m, pack=policy, tz=tz, billing_practitioner=billing_practitioner) for m in wanted
         )
-        done += 1
         if progress:
             progress(done, max(patients, done))
         yield PatientResult(key, facts, verdicts)

@@ -55,8 +55,13 @@ class Job:
         return "error" if self.error else ("done" if self.result is not None else "running")
 
     def status_json(self) -> dict[str, Any]:
-        return {"state": self.state, "stage": self.stage, "done": self.done, "total": self.total,
-                "error": self.error}
+        return {
+            "state": self.state,
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "error": self.error,
+        }
 
 
 _jobs: dict[tuple[str, ...], Job] = {}
@@ -108,8 +113,15 @@ def _params() -> dict[str, Any]:
     group = (request.values.get("group") or "").strip() or None
     if group and ("/" in group.removeprefix("Group/") or not group.removeprefix("Group/")):
         raise ProgramError("group must be Group/ID.")
-    return {"month": month, "filter": which, "n": n, "reason": request.values.get("reason") or None,
-            "group": group, "tz": tz, "policy": current_app.config.get("PROGRAM_POLICY")}
+    return {
+        "month": month,
+        "filter": which,
+        "n": n,
+        "reason": request.values.get("reason") or None,
+        "group": group,
+        "tz": tz,
+        "policy": current_app.config.get("PROGRAM_POLICY"),
+    }
 
 
 def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
@@ -143,9 +155,17 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
 
     def work() -> None:
         try:
-            job.result = build_worklist(base, p["month"], group=p["group"], tz=p["tz"], policy=p["policy"],
-                                        history_months=HISTORY_MONTHS, prefer_bulk=prefer_bulk,
-                                        on_stage=stage, on_patient=count)
+            job.result = build_worklist(
+                base,
+                p["month"],
+                group=p["group"],
+                tz=p["tz"],
+                policy=p["policy"],
+                history_months=HISTORY_MONTHS,
+                prefer_bulk=prefer_bulk,
+                on_stage=stage,
+                on_patient=count,
+            )
             job.stage = "done"
         except Exception as exc:  # shown on the page; the worker must never die silently
             log.warning("worklist job failed: %s", type(exc).__name__)
@@ -183,9 +203,16 @@ def program() -> Any:
     except ProgramError as err:
         return _error(err)
     job = _start(base, p)
-    view: dict[str, Any] = {"job": job, "p": p, "base": base, "filters": FILTERS, "labels": FILTER_LABELS,
-                            "query": lambda **o: _query(base, p, **o), "notice": request.args.get("notice"),
-                            "problem": request.args.get("problem")}
+    view: dict[str, Any] = {
+        "job": job,
+        "p": p,
+        "base": base,
+        "filters": FILTERS,
+        "labels": FILTER_LABELS,
+        "query": lambda **o: _query(base, p, **o),
+        "notice": request.args.get("notice"),
+        "problem": request.args.get("problem"),
+    }
     if job.result is not None:
         result = job.result
         rows = sort_rows(result.rows)
@@ -193,25 +220,47 @@ def program() -> Any:
         month_m = metrics.month_metrics(result.month, rows)
         history = metrics.trend([*result.history.items(), (result.month, rows)])
         labels = [h.month for h in history]
-        view.update({
-            "rows": shown, "all_count": len(rows), "reasons": blocked_reasons(rows), "m": month_m,
-            "history": history, "formulas": metrics.FORMULAS, "percent": metrics.percent,
-            "counts": {f: len(apply_filter(rows, f, n=p["n"])) for f in FILTERS},
-            "funnel_svg": charts.bar_chart("chart-funnel", f"Enrollment funnel, {result.month}",
-                                           "Patients eligible, consented and billed this month.", month_m.funnel),
-            "minutes_svg": charts.bar_chart("chart-minutes", f"Monthly CCM minutes, {result.month}",
-                                            "Consented patients by counted CCM minutes this month.",
-                                            month_m.minutes_histogram),
-            "revenue_svg": charts.bar_chart("chart-revenue", f"Expected vs billed revenue, {result.month}",
-                                            "National non-facility payment in dollars.",
-                                            (("Expected", month_m.expected_revenue),
-                                             ("Billed", month_m.billed_revenue))),
-            "trend_svg": charts.line_chart(
-                "chart-trend", "Month-over-month", "Eligible, consented and billed patients per month.",
-                labels, [("Eligible", [h.eligible for h in history]),
-                         ("Consented", [h.consented for h in history]),
-                         ("Billed", [h.billed for h in history])]),
-        })
+        view.update(
+            {
+                "rows": shown,
+                "all_count": len(rows),
+                "reasons": blocked_reasons(rows),
+                "m": month_m,
+                "history": history,
+                "formulas": metrics.FORMULAS,
+                "percent": metrics.percent,
+                "counts": {f: len(apply_filter(rows, f, n=p["n"])) for f in FILTERS},
+                "funnel_svg": charts.bar_chart(
+                    "chart-funnel",
+                    f"Enrollment funnel, {result.month}",
+                    "Patients eligible, consented and billed this month.",
+                    month_m.funnel,
+                ),
+                "minutes_svg": charts.bar_chart(
+                    "chart-minutes",
+                    f"Monthly CCM minutes, {result.month}",
+                    "Consented patients by counted CCM minutes this month.",
+                    month_m.minutes_histogram,
+                ),
+                "revenue_svg": charts.bar_chart(
+                    "chart-revenue",
+                    f"Expected vs billed revenue, {result.month}",
+                    "National non-facility payment in dollars.",
+                    (("Expected", month_m.expected_revenue), ("Billed", month_m.billed_revenue)),
+                ),
+                "trend_svg": charts.line_chart(
+                    "chart-trend",
+                    "Month-over-month",
+                    "Eligible, consented and billed patients per month.",
+                    labels,
+                    [
+                        ("Eligible", [h.eligible for h in history]),
+                        ("Consented", [h.consented for h in history]),
+                        ("Billed", [h.billed for h in history]),
+                    ],
+                ),
+            }
+        )
     return render_template("program/program.html", **view)
 
 
@@ -244,8 +293,9 @@ def program_csv() -> Any:
         return _error(ProgramError("The worklist is not ready yet; wait for it on the program page.", 409))
     rows = apply_filter(sort_rows(job.result.rows), p["filter"], n=p["n"], reason=p["reason"])
     name = f"ccm-worklist-{p['month']}-{p['filter']}.csv"
-    return Response(to_csv(rows), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(
+        to_csv(rows), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
 
 
 @bp.post("/program/run")
@@ -280,7 +330,10 @@ def mark() -> Any:
     except (FhirError, BadTimezone, UnknownPolicy) as exc:
         return redirect(url_for("program.program") + "?" + _query(base, p, problem=str(exc)), code=303)
     codes = " + ".join(f"{c}x{u}" if u > 1 else c for c, u in result.codes)
-    note = (f"Marked as billed: {codes}." if result.created
-            else f"Already marked as billed ({codes}); nothing written again.")
+    note = (
+        f"Marked as billed: {codes}."
+        if result.created
+        else f"Already marked as billed ({codes}); nothing written again."
+    )
     _start(base, p, force=True)  # the worklist changed
     return redirect(url_for("program.program") + "?" + _query(base, p, notice=note), code=303)

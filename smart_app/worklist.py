@@ -23,8 +23,11 @@ from rules.verdict import Verdict, to_json
 Filter = Literal["all", "ready", "close", "blocked", "enroll"]
 FILTERS: tuple[Filter, ...] = ("all", "ready", "close", "blocked", "enroll")
 FILTER_LABELS = {
-    "all": "Everyone", "ready": "Ready to bill", "close": "Close to a threshold",
-    "blocked": "Blocked", "enroll": "Enrollment opportunities",
+    "all": "Everyone",
+    "ready": "Ready to bill",
+    "close": "Close to a threshold",
+    "blocked": "Blocked",
+    "enroll": "Enrollment opportunities",
 }
 DEFAULT_CLOSE_MINUTES = 10
 CCM_FAMILY = "ccm"
@@ -32,8 +35,17 @@ BILLED_STATUSES = frozenset({"billable", "billed"})
 # A consent finding that means "no CCM consent in effect this month" (the rest are about its details).
 NO_CONSENT_RULES = frozenset({"consent.missing", "consent.declined", "consent.stopped"})
 CSV_COLUMNS = (
-    "patient", "name", "status", "codes", "clinical_staff_minutes", "practitioner_minutes",
-    "next_code", "minutes_to_next", "days_left", "blockers", "national_payment",
+    "patient",
+    "name",
+    "status",
+    "codes",
+    "clinical_staff_minutes",
+    "practitioner_minutes",
+    "next_code",
+    "minutes_to_next",
+    "days_left",
+    "blockers",
+    "national_payment",
 )
 
 
@@ -94,7 +106,9 @@ def has_ccm_data(facts: PatientFacts) -> bool:
     )
 
 
-def billed_in_month(facts: PatientFacts, month: Month, tz: str, pack: PolicyPack) -> tuple[tuple[str, int], ...]:
+def billed_in_month(
+    facts: PatientFacts, month: Month, tz: str, pack: PolicyPack
+) -> tuple[tuple[str, int], ...]:
     """CCM-family ChargeItems (billable/billed) whose occurrence starts in the month, as (code, units)."""
     start, end = month.bounds(zone(tz))
     out: list[tuple[str, int]] = []
@@ -108,7 +122,11 @@ def billed_in_month(facts: PatientFacts, month: Month, tz: str, pack: PolicyPack
 
 
 def build_row(
-    facts: PatientFacts, verdict: Verdict, *, today: date, pack: PolicyPack | None = None,
+    facts: PatientFacts,
+    verdict: Verdict,
+    *,
+    today: date,
+    pack: PolicyPack | None = None,
     keep_verdict: bool = True,
 ) -> WorklistRow:
     """The worklist row of one patient-month (pure)."""
@@ -119,14 +137,27 @@ def build_row(
     rules = {f.rule for f in verdict.findings}
     eligible = verdict.status != "not-eligible"
     no_consent = bool(rules & NO_CONSENT_RULES)
-    ccm_ids = {t.id for t in facts.time_entries
-               if t.program == "ccm" and t.status == "finished" and start <= t.start < end}
-    warned = {e for f in verdict.findings if f.category == "documentation" and f.severity == "warning"
-              for e in f.evidence if e in ccm_ids}
+    ccm_ids = {
+        t.id
+        for t in facts.time_entries
+        if t.program == "ccm" and t.status == "finished" and start <= t.start < end
+    }
+    warned = {
+        e
+        for f in verdict.findings
+        if f.category == "documentation" and f.severity == "warning"
+        for e in f.evidence
+        if e in ccm_ids
+    }
     billed = billed_in_month(facts, month, tz, policy)
     billed_payment = sum(
-        ((policy.find(code).payment or Decimal(0)) * units for code, units in billed
-         if policy.find(code) is not None), Decimal(0))  # type: ignore[union-attr]
+        (
+            (policy.find(code).payment or Decimal(0)) * units
+            for code, units in billed
+            if policy.find(code) is not None
+        ),
+        Decimal(0),
+    )  # type: ignore[union-attr]
     nt = verdict.next_threshold
     return WorklistRow(
         patient=verdict.patient,
@@ -167,7 +198,10 @@ def is_close(row: WorklistRow, n: int) -> bool:
 
 
 def apply_filter(
-    rows: Iterable[WorklistRow], which: str = "all", *, n: int = DEFAULT_CLOSE_MINUTES,
+    rows: Iterable[WorklistRow],
+    which: str = "all",
+    *,
+    n: int = DEFAULT_CLOSE_MINUTES,
     reason: str | None = None,
 ) -> list[WorklistRow]:
     """The rows one filter shows, in a useful order (close: fewest minutes first)."""
@@ -176,12 +210,16 @@ def apply_filter(
     if n < 0:
         raise ValueError("the close-to-threshold distance must be zero or more minutes")
     shown = [r for r in rows if r.on_worklist]
-    if which == "ready":
-        shown = [r for r in shown if r.status == "ready"]
+    if which == "ready":  # can be billed now: ready and not yet billed this month
+        shown = [r for r in shown if r.status == "ready" and not r.billed]
     elif which == "close":
-        shown = sorted((r for r in shown if is_close(r, n)), key=lambda r: (r.minutes_to_next or 0, r.patient))
+        shown = sorted(
+            (r for r in shown if is_close(r, n)), key=lambda r: (r.minutes_to_next or 0, r.patient)
+        )
     elif which == "blocked":
-        shown = [r for r in shown if r.status == "blocked" and (reason is None or reason in r.blocker_reasons)]
+        shown = [
+            r for r in shown if r.status == "blocked" and (reason is None or reason in r.blocker_reasons)
+        ]
     elif which == "enroll":
         shown = [r for r in shown if r.enrollment_opportunity]
     return shown
@@ -210,22 +248,32 @@ def codes_text(codes: Sequence[tuple[str, int]]) -> str:
 
 def row_json(row: WorklistRow) -> dict[str, Any]:
     """The verdict's JSON (patient, status, codes, ... as `evaluate --format json`) plus worklist fields."""
-    base = dict(row.verdict) if row.verdict is not None else {
-        "patient": row.patient, "month": row.month, "status": row.status,
-        "codes": [{"code": c, "units": u} for c, u in row.codes],
-    }
-    base.update({
-        "name": row.name,
-        "minutes_to_next": row.minutes_to_next,
-        "next_code": row.next_code,
-        "days_left": row.days_left,
-        "blockers": [{"category": b.category, "rule": b.rule, "message": b.message} for b in row.blockers],
-        "national_payment": str(row.payment),
-        "eligible": row.eligible,
-        "consented": row.consented,
-        "enrollment_opportunity": row.enrollment_opportunity,
-        "already_billed": [{"code": c, "units": u} for c, u in row.billed_codes],
-    })
+    base = (
+        dict(row.verdict)
+        if row.verdict is not None
+        else {
+            "patient": row.patient,
+            "month": row.month,
+            "status": row.status,
+            "codes": [{"code": c, "units": u} for c, u in row.codes],
+        }
+    )
+    base.update(
+        {
+            "name": row.name,
+            "minutes_to_next": row.minutes_to_next,
+            "next_code": row.next_code,
+            "days_left": row.days_left,
+            "blockers": [
+                {"category": b.category, "rule": b.rule, "message": b.message} for b in row.blockers
+            ],
+            "national_payment": str(row.payment),
+            "eligible": row.eligible,
+            "consented": row.consented,
+            "enrollment_opportunity": row.enrollment_opportunity,
+            "already_billed": [{"code": c, "units": u} for c, u in row.billed_codes],
+        }
+    )
     return base
 
 
@@ -240,9 +288,22 @@ def to_csv(rows: Iterable[WorklistRow]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for r in rows:
-        writer.writerow([_cell(v) for v in (
-            r.patient, r.name, r.status, codes_text(r.codes), r.clinical_staff_minutes, r.practitioner_minutes,
-            r.next_code, r.minutes_to_next, r.days_left,
-            " | ".join(f"{b.category}: {b.message}" for b in r.blockers), r.payment,
-        )])
+        writer.writerow(
+            [
+                _cell(v)
+                for v in (
+                    r.patient,
+                    r.name,
+                    r.status,
+                    codes_text(r.codes),
+                    r.clinical_staff_minutes,
+                    r.practitioner_minutes,
+                    r.next_code,
+                    r.minutes_to_next,
+                    r.days_left,
+                    " | ".join(f"{b.category}: {b.message}" for b in r.blockers),
+                    r.payment,
+                )
+            ]
+        )
     return out.getvalue()

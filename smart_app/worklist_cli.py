@@ -95,14 +95,18 @@ def run(args: argparse.Namespace) -> int:
         if args.policy:
             load_pack(args.policy)
         group = args.group.strip() if args.group else None
-        if group and not group.removeprefix("Group/") or (group and "/" in group.removeprefix("Group/")):
+        if group is not None and (not group.removeprefix("Group/") or "/" in group.removeprefix("Group/")):
             raise ValueError("--group must be Group/ID")
         if bool(args.client_id) != bool(args.private_key):
             raise ValueError("--client-id and --private-key go together")
         provider = None
         if args.client_id:
-            auth = BackendServicesAuth(args.fhir_base, args.client_id, load_key(args.private_key),
-                                       **({"scope": args.scope} if args.scope else {}))
+            auth = BackendServicesAuth(
+                args.fhir_base,
+                args.client_id,
+                load_key(args.private_key),
+                **({"scope": args.scope} if args.scope else {}),
+            )
             provider = auth
     except (BadMonth, BadTimezone, UnknownPolicy, ValueError, OSError) as exc:
         err.write(f"ccm-ready worklist: {exc}\n")
@@ -110,10 +114,17 @@ def run(args: argparse.Namespace) -> int:
     bar = Progress(err, not args.quiet)
     try:
         result = build_worklist(
-            args.fhir_base, month, group=group, tz=args.timezone, policy=args.policy,
-            billing_practitioner=args.billing_practitioner, token_provider=provider,
-            workdir=Path(args.workdir) if args.workdir else None, prefer_bulk=not args.no_bulk,
-            on_stage=bar.stage, on_patient=bar.count,
+            args.fhir_base,
+            month,
+            group=group,
+            tz=args.timezone,
+            policy=args.policy,
+            billing_practitioner=args.billing_practitioner,
+            token_provider=provider,
+            workdir=Path(args.workdir) if args.workdir else None,
+            prefer_bulk=not args.no_bulk,
+            on_stage=bar.stage,
+            on_patient=bar.count,
         )
     except (BulkExportError, FhirError, BackendAuthError) as exc:
         bar.done()

@@ -70,8 +70,14 @@ def build_worklist(
     folder = Path(tempfile.mkdtemp(prefix="ccm-worklist-")) if own else Path(workdir)  # type: ignore[arg-type]
     try:
         t0 = time.perf_counter()
-        exported: ExportResult = export_population(base, req, folder / "export", token_provider=token_provider,
-                                                   progress=on_stage, prefer_bulk=prefer_bulk)
+        exported: ExportResult = export_population(
+            base,
+            req,
+            folder / "export",
+            token_provider=token_provider,
+            progress=on_stage,
+            prefer_bulk=prefer_bulk,
+        )
         t1 = time.perf_counter()
         months = [m.shift(-i) for i in range(history_months, 0, -1)] + [m]
         day = today or today_in(tz)
@@ -81,10 +87,16 @@ def build_worklist(
             on_stage("evaluating patients")
         count = 0
         files = [path for _rtype, path in exported.files]
-        for result in evaluate_population(files, months, tz=tz, policy=policy,
-                                          billing_practitioner=billing_practitioner,
-                                          patients=exported.count("Patient"), workdir=folder,
-                                          progress=on_patient):
+        for result in evaluate_population(
+            files,
+            months,
+            tz=tz,
+            policy=policy,
+            billing_practitioner=billing_practitioner,
+            patients=exported.count("Patient"),
+            workdir=folder,
+            progress=on_patient,
+        ):
             count += 1
             *earlier, current = result.verdicts
             row = build_row(result.facts, current, today=day, keep_verdict=keep_verdict)

@@ -435,11 +435,11 @@ def scenarios() -> list[Scenario]:
     add(expect(s, "ready", {"99490": 1}, 25, rules=("eligibility.risk-attestation",)))
 
     s = base("consent-missing", "No CCM consent recorded.").drop("Consent/consent-1")
-    add(expect(s, "blocked", {}, 25, rules=("consent.missing",)))
+    add(expect(s, "blocked", {}, 0, rules=("consent.missing", "time.before-consent")))
 
     s = base("consent-declined", "The patient declined CCM.").drop("Consent/consent-1")
     s.add(consent(status="rejected"))
-    add(expect(s, "blocked", {}, 25, rules=("consent.declined",)))
+    add(expect(s, "blocked", {}, 0, rules=("consent.declined", "time.before-consent")))
 
     s = base("consent-stopped", "The patient stopped CCM in September: October cannot be billed.")
     s.drop("Consent/consent-1").add(consent(status="inactive", stop="2026-09-12"))
@@ -452,7 +452,7 @@ def scenarios() -> list[Scenario]:
     s = base(
         "consent-other-practitioner", "Consent names dr-a but dr-b is billing.", billing_practitioner=DR_B
     )
-    add(expect(s, "blocked", {}, 25, rules=("consent.other-practitioner",)))
+    add(expect(s, "blocked", {}, 0, rules=("consent.other-practitioner", "time.before-consent")))
 
     s = base("consent-disclosures-incomplete", "Consent records only two of the four disclosures.")
     s.drop("Consent/consent-1").add(consent(disclosures=("ccm-available", "cost-sharing")))
@@ -656,6 +656,41 @@ def scenarios() -> list[Scenario]:
     s = base("entered-in-error", "An entered-in-error time entry never counts.", minutes=(25,))
     s.add(*entry("te-err", "2026-10-09T14:00:00+00:00", 30, status="entered-in-error"))
     add(expect(s, "ready", {"99490": 1}, 25))
+
+    s = base(
+        "spelling-variants",
+        "Absolute references, OID and http/https system variants, dotless ICD-10 codes: read canonically.",
+        minutes=(15, 10),
+    )
+    s.resources = [_respell(r) for r in s.resources]
+    add(expect(s, "ready", {"99490": 1}, 25, absent=("initiating-visit.missing", "consent.missing")))
+    return out
+
+
+_SPELLINGS = {
+    ICD10: "urn:oid:2.16.840.1.113883.6.90",
+    CPT: "https://www.ama-assn.org/go/cpt/",
+    CARE_PROGRAM: "http://ccm-ready.org/fhir/CodeSystem/care-program/",
+    CARE_ACTIVITY: "http://ccm-ready.org/fhir/CodeSystem/care-activity",
+    PARTICIPATION: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType/",
+}
+
+
+def _respell(value: Any) -> Any:
+    """The same data spelled differently: absolute references, variant systems, dotless ICD-10 codes."""
+    if isinstance(value, list):
+        return [_respell(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _respell(v) for k, v in value.items()}
+    ref_value = out.get("reference")
+    if isinstance(ref_value, str) and ref_value.count("/") == 1:
+        out["reference"] = f"https://ehr.example/fhir/{ref_value}/_history/1"
+    system = out.get("system")
+    if system in _SPELLINGS:
+        if system == ICD10 and isinstance(out.get("code"), str):
+            out["code"] = out["code"].replace(".", "")
+        out["system"] = _SPELLINGS[system]
     return out
 
 

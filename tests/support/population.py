@@ -46,8 +46,10 @@ def seed_population(
 ) -> SeededPopulation:
     """Seed `count` patients cycling through the demo's crafted cases; return their ids and a Group."""
     clock = Clock.at(now, tz)
-    specs = [replace(SPECS[i % len(SPECS)], key=f"{prefix}-{i:05d}-{SPECS[i % len(SPECS)].key}")
-             for i in range(count)]
+    specs = [
+        replace(SPECS[i % len(SPECS)], key=f"{prefix}-{i:05d}-{SPECS[i % len(SPECS)].key}")
+        for i in range(count)
+    ]
     # The first bundle creates the shared practitioners; the rest can then run concurrently.
     first = client.transaction(_crafted(specs[0], clock).bundle)
     done = [1]
@@ -61,14 +63,18 @@ def seed_population(
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         ids = [_patient_id(first), *pool.map(post, specs[1:])]
-    patients = {f"Patient/{pid}": spec.key.split("-", 2)[2] for pid, spec in zip(ids, specs, strict=True)}
+    kinds = [SPECS[i % len(SPECS)].key for i in range(count)]
+    patients = {f"Patient/{pid}": kind for pid, kind in zip(ids, kinds, strict=True)}
     expected = {f"Patient/{pid}": spec.expected for pid, spec in zip(ids, specs, strict=True)}
-    group = client.create({
-        "resourceType": "Group",
-        "identifier": [{"system": GROUP_SYSTEM, "value": prefix}],
-        "type": "person",
-        "actual": True,
-        "member": [{"entity": {"reference": ref}} for ref in patients],
-    }, if_none_exist=f"identifier={GROUP_SYSTEM}|{prefix}")
+    group = client.create(
+        {
+            "resourceType": "Group",
+            "identifier": [{"system": GROUP_SYSTEM, "value": prefix}],
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": ref}} for ref in patients],
+        },
+        if_none_exist=f"identifier={GROUP_SYSTEM}|{prefix}",
+    )
 
     return SeededPopulation(str(group["id"]), patients, expected)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +96,19 @@ def test_scenario(name: str) -> None:
         skipped = {s["resource"] for s in verdict["skipped"]}
         assert set(expected["skipped"]) <= skipped
         assert len(verdict["skipped"]) == expected["skipped_count"]
+
+
+def test_committed_files_match_the_generator() -> None:
+    spec = importlib.util.spec_from_file_location("make_scenarios", SCENARIOS.parent / "make_scenarios.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    generated = {s.name: s for s in module.scenarios()}
+    assert sorted(generated) == NAMES
+    for name, s in generated.items():
+        assert json.loads((SCENARIOS / f"{name}.json").read_text()) == s.bundle(), name
+        assert json.loads((SCENARIOS / f"{name}.expected.json").read_text()) == s.expected, name

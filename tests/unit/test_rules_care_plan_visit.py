@@ -53,7 +53,7 @@ def test_care_plan_touching_the_month_counts(plan) -> None:  # type: ignore[no-u
 
 def test_plan_not_shared_is_information() -> None:
     v = ev(ready_facts(care_plans=(replace(care_plan(), shared_with_patient_at=None),)))
-    assert v.status == "ready" and finding(v, "care-plan.not-shared").severity == "info"
+    assert v.status == "ready" and finding(v, "care-plan.not-shared").severity == "warning"
 
 
 def test_no_visit_blocks() -> None:

@@ -20,7 +20,9 @@ def test_no_consent_blocks() -> None:
     v = ev(ready_facts(consents=()))
     assert v.status == "blocked" and v.codes == ()
     assert finding(v, "consent.missing").severity == "blocker"
-    assert v.track == "clinical-staff"  # the minutes still say what the month would earn
+    # Minutes without a consent in force never count, even if consent is recorded later.
+    assert v.minutes.clinical_staff == 0 and v.minutes.not_counted > 0
+    assert finding(v, "time.before-consent").severity == "info"
 
 
 def test_draft_consent_is_not_consent() -> None:

@@ -31,8 +31,7 @@ def test_vague_notes(note: str) -> None:
     [
         GOOD_NOTE,
         "Called patient about rising A1c 8.9; reviewed diet log; started metformin XR per Dr. Lee; recheck "
-        "A1c in "
-        "3 months",
+        "A1c in 3 months",
         "Medication reconciliation after ED discharge: stopped ibuprofen, added pantoprazole; follow up "
         "visit June 3",
     ],

@@ -1,0 +1,89 @@
+"""The program lead page in headless Chromium on a real sekmet-fhir: progress, filters, CSV, charts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+from werkzeug.serving import make_server
+
+from rules.month import Month
+from smart_app.app import create_app
+from smart_app.fhir_client import FhirClient
+from tests.browser.conftest import LiveApp
+from tests.support.population import SeededPopulation, seed_population
+from tests.support.sekmet import SekmetServer
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+MONTH = str(Month.of(datetime.now(UTC)))
+
+
+@pytest.fixture(scope="module")
+def pop(sekmet: SekmetServer) -> SeededPopulation:
+    """44 patients of our own (unique identifiers) and a Group: the shared server holds others' data too."""
+    return seed_population(FhirClient(sekmet.base, timeout=60.0), 44, f"pb-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def program_app(sekmet: SekmetServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    app = create_app({"SECRET_KEY": "browser", "DATA_DIR": str(tmp_path_factory.mktemp("program-live")),
+                      "TIMEZONE": "UTC", "PROGRAM_FHIR_BASE": sekmet.base})
+    live = LiveApp(make_server("127.0.0.1", 0, app, threaded=True))
+    live.thread.start()
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def test_program_page_filters_csv_and_charts(browser, program_app: LiveApp, pop: SeededPopulation,
+                                             artifacts: Path) -> None:
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    query = urlencode({"month": MONTH, "group": f"Group/{pop.group_id}"})
+    page.goto(f"{program_app.url}/program?{query}")
+    page.wait_for_selector("table#worklist", timeout=60_000)  # progress, then program.js reloads
+    everyone = page.locator("table#worklist tbody tr").count()
+    assert everyone == 44
+
+    page.get_by_role("link", name="Ready to bill (16)").click()
+    page.wait_for_selector('a.filter.current[data-filter="ready"]')
+    assert page.locator("table#worklist tbody tr.state-ready").count() == 16
+    assert page.locator("table#worklist tbody tr").count() == 16
+
+    page.locator('a.filter[data-filter="blocked"]').click()
+    page.locator('a.filter[data-reason="conflict"]').click()
+    assert page.locator("table#worklist tbody tr").count() == 8
+    assert page.locator('table#worklist .blocker[data-category="conflict"]').count() >= 8
+
+    page.locator('a.filter[data-filter="close"]').click()
+    page.fill("#n", "5")
+    page.get_by_role("button", name="Show").click()
+    page.wait_for_selector('a.filter.current[data-filter="close"]')
+    assert page.locator("table#worklist tbody tr").count() == 2  # mid-month consent: 5 minutes to go
+
+    page.locator('a.filter[data-filter="enroll"]').click()
+    with page.expect_download() as info:
+        page.locator("#csv-link").click()
+    download = info.value
+    rows = list(csv.reader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
+    assert rows[0][:3] == ["patient", "name", "status"] and len(rows) == 1 + 2
+    assert {r[2] for r in rows[1:]} == {"blocked"}
+
+    for chart in ("chart-funnel", "chart-minutes", "chart-revenue", "chart-trend"):
+        box = page.locator(f"svg#{chart}").bounding_box()
+        assert box and box["width"] > 100 and box["height"] > 40, chart
+        assert page.locator(f"svg#{chart} > title").count() == 1
+    assert "consented / eligible" in page.locator(".metrics").inner_text()
+    page.locator(".metrics").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "program-desktop.png"), full_page=True)
+    assert not errors, errors
+    page.close()

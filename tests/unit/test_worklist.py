@@ -1,0 +1,174 @@
+"""Worklist rows and filters, and the bucketed population path, on the demo's crafted patients (offline)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_mapping.reader import read_facts
+from rules.evaluate import evaluate
+from rules.month import Month, zone
+from rules.verdict import to_json
+from smart_app.population import evaluate_population, patient_groups, patient_key
+from smart_app.seed import demo_cases
+from smart_app.worklist import apply_filter, blocked_reasons, build_row, row_json, to_csv
+
+TZ = "America/Chicago"
+NOW = datetime(2026, 10, 20, 15, 0, tzinfo=zone(TZ))
+MONTH = Month(2026, 10)
+TODAY = NOW.date()
+
+
+def _population() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The crafted demo cases as server-style resources (ids, relative references); key per patient."""
+    out: list[dict[str, Any]] = []
+    spec_of: dict[str, str] = {}
+    for case in demo_cases(NOW, TZ, include_copied=False):
+        urls = {
+            e["fullUrl"]: f"{e['resource']['resourceType']}/{e['fullUrl'][9:]}" for e in case.bundle["entry"]
+        }
+        text = json.dumps([e["resource"] for e in case.bundle["entry"]])
+        for url, ref in urls.items():
+            text = text.replace(f'"{url}"', f'"{ref}"')
+        for url, res in zip(urls, json.loads(text), strict=True):
+            res["id"] = url[9:]
+            if res["resourceType"] == "Patient":
+                spec_of[f"Patient/{res['id']}"] = case.key
+            out.append(res)
+    return out, spec_of
+
+
+@pytest.fixture(scope="module")
+def population() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    return _population()
+
+
+def _write_by_type(resources: list[dict[str, Any]], folder: Path) -> list[Path]:
+    by_type: dict[str, list[bytes]] = {}
+    for res in resources:
+        by_type.setdefault(res["resourceType"], []).append(orjson.dumps(res))
+    paths = []
+    for rtype, lines in sorted(by_type.items()):
+        path = folder / f"{rtype}.ndjson"
+        path.write_bytes(b"\n".join(lines) + b"\n")
+        paths.append(path)
+    return paths
+
+
+def _alone(resources: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    mine = [r for r in resources if patient_key(r) == key]
+    return to_json(evaluate(read_facts(mine, key.split("/")[1], TZ), MONTH, tz=TZ))
+
+
+@pytest.mark.parametrize("per_bucket", [1000, 3])
+def test_population_equals_each_patient_alone(population, tmp_path: Path, per_bucket: int) -> None:
+    resources, spec_of = population
+    files = _write_by_type(resources, tmp_path)
+    results = list(evaluate_population(files, [MONTH], tz=TZ, per_bucket=per_bucket, workdir=tmp_path))
+    assert {r.key for r in results} == set(spec_of)
+    for r in results:
+        assert to_json(r.verdicts[0]) == _alone(resources, r.key), spec_of[r.key]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("ccm-buckets-")]  # spill files removed
+
+
+def test_patient_groups_drop_resources_about_no_patient(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.ndjson"
+    path.write_bytes(
+        b"\n".join(
+            [
+                orjson.dumps({"resourceType": "Patient", "id": "a"}),
+                orjson.dumps({"resourceType": "Practitioner", "id": "x"}),
+                orjson.dumps({"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/a"}}),
+                orjson.dumps(
+                    {"resourceType": "Condition", "id": "d", "subject": {"reference": "Patient/ghost"}}
+                ),
+                b"{not json",
+            ]
+        )
+        + b"\n"
+    )
+    groups = dict(patient_groups([path], per_bucket=1, patients=4, workdir=tmp_path))
+    assert list(groups) == ["Patient/a"]  # no Patient resource for "ghost": not a patient we can name
+    assert [r["id"] for r in groups["Patient/a"]] == ["a", "c"]
+
+
+@pytest.fixture(scope="module")
+def rows(population) -> dict[str, Any]:
+    resources, spec_of = population
+    out = {}
+    for key, spec in spec_of.items():
+        mine = [r for r in resources if patient_key(r) == key]
+        facts = read_facts(mine, key.split("/")[1], TZ)
+        out[spec] = build_row(facts, evaluate(facts, MONTH, tz=TZ), today=TODAY)
+    return out
+
+
+def test_rows_carry_the_verdict(rows) -> None:
+    staff = rows["ready-staff"]
+    assert staff.status == "ready" and staff.codes == (("99490", 1),)
+    assert staff.verdict is not None and staff.verdict["patient"] == staff.patient
+    assert staff.days_left == 12  # Oct 20..31
+    assert (staff.next_code, staff.minutes_to_next) == ("99439", 15)
+    assert rows["ready-practitioner"].practitioner_minutes == 92
+    assert rows["no-consent"].blockers[0].category == "consent"
+    assert rows["billed-elsewhere"].billed_codes == (("99490", 1),)
+    assert rows["vague-notes"].entries_with_warnings == 2 and rows["vague-notes"].ccm_entries == 2
+    j = row_json(staff)
+    assert j["patient"].startswith("Patient/") and j["codes"] == [{"code": "99490", "units": 1}]
+    assert j["national_payment"] == str(staff.payment)
+
+
+def test_filters(rows) -> None:
+    all_rows = list(rows.values())
+    spec_of = {r.patient: s for s, r in rows.items()}
+
+    def specs(which: str, **kw: Any) -> set[str]:
+        return {spec_of[r.patient] for r in apply_filter(all_rows, which, **kw)}
+
+    assert specs("ready") == {
+        "ready-staff",
+        "ready-cap",
+        "ready-practitioner",
+        "ready-complex",
+        "rpm-and-ccm",
+        "tcm-and-ccm",
+        "vague-notes",
+        "missing-notes",
+    }
+    assert specs("close", n=10) == {"not-yet", "consent-mid-month", "tcm-and-ccm"}
+    assert specs("close", n=5) == {"consent-mid-month"}
+    close = apply_filter(all_rows, "close", n=10)
+    assert [r.minutes_to_next for r in close] == sorted(r.minutes_to_next or 0 for r in close)
+    assert specs("enroll") == {"no-consent"}
+    assert specs("blocked", reason="conflict") == {"pcm-same", "cpo", "esrd", "billed-elsewhere"}
+    assert specs("blocked", reason="care-plan") == {"no-care-plan"}
+    assert {"no-consent", "consent-declined", "consent-stopped"} <= specs("blocked", reason="consent")
+    reasons = dict(blocked_reasons(all_rows))
+    assert reasons["conflict"] == 4
+    with pytest.raises(ValueError):
+        apply_filter(all_rows, "nonsense")
+
+
+def test_close_needs_days_left(population) -> None:
+    resources, spec_of = population
+    key = next(k for k, s in spec_of.items() if s == "not-yet")
+    mine = [r for r in resources if patient_key(r) == key]
+    facts = read_facts(mine, key.split("/")[1], TZ)
+    after = build_row(facts, evaluate(facts, MONTH, tz=TZ), today=MONTH.next().first_day)
+    assert after.days_left == 0 and apply_filter([after], "close", n=30) == []
+
+
+def test_csv_is_safe_for_spreadsheets(rows) -> None:
+    from dataclasses import replace
+
+    evil = replace(rows["ready-staff"], name='=HYPERLINK("x")')
+    parsed = list(csv.reader(io.StringIO(to_csv([evil, rows["no-consent"]]))))
+    assert parsed[0][0] == "patient" and parsed[1][1].startswith("'=")
+    assert parsed[1][3] == "99490" and parsed[2][2] == "blocked" and "consent:" in parsed[2][9]
