@@ -1,10 +1,10 @@
 """Strict writer for the CCM care plan (CarePlan + Goals + Provenance) and the record that it was shared.
 
-Shapes are documented in docs/fhir-conventions.md ("Care plans"). A first save POSTs the CarePlan conditionally
-on our care-plan identifier; a revision PUTs the same CarePlan with `ifMatch` = the version the user started
-from, in the same transaction as its Goals and Provenance, so a concurrent edit fails as a whole (412) and
-nothing is half written. The server's `_history` is the audit trail. `draft_from_resources` reads back what
-this module writes (for the editor).
+Shapes are documented in docs/fhir-conventions.md ("Care plans"). A first save POSTs the CarePlan
+conditionally on our care-plan identifier. A revision PUTs the same CarePlan with `ifMatch` = the version
+the user started from, in one transaction with its Goals and Provenance, so a concurrent edit fails as a
+whole (412) and nothing is half written. The server's `_history` is the audit trail.
+`draft_from_resources` reads back what this module writes (for the editor).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -42,7 +43,14 @@ SHARE_METHODS: dict[str, tuple[str, str, str]] = {
     "email": ("EMAILWRIT", "email", "by e-mail"),
 }
 _NS = uuid.UUID("6f1c2d4e-8a0b-4c55-9a77-3c1d5e2f9b10")
-_REF_TYPES = ("Practitioner/", "PractitionerRole/", "Patient/", "RelatedPerson/", "CareTeam/", "Organization/")
+_REF_TYPES = (
+    "Practitioner/",
+    "PractitionerRole/",
+    "Patient/",
+    "RelatedPerson/",
+    "CareTeam/",
+    "Organization/",
+)
 
 
 def urn(kind: str, key: str) -> str:
@@ -65,7 +73,8 @@ def _performer(text: str) -> dict[str, Any]:
 
 
 def goal(draft: CarePlanDraft, g: GoalDraft, key: str, start: date) -> dict[str, Any]:
-    """One Goal with a measurable target (a Quantity when the target is a number, else text) and a due date."""
+    """One Goal with a measurable target (a Quantity when the target is a number, else text) and a due
+    date."""
     if not g.description.strip() or not g.measure.strip() or not g.target.strip() or g.due is None:
         raise WriteError("a goal needs a description, a measure, a target and a due date")
     measure: dict[str, Any] = {"text": g.measure.strip()}
@@ -128,7 +137,11 @@ def _narrative(draft: CarePlanDraft) -> str:
 
 
 def care_plan(
-    draft: CarePlanDraft, plan_key: str, goal_refs: Sequence[str], *, reviewed: datetime,
+    draft: CarePlanDraft,
+    plan_key: str,
+    goal_refs: Sequence[str],
+    *,
+    reviewed: datetime,
     created: str | None = None,
 ) -> dict[str, Any]:
     """The CarePlan (status active, category care-program#ccm) for `draft`, validated as R4."""
@@ -140,8 +153,12 @@ def care_plan(
     for code, _label, _ in TEXT_SECTIONS:
         text = (draft.sections.get(code) or "").strip()
         if text:
-            extensions.append({"url": EXT_SECTION, "extension": [
-                {"url": "code", "valueCode": code}, {"url": "text", "valueString": text}]})
+            extensions.append(
+                {
+                    "url": EXT_SECTION,
+                    "extension": [{"url": "code", "valueCode": code}, {"url": "text", "valueString": text}],
+                }
+            )
     activities = []
     for a in draft.activities:
         detail: dict[str, Any] = {
@@ -160,7 +177,9 @@ def care_plan(
         "text": {"status": "generated", "div": _narrative(draft)},
         "status": "active",
         "intent": "plan",
-        "category": [{"coding": [{"system": CARE_PROGRAM, "code": "ccm", "display": "Chronic care management"}]}],
+        "category": [
+            {"coding": [{"system": CARE_PROGRAM, "code": "ccm", "display": "Chronic care management"}]}
+        ],
         "title": "CCM comprehensive care plan",
         "subject": {"reference": f"Patient/{draft.patient_id}"},
         "period": {"start": draft.period_start.isoformat()},
@@ -188,10 +207,11 @@ def care_plan_transaction(
 ) -> dict[str, Any]:
     """CarePlan + Goals + Provenance in one transaction.
 
-    New plan: POST, conditional on our identifier (a retry never makes a second plan). Revision (`draft.plan_id`
-    and `draft.version` set, `existing` = the stored plan, `stored_goals` = its Goals): PUT with ifMatch
-    W/"version"; kept goals are PUT in place, goals no longer on the plan are PUT back as `cancelled`, never
-    deleted.
+    New plan: POST, conditional on our identifier (a retry never makes a second plan). Goals are PUT under
+    ids derived from the plan key (Goal has no identifier search on every server), so retries are
+    idempotent. Revision (`draft.plan_id` and `draft.version` set, `existing` = the stored plan,
+    `stored_goals` = its Goals): PUT with ifMatch W/"version"; kept goals are PUT in place, goals no longer
+    on the plan are PUT back as `cancelled`, never deleted.
     """
     revising = bool(draft.plan_id)
     if revising and not draft.version:
@@ -202,14 +222,13 @@ def care_plan_transaction(
     stored = {str(g.get("id")): g for g in stored_goals if isinstance(g.get("id"), str)}
     for i, g in enumerate(draft.goals):
         if g.goal_id:
-            key = _stored_goal_key(stored.get(g.goal_id)) or g.goal_id
-            full = urn("goal", f"{g.goal_id}-{recorded.isoformat()}")
-            request = {"method": "PUT", "url": f"Goal/{g.goal_id}"}
-        else:
+            gid, key = g.goal_id, _stored_goal_key(stored.get(g.goal_id)) or g.goal_id
+        else:  # a client-chosen id: PUT is idempotent, so a retried save never duplicates a goal
             key = f"{plan_key}-{recorded.strftime('%Y%m%dT%H%M%S')}-{i + 1}"
-            full = urn("goal", key)
-            request = {"method": "POST", "url": "Goal", "ifNoneExist": token_query("identifier", GOAL_ID, key)}
-        entries.append({"fullUrl": full, "resource": goal(draft, g, key, today), "request": request})
+            gid = str(uuid.uuid5(_NS, f"goal:{key}"))
+        res = goal(draft, replace(g, goal_id=gid), key, today)
+        full = urn("goal", f"{gid}-{recorded.isoformat()}")
+        entries.append({"fullUrl": full, "resource": res, "request": {"method": "PUT", "url": f"Goal/{gid}"}})
         goal_refs.append(full)
     kept = {g.goal_id for g in draft.goals if g.goal_id}
     for old in stored.values():
@@ -218,26 +237,44 @@ def care_plan_transaction(
             continue
         res = {k: v for k, v in old.items() if k not in ("meta", "text")}
         res["lifecycleStatus"] = "cancelled"
-        entries.append({"fullUrl": urn("goal-retired", f"{gid}-{recorded.isoformat()}"),
-                        "resource": checked(res), "request": {"method": "PUT", "url": f"Goal/{gid}"}})
+        entries.append(
+            {
+                "fullUrl": urn("goal-retired", f"{gid}-{recorded.isoformat()}"),
+                "resource": checked(res),
+                "request": {"method": "PUT", "url": f"Goal/{gid}"},
+            }
+        )
     plan_url = urn("care-plan", f"{plan_key}-{recorded.isoformat()}")
     created = existing.get("created") if isinstance(existing, Mapping) else None
-    plan = care_plan(draft, plan_key, goal_refs, reviewed=recorded, created=created if isinstance(created, str)
-                     else None)
+    plan = care_plan(
+        draft, plan_key, goal_refs, reviewed=recorded, created=created if isinstance(created, str) else None
+    )
     if revising:
         request = {"method": "PUT", "url": f"CarePlan/{draft.plan_id}", "ifMatch": f'W/"{draft.version}"'}
     else:
-        request = {"method": "POST", "url": "CarePlan",
-                   "ifNoneExist": token_query("identifier", CARE_PLAN_ID, plan_key)}
+        request = {
+            "method": "POST",
+            "url": "CarePlan",
+            "ifNoneExist": token_query("identifier", CARE_PLAN_ID, plan_key),
+        }
     entries.append({"fullUrl": plan_url, "resource": plan, "request": request})
     prov = provenance(
-        [plan_url, *goal_refs], user=user, recorded=recorded, pack_id=pack_id, pack_version=pack_version,
+        [plan_url, *goal_refs],
+        user=user,
+        recorded=recorded,
+        pack_id=pack_id,
+        pack_version=pack_version,
         activity="UPDATE" if revising else "CREATE",
         reason="CCM care plan revised" if revising else "CCM care plan established",
         revises=f"CarePlan/{draft.plan_id}/_history/{draft.version}" if revising else None,
     )
-    entries.append({"fullUrl": urn("care-plan-provenance", f"{plan_key}-{recorded.isoformat()}"),
-                    "resource": prov, "request": {"method": "POST", "url": "Provenance"}})
+    entries.append(
+        {
+            "fullUrl": urn("care-plan-provenance", f"{plan_key}-{recorded.isoformat()}"),
+            "resource": prov,
+            "request": {"method": "POST", "url": "Provenance"},
+        }
+    )
     return transaction(entries)
 
 
@@ -249,8 +286,15 @@ def _stored_goal_key(res: Mapping[str, Any] | None) -> str | None:
 
 
 def share_communication(
-    *, patient_id: str, plan_id: str, plan_version: str | None, method: str, recipient: str, sender: str,
-    sent: datetime, share_key: str,
+    *,
+    patient_id: str,
+    plan_id: str,
+    plan_version: str | None,
+    method: str,
+    recipient: str,
+    sender: str,
+    sent: datetime,
+    share_key: str,
 ) -> dict[str, Any]:
     """A completed Communication about the CarePlan: a copy was given to `recipient` by `method`."""
     if method not in SHARE_METHODS:
@@ -259,7 +303,8 @@ def share_communication(
         raise WriteError("say who received the copy (the patient or a caregiver)")
     code, display, words = SHARE_METHODS[method]
     recipient_ref = (
-        {"reference": f"Patient/{patient_id}"} if recipient.strip().lower() in ("patient", f"patient/{patient_id}")
+        {"reference": f"Patient/{patient_id}"}
+        if recipient.strip().lower() in ("patient", f"patient/{patient_id}")
         else {"display": recipient.strip()}
     )
     version = f" (version {plan_version})" if plan_version else ""
@@ -268,7 +313,9 @@ def share_communication(
         "identifier": [{"system": SHARE_ID, "value": share_key}],
         "status": "completed",
         "category": [{"coding": [{"system": COMMUNICATION_CATEGORY, "code": "notification"}]}],
-        "medium": [{"coding": [{"system": PARTICIPATION_MODE, "code": code, "display": display}], "text": method}],
+        "medium": [
+            {"coding": [{"system": PARTICIPATION_MODE, "code": code, "display": display}], "text": method}
+        ],
         "subject": {"reference": f"Patient/{patient_id}"},
         "about": [{"reference": f"CarePlan/{plan_id}"}],
         "sent": instant(sent),
@@ -285,14 +332,32 @@ def share_transaction(
     """Communication + Provenance, conditional on the share identifier (a retry records it once)."""
     key = communication["identifier"][0]["value"]
     c_url = urn("care-plan-share", key)
-    prov = provenance([c_url], user=user, recorded=recorded, pack_id=pack_id, pack_version=pack_version,
-                      reason="Copy of the CCM care plan given to the patient")
-    return transaction([
-        {"fullUrl": c_url, "resource": communication, "request": {
-            "method": "POST", "url": "Communication", "ifNoneExist": token_query("identifier", SHARE_ID, key)}},
-        {"fullUrl": urn("care-plan-share-provenance", key), "resource": prov,
-         "request": {"method": "POST", "url": "Provenance"}},
-    ])
+    prov = provenance(
+        [c_url],
+        user=user,
+        recorded=recorded,
+        pack_id=pack_id,
+        pack_version=pack_version,
+        reason="Copy of the CCM care plan given to the patient",
+    )
+    return transaction(
+        [
+            {
+                "fullUrl": c_url,
+                "resource": communication,
+                "request": {
+                    "method": "POST",
+                    "url": "Communication",
+                    "ifNoneExist": token_query("identifier", SHARE_ID, key),
+                },
+            },
+            {
+                "fullUrl": urn("care-plan-share-provenance", key),
+                "resource": prov,
+                "request": {"method": "POST", "url": "Provenance"},
+            },
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- reading back what we wrote
@@ -304,7 +369,11 @@ def _text(value: Any) -> str:
 
 def plan_key_of(plan: Mapping[str, Any]) -> str | None:
     for ident in plan.get("identifier") or ():
-        if isinstance(ident, dict) and ident.get("system") == CARE_PLAN_ID and isinstance(ident.get("value"), str):
+        if (
+            isinstance(ident, dict)
+            and ident.get("system") == CARE_PLAN_ID
+            and isinstance(ident.get("value"), str)
+        ):
             return ident["value"]
     return None
 
@@ -324,7 +393,9 @@ def goal_draft(res: Mapping[str, Any]) -> GoalDraft:
     qty = target.get("detailQuantity") if isinstance(target.get("detailQuantity"), dict) else None
     if qty is not None:
         value = qty.get("value")
-        target_text = " ".join(str(x) for x in (qty.get("comparator"), value, qty.get("unit")) if x not in (None, ""))
+        target_text = " ".join(
+            str(x) for x in (qty.get("comparator"), value, qty.get("unit")) if x not in (None, "")
+        )
     else:
         target_text = _text(target.get("detailString"))
     try:
@@ -338,13 +409,17 @@ def goal_draft(res: Mapping[str, Any]) -> GoalDraft:
         target=target_text,
         due=due,
         goal_id=_text(res.get("id")) or None,
-        measure_code=f"{coding['system']}|{coding['code']}" if coding.get("system") and coding.get("code") else "",
+        measure_code=f"{coding['system']}|{coding['code']}"
+        if coding.get("system") and coding.get("code")
+        else "",
         source=_source_of(res),
     )
 
 
 def draft_from_resources(
-    plan: Mapping[str, Any], goals: Sequence[Mapping[str, Any]], patient_id: str,
+    plan: Mapping[str, Any],
+    goals: Sequence[Mapping[str, Any]],
+    patient_id: str,
     problem_labels: Mapping[str, str] | None = None,
 ) -> CarePlanDraft:
     """The stored CarePlan (and its Goals) as the draft the editor shows for a revision."""
@@ -367,13 +442,17 @@ def draft_from_resources(
         if detail is None:
             continue
         performer = next((p for p in detail.get("performer") or () if isinstance(p, dict)), {})
-        activities.append(ActivityDraft(
-            description=_text(detail.get("description")),
-            performer=_text(performer.get("reference")) or _text(performer.get("display")),
-            source=_source_of(detail),
-        ))
+        activities.append(
+            ActivityDraft(
+                description=_text(detail.get("description")),
+                performer=_text(performer.get("reference")) or _text(performer.get("display")),
+                source=_source_of(detail),
+            )
+        )
     conditions = tuple(
-        _text(a.get("reference")) for a in plan.get("addresses") or () if isinstance(a, dict) and a.get("reference")
+        _text(a.get("reference"))
+        for a in plan.get("addresses") or ()
+        if isinstance(a, dict) and a.get("reference")
     )
     period = plan.get("period") if isinstance(plan.get("period"), dict) else {}
     try:

@@ -22,9 +22,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
 
-    from smart_app import cds_hooks, home, launch, panel, security, sessions
-    from smart_app import program, timelog
-    from smart_app import careplan
+    from smart_app import careplan, cds_hooks, home, launch, panel, program, security, sessions, timelog
 
     sessions.init_app(app)
     security.init_app(app)

@@ -105,7 +105,7 @@ class BackendServicesAuth:
             "iat": now,
             "jti": uuid.uuid4().hex,
         }
-        return jwt.encode({"alg": alg, "kid": self.kid, "typ": "JWT"}, claims, self.key)
+        return jwt.encode({"alg": alg, "kid": self.kid, "typ": "JWT"}, claims, self.key, algorithms=[alg])
 
     def __call__(self) -> str:
         with self._lock:

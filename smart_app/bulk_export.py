@@ -205,7 +205,8 @@ class BulkExporter:
                 if not isinstance(manifest, dict) or not isinstance(manifest.get("output"), list):
                     raise BulkExportError("the export status answered 200 without a manifest")
                 return manifest
-            if response.status_code in (202, 429):
+            busy = response.status_code == 503 and response.headers.get("Retry-After")
+            if response.status_code in (202, 429) or busy:
                 if progress:
                     progress(f"export in progress: {response.headers.get('X-Progress') or 'waiting'}")
                 wait = _retry_after(response.headers.get("Retry-After"))

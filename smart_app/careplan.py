@@ -26,7 +26,17 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from fhir_mapping.write_careplan import (
     SHARE_METHODS,
@@ -76,8 +86,10 @@ class DraftStore:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._tx() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS drafts (key TEXT PRIMARY KEY, payload TEXT NOT NULL, "
-                       "state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', updated REAL NOT NULL)")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS drafts (key TEXT PRIMARY KEY, payload TEXT NOT NULL, "
+                "state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', updated REAL NOT NULL)"
+            )
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -90,14 +102,18 @@ class DraftStore:
 
     def put(self, key: str, payload: dict[str, Any], state: str, error: str = "") -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO drafts (key, payload, state, error, updated) VALUES (?, ?, ?, ?, ?) "
-                       "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, state=excluded.state, "
-                       "error=excluded.error, updated=excluded.updated",
-                       (key, json.dumps(payload), state, error, time.time()))
+            db.execute(
+                "INSERT INTO drafts (key, payload, state, error, updated) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, state=excluded.state, "
+                "error=excluded.error, updated=excluded.updated",
+                (key, json.dumps(payload), state, error, time.time()),
+            )
 
     def get(self, key: str) -> tuple[dict[str, Any], str, str, float] | None:
         with self._tx() as db:
-            row = db.execute("SELECT payload, state, error, updated FROM drafts WHERE key=?", (key,)).fetchone()
+            row = db.execute(
+                "SELECT payload, state, error, updated FROM drafts WHERE key=?", (key,)
+            ).fetchone()
         return (json.loads(row[0]), row[1], row[2], row[3]) if row else None
 
     def delete(self, key: str) -> None:
@@ -120,27 +136,60 @@ def _draft_key(ctx: LaunchContext) -> str:
 
 def draft_to_json(d: CarePlanDraft, plan_key: str) -> dict[str, Any]:
     return {
-        "plan_key": plan_key, "patient_id": d.patient_id, "conditions": list(d.conditions),
-        "sections": d.sections, "author": d.author, "period_start": d.period_start.isoformat(),
-        "plan_id": d.plan_id, "version": d.version, "problem_labels": d.problem_labels,
-        "goals": [{"description": g.description, "measure": g.measure, "target": g.target,
-                   "due": g.due.isoformat() if g.due else None, "goal_id": g.goal_id,
-                   "measure_code": g.measure_code, "source": g.source} for g in d.goals],
-        "activities": [{"description": a.description, "performer": a.performer, "source": a.source}
-                       for a in d.activities],
+        "plan_key": plan_key,
+        "patient_id": d.patient_id,
+        "conditions": list(d.conditions),
+        "sections": d.sections,
+        "author": d.author,
+        "period_start": d.period_start.isoformat(),
+        "plan_id": d.plan_id,
+        "version": d.version,
+        "problem_labels": d.problem_labels,
+        "goals": [
+            {
+                "description": g.description,
+                "measure": g.measure,
+                "target": g.target,
+                "due": g.due.isoformat() if g.due else None,
+                "goal_id": g.goal_id,
+                "measure_code": g.measure_code,
+                "source": g.source,
+            }
+            for g in d.goals
+        ],
+        "activities": [
+            {"description": a.description, "performer": a.performer, "source": a.source} for a in d.activities
+        ],
     }
 
 
 def draft_from_json(data: dict[str, Any]) -> tuple[CarePlanDraft, str]:
-    goals = tuple(GoalDraft(g["description"], g["measure"], g["target"],
-                            date.fromisoformat(g["due"]) if g.get("due") else None, g.get("goal_id"),
-                            g.get("measure_code", ""), g.get("source", "")) for g in data["goals"])
-    acts = tuple(ActivityDraft(a["description"], a["performer"], a.get("source", "")) for a in data["activities"])
+    goals = tuple(
+        GoalDraft(
+            g["description"],
+            g["measure"],
+            g["target"],
+            date.fromisoformat(g["due"]) if g.get("due") else None,
+            g.get("goal_id"),
+            g.get("measure_code", ""),
+            g.get("source", ""),
+        )
+        for g in data["goals"]
+    )
+    acts = tuple(
+        ActivityDraft(a["description"], a["performer"], a.get("source", "")) for a in data["activities"]
+    )
     draft = CarePlanDraft(
-        patient_id=data["patient_id"], conditions=tuple(data["conditions"]), sections=dict(data["sections"]),
-        goals=goals, activities=acts, author=data["author"],
-        period_start=date.fromisoformat(data["period_start"]), plan_id=data.get("plan_id"),
-        version=data.get("version"), problem_labels=dict(data.get("problem_labels") or {}),
+        patient_id=data["patient_id"],
+        conditions=tuple(data["conditions"]),
+        sections=dict(data["sections"]),
+        goals=goals,
+        activities=acts,
+        author=data["author"],
+        period_start=date.fromisoformat(data["period_start"]),
+        plan_id=data.get("plan_id"),
+        version=data.get("version"),
+        problem_labels=dict(data.get("problem_labels") or {}),
     )
     return draft, data["plan_key"]
 
@@ -170,8 +219,17 @@ def draft_from_form(form: Any, ctx: LaunchContext, today: date) -> tuple[CarePla
         due = _date(get("due"), f"goal-{len(goals) + 1}-due", f"Goal {len(goals) + 1}", problems)
         if not any((get("description"), get("measure"), get("target"), get("due"))):
             continue
-        goals.append(GoalDraft(get("description"), get("measure"), get("target"), due, get("id") or None,
-                               get("measure_code"), get("source")))
+        goals.append(
+            GoalDraft(
+                get("description"),
+                get("measure"),
+                get("target"),
+                due,
+                get("id") or None,
+                get("measure_code"),
+                get("source"),
+            )
+        )
     acts: list[ActivityDraft] = []
     for i in range(1, min(int(form.get("activity_count", "0") or 0), MAX_ROWS) + 1):
         get = lambda name, i=i: str(form.get(f"activity-{i}-{name}", "")).strip()  # noqa: E731
@@ -184,8 +242,12 @@ def draft_from_form(form: Any, ctx: LaunchContext, today: date) -> tuple[CarePla
         labels = json.loads(str(form.get("problem_labels", "{}")))
     draft = CarePlanDraft(
         patient_id=ctx.patient_id,
-        conditions=tuple(dict.fromkeys(str(c) for c in form.getlist("problems") if str(c).startswith("Condition/"))),
-        sections={code: str(form.get(f"sec-{code}", "")).replace("\r\n", "\n") for code, _, _ in TEXT_SECTIONS},
+        conditions=tuple(
+            dict.fromkeys(str(c) for c in form.getlist("problems") if str(c).startswith("Condition/"))
+        ),
+        sections={
+            code: str(form.get(f"sec-{code}", "")).replace("\r\n", "\n") for code, _, _ in TEXT_SECTIONS
+        },
         goals=tuple(goals),
         activities=tuple(acts),
         author=str(form.get("author", "")).strip(),
@@ -215,14 +277,23 @@ def _context() -> tuple[LaunchContext, date, Month, str]:
 def _chart(ctx: LaunchContext, month: Month, policy: str) -> prefill.Chart:
     cfg = current_app.config
     try:
-        return prefill.load_chart(sessions.fhir_client(), ctx.patient_id, month, tz=cfg.get("TIMEZONE", "UTC"),
-                                  policy=policy, billing_practitioner=cfg.get("BILLING_PRACTITIONER"))
+        return prefill.load_chart(
+            sessions.fhir_client(),
+            ctx.patient_id,
+            month,
+            tz=cfg.get("TIMEZONE", "UTC"),
+            policy=policy,
+            billing_practitioner=cfg.get("BILLING_PRACTITIONER"),
+        )
     except PatientScopeError:
         raise
     except FhirError as exc:
         log.warning("care plan: FHIR error while reading the chart: status %s", exc.status)
-        raise CarePlanError(502, "The FHIR server did not answer as expected",
-                            f"{exc.message.rstrip('. ')}. Try again in a moment.") from exc
+        raise CarePlanError(
+            502,
+            "The FHIR server did not answer as expected",
+            f"{exc.message.rstrip('. ')}. Try again in a moment.",
+        ) from exc
     except PermissionError as exc:
         raise CarePlanError(401, "Your session has ended", "Open the app again from the EHR.") from exc
     except (BadMonth, BadTimezone, UnknownPolicy) as exc:
@@ -233,19 +304,46 @@ def _error(err: CarePlanError) -> tuple[str, int]:
     return render_template("panel/error.html", title=err.title, message=err.message), err.status
 
 
-def _editor(ctx: LaunchContext, today: date, month: Month, chart: prefill.Chart, draft: CarePlanDraft,
-            plan_key: str, *, problems: tuple[Problem, ...] = (), notice: str = "", notice_kind: str = "info",
-            conflict: dict[str, Any] | None = None, status: int = 200) -> tuple[str, int]:
+def _editor(
+    ctx: LaunchContext,
+    today: date,
+    month: Month,
+    chart: prefill.Chart,
+    draft: CarePlanDraft,
+    plan_key: str,
+    *,
+    problems: tuple[Problem, ...] = (),
+    notice: str = "",
+    notice_kind: str = "info",
+    conflict: dict[str, Any] | None = None,
+    status: int = 200,
+) -> tuple[str, int]:
+    kept = _store().get(_draft_key(ctx))
+    pending = kept is not None and kept[1] == "pending"
     keys = [c.condition_key for c in chart.verdict.chronic_conditions]
     known = dict(chart.problems)
     for ref in draft.conditions:
         known.setdefault(ref, draft.problem_labels.get(ref, ref))
     body = render_template(
-        "careplan/editor.html", draft=draft, plan_key=plan_key, chart=chart, problems=problems,
-        by_field={p.field: p.message for p in problems}, notice=notice, notice_kind=notice_kind,
-        conflict=conflict, sections=TEXT_SECTIONS, labels=SECTION_LABELS, templates=prefill.templates_for(keys),
-        problem_options=list(known.items()), today=today, month=month, share_methods=SHARE_METHODS,
-        problem_labels_json=json.dumps(known), can_write=ctx.can_write("CarePlan"),
+        "careplan/editor.html",
+        draft=draft,
+        plan_key=plan_key,
+        chart=chart,
+        problems=problems,
+        by_field={p.field: p.message for p in problems},
+        notice=notice,
+        notice_kind=notice_kind,
+        conflict=conflict,
+        sections=TEXT_SECTIONS,
+        labels=SECTION_LABELS,
+        templates=prefill.templates_for(keys),
+        problem_options=list(known.items()),
+        today=today,
+        month=month,
+        share_methods=SHARE_METHODS,
+        problem_labels_json=json.dumps(known),
+        can_write=ctx.can_write("CarePlan"),
+        pending=pending,
     )
     return body, status
 
@@ -262,19 +360,32 @@ def editor() -> tuple[str, int]:
     kept = _store().get(_draft_key(ctx))
     if kept is not None:
         draft, plan_key = draft_from_json(kept[0])
-        if kept[1] == "pending" and not validate(draft, today):
+        ours = draft.plan_id is not None or chart.plan is None or plan_key_of(chart.plan) == plan_key
+        if kept[1] == "pending" and ours and not validate(draft, today):
             return _save(ctx, today, month, chart, draft, plan_key, retried=True)
         when = datetime.fromtimestamp(kept[3]).strftime("%Y-%m-%d %H:%M")
         message = kept[2] or "Your unsaved changes were restored."
-        return _editor(ctx, today, month, chart, draft, plan_key, problems=validate(draft, today),
-                       notice=f"Draft kept from {when}: {message} Review it and press Save.", notice_kind="warning")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            draft,
+            plan_key,
+            problems=validate(draft, today),
+            notice=f"Draft kept from {when}: {message} Review it and press Save.",
+            notice_kind="warning",
+        )
     saved = request.args.get("saved", "")
     stored = prefill.stored_draft(chart, ctx.patient_id)
     if stored is not None:
         key = plan_key_of(chart.plan or {}) or str(uuid.uuid4())
-        notice = f"Saved: the care plan is in the chart (version {saved})." if saved else ""
+        version = f" (version {stored.version})" if stored.version else ""
+        notice = f"Saved: the care plan is in the chart{version}." if saved else ""
         return _editor(ctx, today, month, chart, stored, key, notice=notice, notice_kind="success")
-    return _editor(ctx, today, month, chart, prefill.new_draft(chart, ctx.patient_id, today), str(uuid.uuid4()))
+    return _editor(
+        ctx, today, month, chart, prefill.new_draft(chart, ctx.patient_id, today), str(uuid.uuid4())
+    )
 
 
 @bp.post("/care-plan")
@@ -294,7 +405,9 @@ def submit() -> Response | tuple[str, int]:
     try:
         chart = _chart(ctx, month, policy)
     except CarePlanError as err:
-        store.put(key, draft_to_json(draft, plan_key), "pending", "The chart could not be read; not saved yet.")
+        store.put(
+            key, draft_to_json(draft, plan_key), "pending", "The chart could not be read; not saved yet."
+        )
         return _error(err)
     if action == "add":
         accepted = [s for s in (prefill.suggestion(k) for k in request.form.getlist("accept")) if s]
@@ -306,22 +419,57 @@ def submit() -> Response | tuple[str, int]:
             if f"{t.condition_key}:symptoms" in request.form.getlist("accept") and t.symptoms:
                 current = sections.get("symptoms", "").strip()
                 sections["symptoms"] = (current + "\n" if current else "") + f"{t.label}: {t.symptoms}"
-        draft = CarePlanDraft(**{**_fields(draft), "goals": tuple(goals), "activities": tuple(acts),
-                                 "sections": sections})
+        draft = CarePlanDraft(
+            **{**_fields(draft), "goals": tuple(goals), "activities": tuple(acts), "sections": sections}
+        )
         store.put(key, draft_to_json(draft, plan_key), "editing")
         n = len(rows) + sum(1 for k in request.form.getlist("accept") if k.endswith(":symptoms"))
-        notice = (f"{n} suggestion{'s' if n != 1 else ''} added below. Edit them to fit this patient, then Save."
-                  if n else "Tick the suggestions you want, then press \u201cAdd selected suggestions\u201d.")
+        notice = (
+            f"{n} suggestion{'s' if n != 1 else ''} added below. Edit them to fit this patient, then Save."
+            if n
+            else "Tick the suggestions you want, then press \u201cAdd selected suggestions\u201d."
+        )
         return _editor(ctx, today, month, chart, draft, plan_key, notice=notice)
     if action == "overwrite":
         current = request.form.get("current_version", "").strip()
-        draft = CarePlanDraft(**{**_fields(draft), "version": current or draft.version})
+        plan_id = request.form.get("current_plan_id", "").strip() or draft.plan_id
+        draft = CarePlanDraft(**{**_fields(draft), "version": current or draft.version, "plan_id": plan_id})
+    if draft.plan_id is None and chart.plan is not None:
+        # Someone created the plan after this editor opened: never make a second one; show theirs.
+        conflict = conflict_with(chart, ctx)
+        msg = (
+            "Someone else created this patient's care plan while you were editing (version "
+            f"{conflict['version']} is in the chart). Nothing was overwritten and your changes are kept "
+            "below. Compare with their plan, then save yours over it or discard it."
+        )
+        store.put(key, draft_to_json(draft, plan_key), "conflict", msg)
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            draft,
+            plan_key,
+            conflict=conflict,
+            status=409,
+            notice=msg,
+            notice_kind="error",
+        )
     problems += list(validate(draft, today))
     if problems:
         store.put(key, draft_to_json(draft, plan_key), "invalid")
-        return _editor(ctx, today, month, chart, draft, plan_key, problems=tuple(problems), status=422,
-                       notice="Not saved yet: please fix the items marked below. Your text is kept.",
-                       notice_kind="error")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            draft,
+            plan_key,
+            problems=tuple(problems),
+            status=422,
+            notice="Not saved yet: please fix the items marked below. Your text is kept.",
+            notice_kind="error",
+        )
     return _save(ctx, today, month, chart, draft, plan_key)
 
 
@@ -329,39 +477,78 @@ def _fields(d: CarePlanDraft) -> dict[str, Any]:
     return {name: getattr(d, name) for name in CarePlanDraft.__dataclass_fields__}
 
 
-def _save(ctx: LaunchContext, today: date, month: Month, chart: prefill.Chart, draft: CarePlanDraft,
-          plan_key: str, *, retried: bool = False) -> Response | tuple[str, int]:  # type: ignore[return]
+def _save(
+    ctx: LaunchContext,
+    today: date,
+    month: Month,
+    chart: prefill.Chart,
+    draft: CarePlanDraft,
+    plan_key: str,
+    *,
+    retried: bool = False,
+) -> Response | tuple[str, int]:  # type: ignore[return]
     store, key = _store(), _draft_key(ctx)
     store.put(key, draft_to_json(draft, plan_key), "pending")
     pack = load_pack(chart.verdict.policy)
     try:
         bundle = care_plan_transaction(
-            draft, plan_key=plan_key, user=ctx.user or draft.author, recorded=now_utc(), pack_id=pack.id,
-            pack_version=pack.version, existing=chart.plan if draft.plan_id else None,
+            draft,
+            plan_key=plan_key,
+            user=ctx.user or draft.author,
+            recorded=now_utc(),
+            pack_id=pack.id,
+            pack_version=pack.version,
+            existing=chart.plan if draft.plan_id else None,
             stored_goals=chart.goals if draft.plan_id else (),
         )
         response = sessions.fhir_client().transaction(bundle)
     except WriteError as exc:
         store.put(key, draft_to_json(draft, plan_key), "invalid", str(exc))
-        return _editor(ctx, today, month, chart, draft, plan_key, status=422, notice_kind="error",
-                       notice=f"Not saved: {exc}. Your text is kept.")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            draft,
+            plan_key,
+            status=422,
+            notice_kind="error",
+            notice=f"Not saved: {exc}. Your text is kept.",
+        )
     except PatientScopeError:
         raise
     except FhirError as exc:
         return _failed(ctx, today, month, chart, draft, plan_key, exc)
     except PermissionError:
         store.put(key, draft_to_json(draft, plan_key), "pending", "Your session ended before the save.")
-        return _editor(ctx, today, month, chart, draft, plan_key, status=401, notice_kind="error",
-                       notice="Not saved: your session has ended. Your draft is kept on this server; open the "
-                              "app again from the EHR and it will be saved.")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            draft,
+            plan_key,
+            status=401,
+            notice_kind="error",
+            notice="Not saved: your session has ended. Your draft is kept on this server; open the "
+            "app again from the EHR and it will be saved.",
+        )
     store.delete(key)
     version = _saved_version(response)
     log.info("care plan saved (%s)", "revision" if draft.plan_id else "new")
     if retried:
         chart = _chart(ctx, month, _policy_of(chart))
         stored = prefill.stored_draft(chart, ctx.patient_id) or draft
-        return _editor(ctx, today, month, chart, stored, plan_key, notice_kind="success",
-                       notice=f"Your kept draft has now been saved (version {version}).")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            stored,
+            plan_key,
+            notice_kind="success",
+            notice=f"Your kept draft has now been saved (version {version}).",
+        )
     return redirect(url_for("careplan.editor", saved=version or "new"))
 
 
@@ -381,34 +568,111 @@ def _saved_version(response: dict[str, Any]) -> str:
     return ""
 
 
-def _failed(ctx: LaunchContext, today: date, month: Month, chart: prefill.Chart, draft: CarePlanDraft,
-            plan_key: str, exc: FhirError) -> tuple[str, int]:
+def conflict_with(chart: prefill.Chart, ctx: LaunchContext) -> dict[str, Any]:
+    """What the conflict panel shows: the plan in the chart now."""
+    current = chart.plan or {}
+    meta = current.get("meta") or {}
+    return {
+        "plan_id": str(current.get("id") or ""),
+        "version": str(meta.get("versionId") or ""),
+        "updated": str(meta.get("lastUpdated") or ""),
+        "theirs": prefill.stored_draft(chart, ctx.patient_id),
+    }
+
+
+def _failed(
+    ctx: LaunchContext,
+    today: date,
+    month: Month,
+    chart: prefill.Chart,
+    draft: CarePlanDraft,
+    plan_key: str,
+    exc: FhirError,
+) -> tuple[str, int]:
     store, key = _store(), _draft_key(ctx)
     log.warning("care plan save failed: status %s", exc.status)
     if exc.status in (409, 412):
-        current = chart.plan or {}
-        meta = current.get("meta") or {}
-        conflict = {
-            "version": str(meta.get("versionId") or ""), "updated": str(meta.get("lastUpdated") or ""),
-            "theirs": prefill.stored_draft(chart, ctx.patient_id),
-        }
-        msg = (f"Someone else saved this care plan while you were editing (you started from version "
-               f"{draft.version}; the chart now has version {conflict['version']}). Nothing was overwritten and "
-               "your changes are kept below. Compare with their version, then save yours over it or discard it.")
+        with contextlib.suppress(CarePlanError):  # show the version that is in the chart now
+            chart = _chart(ctx, month, chart.verdict.policy)
+        conflict = conflict_with(chart, ctx)
+        msg = (
+            f"Someone else saved this care plan while you were editing (you started from version "
+            f"{draft.version}; the chart now has version {conflict['version']}). Nothing was overwritten and "
+            "your changes are kept below. Compare with their version, then save yours over it or discard it."
+        )
         store.put(key, draft_to_json(draft, plan_key), "conflict", msg)
-        return _editor(ctx, today, month, chart, draft, plan_key, conflict=conflict, status=409,
-                       notice=msg, notice_kind="error")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            draft,
+            plan_key,
+            conflict=conflict,
+            status=409,
+            notice=msg,
+            notice_kind="error",
+        )
     transient = isinstance(exc, (FhirUnavailable, FhirUnauthorized)) or exc.status is None
     if transient:
-        msg = (f"The FHIR server could not be reached ({exc.message.rstrip('. ')}). Your draft is kept on this "
-               "server and is sent again when you open the care plan; you can also press Save to retry now.")
+        msg = (
+            f"The FHIR server could not be reached ({exc.message.rstrip('. ')}). Your draft is kept on this "
+            "server and is sent again when you open the care plan; you can also press Save to retry now."
+        )
         store.put(key, draft_to_json(draft, plan_key), "pending", msg)
-        return _editor(ctx, today, month, chart, draft, plan_key, status=503, notice=f"Not saved yet. {msg}",
-                       notice_kind="error")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            draft,
+            plan_key,
+            status=503,
+            notice=f"Not saved yet. {msg}",
+            notice_kind="error",
+        )
     msg = f"The FHIR server refused the care plan: {exc.message}"
     store.put(key, draft_to_json(draft, plan_key), "rejected", msg)
-    return _editor(ctx, today, month, chart, draft, plan_key, status=422, notice_kind="error",
-                   notice=f"Not saved. {msg}. Your text is kept; correct it and save again.")
+    return _editor(
+        ctx,
+        today,
+        month,
+        chart,
+        draft,
+        plan_key,
+        status=422,
+        notice_kind="error",
+        notice=f"Not saved. {msg}. Your text is kept; correct it and save again.",
+    )
+
+
+@bp.post("/care-plan/retry")
+def retry() -> Response | tuple[Response, int]:
+    """Send a kept draft that failed because the server was unreachable (careplan.js calls this while the
+    editor is open). JSON: {"state": none|saved|pending|conflict|invalid|rejected|editing, "version"}."""
+    try:
+        ctx, today, month, policy = _context()
+    except CarePlanError as err:
+        return jsonify({"state": "error", "message": err.message}), err.status
+    store, key = _store(), _draft_key(ctx)
+    kept = store.get(key)
+    if kept is None:
+        return jsonify({"state": "none"})
+    if kept[1] != "pending":
+        return jsonify({"state": kept[1], "message": kept[2]})
+    try:
+        chart = _chart(ctx, month, policy)
+    except CarePlanError as err:
+        return jsonify({"state": "pending", "message": err.message})
+    draft, plan_key = draft_from_json(kept[0])
+    ours = draft.plan_id is not None or chart.plan is None or plan_key_of(chart.plan) == plan_key
+    if not ours or validate(draft, today):
+        return jsonify({"state": "pending", "message": "Open the draft and press Save."})
+    _save(ctx, today, month, chart, draft, plan_key, retried=True)
+    after = store.get(key)
+    if after is not None:
+        return jsonify({"state": after[1], "message": after[2]})
+    return jsonify({"state": "saved"})
 
 
 @bp.get("/care-plan/print")
@@ -421,13 +685,29 @@ def print_copy() -> Response | tuple[str, int]:
         return _error(err)
     draft = prefill.stored_draft(chart, ctx.patient_id)
     if draft is None:
-        return _error(CarePlanError(404, "No care plan to print yet",
-                                    "Build and save the care plan first; then print the patient's copy."))
-    patient = sessions.fhir_client().read("Patient", ctx.patient_id)
+        return _error(
+            CarePlanError(
+                404,
+                "No care plan to print yet",
+                "Build and save the care plan first; then print the patient's copy.",
+            )
+        )
+    try:
+        patient = sessions.fhir_client().read("Patient", ctx.patient_id)
+    except FhirError:
+        patient = {}  # the copy is still useful without the name
     team = dict(chart.team)
-    html = render_template("careplan/print.html", draft=draft, css=PRINT_CSS, labels=SECTION_LABELS,
-                           sections=TEXT_SECTIONS, patient_name=_patient_name(patient), team=team,
-                           today=today, problems=[draft.problem_labels.get(c, c) for c in draft.conditions])
+    html = render_template(
+        "careplan/print.html",
+        draft=draft,
+        css=PRINT_CSS,
+        labels=SECTION_LABELS,
+        sections=TEXT_SECTIONS,
+        patient_name=_patient_name(patient),
+        team=team,
+        today=today,
+        problems=[draft.problem_labels.get(c, c) for c in draft.conditions],
+    )
     if request.args.get("format") == "pdf":
         from smart_app.packet_render import PdfError, render_pdf
 
@@ -491,9 +771,17 @@ def share() -> Response | tuple[str, int]:
         errors.append("The date the copy was given must be a date (YYYY-MM-DD), today or earlier.")
     stored = prefill.stored_draft(chart, ctx.patient_id)
     if errors:
-        return _editor(ctx, today, month, chart, stored or prefill.new_draft(chart, ctx.patient_id, today),
-                       plan_key_of(chart.plan) or "", status=422, notice_kind="error",
-                       notice="Sharing not recorded: " + " ".join(errors))
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            stored or prefill.new_draft(chart, ctx.patient_id, today),
+            plan_key_of(chart.plan) or "",
+            status=422,
+            notice_kind="error",
+            notice="Sharing not recorded: " + " ".join(errors),
+        )
     assert when is not None
     pack = load_pack(chart.verdict.policy)
     now = now_utc()
@@ -502,19 +790,41 @@ def share() -> Response | tuple[str, int]:
     share_key = request.form.get("share_key", "").strip() or str(uuid.uuid4())
     try:
         comm = share_communication(
-            patient_id=ctx.patient_id, plan_id=str(chart.plan["id"]),
-            plan_version=str((chart.plan.get("meta") or {}).get("versionId") or "") or None, method=method,
-            recipient=who, sender=user, sent=sent, share_key=share_key,
+            patient_id=ctx.patient_id,
+            plan_id=str(chart.plan["id"]),
+            plan_version=str((chart.plan.get("meta") or {}).get("versionId") or "") or None,
+            method=method,
+            recipient=who,
+            sender=user,
+            sent=sent,
+            share_key=share_key,
         )
         sessions.fhir_client().transaction(
-            share_transaction(comm, user=user, recorded=now, pack_id=pack.id, pack_version=pack.version))
+            share_transaction(comm, user=user, recorded=now, pack_id=pack.id, pack_version=pack.version)
+        )
     except WriteError as exc:
-        return _editor(ctx, today, month, chart, stored or prefill.new_draft(chart, ctx.patient_id, today),
-                       plan_key_of(chart.plan) or "", status=422, notice_kind="error",
-                       notice=f"Sharing not recorded: {exc}.")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            stored or prefill.new_draft(chart, ctx.patient_id, today),
+            plan_key_of(chart.plan) or "",
+            status=422,
+            notice_kind="error",
+            notice=f"Sharing not recorded: {exc}.",
+        )
     except FhirError as exc:
         log.warning("care plan share failed: status %s", exc.status)
-        return _editor(ctx, today, month, chart, stored or prefill.new_draft(chart, ctx.patient_id, today),
-                       plan_key_of(chart.plan) or "", status=502, notice_kind="error",
-                       notice=f"Sharing not recorded: {exc.message}. Press the button again to retry.")
+        return _editor(
+            ctx,
+            today,
+            month,
+            chart,
+            stored or prefill.new_draft(chart, ctx.patient_id, today),
+            plan_key_of(chart.plan) or "",
+            status=502,
+            notice_kind="error",
+            notice=f"Sharing not recorded: {exc.message}. Press the button again to retry.",
+        )
     return redirect(url_for("careplan.editor", shared=method))

@@ -24,6 +24,7 @@ from rules.month import Month
 from rules.verdict import Verdict
 from smart_app import readiness
 from smart_app.fhir_client import FhirError
+from smart_app.patient_scope import PatientScopeError, belongs_to
 
 log = logging.getLogger(__name__)
 TEMPLATES_PATH = Path(__file__).with_name("careplan_templates.json")
@@ -79,13 +80,28 @@ def templates() -> tuple[Template, ...]:
     for t in data["templates"]:
         key, label = t["condition_key"], t["label"]
         goals = tuple(
-            Suggestion(f"{key}:goal:{i}", "goal", label, g["description"], g["source"], g["measure"],
-                       g.get("measure_code", ""), g["target"], int(g.get("due_months", 6)))
+            Suggestion(
+                f"{key}:goal:{i}",
+                "goal",
+                label,
+                g["description"],
+                g["source"],
+                g["measure"],
+                g.get("measure_code", ""),
+                g["target"],
+                int(g.get("due_months", 6)),
+            )
             for i, g in enumerate(t["goals"])
         )
         acts = tuple(
-            Suggestion(f"{key}:intervention:{i}", "intervention", label, a["description"], a["source"],
-                       performer=a["performer"])
+            Suggestion(
+                f"{key}:intervention:{i}",
+                "intervention",
+                label,
+                a["description"],
+                a["source"],
+                performer=a["performer"],
+            )
             for i, a in enumerate(t["interventions"])
         )
         out.append(Template(key, label, goals, acts, t.get("symptoms", ""), t.get("symptoms_source", "")))
@@ -118,8 +134,14 @@ def accept(s: Suggestion, today: date) -> GoalDraft | ActivityDraft:
     """An accepted suggestion as an editable draft row that keeps its source."""
     source = f"Template \u201c{s.condition}\u201d: {s.source}"
     if s.kind == "goal":
-        return GoalDraft(s.description, s.measure, s.target, add_months(today, s.due_months),
-                         measure_code=s.measure_code, source=source)
+        return GoalDraft(
+            s.description,
+            s.measure,
+            s.target,
+            add_months(today, s.due_months),
+            measure_code=s.measure_code,
+            source=source,
+        )
     return ActivityDraft(s.description, s.performer, source=source)
 
 
@@ -136,7 +158,8 @@ def _text_of(concept: Any) -> str:
 
 def _medicine(res: dict[str, Any]) -> str:
     name = _text_of(res.get("medicationCodeableConcept")) or str(
-        (res.get("medicationReference") or {}).get("display") or "")
+        (res.get("medicationReference") or {}).get("display") or ""
+    )
     dose = ""
     for d in res.get("dosageInstruction") or res.get("dosage") or ():
         if isinstance(d, dict) and isinstance(d.get("text"), str):
@@ -146,9 +169,15 @@ def _medicine(res: dict[str, Any]) -> str:
 
 
 def _is_ccm_plan(res: dict[str, Any]) -> bool:
-    return res.get("resourceType") == "CarePlan" and res.get("status") == "active" and any(
-        isinstance(c, dict) and c.get("system") == CARE_PROGRAM and c.get("code") == "ccm"
-        for cat in res.get("category") or () if isinstance(cat, dict) for c in cat.get("coding") or ()
+    return (
+        res.get("resourceType") == "CarePlan"
+        and res.get("status") == "active"
+        and any(
+            isinstance(c, dict) and c.get("system") == CARE_PROGRAM and c.get("code") == "ccm"
+            for cat in res.get("category") or ()
+            if isinstance(cat, dict)
+            for c in cat.get("coding") or ()
+        )
     )
 
 
@@ -161,38 +190,48 @@ def _practitioner_name(client: Any, ref: str) -> str:
     except (FhirError, PermissionError):
         return ref
     if rtype == "PractitionerRole":
-        return _text_of((res.get("code") or [None])[0]) or str((res.get("practitioner") or {}).get("display") or ref)
+        return _text_of((res.get("code") or [None])[0]) or str(
+            (res.get("practitioner") or {}).get("display") or ref
+        )
     for name in res.get("name") or ():
         if isinstance(name, dict):
-            text = name.get("text") or " ".join([*(name.get("prefix") or []), *(name.get("given") or []),
-                                                 str(name.get("family") or "")]).strip()
+            text = (
+                name.get("text")
+                or " ".join(
+                    [*(name.get("prefix") or []), *(name.get("given") or []), str(name.get("family") or "")]
+                ).strip()
+            )
             if text:
                 return str(text)
     return ref
 
 
 def read_goals(client: Any, plan: dict[str, Any], patient_id: str) -> list[dict[str, Any]]:
-    """The plan's Goals. Goal has no patient search on every server, so each is read by id and kept only
-    when its subject is the launch patient (the check the patient-scoped client would make)."""
-    inner = getattr(client, "inner", client)
+    """The plan's Goals. Goal has no patient search on every server, so each is read by id; the
+    session's patient-scoped client refuses a Goal that is not the launch patient's."""
+    read_owned = getattr(client, "read_owned", None)
     out = []
     for ref in plan.get("goal") or ():
         value = ref.get("reference") if isinstance(ref, dict) else None
         if not isinstance(value, str) or not value.startswith("Goal/"):
             continue
+        goal_id = value.split("/", 1)[1]
         try:
-            res = inner.read("Goal", value.split("/", 1)[1])
+            res = read_owned("Goal", goal_id) if read_owned else client.read("Goal", goal_id)
+        except PatientScopeError:
+            log.warning("care plan goal skipped: it belongs to another patient")
+            continue
         except FhirError as exc:
             log.info("care plan goal could not be read: status %s", exc.status)
             continue
-        subject = (res.get("subject") or {}).get("reference")
-        if subject == f"Patient/{patient_id}":
+        if belongs_to(res, patient_id):
             out.append(res)
     return out
 
 
-def load_chart(client: Any, patient_id: str, month: Month, *, tz: str, policy: str,
-               billing_practitioner: str | None) -> Chart:
+def load_chart(
+    client: Any, patient_id: str, month: Month, *, tz: str, policy: str, billing_practitioner: str | None
+) -> Chart:
     """Everything the editor needs, in three batches: readiness data, medicines/allergies/team, goals."""
     fetched = readiness.fetch_patient_data(client, patient_id, month, tz)
     facts = read_facts(fetched.resources, patient_id, tz)
@@ -230,7 +269,10 @@ def load_chart(client: Any, patient_id: str, month: Month, *, tz: str, policy: s
             continue
         for res in result.resources:
             if what in ("MedicationRequest", "MedicationStatement"):
-                if res.get("status") in ("active", "intended", "on-hold", None) or what == "MedicationRequest":
+                if (
+                    res.get("status") in ("active", "intended", "on-hold", None)
+                    or what == "MedicationRequest"
+                ):
                     name = _medicine(res)
                     if name and name not in chart.medications:
                         chart.medications.append(name)
@@ -245,11 +287,15 @@ def load_chart(client: Any, patient_id: str, month: Month, *, tz: str, policy: s
                     if isinstance(ref, str):
                         role = _text_of((p.get("role") or [None])[0])
                         team.setdefault(ref, role)
-    refs = list(dict.fromkeys([*(x for x in [verdict.billing_practitioner] if x), *team,
-                               *facts.patient.general_practitioners]))
+    refs = list(
+        dict.fromkeys(
+            [*(x for x in [verdict.billing_practitioner] if x), *team, *facts.patient.general_practitioners]
+        )
+    )
     for ref in refs[:MAX_NAMES]:
-        name = _practitioner_name(client, ref) if ref.startswith("Practitioner") else str(
-            (team.get(ref) or ref))
+        name = (
+            _practitioner_name(client, ref) if ref.startswith("Practitioner") else str(team.get(ref) or ref)
+        )
         role = team.get(ref, "")
         if ref == verdict.billing_practitioner:
             role = "billing practitioner" + (f", {role}" if role else "")

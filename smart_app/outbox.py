@@ -311,7 +311,7 @@ class Outbox:
             self.mark_retry(item.id, str(exc))
         except Reject as exc:
             self.mark_rejected(item.id, str(exc))
-        except Exception as exc:
+        except Exception as exc:  # never lose an item to an unexpected error
             log.exception("outbox item %s: unexpected %s", item.id, type(exc).__name__)
             self.mark_retry(item.id, f"unexpected problem ({type(exc).__name__}); will retry")
         else:
@@ -471,7 +471,7 @@ def deliver(client: Client, item: OutboxItem) -> list[str]:
         return _send_bundle(client, bundle)
     except (Retry, Reject):
         raise
-    except Exception as exc:
+    except Exception as exc:  # classified below, never swallowed
         raise _classify(exc) from None
 
 
@@ -548,7 +548,7 @@ class OutboxWorker:
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except Exception:
+            except Exception:  # the worker must survive (e.g. a locked database)
                 log.exception("outbox worker round failed")
             self._wake.wait(self.interval)
             self._wake.clear()

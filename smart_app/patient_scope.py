@@ -119,6 +119,16 @@ def check_resource(
     raise PatientScopeError(f"{rtype} to write does not belong to the launch patient", "write")
 
 
+def belongs_to(resource: Mapping[str, Any], patient_id: str) -> bool:
+    """True when a resource's patient field(s) all point at the launch patient."""
+    refs = [
+        v["reference"]
+        for name in PATIENT_FIELDS
+        if isinstance(v := resource.get(name), dict) and isinstance(v.get("reference"), str)
+    ]
+    return bool(refs) and all(_refers_to(r, patient_id, bare_ok=False) for r in refs)
+
+
 def check_transaction(bundle: Mapping[str, Any], patient_id: str) -> None:
     entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
     local = frozenset(str(e["fullUrl"]) for e in entries if isinstance(e.get("fullUrl"), str))
@@ -169,6 +179,14 @@ class PatientScopedClient:
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         check_read(resource_type, resource_id, self.patient_id)
         return self._call(lambda: self._inner.read(resource_type, resource_id))
+
+    def read_owned(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """Read a clinical resource by id (for types a server cannot search by patient, e.g. Goal) and
+        refuse it unless it belongs to the launch patient."""
+        resource = self._call(lambda: self._inner.read(resource_type, resource_id))
+        if resource_type != "Patient" and not belongs_to(resource, self.patient_id):
+            raise PatientScopeError(f"{resource_type} read by id is outside the launch patient", "read")
+        return resource
 
     def search(self, resource_type: str, params: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
         check_search(resource_type, params, self.patient_id)

@@ -9,6 +9,10 @@ every file. Holding all of them at once would grow with the practice. Instead:
 2. Evaluate: load one bucket at a time, group its resources by patient, and run the very same
    `read_facts` -> `evaluate` as the single-patient path for each patient, then drop the bucket.
 
+With `workers` > 1 (the CLI), both steps run in forked worker processes: first each worker routes
+byte ranges of the files into per-range bucket files, then each worker evaluates whole buckets and
+sends back only what the caller's function returns (a worklist row).
+
 Peak memory is therefore one bucket (about `per_bucket` patients' resources) plus whatever the caller
 keeps per patient (the worklist keeps one small row). Small populations (one bucket) skip the disk
 round trip entirely. Resources about no patient (Practitioner, Organization, ...) are not needed by
@@ -18,13 +22,15 @@ the rules and are dropped, exactly as the reader would ignore them.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import shutil
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
@@ -37,6 +43,8 @@ from rules.records import PatientFacts
 from rules.verdict import Verdict
 
 PER_BUCKET = 200
+CHUNK_BYTES = 2 << 20  # partition work unit in parallel mode
+T = TypeVar("T")
 MAX_BUCKETS = 256
 
 ProgressFn = Callable[[int, int], None]  # (patients done, patients expected)
@@ -65,7 +73,9 @@ def patient_key(resource: Any) -> str | None:
         ref = ref[0] if ref else None
     target = ref.get("reference") if isinstance(ref, dict) else None
     key = relative_key(target) if isinstance(target, str) else None
-    return key if key and key.startswith("Patient/") else None
+    if not key or not key.startswith("Patient/") or any(ch.isspace() for ch in key):
+        return None  # a FHIR id never holds white space
+    return key
 
 
 def _lines(paths: Iterable[Path]) -> Iterator[bytes]:
@@ -97,6 +107,21 @@ def bucket_count(patients: int, per_bucket: int = PER_BUCKET) -> int:
 
 def _bucket_of(key: str, buckets: int) -> int:
     return zlib.crc32(key.encode()) % buckets
+
+
+def _keyed(key: str, line: bytes) -> bytes:
+    """A bucket line: the patient key, a tab, the raw NDJSON line (so grouping needs no second look-up)."""
+    return key.encode() + b"\t" + (line if line.endswith(b"\n") else line + b"\n")
+
+
+def _group_keyed(lines: Iterable[bytes]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        key, _, body = line.partition(b"\t")
+        res = _parse(body)
+        if isinstance(res, dict):
+            groups.setdefault(key.decode(), []).append(res)
+    return groups
 
 
 def _group(lines: Iterable[bytes]) -> dict[str, list[dict[str, Any]]]:
@@ -131,18 +156,8 @@ def patient_groups(
         return
     folder = Path(tempfile.mkdtemp(prefix="ccm-buckets-", dir=workdir))
     try:
-        paths = [folder / f"bucket-{i:03d}.ndjson" for i in range(buckets)]
-        handles: list[BinaryIO] = [p.open("wb") for p in paths]
-        try:
-            for line in _lines(files):
-                key = patient_key(_parse(line))
-                if key is not None:
-                    handles[_bucket_of(key, buckets)].write(line if line.endswith(b"\n") else line + b"\n")
-        finally:
-            for h in handles:
-                h.close()
-        for path in paths:
-            groups = _group(_lines([path]))
+        for path in _partition(files, folder, buckets):
+            groups = _group_keyed(_lines([path]))
             path.unlink()
             yield from _with_patient(groups)
     finally:
@@ -154,6 +169,35 @@ def _with_patient(groups: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str
         resources = groups[key]
         if any(r.get("resourceType") == "Patient" for r in resources):
             yield key, resources
+
+
+def _evaluate_group(
+    key: str,
+    resources: list[dict[str, Any]],
+    months: Sequence[Month],
+    tz: str,
+    policy: str | PolicyPack | None,
+    billing_practitioner: str | None,
+) -> PatientResult:
+    facts = read_facts(resources, key.split("/", 1)[1], tz)
+    verdicts = tuple(
+        evaluate(facts, m, pack=policy, tz=tz, billing_practitioner=billing_practitioner) for m in months
+    )
+    return PatientResult(key, facts, verdicts)
+
+
+def _months(months: Sequence[Month | str]) -> list[Month]:
+    wanted = [m if isinstance(m, Month) else Month.parse(m) for m in months]
+    if not wanted:
+        raise ValueError("at least one month is needed")
+    return wanted
+
+
+def _expected_patients(files: list[Path], patients: int | None) -> int:
+    if patients is not None:
+        return patients
+    named = [f for f in files if "patient" in f.name.lower()]
+    return sum(count_lines(f) for f in (named or files))
 
 
 def evaluate_population(
@@ -170,19 +214,171 @@ def evaluate_population(
 ) -> Iterator[PatientResult]:
     """read_facts -> evaluate for every patient in the files, for each of `months` (same as one alone)."""
     zone(tz)
-    wanted = [m if isinstance(m, Month) else Month.parse(m) for m in months]
-    if not wanted:
-        raise ValueError("at least one month is needed")
+    wanted = _months(months)
     files = list(files)
-    if patients is None:
-        named = [f for f in files if "patient" in f.name.lower()]
-        patients = sum(count_lines(f) for f in (named or files))
-    groups = patient_groups(files, patients=patients, per_bucket=per_bucket, workdir=workdir)
+    expected = _expected_patients(files, patients)
+    groups = patient_groups(files, patients=expected, per_bucket=per_bucket, workdir=workdir)
     for done, (key, resources) in enumerate(groups, start=1):
-        facts = read_facts(resources, key.split("/", 1)[1], tz)
-        verdicts = tuple(
-            evaluate(facts, m, pack=policy, tz=tz, billing_practitioner=billing_practitioner) for m in wanted
-        )
+        result = _evaluate_group(key, resources, wanted, tz, policy, billing_practitioner)
         if progress:
-            progress(done, max(patients, done))
-        yield PatientResult(key, facts, verdicts)
+            progress(done, max(expected, done))
+        yield result
+
+
+def _bucket_job(
+    paths: list[Path],
+    months: Sequence[Month],
+    tz: str,
+    policy: str | PolicyPack | None,
+    billing_practitioner: str | None,
+    fn: Callable[[PatientResult], T],
+) -> list[T]:
+    """In a worker process: evaluate one bucket (its files) and map each patient through `fn`."""
+    groups = _group_keyed(_lines(paths))
+    return [
+        fn(_evaluate_group(key, res, months, tz, policy, billing_practitioner))
+        for key, res in _with_patient(groups)
+    ]
+
+
+def map_population(
+    files: Sequence[Path],
+    months: Sequence[Month | str],
+    fn: Callable[[PatientResult], T],
+    *,
+    tz: str = "UTC",
+    policy: str | PolicyPack | None = None,
+    billing_practitioner: str | None = None,
+    patients: int | None = None,
+    per_bucket: int = PER_BUCKET,
+    workdir: Path | None = None,
+    progress: ProgressFn | None = None,
+    workers: int = 1,
+) -> Iterator[T]:
+    """`fn(result)` for every patient; with workers > 1 the buckets are evaluated in forked processes.
+
+    `fn` must be picklable (a module-level function or a functools.partial of one) and its results
+    small (they travel back from the workers). Forking is only safe from a single-threaded caller
+    (the CLI); a web request thread should keep workers=1.
+    """
+    zone(tz)
+    wanted = _months(months)
+    files = list(files)
+    expected = _expected_patients(files, patients)
+    if workers <= 1 or expected < 2 * per_bucket:
+        for result in evaluate_population(
+            files,
+            wanted,
+            tz=tz,
+            policy=policy,
+            billing_practitioner=billing_practitioner,
+            patients=expected,
+            per_bucket=per_bucket,
+            workdir=workdir,
+            progress=progress,
+        ):
+            yield fn(result)
+        return
+    buckets = max(bucket_count(expected, per_bucket), 2 * workers)
+    warm_up(wanted[0], policy)
+    folder = Path(tempfile.mkdtemp(prefix="ccm-buckets-", dir=workdir))
+    try:
+        done = 0
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            # Phase 1: the workers partition byte ranges of the files into per-chunk bucket files.
+            split = [
+                pool.submit(_partition_chunk, path, start, end, folder, job, buckets)
+                for job, (path, start, end) in enumerate(_chunks(files, CHUNK_BYTES))
+            ]
+            for future in split:
+                future.result()
+            # Phase 2: each bucket (all chunks' files for it) is evaluated by one worker.
+            futures = [
+                pool.submit(
+                    _bucket_job,
+                    sorted(folder.glob(f"b{b:03d}-*.ndjson")),
+                    wanted,
+                    tz,
+                    policy,
+                    billing_practitioner,
+                    fn,
+                )
+                for b in range(buckets)
+            ]
+            for future in as_completed(futures):
+                out = future.result()
+                done += len(out)
+                if progress:
+                    progress(done, max(expected, done))
+                yield from out
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _partition(files: list[Path], folder: Path, buckets: int) -> list[Path]:
+    """Append each line to the bucket file of its patient; return the bucket files."""
+    paths = [folder / f"bucket-{i:03d}.ndjson" for i in range(buckets)]
+    handles: list[BinaryIO] = [p.open("wb") for p in paths]
+    try:
+        for line in _lines(files):
+            key = patient_key(_parse(line))
+            if key is not None:
+                handles[_bucket_of(key, buckets)].write(_keyed(key, line))
+    finally:
+        for h in handles:
+            h.close()
+    return paths
+
+
+def _chunks(files: Sequence[Path], size: int) -> list[tuple[Path, int, int]]:
+    """Byte ranges of about `size` bytes, each ending at a line end."""
+    out: list[tuple[Path, int, int]] = []
+    for path in files:
+        total = path.stat().st_size
+        start = 0
+        with path.open("rb") as fh:
+            while start < total:
+                end = min(total, start + size)
+                if end < total:
+                    fh.seek(end)
+                    fh.readline()
+                    end = fh.tell()
+                out.append((path, start, end))
+                start = end
+    return out
+
+
+def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, buckets: int) -> None:
+    """In a worker process: route the lines of one byte range to `b<bucket>-<job>.ndjson` files."""
+    handles: dict[int, BinaryIO] = {}
+    try:
+        with path.open("rb") as fh:
+            fh.seek(start)
+            pos = start
+            while pos < end:
+                line = fh.readline()
+                if not line:
+                    break
+                pos += len(line)
+                key = patient_key(_parse(line)) if line.strip() else None
+                if key is None:
+                    continue
+                b = _bucket_of(key, buckets)
+                out = handles.get(b)
+                if out is None:
+                    out = handles[b] = (folder / f"b{b:03d}-{job:05d}.ndjson").open("wb")
+                out.write(_keyed(key, line))
+    finally:
+        for h in handles.values():
+            h.close()
+
+
+def warm_up(month: Month, policy: str | PolicyPack | None) -> None:
+    """Load the value sets and the pack once in the parent, so forked workers share them."""
+    from rules.chronic import classify
+    from rules.packs import resolve_pack
+    from rules.records import Coding
+
+    classify(Coding("http://hl7.org/fhir/sid/icd-10-cm", "E11.9"))
+    resolve_pack(policy, month)

@@ -37,6 +37,7 @@ from smart_app.worklist_run import WorklistResult, build_worklist
 log = logging.getLogger(__name__)
 bp = Blueprint("program", __name__)
 HISTORY_MONTHS = 5  # the trend shows the month and the five before it
+MAX_JOBS = 8  # worklists kept in memory (per server, group, month, zone, policy)
 
 
 @dataclass
@@ -145,6 +146,11 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
             return job
         job = Job(key)
         _jobs[key] = job
+        finished = sorted(
+            (j for j in _jobs.values() if j.finished is not None), key=lambda j: j.finished or 0
+        )
+        for old in finished[: max(0, len(_jobs) - MAX_JOBS)]:
+            _jobs.pop(old.key, None)  # keep the memory bounded: oldest finished worklists go first
     prefer_bulk = bool(current_app.config.get("PROGRAM_BULK", True))
 
     def stage(text: str) -> None:

@@ -340,6 +340,21 @@ def _answer(item: OutboxItem, warnings: tuple[Problem, ...]) -> tuple[Any, int]:
     ), status
 
 
+def _same_launch(item: OutboxItem, ctx: LaunchContext) -> bool:
+    """An outbox item belongs to this session's server and patient (others are never shown or touched)."""
+    return item.patient_id == ctx.patient_id and item.fhir_base == ctx.fhir_base.rstrip("/")
+
+
+def _write_client() -> Any:
+    """The session's client for a write request: no in-client retries (the outbox retries, with backoff), so
+    a server that is down answers the user in one round trip instead of after several."""
+    client = sessions.fhir_client()
+    inner = getattr(client, "inner", None)
+    if inner is not None and hasattr(inner, "max_retries"):
+        inner.max_retries = 0  # this FhirClient was built for this request only
+    return client
+
+
 def _send_now(item: OutboxItem, client: Any) -> OutboxItem:
     outbox, worker = outbox_for(current_app)
     worker.remember(item.id, client)
@@ -363,9 +378,11 @@ def record_time() -> Any:
         problems.append(Problem("id", "id-invalid", "The entry id must be a UUID (leave it out to get one)."))
     outbox, _ = outbox_for(current_app)
     existing = outbox.get(entry_id) if not problems else None
-    if existing is not None:  # a repeated submit of the same form: answer with the stored entry
+    if existing is not None and not _same_launch(existing, ctx):
+        problems.append(Problem("id", "id-taken", "This entry id is already used; reload the form."))
+    elif existing is not None:  # a repeated submit of the same form: answer with the stored entry
         return _answer(existing, ())
-    client = sessions.fhir_client()
+    client = _write_client()
     others: list[TimeEntry] = []
     warnings: list[Problem] = []
     if proposed.performer:
@@ -375,7 +392,7 @@ def record_time() -> Any:
         try:
             others += server_entries(client, ctx.patient_id, check.start, check.end, tz_name)
             check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
-        except Exception as exc:
+        except Exception as exc:  # the server being down must not block recording time
             log.info("overlap check against the server skipped: %s", type(exc).__name__)
             warnings.append(
                 Problem(
@@ -427,6 +444,46 @@ def note_check() -> Any:
     return jsonify({"vague": warning is not None, "message": warning.message if warning else ""})
 
 
+@bp.get("/time")
+def list_time() -> Any:
+    """This patient's time entries for a month (from the FHIR server), each with a link to correct it."""
+    ctx = sessions.require_context()
+    tz_name, tz = _practice_tz()
+    try:
+        month = (
+            Month.parse(request.args.get("month", ""))
+            if request.args.get("month")
+            else Month.of(datetime.now(tz))
+        )
+    except ValueError:
+        month = Month.of(datetime.now(tz))
+    start, end = month.bounds(tz)
+    entries: list[TimeEntry] = []
+    problem = ""
+    try:
+        client = sessions.fhir_client()
+        params = {"patient": f"Patient/{ctx.patient_id}", "date": [f"ge{start.date()}", f"lt{end.date()}"]}
+        encounters = client.search("Encounter", params)
+        tasks = client.search("Task", {"patient": f"Patient/{ctx.patient_id}"})
+        facts = read_facts([*encounters, *tasks], ctx.patient_id, tz_name)
+        entries = sorted(
+            (e for e in facts.time_entries if month.contains(e.start, tz)), key=lambda e: e.start
+        )
+    except Exception as exc:  # the page explains instead of failing
+        log.info("time list unavailable: %s", type(exc).__name__)
+        problem = "The FHIR server could not be reached; entries on it cannot be listed right now."
+    return render_template(
+        "timelog/list.html",
+        entries=entries,
+        month=month,
+        problem=problem,
+        tz=tz,
+        prev_month=month.previous(),
+        next_month=month.next(),
+        writable=not _missing_scopes(ctx, TIME_TYPES),
+    )
+
+
 @bp.get("/time/new")
 def new_time() -> Any:
     ctx = sessions.require_context()
@@ -468,13 +525,13 @@ def correct_time(entry: str) -> Any:
         proposed = replace(proposed, replaces=entry)
         errors += problems
         others = unsaved_entries(outbox_for(current_app)[0], proposed.performer) if proposed.performer else []
-        client = sessions.fhir_client()
+        client = _write_client()
         check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
         if check.ok and check.start and check.end:
             try:
                 others += server_entries(client, ctx.patient_id, check.start, check.end, tz_name)
                 check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
-            except Exception as exc:
+            except Exception as exc:  # server down: the correction is queued anyway
                 log.info("overlap check skipped: %s", type(exc).__name__)
         errors += check.errors
         if not errors and check.start is not None and check.minutes is not None:
@@ -516,6 +573,9 @@ def correct_time(entry: str) -> Any:
     pack = pack_info(check.month if check else None)
     correction_id = _text(data, "id") if valid_entry_id(_text(data, "id")) else new_entry_id()
     outbox, _ = outbox_for(current_app)
+    taken = outbox.get(correction_id)
+    if taken is not None and not _same_launch(taken, ctx):
+        correction_id = new_entry_id()
     item = outbox.add(
         correction_id,
         "correction",
@@ -534,7 +594,7 @@ def correct_time(entry: str) -> Any:
         mode=ctx.mode,
         user=user,
     )
-    item = _send_now(item, sessions.fhir_client())
+    item = _send_now(item, _write_client())
     return _answer(item, check.warnings if check else ())
 
 
@@ -544,12 +604,7 @@ def pending() -> Any:
     ctx = sessions.require_context()
     outbox, worker = outbox_for(current_app)
     items = outbox.for_patient(ctx.fhir_base, ctx.patient_id)
-    if any(i.label == "pending" for i in items):
-        client = sessions.fhir_client()
-        for i in items:
-            if i.label == "pending":
-                worker.remember(i.id, client)  # lets the worker retry with this session's token
-        worker.wake()
+    _resume(worker, [i for i in items if i.label == "pending"])
     return jsonify(
         {
             "items": [_item_json(i) for i in _recent(items)],
@@ -564,7 +619,7 @@ def retry(item_id: str) -> Any:
     ctx = sessions.require_context()
     outbox, _ = outbox_for(current_app)
     item = outbox.get(item_id)
-    if item is None or item.patient_id != ctx.patient_id or item.fhir_base != ctx.fhir_base.rstrip("/"):
+    if item is None or not _same_launch(item, ctx):
         return jsonify({"error": "not-found", "message": "No such entry for this patient."}), 404
     outbox.requeue(item_id)
     sent = _send_now(outbox.get(item_id) or item, sessions.fhir_client())
@@ -603,7 +658,7 @@ def new_consent() -> Any:
         gps = patient.get("generalPractitioner") or []
         if gps and isinstance(gps[0], dict):
             form["billing_practitioner"] = performer_ref(str(gps[0].get("reference", ""))) or ""
-    except Exception as exc:
+    except Exception as exc:  # the form works without the prefill
         log.info("consent form prefill skipped: %s", type(exc).__name__)
     return render_template(
         "timelog/consent.html", errors=(), form=form, missing=missing, user=performer_ref(ctx.user)
@@ -640,8 +695,17 @@ def record_consent() -> Any:
         ), 422
     outbox, _ = outbox_for(current_app)
     existing = outbox.get(consent_id)
-    if existing is not None:
+    if existing is not None and _same_launch(existing, ctx):
         return _answer(existing, ())
+    if existing is not None:
+        return jsonify(
+            {
+                "error": "invalid",
+                "errors": [
+                    {"field": "consent_id", "code": "id-taken", "message": "This consent id is already used."}
+                ],
+            }
+        ), 422
     assert result.day is not None and form.obtained_by and form.billing_practitioner
     obtained_at = datetime.combine(result.day, time(12, 0), tzinfo=tz)
     if result.day == datetime.now(tz).date():
@@ -677,7 +741,7 @@ def record_consent() -> Any:
         user=user,
         summary={"decision": form.decision, "date": result.day.isoformat(), "method": form.method},
     )
-    item = _send_now(item, sessions.fhir_client())
+    item = _send_now(item, _write_client())
     return _answer(item, ())
 
 
@@ -716,8 +780,18 @@ def _template_items() -> list[dict[str, Any]]:
     ctx = sessions.current_context()
     if ctx is None or EXT_KEY not in current_app.extensions:
         return []
-    outbox, _ = outbox_for(current_app)
-    return [
-        _item_json(i)
-        for i in outbox.for_patient(ctx.fhir_base, ctx.patient_id, ("pending", "sending", "rejected"))
-    ]
+    outbox, worker = outbox_for(current_app)
+    items = outbox.for_patient(ctx.fhir_base, ctx.patient_id, ("pending", "sending", "rejected"))
+    _resume(worker, [i for i in items if i.label == "pending"])
+    return [_item_json(i) for i in items]
+
+
+def _resume(worker: OutboxWorker, pending: list[OutboxItem]) -> None:
+    """Hand this session's client to the worker for the patient's pending items (a SMART server needs the
+    session's token; after an app restart this is how those items resume) and wake it."""
+    if not pending:
+        return
+    client = sessions.fhir_client()
+    for item in pending:
+        worker.remember(item.id, client)
+    worker.wake()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--billing-practitioner", help="Practitioner/ID billing for every patient")
     p.add_argument("--format", choices=("csv", "json"), default="csv")
     p.add_argument("--out", help="write to this file instead of standard output")
+    p.add_argument("--system", action="store_true", help="system-level $export instead of Patient level")
     p.add_argument("--no-bulk", action="store_true", help="skip $export; use paged searches")
     p.add_argument("--workdir", help="keep the export here so an interrupted run can resume")
     p.add_argument("--client-id", help="SMART Backend Services client id")
@@ -97,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         group = args.group.strip() if args.group else None
         if group is not None and (not group.removeprefix("Group/") or "/" in group.removeprefix("Group/")):
             raise ValueError("--group must be Group/ID")
+        if group and args.system:
+            raise ValueError("--group and --system exclude each other")
         if bool(args.client_id) != bool(args.private_key):
             raise ValueError("--client-id and --private-key go together")
         provider = None
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             args.fhir_base,
             month,
             group=group,
+            system_level=args.system,
             tz=args.timezone,
             policy=args.policy,
             billing_practitioner=args.billing_practitioner,
@@ -125,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
             prefer_bulk=not args.no_bulk,
             on_stage=bar.stage,
             on_patient=bar.count,
+            workers=max(1, min(4, os.cpu_count() or 1)),
+            keep_verdict=args.format == "json",  # CSV needs only the row
         )
     except (BulkExportError, FhirError, BackendAuthError) as exc:
         bar.done()

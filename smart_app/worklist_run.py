@@ -6,8 +6,10 @@ export ($export or paged searches) -> NDJSON files -> population (bucketed, one 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +19,7 @@ from pathlib import Path
 from rules.month import Month, zone
 from rules.packs import resolve_pack
 from smart_app.bulk_export import ExportRequest, ExportResult, export_population
-from smart_app.population import evaluate_population
+from smart_app.population import PatientResult, map_population, warm_up
 from smart_app.worklist import WorklistRow, build_row
 
 StageFn = Callable[[str], None]
@@ -44,6 +46,7 @@ def build_worklist(
     month: Month | str,
     *,
     group: str | None = None,
+    system_level: bool = False,
     tz: str = "UTC",
     policy: str | None = None,
     billing_practitioner: str | None = None,
@@ -53,21 +56,27 @@ def build_worklist(
     prefer_bulk: bool = True,
     keep_verdict: bool = True,
     today: date | None = None,
+    workers: int = 1,
     on_stage: StageFn | None = None,
     on_patient: CountFn | None = None,
 ) -> WorklistResult:
     """Export the population, evaluate every patient, return the worklist rows (and trend months).
 
-    `workdir` keeps the export (and its resume state) between runs; without it a temporary folder
+    `workers` > 1 evaluates buckets in forked processes (only from a single-threaded caller such as
+    the CLI). `workdir` keeps the export (and its resume state) between runs; without it a temporary folder
     is used and removed afterwards.
     """
     m = month if isinstance(month, Month) else Month.parse(month)
     zone(tz)
     if policy is not None:
         resolve_pack(policy, m)  # UnknownPolicy early
-    req = ExportRequest(level="group" if group else "patient", group=group)
+    level = "group" if group else ("system" if system_level else "patient")
+    req = ExportRequest(level=level, group=group)
     own = workdir is None
     folder = Path(tempfile.mkdtemp(prefix="ccm-worklist-")) if own else Path(workdir)  # type: ignore[arg-type]
+    # Load the value sets and the pack while the server works on the export (it mostly waits).
+    warming = threading.Thread(target=warm_up, args=(m, policy), name="worklist-warm-up", daemon=True)
+    warming.start()
     try:
         t0 = time.perf_counter()
         exported: ExportResult = export_population(
@@ -79,33 +88,33 @@ def build_worklist(
             prefer_bulk=prefer_bulk,
         )
         t1 = time.perf_counter()
+        warming.join()  # before any fork: no thread may be running then
         months = [m.shift(-i) for i in range(history_months, 0, -1)] + [m]
         day = today or today_in(tz)
         rows: list[WorklistRow] = []
         history: dict[str, list[WorklistRow]] = {str(x): [] for x in months[:-1]}
         if on_stage:
             on_stage("evaluating patients")
-        count = 0
         files = [path for _rtype, path in exported.files]
-        for result in evaluate_population(
+        count = 0
+        fn = functools.partial(_rows_of, today=day, keep_verdict=keep_verdict)
+        for row, earlier in map_population(
             files,
             months,
+            fn,
             tz=tz,
             policy=policy,
             billing_practitioner=billing_practitioner,
             patients=exported.count("Patient"),
             workdir=folder,
             progress=on_patient,
+            workers=workers,
         ):
             count += 1
-            *earlier, current = result.verdicts
-            row = build_row(result.facts, current, today=day, keep_verdict=keep_verdict)
-            if row.on_worklist:
+            if row is not None:
                 rows.append(row)
-            for verdict in earlier:
-                old = build_row(result.facts, verdict, today=day, keep_verdict=False)
-                if old.on_worklist:
-                    history[verdict.month].append(old)
+            for old in earlier:
+                history[old.month].append(old)
         t2 = time.perf_counter()
         if not own:  # finished: a later run must export afresh, not resume this one
             shutil.rmtree(folder / "export", ignore_errors=True)
@@ -113,3 +122,13 @@ def build_worklist(
     finally:
         if own:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _rows_of(
+    result: PatientResult, *, today: date, keep_verdict: bool
+) -> tuple[WorklistRow | None, list[WorklistRow]]:
+    """The month's row (None when not on the worklist) and the earlier months' rows of one patient."""
+    *earlier, current = result.verdicts
+    row = build_row(result.facts, current, today=today, keep_verdict=keep_verdict)
+    old = [build_row(result.facts, v, today=today, keep_verdict=False) for v in earlier]
+    return (row if row.on_worklist else None), [r for r in old if r.on_worklist]

@@ -13,6 +13,14 @@
     return el ? el.value : "";
   }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function withOffset(day, clock) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day), t = /^(\d{2}):(\d{2})$/.exec(clock);
+    if (!m || !t) { return null; }
+    var local = new Date(+m[1], +m[2] - 1, +m[3], +t[1], +t[2]);
+    var off = -local.getTimezoneOffset(), sign = off >= 0 ? "+" : "-";
+    off = Math.abs(off);
+    return day + "T" + clock + ":00" + sign + pad(Math.floor(off / 60)) + ":" + pad(off % 60);
+  }
 
   /* ---------------------------------------------------------------- timer */
   function load() {
@@ -132,6 +140,9 @@
           if (el.checked) { (data[el.name] = data[el.name] || []).push(el.value); }
         } else { data[el.name] = el.value; }
       });
+      /* Send times with this browser's UTC offset, so the entry is exact whatever the practice zone. */
+      if (data.date && data.start) { data.start = withOffset(data.date, data.start) || data.start; }
+      if (data.date && data.end) { data.end = withOffset(data.date, data.end) || data.end; }
       show("Saving…", "pending");
       fetch(form.action, {
         method: "POST", credentials: "same-origin",

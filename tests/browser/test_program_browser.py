@@ -33,8 +33,14 @@ def pop(sekmet: SekmetServer) -> SeededPopulation:
 
 @pytest.fixture(scope="module")
 def program_app(sekmet: SekmetServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    app = create_app({"SECRET_KEY": "browser", "DATA_DIR": str(tmp_path_factory.mktemp("program-live")),
-                      "TIMEZONE": "UTC", "PROGRAM_FHIR_BASE": sekmet.base})
+    app = create_app(
+        {
+            "SECRET_KEY": "browser",
+            "DATA_DIR": str(tmp_path_factory.mktemp("program-live")),
+            "TIMEZONE": "UTC",
+            "PROGRAM_FHIR_BASE": sekmet.base,
+        }
+    )
     live = LiveApp(make_server("127.0.0.1", 0, app, threaded=True))
     live.thread.start()
     try:
@@ -43,8 +49,9 @@ def program_app(sekmet: SekmetServer, tmp_path_factory: pytest.TempPathFactory) 
         live.stop()
 
 
-def test_program_page_filters_csv_and_charts(browser, program_app: LiveApp, pop: SeededPopulation,
-                                             artifacts: Path) -> None:
+def test_program_page_filters_csv_and_charts(
+    browser, program_app: LiveApp, pop: SeededPopulation, artifacts: Path
+) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -303,3 +303,42 @@ def test_program_page(server, pop, first, tmp_path) -> None:
     assert parse_qs(urlsplit(again.headers["Location"]).query)["notice"][0].startswith("Already marked")
     shown = http.get(again.headers["Location"]).get_data(as_text=True)
     assert "Already marked as billed" in shown
+
+
+def test_patient_level_export_and_resume_on_sekmet(server, pop, first, tmp_path) -> None:
+    from smart_app.bulk_export import STATE_FILE, BulkExporter, ExportRequest
+
+    rows = run_cli(server, pop, tmp_path)  # Group level, as above
+    everyone = tmp_path / "all.json"
+    assert (
+        cli_main(
+            [
+                "worklist",
+                "--fhir-base",
+                server.base,
+                "--month",
+                str(MONTH),
+                "--format",
+                "json",
+                "--out",
+                str(everyone),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    all_rows = json.loads(everyone.read_text())
+    assert {r["patient"] for r in rows} <= {r["patient"] for r in all_rows}  # our server: only our patients
+
+    folder = tmp_path / "export"
+    done = BulkExporter(server.base).run(ExportRequest(level="group", group=pop.group_id), folder)
+    state = json.loads((folder / STATE_FILE).read_text())
+    url, name = next(iter(state["complete"].items()))
+    original = (folder / name).read_bytes()
+    del state["complete"][url]  # as if the run had stopped while downloading this file
+    (folder / STATE_FILE).write_text(json.dumps(state))
+    (folder / name).unlink()
+    again = BulkExporter(server.base)
+    resumed = again.run(ExportRequest(level="group", group=pop.group_id), folder)
+    assert resumed.resumed and again.requests_made == 1  # no kick-off, no polling: one download
+    assert (folder / name).read_bytes() == original and len(resumed.files) == len(done.files)

@@ -48,8 +48,16 @@ GOOD_NOTE = "Reviewed home glucose log (diabetes); adjusted metformin timing; re
 
 
 def make_app(tmp_path: Path, base: str, patient: str, **config: Any) -> tuple[Flask, FlaskClient, str]:
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False, "TIMEZONE": "UTC",
-                      "FHIR_TIMEOUT": 3.0, **config})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path),
+            "OUTBOX_WORKER": False,
+            "TIMEZONE": "UTC",
+            "FHIR_TIMEOUT": 3.0,
+            **config,
+        }
+    )
     ctx = LaunchContext(mode="open", fhir_base=base, patient_id=patient, user=NURSE)
     from smart_app import security, sessions
 
@@ -69,8 +77,13 @@ def post_json(client: FlaskClient, csrf: str, url: str, body: dict[str, Any]) ->
 
 
 def new_patient(fhir: FhirClient, name: str) -> str:
-    created = fhir.create({"resourceType": "Patient", "name": [{"family": name}],
-                           "generalPractitioner": [{"reference": DOCTOR}]})
+    created = fhir.create(
+        {
+            "resourceType": "Patient",
+            "name": [{"family": name}],
+            "generalPractitioner": [{"reference": DOCTOR}],
+        }
+    )
     return str(created["id"])
 
 
@@ -87,15 +100,23 @@ def by_identifier(fhir: FhirClient, rtype: str, system: str, value: str) -> list
 
 
 def draft(patient: str, start: datetime, minutes: int = 5, entry_id: str | None = None) -> TimeEntryDraft:
-    return TimeEntryDraft(entry_id or new_entry_id(), patient, NURSE, start, minutes, "ccm", "patient-call",
-                          GOOD_NOTE)
+    return TimeEntryDraft(
+        entry_id or new_entry_id(), patient, NURSE, start, minutes, "ccm", "patient-call", GOOD_NOTE
+    )
 
 
 def queue(outbox: Outbox, base: str, d: TimeEntryDraft) -> None:
-    bundle = entry_transaction(d, user=NURSE, recorded=datetime.now(UTC), pack_id="cms-pfs-2026",
-                               pack_version="test")
-    outbox.add(d.entry_id, "time", fhir_base=base, patient_id=d.patient_id, payload={"bundle": bundle},
-               summary={"minutes": d.minutes})
+    bundle = entry_transaction(
+        d, user=NURSE, recorded=datetime.now(UTC), pack_id="cms-pfs-2026", pack_version="test"
+    )
+    outbox.add(
+        d.entry_id,
+        "time",
+        fhir_base=base,
+        patient_id=d.patient_id,
+        payload={"bundle": bundle},
+        summary={"minutes": d.minutes},
+    )
 
 
 def drain(worker: OutboxWorker, outbox: Outbox, ids: list[str], timeout: float = 60) -> None:
@@ -111,7 +132,9 @@ def drain(worker: OutboxWorker, outbox: Outbox, ids: list[str], timeout: float =
 
 def assert_exactly_once(fhir: FhirClient, patient: str, ids: list[str]) -> None:
     encounters = fhir.search("Encounter", {"patient": f"Patient/{patient}", "_count": "200"})
-    seen = [i["value"] for e in encounters for i in e.get("identifier", []) if i.get("system") == TIME_ENTRY_ID]
+    seen = [
+        i["value"] for e in encounters for i in e.get("identifier", []) if i.get("system") == TIME_ENTRY_ID
+    ]
     assert sorted(seen) == sorted(ids)
     tasks = fhir.search("Task", {"patient": f"Patient/{patient}", "_count": "200"})
     assert len(tasks) == len(ids)
@@ -138,8 +161,14 @@ def test_time_entry_written_read_back_valid_and_counted(sekmet: SekmetServer, tm
     patient = new_patient(fhir, "Writeback")
     _, client, csrf = make_app(tmp_path, sekmet.base, patient)
     start = entry_moment(3)
-    body = {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "25",
-            "program": "ccm", "activity": "patient-call", "note": GOOD_NOTE}
+    body = {
+        "date": start.date().isoformat(),
+        "start": start.strftime("%H:%M"),
+        "minutes": "25",
+        "program": "ccm",
+        "activity": "patient-call",
+        "note": GOOD_NOTE,
+    }
     resp = post_json(client, csrf, "/time", body)
     assert resp.status_code == 201, resp.get_json()
     answer = resp.get_json()
@@ -148,8 +177,12 @@ def test_time_entry_written_read_back_valid_and_counted(sekmet: SekmetServer, tm
     enc = by_identifier(fhir, "Encounter", TIME_ENTRY_ID, answer["id"])
     assert len(enc) == 1
     FcEncounter(enc[0], strict=True)
-    assert enc[0]["period"]["end"] and enc[0]["length"] == {"value": 25, "unit": "min",
-                                                           "system": "http://unitsofmeasure.org", "code": "min"}
+    assert enc[0]["period"]["end"] and enc[0]["length"] == {
+        "value": 25,
+        "unit": "min",
+        "system": "http://unitsofmeasure.org",
+        "code": "min",
+    }
     tasks = fhir.search("Task", {"encounter": f"Encounter/{enc[0]['id']}"})
     assert len(tasks) == 1
     FcTask(tasks[0], strict=True)
@@ -177,12 +210,17 @@ def test_overlapping_entry_is_refused_with_a_message(sekmet: SekmetServer, tmp_p
     patient = new_patient(fhir, "Overlap")
     _, client, csrf = make_app(tmp_path, sekmet.base, patient)
     start = entry_moment(5)
-    body = {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "30",
-            "note": GOOD_NOTE}
+    body = {
+        "date": start.date().isoformat(),
+        "start": start.strftime("%H:%M"),
+        "minutes": "30",
+        "note": GOOD_NOTE,
+    }
     assert post_json(client, csrf, "/time", body).status_code == 201
     later = start + timedelta(minutes=10)
-    resp = post_json(client, csrf, "/time", {**body, "start": later.strftime("%H:%M"),
-                                             "date": later.date().isoformat()})
+    resp = post_json(
+        client, csrf, "/time", {**body, "start": later.strftime("%H:%M"), "date": later.date().isoformat()}
+    )
     assert resp.status_code == 422
     assert any(e["code"] == "overlap" for e in resp.get_json()["errors"])
 
@@ -192,13 +230,24 @@ def test_correction_marks_entered_in_error_and_adds_replacement(sekmet: SekmetSe
     patient = new_patient(fhir, "Correction")
     _, client, csrf = make_app(tmp_path, sekmet.base, patient)
     start = entry_moment(6)
-    body = {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "50",
-            "note": GOOD_NOTE}
+    body = {
+        "date": start.date().isoformat(),
+        "start": start.strftime("%H:%M"),
+        "minutes": "50",
+        "note": GOOD_NOTE,
+    }
     first = post_json(client, csrf, "/time", body).get_json()
     enc_id = by_identifier(fhir, "Encounter", TIME_ENTRY_ID, first["id"])[0]["id"]
 
-    fix = {"reason": "minutes mistyped: 15 not 50", "date": body["date"], "start": body["start"],
-           "minutes": "15", "program": "ccm", "activity": "patient-call", "note": GOOD_NOTE}
+    fix = {
+        "reason": "minutes mistyped: 15 not 50",
+        "date": body["date"],
+        "start": body["start"],
+        "minutes": "15",
+        "program": "ccm",
+        "activity": "patient-call",
+        "note": GOOD_NOTE,
+    }
     resp = post_json(client, csrf, f"/time/{enc_id}/correct", fix)
     assert resp.status_code == 201, resp.get_json()
 
@@ -232,9 +281,14 @@ def test_consent_written_read_back_valid_and_read_by_rules(sekmet: SekmetServer,
     patient = new_patient(fhir, "Consent")
     _, client, csrf = make_app(tmp_path, sekmet.base, patient)
     today = datetime.now(UTC).date()
-    body = {"consent_id": new_entry_id(), "decision": "given", "method": "verbal", "date": today.isoformat(),
-            "billing_practitioner": DOCTOR,
-            "disclosures": ["ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"]}
+    body = {
+        "consent_id": new_entry_id(),
+        "decision": "given",
+        "method": "verbal",
+        "date": today.isoformat(),
+        "billing_practitioner": DOCTOR,
+        "disclosures": ["ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"],
+    }
     resp = post_json(client, csrf, "/consent", body)
     assert resp.status_code == 201, resp.get_json()
     assert post_json(client, csrf, "/consent", body).status_code == 201
@@ -252,21 +306,34 @@ def test_consent_written_read_back_valid_and_read_by_rules(sekmet: SekmetServer,
 
     missing = post_json(client, csrf, "/consent", {**body, "consent_id": new_entry_id(), "disclosures": []})
     assert missing.status_code == 422
-    future = post_json(client, csrf, "/consent", {**body, "consent_id": new_entry_id(),
-                                                  "date": (today + timedelta(days=2)).isoformat()})
+    future = post_json(
+        client,
+        csrf,
+        "/consent",
+        {**body, "consent_id": new_entry_id(), "date": (today + timedelta(days=2)).isoformat()},
+    )
     assert future.status_code == 422
-    stopped = post_json(client, csrf, "/consent", {**body, "consent_id": new_entry_id(), "decision": "stopped"})
+    stopped = post_json(
+        client, csrf, "/consent", {**body, "consent_id": new_entry_id(), "decision": "stopped"}
+    )
     assert stopped.status_code == 201
-    assert {c["status"] for c in fhir.search("Consent", {"patient": f"Patient/{patient}"})} == {"active",
-                                                                                                "inactive"}
+    assert {c["status"] for c in fhir.search("Consent", {"patient": f"Patient/{patient}"})} == {
+        "active",
+        "inactive",
+    }
 
 
 def test_read_only_launch_writes_nothing(sekmet: SekmetServer, tmp_path: Path) -> None:
     fhir = FhirClient(sekmet.base)
     patient = new_patient(fhir, "ReadOnly")
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False})
-    ctx = LaunchContext(mode="ehr", fhir_base=sekmet.base, patient_id=patient, user=NURSE,
-                        granted_scopes=frozenset({"patient/*.rs", "launch"}))
+    ctx = LaunchContext(
+        mode="ehr",
+        fhir_base=sekmet.base,
+        patient_id=patient,
+        user=NURSE,
+        granted_scopes=frozenset({"patient/*.rs", "launch"}),
+    )
     from smart_app import security, sessions
 
     @app.get("/_test/start")
@@ -325,19 +392,33 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 if proxy.mode == "fail500":
-                    self._send(500, b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
-                                    b'"code":"exception","diagnostics":"injected failure"}]}', {})
+                    self._send(
+                        500,
+                        b'{"resourceType":"OperationOutcome","issue":[{"severity":"error",'
+                        b'"code":"exception","diagnostics":"injected failure"}]}',
+                        {},
+                    )
                     return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                upstream = requests.request(self.command, proxy.upstream + self.path.removeprefix("/fhir"),
-                                            data=body, headers=headers, timeout=30)
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
+                }
+                upstream = requests.request(
+                    self.command,
+                    proxy.upstream + self.path.removeprefix("/fhir"),
+                    data=body,
+                    headers=headers,
+                    timeout=30,
+                )
                 if proxy.mode == "commit-then-500":
                     self._send(500, b"upstream answer lost", {})
                     return
                 if proxy.mode == "slow":
                     time.sleep(proxy.delay)
-                self._send(upstream.status_code, upstream.content,
-                           {"Content-Type": upstream.headers.get("Content-Type", "application/fhir+json")})
+                self._send(
+                    upstream.status_code,
+                    upstream.content,
+                    {"Content-Type": upstream.headers.get("Content-Type", "application/fhir+json")},
+                )
 
             def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
                 try:
@@ -405,8 +486,10 @@ def test_twenty_concurrent_writers_every_entry_once(own_sekmet: SekmetServer, tm
     patient = new_patient(fhir, "Concurrent")
     base_time = entry_moment(30)
     shared = [draft(patient, base_time + timedelta(minutes=6 * i)) for i in range(10)]
-    own = [[draft(patient, base_time + timedelta(minutes=60 + 6 * (10 * w + i))) for i in range(2)]
-           for w in range(20)]
+    own = [
+        [draft(patient, base_time + timedelta(minutes=60 + 6 * (10 * w + i))) for i in range(2)]
+        for w in range(20)
+    ]
     path = tmp_path / "outbox.sqlite3"
     errors: list[BaseException] = []
     barrier = threading.Barrier(20)
@@ -423,10 +506,17 @@ def test_twenty_concurrent_writers_every_entry_once(own_sekmet: SekmetServer, tm
                     outbox.send(d.entry_id, client)
                     # Also race raw transactions of the same entry past the outbox's lease.
                     if w % 5 == 0:
-                        client.transaction(entry_transaction(d, user=NURSE, recorded=datetime.now(UTC),
-                                                             pack_id="cms-pfs-2026", pack_version="test"))
+                        client.transaction(
+                            entry_transaction(
+                                d,
+                                user=NURSE,
+                                recorded=datetime.now(UTC),
+                                pack_id="cms-pfs-2026",
+                                pack_version="test",
+                            )
+                        )
                 drain(OutboxWorker(outbox, lambda item: client), outbox, [d.entry_id for d in mine])
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         return run

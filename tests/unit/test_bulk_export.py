@@ -58,12 +58,13 @@ def test_kickoff_poll_with_retry_after_and_download(tmp_path: Path) -> None:
     _kickoff(responses)
     responses.get(STATUS, status=202, headers={"Retry-After": "7", "X-Progress": "collecting"})
     responses.get(STATUS, status=202)  # no Retry-After: the default interval
+    responses.get(STATUS, status=503, headers={"Retry-After": "2"})  # busy: wait as asked, then again
     responses.get(STATUS, json=MANIFEST)
     _files(responses)
     sleeps = Sleeps()
     stages: list[str] = []
     result = _exporter(sleeps).run(ExportRequest(types=("Patient", "Condition")), tmp_path, stages.append)
-    assert sleeps == [7.0, 1.0]
+    assert sleeps == [7.0, 1.0, 2.0]
     assert [t for t, _p in result.files] == ["Patient", "Condition"]
     assert result.files[0][1].read_bytes() == FILES["Patient"] and result.method == "bulk"
     assert result.count("Patient") == 1
@@ -173,3 +174,31 @@ def test_errors_are_readable() -> None:
         _exporter(Sleeps()).kickoff(ExportRequest())
     with pytest.raises(ValueError):
         ExportRequest(level="group")
+
+
+@responses.activate
+def test_backend_services_token(tmp_path: Path) -> None:
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from smart_app.backend_services import ASSERTION_TYPE, BackendServicesAuth, load_key
+
+    key = RSAKey.generate_key(2048, private=True)
+    key_file = tmp_path / "key.json"
+    key_file.write_text(json.dumps({**key.as_dict(private=True), "kid": "k1"}))
+    token_url = "https://auth.example.org/token"
+    responses.get(f"{BASE}/.well-known/smart-configuration", json={"token_endpoint": token_url})
+    responses.post(token_url, json={"access_token": "abc", "expires_in": 300, "token_type": "bearer"})
+    auth = BackendServicesAuth(BASE, "ccm-client", load_key(key_file))
+    assert auth() == "abc" and auth() == "abc"  # cached
+    posts = [c for c in responses.calls if c.request.method == "POST"]
+    assert len(posts) == 1
+    from urllib.parse import parse_qs
+
+    form = {k: v[0] for k, v in parse_qs(posts[0].request.body).items()}
+    assert form["grant_type"] == "client_credentials" and form["client_assertion_type"] == ASSERTION_TYPE
+    token = jwt.decode(form["client_assertion"], key, algorithms=["RS384"])
+    assert token.header["alg"] == "RS384" and token.header["kid"] == "k1"
+    claims = token.claims
+    assert claims["iss"] == claims["sub"] == "ccm-client" and claims["aud"] == token_url
+    assert claims["exp"] - claims["iat"] <= 300 and claims["jti"]

@@ -26,7 +26,12 @@ GOOD = "BP log 150s/90s (hypertension); increased lisinopril to 20 mg; recheck r
 
 
 def entry(**kw: object) -> ProposedEntry:
-    base: dict[str, object] = {"start": NOW - timedelta(hours=2), "minutes": 20, "performer": NURSE, "note": GOOD}
+    base: dict[str, object] = {
+        "start": NOW - timedelta(hours=2),
+        "minutes": 20,
+        "performer": NURSE,
+        "note": GOOD,
+    }
     base.update(kw)
     return ProposedEntry(**base)  # type: ignore[arg-type]
 
@@ -36,8 +41,15 @@ def codes(result: object) -> set[str]:
 
 
 def other(start: datetime, minutes: int, performer: str = NURSE, status: str = "finished") -> TimeEntry:
-    return TimeEntry(id="Encounter/x", status=status, program="ccm", start=start,
-                     end=start + timedelta(minutes=minutes), minutes=minutes, performer=performer)
+    return TimeEntry(
+        id="Encounter/x",
+        status=status,
+        program="ccm",
+        start=start,
+        end=start + timedelta(minutes=minutes),
+        minutes=minutes,
+        performer=performer,
+    )
 
 
 def test_a_good_entry_passes_and_gets_its_interval() -> None:
@@ -79,7 +91,9 @@ def test_overlap_with_the_same_persons_entries_only() -> None:
     assert "overlap" in codes(result)
     assert "cannot be counted twice" in result.errors[0].message
     assert validate(entry(start=start), now=NOW, tz=TZ, others=[other(start, 15, "Practitioner/b")]).ok
-    assert validate(entry(start=start), now=NOW, tz=TZ, others=[other(start, 15, status="entered-in-error")]).ok
+    assert validate(
+        entry(start=start), now=NOW, tz=TZ, others=[other(start, 15, status="entered-in-error")]
+    ).ok
     touching = [other(start + timedelta(minutes=20), 10)]
     assert validate(entry(start=start), now=NOW, tz=TZ, others=touching).ok
     assert validate(entry(start=start, replaces="x"), now=NOW, tz=TZ, others=clash).ok
@@ -127,25 +141,38 @@ def test_consent_form_checks() -> None:
     ok = ConsentForm("given", "2026-11-02", "verbal", all_four, NURSE, "Practitioner/dr")
     result = validate_consent(ok, today=date(2026, 11, 20))
     assert result.ok and result.day == date(2026, 11, 2)
-    partial = validate_consent(ConsentForm("given", "2026-11-02", "verbal", all_four[:2], NURSE, "Practitioner/dr"),
-                               today=date(2026, 11, 20))
+    partial = validate_consent(
+        ConsentForm("given", "2026-11-02", "verbal", all_four[:2], NURSE, "Practitioner/dr"),
+        today=date(2026, 11, 20),
+    )
     assert [p.code for p in partial.errors] == ["disclosure-missing"]
     assert "one practitioner" in partial.errors[0].message.lower()
     declined = ConsentForm("declined", "2026-11-02", "written", (), NURSE, "Practitioner/dr")
     assert validate_consent(declined, today=date(2026, 11, 20)).ok
-    future = validate_consent(ConsentForm("stopped", "2026-12-01", "verbal", (), NURSE, "Practitioner/dr"),
-                              today=date(2026, 11, 20))
+    future = validate_consent(
+        ConsentForm("stopped", "2026-12-01", "verbal", (), NURSE, "Practitioner/dr"), today=date(2026, 11, 20)
+    )
     assert [p.code for p in future.errors] == ["date-future"]
-    bad = validate_consent(ConsentForm("maybe", "yesterday", "email", ("x",), None, ""), today=date(2026, 11, 20))
-    assert {p.code for p in bad.errors} >= {"decision-unknown", "method-unknown", "date-unreadable",
-                                           "disclosure-unknown", "obtained-by-missing",
-                                           "billing-practitioner-missing"}
+    bad = validate_consent(
+        ConsentForm("maybe", "yesterday", "email", ("x",), None, ""), today=date(2026, 11, 20)
+    )
+    assert {p.code for p in bad.errors} >= {
+        "decision-unknown",
+        "method-unknown",
+        "date-unreadable",
+        "disclosure-unknown",
+        "obtained-by-missing",
+        "billing-practitioner-missing",
+    }
 
 
 # ------------------------------------------------------------------------------------ properties
 
-moments = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
-                       timezones=st.sampled_from([TZ, ZoneInfo("UTC"), ZoneInfo("Asia/Kolkata")]) | st.none())
+moments = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from([TZ, ZoneInfo("UTC"), ZoneInfo("Asia/Kolkata")]) | st.none(),
+)
 texts = st.text(max_size=300)
 
 
@@ -153,22 +180,41 @@ texts = st.text(max_size=300)
 @given(
     start=moments | st.none(),
     end=moments | st.none(),
-    minutes=st.integers(min_value=-10**6, max_value=10**6) | st.none(),
-    performer=st.sampled_from([NURSE, "PractitionerRole/r", "Patient/1", "", "Practitioner/"]) | texts | st.none(),
+    minutes=st.integers(min_value=-(10**6), max_value=10**6) | st.none(),
+    performer=st.sampled_from([NURSE, "PractitionerRole/r", "Patient/1", "", "Practitioner/"])
+    | texts
+    | st.none(),
     program=st.sampled_from(PROGRAMS) | texts,
     activity=st.sampled_from(tuple(ACTIVITIES)) | texts,
     note=texts,
     conditions=st.lists(texts, max_size=3),
-    others=st.lists(st.tuples(moments.filter(lambda m: m is not None and 1900 < m.year < 2200),
-                              st.integers(1, 240)), max_size=3),
+    others=st.lists(
+        st.tuples(moments.filter(lambda m: m is not None and 1900 < m.year < 2200), st.integers(1, 240)),
+        max_size=3,
+    ),
 )
 def test_any_entry_gets_a_result_or_clear_errors_never_an_exception(
-    start: datetime | None, end: datetime | None, minutes: int | None, performer: str | None, program: str,
-    activity: str, note: str, conditions: list[str], others: list[tuple[datetime, int]],
+    start: datetime | None,
+    end: datetime | None,
+    minutes: int | None,
+    performer: str | None,
+    program: str,
+    activity: str,
+    note: str,
+    conditions: list[str],
+    others: list[tuple[datetime, int]],
 ) -> None:
     known = [other(s if s.tzinfo else s.replace(tzinfo=TZ), m) for s, m in others]
-    proposed = ProposedEntry(start=start, minutes=minutes, end=end, performer=performer, program=program,
-                             activity=activity, note=note, conditions=tuple(conditions))
+    proposed = ProposedEntry(
+        start=start,
+        minutes=minutes,
+        end=end,
+        performer=performer,
+        program=program,
+        activity=activity,
+        note=note,
+        conditions=tuple(conditions),
+    )
     result = validate(proposed, now=NOW, tz=TZ, others=known)
     if result.ok:
         assert result.start is not None and result.end is not None and result.minutes is not None

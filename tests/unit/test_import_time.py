@@ -32,8 +32,10 @@ def csv_text(*rows: str, header: str = HEADER) -> str:
 
 
 def test_rows_parse_with_quoted_notes_defaults_and_naive_times_in_the_zone() -> None:
-    text = csv_text(f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',
-                    f'Patient/p2,Practitioner/rn1,2026-11-02T10:00:00-06:00,10,,,"{NOTE}"')
+    text = csv_text(
+        f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',
+        f'Patient/p2,Practitioner/rn1,2026-11-02T10:00:00-06:00,10,,,"{NOTE}"',
+    )
     first, second = parse_rows(text, TZ)
     assert isinstance(first, Row) and isinstance(second, Row)
     assert first.line == 2 and first.patient_id == "p1"
@@ -41,14 +43,18 @@ def test_rows_parse_with_quoted_notes_defaults_and_naive_times_in_the_zone() -> 
     assert first.proposed.note == NOTE
     assert second.patient_id == "p2"
     assert (second.proposed.program, second.proposed.activity) == ("ccm", "care-coordination")
-    assert second.proposed.start is not None and second.proposed.start.utcoffset().total_seconds() == -6 * 3600
+    assert (
+        second.proposed.start is not None and second.proposed.start.utcoffset().total_seconds() == -6 * 3600
+    )
 
 
 def test_bad_rows_are_reported_by_line_number() -> None:
-    text = csv_text("p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,BP high, raised dose, recheck",
-                    "",
-                    "p1,Practitioner/rn1,yesterday,ten,ccm,patient-call,x",
-                    "??,Practitioner/rn1,2026-11-02T11:00,5,ccm,patient-call,x")
+    text = csv_text(
+        "p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,BP high, raised dose, recheck",
+        "",
+        "p1,Practitioner/rn1,yesterday,ten,ccm,patient-call,x",
+        "??,Practitioner/rn1,2026-11-02T11:00,5,ccm,patient-call,x",
+    )
     rows = parse_rows(text, TZ)
     assert [type(r) for r in rows] == [RowError, RowError, RowError]
     assert [r.line for r in rows] == [2, 4, 5]
@@ -60,35 +66,56 @@ def test_bad_rows_are_reported_by_line_number() -> None:
 def test_file_level_problems() -> None:
     with pytest.raises(ImportFileError, match="empty"):
         parse_rows("", TZ)
-    with pytest.raises(ImportFileError, match="line 1.*minutes, note"):
+    with pytest.raises(ImportFileError, match=r"line 1.*minutes, note"):
         parse_rows("patient,performer,start\n", TZ)
     assert parse_rows("\ufeff" + csv_text(), TZ) == []
 
 
 def test_ids_given_or_derived_from_the_row() -> None:
     given_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
-    text = csv_text(f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}",{given_id}',
-                    f'p1,Practitioner/rn1,2026-11-02T11:00,25,ccm,patient-call,"{NOTE}",',
-                    f'p1,Practitioner/rn1,2026-11-02T12:00,25,ccm,patient-call,"{NOTE}",not-a-uuid',
-                    header=HEADER + ",id")
+    text = csv_text(
+        f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}",{given_id}',
+        f'p1,Practitioner/rn1,2026-11-02T11:00,25,ccm,patient-call,"{NOTE}",',
+        f'p1,Practitioner/rn1,2026-11-02T12:00,25,ccm,patient-call,"{NOTE}",not-a-uuid',
+        header=HEADER + ",id",
+    )
     a, b, c = parse_rows(text, TZ)
     assert isinstance(a, Row) and a.entry_id == given_id
     assert isinstance(b, Row) and b.entry_id == parse_rows(text, TZ)[1].entry_id  # type: ignore[union-attr]
     assert isinstance(c, RowError) and "UUID" in c.message
-    cells = {"performer": "Practitioner/rn1", "start": "2026-11-02T11:00", "minutes": "25", "program": "ccm",
-             "activity": "patient-call", "note": NOTE}
+    cells = {
+        "performer": "Practitioner/rn1",
+        "start": "2026-11-02T11:00",
+        "minutes": "25",
+        "program": "ccm",
+        "activity": "patient-call",
+        "note": NOTE,
+    }
     assert b.entry_id == derived_id("p1", cells)
 
 
 def test_check_rows_applies_the_entry_rules_and_overlap_within_the_file_and_server() -> None:
-    text = csv_text(f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',
-                    f'p1,Practitioner/rn1,2026-11-02T10:10,25,ccm,patient-call,"{NOTE} again"',
-                    f'p1,Practitioner/rn1,2026-11-25T10:00,25,ccm,patient-call,"{NOTE}"',
-                    'p1,Practitioner/rn1,2026-10-02T10:00,25,ccm,patient-call,called patient',
-                    f'p1,Practitioner/rn1,2026-11-03T09:00,25,ccm,patient-call,"{NOTE}"')
+    text = csv_text(
+        f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',
+        f'p1,Practitioner/rn1,2026-11-02T10:10,25,ccm,patient-call,"{NOTE} again"',
+        f'p1,Practitioner/rn1,2026-11-25T10:00,25,ccm,patient-call,"{NOTE}"',
+        "p1,Practitioner/rn1,2026-10-02T10:00,25,ccm,patient-call,called patient",
+        f'p1,Practitioner/rn1,2026-11-03T09:00,25,ccm,patient-call,"{NOTE}"',
+    )
     rows = parse_rows(text, TZ)
-    server = {"p1": [TimeEntry("Encounter/e9", "finished", "ccm", datetime(2026, 11, 3, 9, 10, tzinfo=TZ),
-                               datetime(2026, 11, 3, 9, 40, tzinfo=TZ), 30, "Practitioner/rn1")]}
+    server = {
+        "p1": [
+            TimeEntry(
+                "Encounter/e9",
+                "finished",
+                "ccm",
+                datetime(2026, 11, 3, 9, 10, tzinfo=TZ),
+                datetime(2026, 11, 3, 9, 40, tzinfo=TZ),
+                30,
+                "Practitioner/rn1",
+            )
+        ]
+    }
     good, errors, warnings = check_rows(rows, now=NOW, tz=TZ, existing=server)
     assert [r.line for r, _ in good] == [2, 5]
     assert [e.line for e in errors] == [3, 4, 6]
@@ -100,9 +127,11 @@ def test_check_rows_applies_the_entry_rules_and_overlap_within_the_file_and_serv
 
 
 def test_write_rows_is_idempotent() -> None:
-    text = csv_text(f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',
-                    f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',  # same row twice
-                    f'p1,Practitioner/rn1,2026-11-02T11:00,25,ccm,patient-call,"{NOTE}"')
+    text = csv_text(
+        f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',
+        f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',  # same row twice
+        f'p1,Practitioner/rn1,2026-11-02T11:00,25,ccm,patient-call,"{NOTE}"',
+    )
     server = FakeServer()
     good, errors, _ = check_rows(parse_rows(text, TZ), now=NOW, tz=TZ)
     assert not errors
@@ -127,8 +156,21 @@ def test_write_failures_are_errors_with_line_numbers() -> None:
 
 # ------------------------------------------------------------------------------------ properties
 
-cell = st.text(max_size=40) | st.sampled_from(["p1", "Practitioner/rn1", "2026-11-02T10:00", "25", "ccm",
-                                                 "patient-call", NOTE, "", "0", "241", "Patient/x"])
+cell = st.text(max_size=40) | st.sampled_from(
+    [
+        "p1",
+        "Practitioner/rn1",
+        "2026-11-02T10:00",
+        "25",
+        "ccm",
+        "patient-call",
+        NOTE,
+        "",
+        "0",
+        "241",
+        "Patient/x",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -154,7 +196,7 @@ def test_any_rows_become_a_valid_draft_or_a_clear_error(table: list[list[str]]) 
 
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(HEADER.split(",") + ["id"])
+    writer.writerow([*HEADER.split(","), "id"])
     writer.writerows(table)
     rows = parse_rows(buf.getvalue(), TZ)
     good, errors, _ = check_rows(rows, now=NOW, tz=TZ)

@@ -50,7 +50,9 @@ class FakeServer:
         for res in self.resources:
             if res["resourceType"] != rtype:
                 continue
-            if key == "identifier" and any(f"{i['system']}|{i['value']}" == value for i in res.get("identifier", [])):
+            if key == "identifier" and any(
+                f"{i['system']}|{i['value']}" == value for i in res.get("identifier", [])
+            ):
                 return res
             if key == "target" and any(t["reference"] == value for t in res.get("target", [])):
                 return res
@@ -58,7 +60,11 @@ class FakeServer:
                 target_type = key.split(":", 1)[1].split(".", 1)[0]
                 for t in res.get("target", []):
                     ref = self._get(t["reference"])
-                    if ref and ref["resourceType"] == target_type and self._match(target_type, f"identifier={value}"):
+                    if (
+                        ref
+                        and ref["resourceType"] == target_type
+                        and self._match(target_type, f"identifier={value}")
+                    ):
                         return res
         return None
 
@@ -86,13 +92,17 @@ class FakeServer:
             else:
                 status = "200 OK"
             ids[entry["fullUrl"]] = f"{existing['resourceType']}/{existing['id']}"
-            out.append({"response": {"status": status, "location": f"{BASE}/{ids[entry['fullUrl']]}/_history/1"}})
+            out.append(
+                {"response": {"status": status, "location": f"{BASE}/{ids[entry['fullUrl']]}/_history/1"}}
+            )
         for res in self.resources:  # resolve urn references, as a server does
             for key in ("encounter",):
                 if isinstance(res.get(key), dict) and res[key]["reference"] in ids:
                     res[key] = {"reference": ids[res[key]["reference"]]}
             if "target" in res:
-                res["target"] = [{"reference": ids.get(t["reference"], t["reference"])} for t in res["target"]]
+                res["target"] = [
+                    {"reference": ids.get(t["reference"], t["reference"])} for t in res["target"]
+                ]
         return {"resourceType": "Bundle", "type": "transaction-response", "entry": out}
 
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
@@ -125,15 +135,30 @@ class Clock:
 
 
 def draft(start: datetime | None = None, entry_id: str | None = None) -> TimeEntryDraft:
-    return TimeEntryDraft(entry_id or new_entry_id(), "p1", NURSE, start or datetime(2026, 11, 3, 14, tzinfo=UTC),
-                          25, "ccm", "patient-call", NOTE)
+    return TimeEntryDraft(
+        entry_id or new_entry_id(),
+        "p1",
+        NURSE,
+        start or datetime(2026, 11, 3, 14, tzinfo=UTC),
+        25,
+        "ccm",
+        "patient-call",
+        NOTE,
+    )
 
 
 def queue(outbox: Outbox, d: TimeEntryDraft) -> str:
-    bundle = entry_transaction(d, user=NURSE, recorded=datetime(2026, 11, 3, 15, tzinfo=UTC), pack_id="p",
-                               pack_version="v")
-    outbox.add(d.entry_id, "time", fhir_base=BASE, patient_id="p1", payload={"bundle": bundle},
-               summary={"performer": NURSE})
+    bundle = entry_transaction(
+        d, user=NURSE, recorded=datetime(2026, 11, 3, 15, tzinfo=UTC), pack_id="p", pack_version="v"
+    )
+    outbox.add(
+        d.entry_id,
+        "time",
+        fhir_base=BASE,
+        patient_id="p1",
+        payload={"bundle": bundle},
+        summary={"performer": NURSE},
+    )
     return d.entry_id
 
 
@@ -159,13 +184,16 @@ def test_item_is_stored_before_the_first_attempt_and_saved_only_after_success(ou
     assert len(server.of("Encounter")) == 1
 
 
-@pytest.mark.parametrize("failure", [
-    FhirUnavailable(None, "FHIR server could not connect"),
-    FhirUnavailable(503, "HTTP 503"),
-    FhirUnauthorized(401, "token expired"),
-    FhirError(412, "version conflict"),
-    RuntimeError("surprise"),
-])
+@pytest.mark.parametrize(
+    "failure",
+    [
+        FhirUnavailable(None, "FHIR server could not connect"),
+        FhirUnavailable(503, "HTTP 503"),
+        FhirUnauthorized(401, "token expired"),
+        FhirError(412, "version conflict"),
+        RuntimeError("surprise"),
+    ],
+)
 def test_transient_failures_keep_the_item_pending_with_backoff(
     outbox: Outbox, clock: Clock, failure: Exception
 ) -> None:
@@ -267,13 +295,30 @@ def test_conditional_creates_when_transactions_are_refused(outbox: Outbox) -> No
 # ------------------------------------------------------------------------------------ through the app
 
 
-def app_with(tmp_path: Path, server: FakeServer, scopes: frozenset[str] | None = None,
-             user: str | None = NURSE) -> tuple[Flask, FlaskClient, str]:
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False,
-                      "TIMEZONE": "UTC", "FHIR_CLIENT_FACTORY": lambda ctx: server})
+def app_with(
+    tmp_path: Path,
+    server: FakeServer,
+    scopes: frozenset[str] | None = None,
+    user: str | None = NURSE,
+    patient: str = "p1",
+) -> tuple[Flask, FlaskClient, str]:
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATA_DIR": str(tmp_path),
+            "OUTBOX_WORKER": False,
+            "TIMEZONE": "UTC",
+            "FHIR_CLIENT_FACTORY": lambda ctx: server,
+        }
+    )
     mode = "open" if scopes is None else "ehr"
-    ctx = LaunchContext(mode=mode, fhir_base=BASE, patient_id="p1", user=user,  # type: ignore[arg-type]
-                        granted_scopes=scopes or frozenset())
+    ctx = LaunchContext(
+        mode=mode,
+        fhir_base=BASE,
+        patient_id=patient,
+        user=user,  # type: ignore[arg-type]
+        granted_scopes=scopes or frozenset(),
+    )
     from smart_app import security, sessions
 
     @app.get("/_test/start")
@@ -287,8 +332,14 @@ def app_with(tmp_path: Path, server: FakeServer, scopes: frozenset[str] | None =
 
 def recent() -> dict[str, str]:
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=90)
-    return {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "20",
-            "program": "ccm", "activity": "patient-call", "note": NOTE}
+    return {
+        "date": start.date().isoformat(),
+        "start": start.strftime("%H:%M"),
+        "minutes": "20",
+        "program": "ccm",
+        "activity": "patient-call",
+        "note": NOTE,
+    }
 
 
 def post(client: FlaskClient, csrf: str, url: str, body: dict[str, Any]) -> Any:
@@ -309,7 +360,10 @@ def test_post_time_saved_when_the_server_accepts(tmp_path: Path) -> None:
 
 def test_post_time_pending_when_the_server_is_down_and_listed(tmp_path: Path) -> None:
     server = FakeServer()
-    server.failures = [FhirUnavailable(None, "overlap search down"), FhirUnavailable(None, "could not connect")]
+    server.failures = [
+        FhirUnavailable(None, "overlap search down"),
+        FhirUnavailable(None, "could not connect"),
+    ]
     _, client, csrf = app_with(tmp_path, server)
     resp = post(client, csrf, "/time", recent())
     assert resp.status_code == 202
@@ -372,19 +426,27 @@ def test_note_check_while_typing(tmp_path: Path) -> None:
 
 def test_consent_form_and_post(tmp_path: Path) -> None:
     server = FakeServer()
-    server.resources.append({"resourceType": "Patient", "id": "p1",
-                             "generalPractitioner": [{"reference": "Practitioner/dr"}]})
+    server.resources.append(
+        {"resourceType": "Patient", "id": "p1", "generalPractitioner": [{"reference": "Practitioner/dr"}]}
+    )
     _, client, csrf = app_with(tmp_path, server)
     page = client.get("/consent/new").get_data(as_text=True)
     assert "Practitioner/dr" in page and "one practitioner" in page.lower()
-    body = {"decision": "given", "method": "written", "date": datetime.now(UTC).date().isoformat(),
-            "billing_practitioner": "Practitioner/dr", "consent_id": str(uuid.uuid4()),
-            "disclosures": ["ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"]}
+    body = {
+        "decision": "given",
+        "method": "written",
+        "date": datetime.now(UTC).date().isoformat(),
+        "billing_practitioner": "Practitioner/dr",
+        "consent_id": str(uuid.uuid4()),
+        "disclosures": ["ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"],
+    }
     assert post(client, csrf, "/consent", body).status_code == 201
     assert post(client, csrf, "/consent", body).status_code == 201
     (consent,) = server.of("Consent")
     assert consent["status"] == "active" and consent["performer"] == [{"reference": NURSE}]
-    bad = post(client, csrf, "/consent", {**body, "consent_id": str(uuid.uuid4()), "disclosures": ["cost-sharing"]})
+    bad = post(
+        client, csrf, "/consent", {**body, "consent_id": str(uuid.uuid4()), "disclosures": ["cost-sharing"]}
+    )
     assert bad.status_code == 422 and "disclosure" in bad.get_json()["errors"][0]["code"]
 
 
@@ -396,3 +458,73 @@ def test_correction_through_the_app(tmp_path: Path) -> None:
     (enc,) = server.of("Encounter")
     assert post(client, csrf, f"/time/{enc['id']}/correct", {}).status_code == 422  # reason required
     assert "entered in error" in client.get(f"/time/{enc['id']}/correct").get_data(as_text=True)
+
+
+def test_the_panel_shows_the_capture_form_and_pending_entries(tmp_path: Path) -> None:
+    from tests.unit.test_panel import MONTH, make_app, open_session, scenario
+
+    app = make_app(tmp_path, scenario("ready"), OUTBOX_WORKER=False)
+    client = app.test_client()
+    open_session(client, "p-ready")
+    page = client.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)
+    assert 'id="timelog-form"' in page and "Record consent" in page
+    assert 'name="conditions" value="Condition/' in page  # conditions addressed come from the verdict
+    assert "Not yet on the FHIR server" not in page or 'id="timelog-outbox" hidden' in page
+    with client.session_transaction() as sess:
+        csrf = str(sess["csrf"])
+    # The fake server has no transaction(): the write fails, so the entry stays pending.
+    resp = post(client, csrf, "/time", {**recent(), "performer": NURSE})
+    assert resp.status_code == 202 and resp.get_json()["state"] == "pending"
+    page = client.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)
+    assert 'id="timelog-outbox" hidden' not in page
+    assert "pending" in page and "20 min CCM" in page
+
+
+def test_a_rejected_entry_is_shown_and_can_be_sent_again(tmp_path: Path) -> None:
+    server = FakeServer()
+    server.failures = [FhirError(422, "HTTP 422 from FHIR server: Encounter.subject: unknown patient")]
+    _, client, csrf = app_with(tmp_path, server)
+    body = recent()
+    # The first call is the overlap search: let it pass, fail the write.
+    server.failures.insert(0, FhirUnavailable(None, "search down"))
+    resp = post(client, csrf, "/time", body)
+    assert resp.status_code == 422 and resp.get_json()["state"] == "rejected"
+    item_id = resp.get_json()["id"]
+    page = client.get("/time/new").get_data(as_text=True)
+    assert "unknown patient" in page and f"/time/{item_id}/retry" in page
+    again = client.post(
+        f"/time/{item_id}/retry", data={"csrf_token": csrf}, headers={"Accept": "application/json"}
+    )
+    assert again.status_code == 201 and again.get_json()["state"] == "saved"
+    assert len(server.of("Encounter")) == 1
+
+
+def test_an_entry_id_of_another_patient_is_neither_shown_nor_reused(tmp_path: Path) -> None:
+    server = FakeServer()
+    _, first, csrf1 = app_with(tmp_path, server)
+    entry_id = post(first, csrf1, "/time", recent()).get_json()["id"]
+    _, other, csrf2 = app_with(tmp_path, server, patient="p2")  # same outbox database
+    resp = post(other, csrf2, "/time", {**recent(), "id": entry_id})
+    assert resp.status_code == 422
+    assert [e["code"] for e in resp.get_json()["errors"]] == ["id-taken"]
+    assert other.get("/time/pending").get_json()["items"] == []
+    assert other.post(f"/time/{entry_id}/retry", data={"csrf_token": csrf2}).status_code == 404
+
+
+def test_the_background_worker_thread_resumes_pending_items(tmp_path: Path) -> None:
+    import time
+
+    outbox = Outbox(tmp_path / "outbox.sqlite3", backoff=0.01, max_backoff=0.05)
+    server = FakeServer()
+    server.failures = [FhirUnavailable(None, "down")]
+    item_id = queue(outbox, draft())
+    worker = OutboxWorker(outbox, lambda item: server, interval=0.05)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and outbox.get(item_id).state != "saved":  # type: ignore[union-attr]
+            time.sleep(0.02)
+    finally:
+        worker.stop()
+    assert outbox.get(item_id).state == "saved"  # type: ignore[union-attr]
+    assert server.calls == 2

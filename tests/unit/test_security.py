@@ -178,3 +178,19 @@ def test_no_token_or_phi_in_logs_across_a_whole_launch(
     assert caplog.records  # the launch did log something
     for secret in secrets_:
         assert secret not in text, secret
+
+
+def test_read_owned_refuses_another_patients_resource() -> None:
+    """Resources read by id (Goal: no patient search everywhere) must belong to the launch patient."""
+    from smart_app.patient_scope import PatientScopedClient, PatientScopeError
+
+    class Directory:
+        def read(self, resource_type: str, resource_id: str) -> dict[str, object]:
+            owner = "p1" if resource_id == "mine" else "p2"
+            subject = {"reference": f"Patient/{owner}"}
+            return {"resourceType": resource_type, "id": resource_id, "subject": subject}
+
+    scoped = PatientScopedClient(Directory(), "p1")
+    assert scoped.read_owned("Goal", "mine")["id"] == "mine"
+    with pytest.raises(PatientScopeError):
+        scoped.read_owned("Goal", "theirs")

@@ -172,3 +172,85 @@ def test_csv_is_safe_for_spreadsheets(rows) -> None:
     parsed = list(csv.reader(io.StringIO(to_csv([evil, rows["no-consent"]]))))
     assert parsed[0][0] == "patient" and parsed[1][1].startswith("'=")
     assert parsed[1][3] == "99490" and parsed[2][2] == "blocked" and "consent:" in parsed[2][9]
+
+
+def _status_of(result: Any) -> tuple[str, str]:
+    return result.key, result.verdicts[0].status
+
+
+def test_parallel_buckets_give_the_same_results(population, tmp_path: Path) -> None:
+    from smart_app.population import map_population
+
+    resources, _spec_of = population
+    files = _write_by_type(resources, tmp_path)
+    one = sorted(map_population(files, [MONTH], _status_of, tz=TZ, per_bucket=3, workdir=tmp_path))
+    two = sorted(map_population(files, [MONTH], _status_of, tz=TZ, per_bucket=3, workdir=tmp_path, workers=2))
+    assert one == two and len(one) == 22
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--month", "2026-13"],
+        ["--month", "2026-10", "--timezone", "Mars/Base"],
+        ["--month", "2026-10", "--group", "Group/a/b"],
+        ["--month", "2026-10", "--client-id", "x"],
+        ["--month", "2026-10", "--policy", "no-such-pack"],
+    ],
+)
+def test_cli_rejects_bad_arguments(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    from smart_app.cli import main
+
+    assert main(["worklist", "--fhir-base", "http://127.0.0.1:9/fhir", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ccm-ready worklist: ") and err.count("\n") == 1
+
+
+def test_cli_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
+    from smart_app.cli import main
+
+    assert main(["worklist", "--fhir-base", "http://127.0.0.1:9/fhir", "--month", "2026-10", "--quiet"]) == 1
+    assert "ccm-ready worklist:" in capsys.readouterr().err
+
+
+def test_program_page_asks_for_a_server_and_checks_parameters(tmp_path: Path) -> None:
+    from smart_app.app import create_app
+
+    app = create_app(
+        {
+            "TESTING": True,
+            "SECRET_KEY": "t",
+            "DATA_DIR": str(tmp_path),
+            "OPEN_SERVERS": ["http://127.0.0.1:9/fhir"],
+        }
+    )
+    http = app.test_client()
+    choose = http.get("/program")
+    assert choose.status_code == 200 and 'name="iss"' in choose.get_data(as_text=True)
+    assert http.get("/program", query_string={"iss": "http://elsewhere.example/fhir"}).status_code == 403
+    base = {"iss": "http://127.0.0.1:9/fhir"}
+    assert http.get("/program", query_string={**base, "month": "2026-13"}).status_code == 400
+    assert http.get("/program", query_string={**base, "filter": "nope"}).status_code == 400
+    assert http.get("/program", query_string={**base, "n": "-1"}).status_code == 400
+    assert http.get("/program", query_string={**base, "group": "Group/a/b"}).status_code == 400
+    assert http.get("/program/status", query_string={**base, "month": "2001-01"}).status_code == 404
+    assert (
+        http.post("/program/mark-billed", query_string=base, data={"patient": "Patient/1"}).status_code == 400
+    )
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    from smart_app.worklist_cli import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = Progress(stream, enabled=True)
+        bar.stage("export in progress")
+        bar.count(10, 10)
+        bar.done()
+    assert "export in progress" in tty.getvalue() and "10/10" in tty.getvalue() and "#" * 30 in tty.getvalue()
+    assert pipe.getvalue() == ""

@@ -1,4 +1,4 @@
-"""Strict writers: time entry (Encounter + Task + Provenance), corrections, consent; read back by the reader."""
+"""Strict writers: time entry (Encounter + Task + Provenance), corrections, consent; read back."""
 
 from __future__ import annotations
 
@@ -34,8 +34,16 @@ ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 
 def draft(**kw: Any) -> TimeEntryDraft:
-    base: dict[str, Any] = {"entry_id": ID, "patient_id": "p1", "performer": "Practitioner/rn1", "start": START,
-                            "minutes": 25, "program": "ccm", "activity": "patient-call", "note": NOTE}
+    base: dict[str, Any] = {
+        "entry_id": ID,
+        "patient_id": "p1",
+        "performer": "Practitioner/rn1",
+        "start": START,
+        "minutes": 25,
+        "program": "ccm",
+        "activity": "patient-call",
+        "note": NOTE,
+    }
     base.update(kw)
     return TimeEntryDraft(**base)
 
@@ -44,8 +52,10 @@ def test_encounter_has_identifier_program_period_end_and_length_in_ucum_minutes(
     enc = encounter(draft(conditions=("Condition/c1",)))
     assert enc["identifier"] == [{"system": TIME_ENTRY_ID, "value": ID}]
     assert enc["status"] == "finished"
-    assert enc["type"][0]["coding"][0] == {"system": "https://ccm-ready.org/fhir/CodeSystem/care-program",
-                                           "code": "ccm"}
+    assert enc["type"][0]["coding"][0] == {
+        "system": "https://ccm-ready.org/fhir/CodeSystem/care-program",
+        "code": "ccm",
+    }
     assert enc["period"] == {"start": "2026-11-03T14:00:00+00:00", "end": "2026-11-03T14:25:00+00:00"}
     assert enc["length"] == {"value": 25, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}
     assert enc["participant"] == [{"individual": {"reference": "Practitioner/rn1"}}]
@@ -70,8 +80,9 @@ def test_task_carries_activity_note_and_points_at_the_entry() -> None:
 
 
 def test_transaction_is_conditional_on_our_identifiers_and_valid_r4() -> None:
-    bundle = entry_transaction(draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="cms-pfs-2026",
-                               pack_version="2026.07")
+    bundle = entry_transaction(
+        draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="cms-pfs-2026", pack_version="2026.07"
+    )
     FcBundle(bundle, strict=True)
     requests = [e["request"] for e in bundle["entry"]]
     assert [r["url"] for r in requests] == ["Encounter", "Task", "Provenance"]
@@ -85,20 +96,27 @@ def test_transaction_is_conditional_on_our_identifiers_and_valid_r4() -> None:
     assert prov["agent"][1]["who"]["identifier"]["value"] == "ccm-ready"
     assert prov["policy"] == ["https://ccm-ready.org/fhir/policy/cms-pfs-2026/2026.07"]
     FcProvenance(prov, strict=True)
-    again = entry_transaction(draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="cms-pfs-2026",
-                              pack_version="2026.07")
+    again = entry_transaction(
+        draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="cms-pfs-2026", pack_version="2026.07"
+    )
     assert again == bundle  # the same entry always makes the same transaction
 
 
 def test_written_entry_reads_back_through_the_reader() -> None:
-    bundle = entry_transaction(draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="p", pack_version="v")
+    bundle = entry_transaction(
+        draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="p", pack_version="v"
+    )
     enc = {**bundle["entry"][0]["resource"], "id": "e1"}
     t = {**bundle["entry"][1]["resource"], "id": "t1", "encounter": {"reference": "Encounter/e1"}}
     facts = read_facts([enc, t], "p1")
     assert not facts.skipped
     (entry,) = facts.time_entries
-    assert (entry.status, entry.program, entry.minutes, entry.performer) == ("finished", "ccm", 25,
-                                                                             "Practitioner/rn1")
+    assert (entry.status, entry.program, entry.minutes, entry.performer) == (
+        "finished",
+        "ccm",
+        25,
+        "Practitioner/rn1",
+    )
     assert entry.notes == (NOTE,)
     assert entry.end - entry.start == timedelta(minutes=25)
 
@@ -128,8 +146,17 @@ def test_correction_marks_entered_in_error_with_if_match_and_reason() -> None:
     enc = stored(encounter(draft()), "e1", "3")
     t = stored(task(draft(), "Encounter/e1", RECORDED), "t1")
     replacement = draft(entry_id="7c9e6679-7425-40de-944b-e07fc1f90ae7", minutes=15)
-    bundle = correction_transaction("http://fhir.test/fhir/", enc, [t], "wrong minutes", user="Practitioner/rn1",
-                                    recorded=RECORDED, pack_id="p", pack_version="v", replacement=replacement)
+    bundle = correction_transaction(
+        "http://fhir.test/fhir/",
+        enc,
+        [t],
+        "wrong minutes",
+        user="Practitioner/rn1",
+        recorded=RECORDED,
+        pack_id="p",
+        pack_version="v",
+        replacement=replacement,
+    )
     FcBundle(bundle, strict=True)
     put_enc, put_task, prov, *new = bundle["entry"]
     assert put_enc["request"] == {"method": "PUT", "url": "Encounter/e1", "ifMatch": 'W/"3"'}
@@ -149,20 +176,43 @@ def test_correction_marks_entered_in_error_with_if_match_and_reason() -> None:
 def test_correction_of_an_already_marked_entry_writes_only_the_replacement_or_nothing() -> None:
     enc = {**stored(encounter(draft()), "e1"), "status": "entered-in-error"}
     with pytest.raises(WriteError, match="already marked"):
-        correction_transaction("http://x/fhir", enc, [], "again", user="Practitioner/a", recorded=RECORDED,
-                               pack_id="p", pack_version="v")
+        correction_transaction(
+            "http://x/fhir",
+            enc,
+            [],
+            "again",
+            user="Practitioner/a",
+            recorded=RECORDED,
+            pack_id="p",
+            pack_version="v",
+        )
     with pytest.raises(WriteError, match="reason"):
-        correction_transaction("http://x/fhir", stored(encounter(draft()), "e1"), [], " ", user="Practitioner/a",
-                               recorded=RECORDED, pack_id="p", pack_version="v")
+        correction_transaction(
+            "http://x/fhir",
+            stored(encounter(draft()), "e1"),
+            [],
+            " ",
+            user="Practitioner/a",
+            recorded=RECORDED,
+            pack_id="p",
+            pack_version="v",
+        )
 
 
 ALL = ("ccm-available", "cost-sharing", "one-practitioner", "right-to-stop")
 
 
 def consent_draft(**kw: Any) -> ConsentDraft:
-    base: dict[str, Any] = {"consent_id": ID, "patient_id": "p1", "decision": "given", "obtained_at": START,
-                            "obtained_by": "Practitioner/rn1", "billing_practitioner": "Practitioner/dr",
-                            "method": "verbal", "disclosures": ALL}
+    base: dict[str, Any] = {
+        "consent_id": ID,
+        "patient_id": "p1",
+        "decision": "given",
+        "obtained_at": START,
+        "obtained_by": "Practitioner/rn1",
+        "billing_practitioner": "Practitioner/dr",
+        "method": "verbal",
+        "disclosures": ALL,
+    }
     base.update(kw)
     return ConsentDraft(**base)
 
@@ -171,20 +221,29 @@ def test_consent_matches_the_conventions_and_reads_back() -> None:
     c = consent(consent_draft())
     FcConsent(c, strict=True)
     assert c["status"] == "active"
-    assert c["scope"]["coding"][0] == {"system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                                       "code": "treatment"}
+    assert c["scope"]["coding"][0] == {
+        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+        "code": "treatment",
+    }
     assert {cc["coding"][0]["code"] for cc in c["category"]} == {"59284-0", "ccm"}
-    assert c["extension"][0] == {"url": "https://ccm-ready.org/fhir/StructureDefinition/consent-method",
-                                 "valueCode": "verbal"}
+    assert c["extension"][0] == {
+        "url": "https://ccm-ready.org/fhir/StructureDefinition/consent-method",
+        "valueCode": "verbal",
+    }
     assert [e["valueCoding"]["code"] for e in c["extension"][1:]] == list(ALL)
     actor = c["provision"]["actor"][0]
-    assert actor["role"]["coding"][0]["code"] == "PPRF" and actor["reference"] == {"reference": "Practitioner/dr"}
+    assert actor["role"]["coding"][0]["code"] == "PPRF" and actor["reference"] == {
+        "reference": "Practitioner/dr"
+    }
     assert c["performer"] == [{"reference": "Practitioner/rn1"}]
     assert c["policyRule"]["coding"][0]["code"] == "ccm-consent"
     (record,) = read_facts([{**c, "id": "c1"}], "p1").consents
     assert record.status == "active" and record.disclosures == frozenset(ALL)
-    assert (record.billing_practitioner, record.obtained_by, record.method) == ("Practitioner/dr",
-                                                                                "Practitioner/rn1", "verbal")
+    assert (record.billing_practitioner, record.obtained_by, record.method) == (
+        "Practitioner/dr",
+        "Practitioner/rn1",
+        "verbal",
+    )
 
 
 def test_declined_and_stopped_consents() -> None:
@@ -199,9 +258,11 @@ def test_declined_and_stopped_consents() -> None:
 
 
 def test_consent_transaction_is_idempotent_on_our_identifier() -> None:
-    bundle = consent_transaction(consent_draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="p",
-                                 pack_version="v")
+    bundle = consent_transaction(
+        consent_draft(), user="Practitioner/rn1", recorded=RECORDED, pack_id="p", pack_version="v"
+    )
     FcBundle(bundle, strict=True)
-    assert bundle["entry"][0]["request"]["ifNoneExist"].startswith("identifier=https://ccm-ready.org/fhir/"
-                                                                   "identifier/consent%7C")
+    assert bundle["entry"][0]["request"]["ifNoneExist"].startswith(
+        "identifier=https://ccm-ready.org/fhir/identifier/consent%7C"
+    )
     assert bundle["entry"][1]["request"]["ifNoneExist"].startswith("target:Consent.identifier=")
