@@ -22,18 +22,26 @@ def _first_code(concept: Any) -> str | None:
     return text.strip().lower() if isinstance(text, str) and text.strip() else None
 
 
-def _human_name(names: Any) -> str:
+def human_name(names: Any) -> str:
+    """A display name from HumanName[] (official first, then usual/unspecified, then the rest); "" if none."""
     if not isinstance(names, list):
         return ""
-    chosen = next((n for n in names if isinstance(n, dict) and n.get("use") == "official"), None)
-    chosen = chosen or next((n for n in names if isinstance(n, dict)), None)
-    if not chosen:
-        return ""
-    if isinstance(chosen.get("text"), str) and chosen["text"].strip():
-        return chosen["text"].strip()
-    given = " ".join(g for g in chosen.get("given") or () if isinstance(g, str))
-    family = chosen.get("family") if isinstance(chosen.get("family"), str) else ""
-    return " ".join(p for p in (given, family) if p)
+    usable = [n for n in names if isinstance(n, dict)]
+    usable.sort(
+        key=lambda n: 0 if n.get("use") == "official" else 1 if n.get("use") in (None, "usual") else 2
+    )
+    for n in usable:
+        if isinstance(n.get("text"), str) and n["text"].strip():
+            return n["text"].strip()
+        raw_given = n.get("given")
+        if isinstance(raw_given, str):
+            raw_given = [raw_given]
+        given = [g for g in raw_given if isinstance(g, str)] if isinstance(raw_given, list) else []
+        family = n.get("family") if isinstance(n.get("family"), str) else ""
+        text = " ".join([*given, family]).strip()
+        if text:
+            return text
+    return ""
 
 
 def read_patient(res: dict[str, Any], key: str, ctx: ReadContext) -> PatientRecord:
@@ -44,7 +52,7 @@ def read_patient(res: dict[str, Any], key: str, ctx: ReadContext) -> PatientReco
     gps = tuple(k for k in (ctx.refs.key(r) for r in res.get("generalPractitioner") or ()) if k)
     return PatientRecord(
         id=key,
-        name=_human_name(res.get("name")),
+        name=human_name(res.get("name")),
         birth_date=parse_birth_date(res.get("birthDate")),
         deceased=bool(flag) or deceased_at is not None,
         deceased_at=deceased_at,

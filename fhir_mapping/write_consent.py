@@ -128,3 +128,76 @@ def consent_transaction(
             },
         ]
     )
+
+
+def is_ccm_consent(resource: dict[str, Any]) -> bool:
+    """A Consent whose category carries care-program `ccm` (the reader's test, for choosing what to stop)."""
+    for cat in resource.get("category") or []:
+        for coding in (cat.get("coding") or []) if isinstance(cat, dict) else []:
+            if (
+                isinstance(coding, dict)
+                and coding.get("code") == "ccm"
+                and str(coding.get("system", ""))
+                .rstrip("/")
+                .endswith("ccm-ready.org/fhir/CodeSystem/care-program")
+            ):
+                return True
+    return False
+
+
+def stopped(current: dict[str, Any], stop_date: date) -> dict[str, Any]:
+    """A copy of the stored CCM Consent with status inactive and `provision.period.end` = the stop date.
+
+    Everything else (when and by whom it was obtained, the disclosures, the billing practitioner) is kept, so
+    minutes before the stop still count under the original consent.
+    """
+    res = {k: v for k, v in current.items()}
+    res["status"] = "inactive"
+    provision = dict(res.get("provision") or {"type": "permit"})
+    period = dict(provision.get("period") or {})
+    period["end"] = stop_date.isoformat()
+    if "start" in period and period["start"] > period["end"]:
+        raise WriteError("the stop date is before the consent's own start")
+    provision["period"] = period
+    res["provision"] = provision
+    return checked(res)
+
+
+def stop_transaction(
+    base: str,
+    current: dict[str, Any],
+    stop_date: date,
+    *,
+    user: str,
+    recorded: datetime,
+    pack_id: str,
+    pack_version: str,
+) -> dict[str, Any]:
+    """PUT the stopped Consent (If-Match on the version read) and a Provenance saying why, atomically."""
+    rid = current.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise WriteError("the consent to stop has no server id")
+    full = f"{base.rstrip('/')}/Consent/{rid}"
+    request: dict[str, Any] = {"method": "PUT", "url": f"Consent/{rid}"}
+    meta = current.get("meta") if isinstance(current.get("meta"), dict) else {}
+    if isinstance(meta.get("versionId"), str):
+        request["ifMatch"] = f'W/"{meta["versionId"]}"'
+    prov = provenance(
+        [full],
+        user=user,
+        recorded=recorded,
+        pack_id=pack_id,
+        pack_version=pack_version,
+        activity="UPDATE",
+        reason=f"The patient stopped CCM on {stop_date.isoformat()}",
+    )
+    return transaction(
+        [
+            {"fullUrl": full, "resource": stopped(current, stop_date), "request": request},
+            {
+                "fullUrl": urn("consent-stop", f"{rid}:{stop_date.isoformat()}"),
+                "resource": prov,
+                "request": {"method": "POST", "url": "Provenance"},
+            },
+        ]
+    )

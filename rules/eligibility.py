@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
@@ -25,15 +25,8 @@ EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 MIN_CONDITIONS = 2
 
 
-class ClassificationLike(Protocol):
-    chronic: bool
-    source: str | None
-    condition_key: str | None
-    condition_label: str
-    display: str
-    reason: str
-
-
+# coding -> a classification with chronic, source, condition_key, condition_label, display, reason
+# (rules.chronic.classify, or a test's table).
 Classifier = Callable[[Coding], Any]
 
 

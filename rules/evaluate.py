@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from rules import (
     care_plan,
     code_selection,
@@ -15,13 +12,13 @@ from rules import (
     initiating_visit,
 )
 from rules import minutes as minute_rules
+from rules.eligibility import Classifier
 from rules.month import BadMonth, Month, zone
 from rules.packs import Citation, PolicyPack, resolve_pack
 from rules.patient_month import PatientMonth
-from rules.records import Coding, PatientFacts
+from rules.records import PatientFacts
 from rules.verdict import CATEGORIES, Finding, Status, Verdict
 
-Classifier = Callable[[Coding], Any]
 SEVERITY_ORDER = {"blocker": 0, "warning": 1, "info": 2}
 CATEGORY_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
 CITE_CLAIM = Citation("CMS claim edits; OIG CCM reports", "5.2, 5.3", ("S10", "S16"), "H")
@@ -104,9 +101,13 @@ def evaluate(
             )
         )
         codes = ()
+    # A total order, so a verdict does not depend on the order the server returned resources in.
     ordered = tuple(
         sorted(
-            findings, key=lambda f: (CATEGORY_ORDER.get(f.category, 99), SEVERITY_ORDER.get(f.severity, 9))
+            findings,
+            key=lambda f: (
+                CATEGORY_ORDER.get(f.category, 99), SEVERITY_ORDER.get(f.severity, 9), f.rule, f.evidence
+            ),
         )
     )
     status = status_of(ordered, bool(codes))
@@ -119,7 +120,9 @@ def evaluate(
         codes=codes if status == "ready" else (),
         minutes=counted.minutes,
         next_threshold=selection.next_threshold,
-        chronic_conditions=chronic.chronic_conditions,
+        chronic_conditions=tuple(
+            sorted(chronic.chronic_conditions, key=lambda c: (c.condition_key, c.system, c.code, c.evidence))
+        ),
         findings=ordered,
         skipped=facts.skipped,
         billing_practitioner=practitioner,

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import sqlite3
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from flask import (
     url_for,
 )
 
+from fhir_mapping.read_clinical import human_name
 from fhir_mapping.write_careplan import (
     SHARE_METHODS,
     care_plan_transaction,
@@ -61,7 +61,9 @@ from smart_app import careplan_prefill as prefill
 from smart_app import panel, sessions
 from smart_app.context import LaunchContext
 from smart_app.fhir_client import FhirError, FhirUnauthorized, FhirUnavailable
+from smart_app.packet_render import PdfError, print_pdf, style_csp_source
 from smart_app.patient_scope import PatientScopeError
+from smart_app.security import content_security_policy
 
 bp = Blueprint("careplan", __name__)
 log = logging.getLogger(__name__)
@@ -208,11 +210,17 @@ def _date(raw: str, field: str, label: str, problems: list[Problem]) -> date | N
         return None
 
 
+def _row_count(form: Any, field: str) -> int:
+    """How many goal/intervention rows the form says it has (0..MAX_ROWS; junk counts as 0)."""
+    raw = str(form.get(field, "") or "").strip()
+    return min(int(raw), MAX_ROWS) if raw.isdigit() else 0
+
+
 def draft_from_form(form: Any, ctx: LaunchContext, today: date) -> tuple[CarePlanDraft, str, list[Problem]]:
     """The draft exactly as typed (empty goal/intervention rows dropped) and any unreadable-input problems."""
     problems: list[Problem] = []
     goals: list[GoalDraft] = []
-    for i in range(1, min(int(form.get("goal_count", "0") or 0), MAX_ROWS) + 1):
+    for i in range(1, _row_count(form, "goal_count") + 1):
         get = lambda name, i=i: str(form.get(f"goal-{i}-{name}", "")).strip()  # noqa: E731
         if get("remove"):
             continue
@@ -231,7 +239,7 @@ def draft_from_form(form: Any, ctx: LaunchContext, today: date) -> tuple[CarePla
             )
         )
     acts: list[ActivityDraft] = []
-    for i in range(1, min(int(form.get("activity_count", "0") or 0), MAX_ROWS) + 1):
+    for i in range(1, _row_count(form, "activity_count") + 1):
         get = lambda name, i=i: str(form.get(f"activity-{i}-{name}", "")).strip()  # noqa: E731
         if get("remove") or not (get("description") or get("performer")):
             continue
@@ -537,7 +545,7 @@ def _save(
     version = _saved_version(response)
     log.info("care plan saved (%s)", "revision" if draft.plan_id else "new")
     if retried:
-        chart = _chart(ctx, month, _policy_of(chart))
+        chart = _chart(ctx, month, chart.verdict.policy)
         stored = prefill.stored_draft(chart, ctx.patient_id) or draft
         return _editor(
             ctx,
@@ -550,10 +558,6 @@ def _save(
             notice=f"Your kept draft has now been saved (version {version}).",
         )
     return redirect(url_for("careplan.editor", saved=version or "new"))
-
-
-def _policy_of(chart: prefill.Chart) -> str:
-    return chart.verdict.policy
 
 
 def _saved_version(response: dict[str, Any]) -> str:
@@ -703,43 +707,24 @@ def print_copy() -> Response | tuple[str, int]:
         css=PRINT_CSS,
         labels=SECTION_LABELS,
         sections=TEXT_SECTIONS,
-        patient_name=_patient_name(patient),
+        patient_name=human_name(patient.get("name")),
         team=team,
         today=today,
         problems=[draft.problem_labels.get(c, c) for c in draft.conditions],
     )
     if request.args.get("format") == "pdf":
-        from smart_app.packet_render import PdfError, render_pdf
-
-        with tempfile.TemporaryDirectory(prefix="ccm-careplan-") as tmp:
-            src, out = Path(tmp) / "care-plan.html", Path(tmp) / "care-plan.pdf"
-            src.write_text(html, "utf-8")
-            try:
-                render_pdf(src, out)
-            except PdfError as exc:
-                return _error(CarePlanError(503, "The PDF could not be printed", str(exc)))
-            data = out.read_bytes()
+        try:
+            data = print_pdf(html)
+        except PdfError as exc:
+            return _error(CarePlanError(503, "The PDF could not be printed", str(exc)))
         resp = Response(data, mimetype="application/pdf")
         resp.headers["Content-Disposition"] = 'inline; filename="care-plan.pdf"'
         return resp
     resp = Response(html, mimetype="text/html")
-    digest = hashlib.sha256(PRINT_CSS.encode("utf-8")).digest()
-    import base64
-
-    resp.headers["Content-Security-Policy"] = (
-        "default-src 'self'; object-src 'none'; base-uri 'none'; "
-        f"style-src 'sha256-{base64.b64encode(digest).decode()}'"
-    )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # The app's policy (frame-ancestors included) plus exactly the print stylesheet.
+    resp.headers["Content-Security-Policy"] = content_security_policy(app, style_csp_source(PRINT_CSS))
     return resp
-
-
-def _patient_name(patient: dict[str, Any]) -> str:
-    for name in patient.get("name") or ():
-        if isinstance(name, dict):
-            text = name.get("text") or " ".join([*(name.get("given") or []), str(name.get("family") or "")])
-            if str(text).strip():
-                return str(text).strip()
-    return ""
 
 
 @bp.post("/care-plan/share")

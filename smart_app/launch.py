@@ -11,6 +11,7 @@ from urllib.parse import urlencode, urlsplit
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from fhir_mapping.read_clinical import human_name
 from smart_app import sessions, smart_auth
 from smart_app.context import LaunchContext, LaunchMode
 from smart_app.smart_auth import PendingAuthorization, SmartAuthError
@@ -139,19 +140,6 @@ def _open_client(base: str) -> Any:
     return FhirClient(base, token_provider=None, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10.0)))
 
 
-def _display_name(patient: dict[str, Any]) -> str:
-    for name in patient.get("name") or []:
-        if not isinstance(name, dict):
-            continue
-        if isinstance(name.get("text"), str) and name["text"].strip():
-            return name["text"].strip()
-        given = " ".join(g for g in name.get("given") or [] if isinstance(g, str))
-        family = name.get("family") if isinstance(name.get("family"), str) else ""
-        if (given + family).strip():
-            return f"{given} {family}".strip()
-    return "(no name)"
-
-
 def _search_patients(client: Any, name: str) -> list[dict[str, str]]:
     from smart_app.fhir_client import FhirClient, searchset_resources
 
@@ -169,7 +157,7 @@ def _search_patients(client: Any, name: str) -> list[dict[str, str]]:
             continue
         out.append({
             "id": pid,
-            "name": _display_name(res),
+            "name": human_name(res.get("name")) or "(no name)",
             "birth_date": str(res.get("birthDate") or ""),
             "gender": str(res.get("gender") or ""),
         })

@@ -30,7 +30,7 @@ from fhir_mapping.write_provenance import WriteError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("time", "correction", "consent")
+KINDS = ("time", "correction", "consent", "consent-stop")
 STATES = ("pending", "sending", "saved", "rejected")
 RETRY_LATER_STATUSES = frozenset({401, 408, 409, 412, 423, 429})
 TRANSACTION_REFUSED = frozenset({404, 405, 501})
@@ -455,6 +455,43 @@ def _correction_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | Non
         raise
 
 
+def _stop_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | None:
+    """Stop the patient's current CCM consent (the latest active one naming this billing practitioner, if any
+    names one); None when it is already stopped on that date; with no consent on file, a new inactive one."""
+    from datetime import date, datetime
+
+    from fhir_mapping.write_consent import is_ccm_consent, stop_transaction
+
+    p = item.payload
+    stop_date = date.fromisoformat(p["stop_date"])
+    patient = f"Patient/{item.patient_id}"
+    consents = [c for c in client.search("Consent", {"patient": patient}) if is_ccm_consent(c)]
+    done = [
+        c
+        for c in consents
+        if c.get("status") == "inactive"
+        and ((c.get("provision") or {}).get("period") or {}).get("end") == p["stop_date"]
+    ]
+    if done:
+        return None
+    active = [c for c in consents if c.get("status") == "active"]
+    pprf = p.get("billing_practitioner")
+    named = [c for c in active if pprf and pprf in json.dumps((c.get("provision") or {}).get("actor") or [])]
+    candidates = named or active
+    if not candidates:
+        return p["fallback_bundle"]
+    current = max(candidates, key=lambda c: str(c.get("dateTime") or ""))
+    return stop_transaction(
+        _base(client, item),
+        current,
+        stop_date,
+        user=p["user"],
+        recorded=datetime.fromisoformat(p["recorded"]),
+        pack_id=p["pack_id"],
+        pack_version=p["pack_version"],
+    )
+
+
 def _base(client: Client, item: OutboxItem) -> str:
     return str(getattr(client, "base", "") or item.fhir_base)
 
@@ -462,8 +499,8 @@ def _base(client: Client, item: OutboxItem) -> str:
 def deliver(client: Client, item: OutboxItem) -> list[str]:
     """Write one item to the server; Retry / Reject on failure. Returns the references written."""
     try:
-        if item.kind == "correction":
-            bundle = _correction_bundle(client, item)
+        if item.kind in ("correction", "consent-stop"):
+            bundle = (_correction_bundle if item.kind == "correction" else _stop_bundle)(client, item)
             if bundle is None:
                 return []
         else:

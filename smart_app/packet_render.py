@@ -25,16 +25,16 @@ STATUS_WORDS = {
     "blocked": "blocked",
     "not-eligible": "not eligible for CCM",
 }
-CHROMIUM_FLAGS = (
-    "--headless",
+# Flags for every headless chromium we start (PDF printing here, Playwright in the browser tests).
+CHROMIUM_COMMON_FLAGS = (
     "--no-sandbox",
     "--disable-gpu",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    "--no-pdf-header-footer",
 )
+CHROMIUM_FLAGS = ("--headless", *CHROMIUM_COMMON_FLAGS, "--no-pdf-header-footer")
 _env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]))
 
 
@@ -42,9 +42,9 @@ class PdfError(RuntimeError):
     """Chromium is missing or could not render the PDF (one-line message)."""
 
 
-def style_csp_source() -> str:
-    """The CSP source that allows exactly the packet's inline <style> (for serving the HTML)."""
-    return "'sha256-" + base64.b64encode(hashlib.sha256(CSS.encode("utf-8")).digest()).decode() + "'"
+def style_csp_source(css: str = CSS) -> str:
+    """The CSP source that allows exactly one inline <style> with `css` (default: the packet's)."""
+    return "'sha256-" + base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode() + "'"
 
 
 def render_html(packet: Packet, packet_sha256: str | None = None) -> str:
@@ -107,3 +107,12 @@ def render_pdf(html_path: Path, pdf_path: Path, *, timeout: float = 90.0) -> Non
     if done.returncode != 0 or not pdf_path.is_file() or pdf_path.stat().st_size == 0:
         tail = " ".join(done.stderr.decode("utf-8", "replace").split())[-200:]
         raise PdfError(f"chromium could not print the PDF (exit {done.returncode}): {tail}")
+
+
+def print_pdf(html: str, *, timeout: float = 90.0) -> bytes:
+    """The PDF of an HTML document (written to a throwaway directory first); PdfError when it fails."""
+    with tempfile.TemporaryDirectory(prefix="ccm-ready-pdf-") as tmp:
+        page, pdf = Path(tmp) / "page.html", Path(tmp) / "page.pdf"
+        page.write_text(html, "utf-8")
+        render_pdf(page, pdf, timeout=timeout)
+        return pdf.read_bytes()

@@ -8,9 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from flask import Response, current_app, jsonify, request
@@ -80,16 +78,13 @@ def _attachment(resp: Response, filename: str) -> Response:
 
 
 def _pdf(html: str, filename: str) -> Any:
-    from smart_app.packet_render import PdfError, render_pdf
+    from smart_app.packet_render import PdfError, print_pdf
 
-    with tempfile.TemporaryDirectory(prefix="ccm-packet-") as tmp:
-        page, pdf = Path(tmp) / "packet.html", Path(tmp) / "packet.pdf"
-        page.write_text(html, "utf-8")
-        try:
-            render_pdf(page, pdf)
-        except PdfError as exc:
-            return _error(503, str(exc))
-        return _attachment(Response(pdf.read_bytes(), mimetype="application/pdf"), filename)
+    try:
+        data = print_pdf(html)
+    except PdfError as exc:
+        return _error(503, str(exc))
+    return _attachment(Response(data, mimetype="application/pdf"), filename)
 
 
 def _html(html: str) -> Response:
@@ -99,7 +94,5 @@ def _html(html: str) -> Response:
 
     resp = Response(html, mimetype="text/html")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    resp.headers["Content-Security-Policy"] = (
-        f"{content_security_policy(app)}; style-src {style_csp_source()}"
-    )
+    resp.headers["Content-Security-Policy"] = content_security_policy(app, style_csp_source())
     return resp

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from fhir_mapping.read_clinical import human_name
 from rules.month import Month, zone
 from rules.packs import PolicyPack, Track
 from rules.verdict import CATEGORIES, Finding, Verdict
@@ -306,30 +307,13 @@ class Banner:
     id: str
 
 
-def _human_name(names: Any) -> str:
-    if not isinstance(names, list):
-        return ""
-    usable = [n for n in names if isinstance(n, dict)]
-    rank = {"official": 0, None: 1, "usual": 1}
-    usable.sort(key=lambda n: rank.get(n.get("use"), 2))
-    for n in usable:
-        if isinstance(n.get("text"), str) and n["text"].strip():
-            return n["text"].strip()
-        given = [g for g in n.get("given") or () if isinstance(g, str)]
-        family = n.get("family") if isinstance(n.get("family"), str) else ""
-        text = " ".join([*given, family]).strip()
-        if text:
-            return text
-    return ""
-
-
 def patient_banner(patient: dict[str, Any] | None, patient_id: str) -> Banner:
     """Name, birth date, gender and id from a Patient resource (read leniently; blanks when absent)."""
     p = patient if isinstance(patient, dict) else {}
     birth = p.get("birthDate") if isinstance(p.get("birthDate"), str) else ""
     gender = p.get("gender") if isinstance(p.get("gender"), str) else ""
     return Banner(
-        name=_human_name(p.get("name")) or "Name not recorded",
+        name=human_name(p.get("name")) or "Name not recorded",
         birth_date=birth or "not recorded",
         gender=gender or "not recorded",
         id=str(p.get("id") or patient_id),

@@ -182,9 +182,11 @@ class PatientScopedClient:
 
     def read_owned(self, resource_type: str, resource_id: str) -> dict[str, Any]:
         """Read a clinical resource by id (for types a server cannot search by patient, e.g. Goal) and
-        refuse it unless it belongs to the launch patient."""
+        refuse it unless it belongs to the launch patient (a Patient only when it is the launch patient)."""
+        if resource_type == "Patient":
+            return self.read(resource_type, resource_id)
         resource = self._call(lambda: self._inner.read(resource_type, resource_id))
-        if resource_type != "Patient" and not belongs_to(resource, self.patient_id):
+        if not belongs_to(resource, self.patient_id):
             raise PatientScopeError(f"{resource_type} read by id is outside the launch patient", "read")
         return resource
 

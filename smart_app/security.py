@@ -84,12 +84,14 @@ def frame_ancestors(value: str | Iterable[str] | None) -> str:
     return " ".join(ok) or "'self'"
 
 
-def content_security_policy(app: Flask) -> str:
-    return (
+def content_security_policy(app: Flask, style_src: str | None = None) -> str:
+    """The app's CSP; `style_src` (e.g. one inline stylesheet's hash) is added for print pages."""
+    policy = (
         "default-src 'self'; "
         f"frame-ancestors {frame_ancestors(app.config.get('FRAME_ANCESTORS'))}; "
         "object-src 'none'; base-uri 'none'"
     )
+    return f"{policy}; style-src {style_src}" if style_src else policy
 
 
 def _headers(response: Response) -> Response:

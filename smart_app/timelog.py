@@ -731,12 +731,23 @@ def record_consent() -> Any:
         return jsonify(
             {"error": "invalid", "errors": [{"field": "", "code": "write", "message": str(exc)}]}
         ), 422
+    payload: dict[str, Any] = {"bundle": bundle}
+    if form.decision == "stopped":  # stops the consent on file (kept whole); else records a new inactive one
+        payload = {
+            "fallback_bundle": bundle,
+            "stop_date": result.day.isoformat(),
+            "user": user,
+            "billing_practitioner": form.billing_practitioner,
+            "recorded": now_utc().isoformat(),
+            "pack_id": pack.id,
+            "pack_version": pack.version,
+        }
     item = outbox.add(
         consent_id,
-        "consent",
+        "consent-stop" if form.decision == "stopped" else "consent",
         fhir_base=ctx.fhir_base,
         patient_id=ctx.patient_id,
-        payload={"bundle": bundle},
+        payload=payload,
         mode=ctx.mode,
         user=user,
         summary={"decision": form.decision, "date": result.day.isoformat(), "method": form.method},

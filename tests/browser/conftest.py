@@ -8,18 +8,18 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from smart_app.packet_render import CHROMIUM_COMMON_FLAGS
 from tests.unit.test_panel import ALL, busy_scenario, make_app, scenario
 
 CHROMIUM = os.environ.get("CCM_READY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
-]
+CHROMIUM_ARGS = [*CHROMIUM_COMMON_FLAGS, "--disable-quic"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
@@ -37,16 +37,22 @@ class LiveApp:
         self.thread.join(timeout=5)
 
 
-@pytest.fixture(scope="session")
-def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    resources = [r for kind in ALL for r in scenario(kind)] + busy_scenario()
-    app = make_app(tmp_path_factory.mktemp("panel-live"), resources)
+@contextmanager
+def serving(app: Flask) -> Iterator[LiveApp]:
+    """Serve `app` on a free loopback port for the duration of the block."""
     live = LiveApp(make_server("127.0.0.1", 0, app, threaded=True))
     live.thread.start()
     try:
         yield live
     finally:
         live.stop()
+
+
+@pytest.fixture(scope="session")
+def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
+    resources = [r for kind in ALL for r in scenario(kind)] + busy_scenario()
+    with serving(make_app(tmp_path_factory.mktemp("panel-live"), resources)) as live:
+        yield live
 
 
 @pytest.fixture(scope="session")

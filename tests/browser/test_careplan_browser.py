@@ -13,10 +13,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from werkzeug.serving import make_server
 
 from smart_app.app import create_app
-from tests.browser.conftest import LiveApp
+from tests.browser.conftest import LiveApp, serving
 from tests.integration.test_careplan import seed_patient
 from tests.support.sekmet import SekmetServer
 
@@ -34,12 +33,8 @@ def cp_app(sekmet: SekmetServer, tmp_path_factory: pytest.TempPathFactory) -> It
             "OPEN_SERVERS": [sekmet.base],
         }
     )
-    live = LiveApp(make_server("127.0.0.1", 0, app, threaded=True))
-    live.thread.start()
-    try:
+    with serving(app) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture

@@ -3,12 +3,14 @@ warning appears while typing, and "saved" / "pending" are told only as the serve
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from smart_app.fhir_client import FhirUnavailable
@@ -22,7 +24,7 @@ GOOD = "Reviewed BP log (hypertension); raised lisinopril to 20 mg; recheck read
 
 
 class ReadWrite:
-    """Panel reads from the panel's fake server; writes go to the outbox tests' fake, on the same resources."""
+    """Panel reads from the panel's fake; writes go to the outbox tests' fake, on the same resources."""
 
     def __init__(self, reads: FakeFhir, writes: FakeServer) -> None:
         self.reads = reads
@@ -68,7 +70,9 @@ def test_timer_note_warning_and_honest_save_state(
         other.goto(f"{live.url}/panel")
         assert other.is_disabled("#timer-start") and not other.is_disabled("#timer-pause")
         other.click("#timer-pause")
-        page.wait_for_function("document.getElementById('timer-status').textContent.indexOf('paused') >= 0")
+        expect(page.locator("#timer-status")).to_contain_text(
+            "paused"
+        )  # (no eval: the page's CSP forbids it)
         page.click("#timer-stop")
         assert page.input_value("#tl-minutes") == "1"
         assert page.input_value("#tl-start") and page.input_value("#tl-date")
@@ -91,7 +95,7 @@ def test_timer_note_warning_and_honest_save_state(
         page.fill("#tl-minutes", "10")
         page.fill("#tl-note", GOOD)
         page.click("#timelog-form button[type=submit]")
-        page.wait_for_function("document.getElementById('tl-result').textContent.indexOf('Pending') === 0")
+        expect(page.locator("#tl-result")).to_have_text(re.compile(r"^Pending"), timeout=15_000)
         assert "Saved" not in page.inner_text("#tl-result")
         page.reload()
         assert page.is_visible("#timelog-outbox")

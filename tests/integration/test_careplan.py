@@ -362,6 +362,7 @@ def test_editor_validates_saves_and_shares(
     assert "Blood sugar in range" in printed.get_data(as_text=True)
     assert '"DejaVu Sans"' in printed.get_data(as_text=True)  # the stylesheet is not HTML-escaped
     assert "style-src 'sha256-" in printed.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'self'" in printed.headers["Content-Security-Policy"]  # not framable elsewhere
     future = c.post(
         "/care-plan/share",
         data={

@@ -313,14 +313,21 @@ def test_consent_written_read_back_valid_and_read_by_rules(sekmet: SekmetServer,
         {**body, "consent_id": new_entry_id(), "date": (today + timedelta(days=2)).isoformat()},
     )
     assert future.status_code == 422
-    stopped = post_json(
-        client, csrf, "/consent", {**body, "consent_id": new_entry_id(), "decision": "stopped"}
-    )
-    assert stopped.status_code == 201
-    assert {c["status"] for c in fhir.search("Consent", {"patient": f"Patient/{patient}"})} == {
-        "active",
-        "inactive",
-    }
+    stop = {**body, "consent_id": new_entry_id(), "decision": "stopped", "disclosures": []}
+    assert post_json(client, csrf, "/consent", stop).status_code == 201
+    assert post_json(client, csrf, "/consent", {**stop, "consent_id": new_entry_id()}).status_code == 201
+    (after,) = fhir.search("Consent", {"patient": f"Patient/{patient}"})  # the same Consent, now stopped
+    assert after["id"] == consents[0]["id"] and after["status"] == "inactive"
+    assert after["provision"]["period"]["end"] == today.isoformat()
+    assert after["dateTime"] == consents[0]["dateTime"]  # obtained when it was: earlier minutes still count
+    FcConsent(after, strict=True)
+    stop_provs = fhir.search("Provenance", {"target": f"Consent/{after['id']}"})
+    assert len(stop_provs) == 2
+    assert any("stopped" in (p.get("reason") or [{}])[0].get("text", "") for p in stop_provs)
+    (stopped_record,) = read_facts([after], patient).consents
+    assert stopped_record.status == "inactive" and stopped_record.stop_date is not None
+    verdict = evaluate(read_facts([fhir.read("Patient", patient), after], patient), Month.of(today))
+    assert any(f.rule == "consent.stop-effective" for f in verdict.findings)
 
 
 def test_read_only_launch_writes_nothing(sekmet: SekmetServer, tmp_path: Path) -> None:
@@ -567,3 +574,55 @@ def test_import_time_cli_writes_once_and_reports_bad_rows(
     tasks = fhir.search("Task", {"patient": f"Patient/{patient}"})
     facts = read_facts([*encounters, *tasks], patient)
     assert sorted(e.minutes for e in facts.time_entries) == [15, 20]
+
+
+def test_twenty_concurrent_users_through_the_app_every_entry_once(
+    sekmet: SekmetServer, tmp_path: Path
+) -> None:
+    fhir = FhirClient(sekmet.base)
+    patient = new_patient(fhir, "ConcurrentApp")
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False, "TIMEZONE": "UTC"})
+    from smart_app import security, sessions
+
+    @app.get("/_test/start/<int:n>")
+    def _start(n: int) -> str:
+        sessions.start_session(
+            LaunchContext(mode="open", fhir_base=sekmet.base, patient_id=patient, user=f"Practitioner/rn-{n}")
+        )
+        return security.csrf_token()
+
+    start = entry_moment(50)
+    ids: list[str] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(20)
+
+    def user(n: int) -> None:
+        client = app.test_client()
+        csrf = client.get(f"/_test/start/{n}").get_data(as_text=True)
+        barrier.wait()
+        for k in range(2):
+            entry_id = new_entry_id()
+            body = {
+                "id": entry_id,
+                "date": start.date().isoformat(),
+                "start": (start + timedelta(minutes=10 * k)).strftime("%H:%M"),
+                "minutes": "5",
+                "note": GOOD_NOTE,
+            }
+            for _ in range(2):  # a double submit
+                resp = post_json(client, csrf, "/time", body)
+                if resp.status_code != 201:
+                    with lock:
+                        failures.append(f"{resp.status_code} {resp.get_json()}")
+            with lock:
+                ids.append(entry_id)
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failures == []
+    assert len(ids) == 40
+    assert_exactly_once(fhir, patient, ids)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 
+from smart_app.local_fhir import stop_process
 from tests.support.sekmet import free_port
 
 OAUTH_DIR = Path(__file__).resolve().parents[1] / "oauth"
@@ -84,13 +84,7 @@ class OAuthServer:
         requests.post(f"{self.url}/test/reset", json={}, timeout=5).raise_for_status()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _drain(process: subprocess.Popen[str]) -> None:

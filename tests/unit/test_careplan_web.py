@@ -73,3 +73,11 @@ def test_draft_store_round_trip(tmp_path: Path) -> None:
     assert draft_from_json(payload) == (draft, key)
     store.delete("x")
     assert store.get("x") is None
+
+
+def test_unreadable_row_counts_read_as_no_rows() -> None:
+    """A tampered or truncated form must not crash the editor (it used to raise ValueError: HTTP 500)."""
+    draft, _, _ = draft_from_form(form(goal_count="three", activity_count="-1"), CTX, TODAY)
+    assert draft.goals == () and draft.activities == ()
+    draft, _, _ = draft_from_form(form(goal_count="999"), CTX, TODAY)
+    assert [g.description for g in draft.goals] == ["A1c", "Walk"]

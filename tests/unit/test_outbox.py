@@ -528,3 +528,19 @@ def test_the_background_worker_thread_resumes_pending_items(tmp_path: Path) -> N
         worker.stop()
     assert outbox.get(item_id).state == "saved"  # type: ignore[union-attr]
     assert server.calls == 2
+
+
+def test_a_stop_without_a_consent_on_file_records_an_inactive_consent_once(tmp_path: Path) -> None:
+    server = FakeServer()
+    _, client, csrf = app_with(tmp_path, server)
+    today = datetime.now(UTC).date().isoformat()
+    body = {
+        "decision": "stopped",
+        "method": "verbal",
+        "date": today,
+        "billing_practitioner": "Practitioner/dr",
+    }
+    assert post(client, csrf, "/consent", {**body, "consent_id": str(uuid.uuid4())}).status_code == 201
+    assert post(client, csrf, "/consent", {**body, "consent_id": str(uuid.uuid4())}).status_code == 201
+    (consent,) = server.of("Consent")
+    assert consent["status"] == "inactive" and consent["provision"]["period"]["end"] == today

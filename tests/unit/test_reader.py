@@ -597,3 +597,19 @@ def test_read_facts_never_raises(items: list[Any], tz: str) -> None:
     facts = read_facts(items, tz=tz)
     assert facts.patient.id.startswith("Patient/")
     assert all(s.resource and s.reason for s in facts.skipped)
+
+
+def test_human_name_prefers_official_and_skips_junk() -> None:
+    """One name reader for the reader, the panel banner, the open-mode picker and the printed care plan."""
+    from fhir_mapping.read_clinical import human_name
+
+    names = [
+        {"use": "nickname", "given": ["Bud"]},
+        {"use": "official", "given": [7, None], "family": 3},  # unusable: no text, no string parts
+        {"given": ["Ada", 1], "family": "Lovelace"},
+    ]
+    assert human_name(names) == "Ada Lovelace"
+    assert human_name([{"use": "official", "text": " A. L. "}, {"text": "Other"}]) == "A. L."
+    assert human_name("Ada") == ""
+    assert human_name([{"given": "Ada"}]) == "Ada"  # a bare string, read leniently
+    assert human_name([{"use": ["official"], "family": "Odd"}]) == "Odd"  # an unhashable `use` is no crash

@@ -41,14 +41,19 @@ def test_one_chronic_condition_is_not_eligible() -> None:
 def test_codes_of_one_condition_count_once() -> None:
     v = ev(ready_facts(conditions=(condition("a", "E11.9"), condition("b", "E11.65"))))
     assert v.status == "not-eligible"
+    # Sorted by condition, then code: the verdict does not depend on the server's order.
     assert [(c.code, c.condition_key) for c in v.chronic_conditions] == [
-        ("E11.9", "diabetes"),
         ("E11.65", "diabetes"),
+        ("E11.9", "diabetes"),
     ]
     v2 = ev(
         ready_facts(conditions=(condition("a", "E11.9"), condition("b", "E11.65"), condition("c", "I10")))
     )
     assert v2.status == "ready" and len(v2.chronic_conditions) == 3
+    reordered = ev(
+        ready_facts(conditions=(condition("c", "I10"), condition("b", "E11.65"), condition("a", "E11.9")))
+    )
+    assert reordered.chronic_conditions == v2.chronic_conditions and reordered.findings == v2.findings
 
 
 def test_snomed_and_icd_codes_of_one_condition_count_once() -> None:

@@ -194,3 +194,6 @@ def test_read_owned_refuses_another_patients_resource() -> None:
     assert scoped.read_owned("Goal", "mine")["id"] == "mine"
     with pytest.raises(PatientScopeError):
         scoped.read_owned("Goal", "theirs")
+    assert scoped.read_owned("Patient", "p1")["id"] == "p1"
+    with pytest.raises(PatientScopeError):  # another Patient by id is never "owned"
+        scoped.read_owned("Patient", "p2")

@@ -266,3 +266,30 @@ def test_consent_transaction_is_idempotent_on_our_identifier() -> None:
         "identifier=https://ccm-ready.org/fhir/identifier/consent%7C"
     )
     assert bundle["entry"][1]["request"]["ifNoneExist"].startswith("target:Consent.identifier=")
+
+
+def test_stopping_keeps_the_consent_whole_and_adds_the_stop_date() -> None:
+    from fhir_mapping.write_consent import is_ccm_consent, stop_transaction, stopped
+
+    current = {**consent(consent_draft()), "id": "c1", "meta": {"versionId": "2"}}
+    assert is_ccm_consent(current) and not is_ccm_consent({"resourceType": "Consent", "category": []})
+    after = stopped(current, date(2026, 11, 20))
+    assert after["status"] == "inactive" and after["provision"]["period"] == {"end": "2026-11-20"}
+    assert after["dateTime"] == current["dateTime"] and after["extension"] == current["extension"]
+    assert current["status"] == "active"  # the input is not modified
+    bundle = stop_transaction(
+        "http://fhir.test/fhir",
+        current,
+        date(2026, 11, 20),
+        user="Practitioner/rn1",
+        recorded=RECORDED,
+        pack_id="p",
+        pack_version="v",
+    )
+    FcBundle(bundle, strict=True)
+    put, prov = bundle["entry"]
+    assert put["request"] == {"method": "PUT", "url": "Consent/c1", "ifMatch": 'W/"2"'}
+    assert prov["resource"]["target"] == [{"reference": "http://fhir.test/fhir/Consent/c1"}]
+    assert "stopped" in prov["resource"]["reason"][0]["text"]
+    (record,) = read_facts([{**after, "id": "c1"}], "p1").consents
+    assert record.status == "inactive" and record.stop_date is not None
