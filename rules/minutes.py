@@ -212,12 +212,11 @@ def count(
         by_program=tuple((p, whole(logged[p])) for p in known),
         not_counted=max(0, whole(ccm_logged) - staff),
     )
-    findings = _findings(pm, before, after_stop, after_death, inpatient, overlap, double, logged, other_ids)
+    findings = _findings(before, after_stop, after_death, inpatient, overlap, double, logged, other_ids)
     return MinuteCount(minutes, findings, tuple(month_entries))
 
 
 def _findings(
-    pm: PatientMonth,
     before: _Ledger,
     after_stop: _Ledger,
     after_death: _Ledger,

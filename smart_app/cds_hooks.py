@@ -271,11 +271,16 @@ def _now_month() -> tuple[Month, datetime]:
 def _card_for(patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any] | None:
     from fhir_mapping.reader import read_facts
     from rules.evaluate import evaluate
+    from smart_app.panel import PanelError, policy_for
 
     tz = current_app.config.get("TIMEZONE", "UTC")
     month, local = _now_month()
+    try:
+        pack = policy_for(month, current_app.config.get("POLICY"))  # the same rules as the panel's
+    except PanelError as exc:
+        raise CdsError(500, exc.message) from exc
     facts = read_facts(resources, patient_id, tz)
-    verdict = evaluate(facts, month, pack=current_app.config.get("POLICY") or None, tz=tz)
+    verdict = evaluate(facts, month, pack=pack, tz=tz)
     launch_url = current_app.config["REGISTRATION"]["launch_url"]
     origin = urlsplit(launch_url)
     return build_card(

@@ -132,12 +132,7 @@ def callback() -> Response | tuple[str, int]:
 
 def _open_client(base: str) -> Any:
     """A FHIR client for an open server: never a token provider, so no Authorization header."""
-    factory = current_app.config.get("FHIR_CLIENT_FACTORY")
-    if factory is not None:
-        return factory(LaunchContext(mode="open", fhir_base=base, patient_id=""))
-    from smart_app.fhir_client import FhirClient
-
-    return FhirClient(base, token_provider=None, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10.0)))
+    return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""))
 
 
 def _search_patients(client: Any, name: str) -> list[dict[str, str]]:

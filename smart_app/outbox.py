@@ -245,6 +245,14 @@ class Outbox:
             )
         log.warning("outbox item %s rejected by the server", item_id)
 
+    def purge_saved(self, max_age: float) -> int:
+        """Forget items saved over `max_age` seconds ago (the server has them; notes need not stay here)."""
+        with self._tx() as c:
+            cur = c.execute(
+                "DELETE FROM outbox WHERE state = 'saved' AND saved_at < ?", (self.clock() - max_age,)
+            )
+            return cur.rowcount
+
     def requeue(self, item_id: str) -> bool:
         """Queue a rejected item again (after the cause was fixed, e.g. a scope granted)."""
         with self._tx() as c:

@@ -37,6 +37,7 @@ def packet_view() -> Any:
     from smart_app.fhir_client import FhirError
     from smart_app.packet import PacketError, build_packet
     from smart_app.packet_render import render_html
+    from smart_app.panel import PanelError, policy_for
     from smart_app.readiness import fetch_patient_resources
 
     ctx = sessions.require_context()
@@ -46,17 +47,20 @@ def packet_view() -> Any:
         return _error(400, "format must be html, json or pdf")
     try:
         month = _month(tz)
+        pack = policy_for(month, current_app.config.get("POLICY"))  # the same rules as the panel's
         resources = fetch_patient_resources(sessions.fhir_client(), ctx.patient_id, month, tz)
         packet = build_packet(
             resources,
             month,
             tz=tz,
-            pack=current_app.config.get("POLICY") or None,
+            pack=pack,
             patient_id=ctx.patient_id,
             fhir_base=ctx.fhir_base,
         )
     except BadMonth as exc:
         return _error(400, str(exc))
+    except PanelError as exc:
+        return _error(exc.status, exc.message)
     except FhirError as exc:
         log.warning("packet: FHIR read failed (HTTP %s)", exc.status)
         return _error(502, exc.message)

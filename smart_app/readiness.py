@@ -17,7 +17,8 @@ from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-from fhir_mapping.reader import read_facts
+from fhir_mapping.codes import ATTESTATION_KINDS
+from fhir_mapping.reader import SUBJECT_FIELD, read_facts
 from fhir_mapping.references import relative_key
 from rules.evaluate import evaluate
 from rules.month import Month, zone
@@ -36,12 +37,7 @@ VISIT_CODES = (
     "99202", "99203", "99204", "99205", "99211", "99212", "99213", "99214", "99215",
     "G0402", "G0438", "G0439",
 )
-ATTESTATION_CODES = ("risk-attestation", "mdm-moderate", "mdm-high", "mdm-low")
-# Which element of each type names the patient (to drop anything about another patient).
-_PATIENT_ELEMENT = {
-    "Condition": "subject", "CarePlan": "subject", "Encounter": "subject", "ChargeItem": "subject",
-    "Communication": "subject", "Consent": "patient", "Task": "for",
-}
+ATTESTATION_CODES = tuple(sorted(ATTESTATION_KINDS))  # the reader's attestation codes, in a stable order
 
 
 class ReadinessClient(Protocol):
@@ -243,7 +239,7 @@ def _only_patient(resources: Iterable[dict[str, Any]], patient_id: str) -> list[
             if (rtype, rid) in seen:
                 continue
             seen.add((rtype, rid))
-        element = _PATIENT_ELEMENT.get(rtype) if isinstance(rtype, str) else None
+        element = SUBJECT_FIELD.get(rtype) if isinstance(rtype, str) else None
         ref = res.get(element) if element else None
         target = relative_key(ref["reference"]) if isinstance(ref, dict) and isinstance(
             ref.get("reference"), str) else None

@@ -51,6 +51,7 @@ __all__ = [
     "fhir_client",
     "init_app",
     "require_context",
+    "server_client",
     "start_session",
 ]
 
@@ -367,6 +368,20 @@ def _token_provider(key: str, app: Flask) -> Callable[..., str]:
     return provide
 
 
+def server_client(ctx: LaunchContext, token_provider: Callable[..., str] | None = None) -> Any:
+    """A client for `ctx`'s FHIR server NOT limited to a patient (FHIR_CLIENT_FACTORY when set).
+
+    Request paths use `fhir_client()`; this is for it and for the open-mode picker before a session exists.
+    """
+    factory = current_app.config.get("FHIR_CLIENT_FACTORY")
+    if factory is not None:
+        return factory(ctx)
+    from smart_app.fhir_client import FhirClient
+
+    return FhirClient(ctx.fhir_base, token_provider=token_provider,
+                      timeout=float(current_app.config.get("FHIR_TIMEOUT", 10.0)))
+
+
 def fhir_client() -> PatientScopedClient:
     """A FHIR client for the current session, limited to its launch patient.
 
@@ -374,20 +389,12 @@ def fhir_client() -> PatientScopedClient:
     Authorization header is ever sent to an open server.
     """
     ctx = require_context()
-    factory = current_app.config.get("FHIR_CLIENT_FACTORY")
     provider: Callable[..., str] | None = None
-    if factory is not None:
-        inner = factory(ctx)
-    else:
-        from smart_app.fhir_client import FhirClient
-
-        if ctx.mode != "open" and ctx.token is not None:
-            key = _session().key
-            assert key is not None
-            provider = _token_provider(key, current_app._get_current_object())  # type: ignore[attr-defined]
-        inner = FhirClient(ctx.fhir_base, token_provider=provider,
-                           timeout=float(current_app.config.get("FHIR_TIMEOUT", 10.0)))
-    return PatientScopedClient(inner, ctx.patient_id, refresh=provider)
+    if current_app.config.get("FHIR_CLIENT_FACTORY") is None and ctx.mode != "open" and ctx.token is not None:
+        key = _session().key
+        assert key is not None
+        provider = _token_provider(key, current_app._get_current_object())  # type: ignore[attr-defined]
+    return PatientScopedClient(server_client(ctx, provider), ctx.patient_id, refresh=provider)
 
 
 def _scope_error(exc: PatientScopeError) -> tuple[Any, int]:

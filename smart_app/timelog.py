@@ -7,6 +7,7 @@ Everything is scoped to the launch patient; without write scopes the pages say s
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta, tzinfo
@@ -93,6 +94,7 @@ def _setup(state: BlueprintSetupState) -> None:
         outbox, _client_for_app(app), interval=float(app.config.get("OUTBOX_INTERVAL", 5.0))
     )
     app.extensions[EXT_KEY] = (outbox, worker)
+    outbox.purge_saved(float(app.config.get("OUTBOX_KEEP_SAVED_DAYS", 7)) * 86400)
     app.jinja_env.globals["timelog_items"] = _template_items
     app.jinja_env.globals["timelog_form"] = _template_form
     if app.config.get("OUTBOX_WORKER", True):
@@ -768,6 +770,8 @@ def _form_context(ctx: LaunchContext) -> dict[str, Any]:
         "user": performer_ref(ctx.user),
         "new_id": new_entry_id(),
         "today": datetime.now(_practice_tz()[1]).date().isoformat(),
+        # One timer per server + patient + user (kept in the browser's localStorage under this opaque key).
+        "timer_key": hashlib.sha256(f"{ctx.fhir_base}|{ctx.patient_id}|{ctx.user}".encode()).hexdigest()[:24],
     }
 
 
@@ -782,6 +786,7 @@ def _template_form() -> dict[str, Any]:
             "user": None,
             "new_id": new_entry_id(),
             "today": date.today().isoformat(),
+            "timer_key": "none",
         }
     return _form_context(ctx)
 

@@ -6,7 +6,8 @@
   var root = document.getElementById("timelog");
   if (!root) { return; }
   var form = document.getElementById("timelog-form");
-  var KEY = "ccm-ready.timer";
+  /* One timer per patient (and server and user): the key is an opaque hash chosen by the server. */
+  var KEY = "ccm-ready.timer." + (root.getAttribute("data-timer-key") || "default");
 
   function csrf() {
     var el = form && form.querySelector("input[name=csrf_token]");

@@ -107,6 +107,13 @@ def test_ready_card_from_prefetch(client: FlaskClient) -> None:
     assert "99490" in card["detail"]
 
 
+def test_card_uses_the_pack_in_effect_when_the_configured_one_does_not_cover_the_month(tmp_path: Any) -> None:
+    """POLICY=cms-pfs-2025 must not be applied to November 2026 (the panel would not either)."""
+    client = _app(DATA_DIR=str(tmp_path), POLICY="cms-pfs-2025").test_client()
+    (card,) = call(client, with_prefetch("ready")).get_json()["cards"]
+    assert "Policy: cms-pfs-2026" in card["detail"] and "cms-pfs-2025" not in card["detail"]
+
+
 def test_not_yet_card(client: FlaskClient) -> None:
     (card,) = call(client, with_prefetch("not-yet")).get_json()["cards"]
     assert card["indicator"] == "info"

@@ -544,3 +544,25 @@ def test_a_stop_without_a_consent_on_file_records_an_inactive_consent_once(tmp_p
     assert post(client, csrf, "/consent", {**body, "consent_id": str(uuid.uuid4())}).status_code == 201
     (consent,) = server.of("Consent")
     assert consent["status"] == "inactive" and consent["provision"]["period"]["end"] == today
+
+
+def test_each_patient_has_its_own_timer(tmp_path: Path) -> None:
+    import re
+
+    keys = []
+    for patient in ("p1", "p2"):
+        _, client, _ = app_with(tmp_path / patient, FakeServer(), patient=patient)
+        page = client.get("/time/new").get_data(as_text=True)
+        keys.append(re.search(r'data-timer-key="([0-9a-f]+)"', page).group(1))  # type: ignore[union-attr]
+    assert keys[0] != keys[1]
+    assert "p1" not in keys[0]
+
+
+def test_saved_items_are_forgotten_after_a_while_pending_ones_never(outbox: Outbox, clock: Clock) -> None:
+    server = FakeServer()
+    saved = queue(outbox, draft())
+    outbox.send(saved, server)
+    pending = queue(outbox, draft())
+    clock.now += 8 * 86400
+    assert outbox.purge_saved(7 * 86400) == 1
+    assert outbox.get(saved) is None and outbox.get(pending) is not None

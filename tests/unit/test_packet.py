@@ -281,3 +281,20 @@ def test_packet_route_rejects_bad_month_and_format(web: Any) -> None:
     _open(web)
     assert web.get("/packet?month=2026-13").status_code == 400
     assert web.get("/packet?month=2026-11&format=docx").status_code == 400
+
+
+def test_packet_route_uses_the_policy_pack_the_panel_uses(tmp_path: Path) -> None:
+    """A configured pack that does not cover the month must not be applied to it (the panel does not)."""
+    from smart_app.app import create_app
+
+    fake = FakeFhir(_source("ready", "web-1"))
+    config = {"TESTING": True, "SECRET_KEY": "k", "DATA_DIR": str(tmp_path), "TIMEZONE": TZ,
+              "OPEN_SERVERS": [BASE], "FHIR_CLIENT_FACTORY": lambda ctx: fake, "POLICY": "cms-pfs-2026"}
+    client = create_app(config).test_client()
+    _open(client)
+    panel_policy = client.get("/panel.json?month=2025-11").get_json()["policy"]
+    doc = client.get("/packet?month=2025-11&format=json")
+    assert doc.status_code == 200
+    text = doc.get_data(as_text=True)
+    assert panel_policy == "cms-pfs-2025" and panel_policy in text and "cms-pfs-2026" not in text
+    assert client.get("/packet?month=2019-05").status_code == 400  # no shipped rules for 2019
