@@ -12,10 +12,8 @@ also after an app restart. Logs carry item ids and states only: never notes or p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import random
 import sqlite3
 import threading
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fhir_mapping.write_provenance import WriteError
+from smart_app.local_store import open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +43,18 @@ class Client(Protocol):
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]: ...
 
     def search(self, resource_type: str, params: Any = None) -> list[dict[str, Any]]: ...
+
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+    " fhir_base TEXT NOT NULL, patient_id TEXT NOT NULL, mode TEXT NOT NULL, user TEXT,"
+    " payload TEXT NOT NULL,"
+    " summary TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt REAL NOT NULL, last_error TEXT, created REAL NOT NULL, saved_at REAL,"
+    " result TEXT)",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt)",
+    "CREATE INDEX IF NOT EXISTS outbox_patient ON outbox (fhir_base, patient_id)",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,23 +134,7 @@ class Outbox:
         self.lease = lease
         self.clock = clock
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            str(self.path), check_same_thread=False, isolation_level=None, timeout=30
-        )
-        with contextlib.suppress(OSError):
-            os.chmod(self.path, 0o600)
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-                " fhir_base TEXT NOT NULL, patient_id TEXT NOT NULL, mode TEXT NOT NULL, user TEXT,"
-                " payload TEXT NOT NULL,"
-                " summary TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-                " next_attempt REAL NOT NULL, last_error TEXT, created REAL NOT NULL, saved_at REAL,"
-                " result TEXT)"
-            )
-            self._conn.execute("CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt)")
-            self._conn.execute("CREATE INDEX IF NOT EXISTS outbox_patient ON outbox (fhir_base, patient_id)")
+        self._conn = open_sqlite(self.path, SCHEMA)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

@@ -506,7 +506,7 @@ def test_twenty_concurrent_writers_every_entry_once(own_sekmet: SekmetServer, tm
             try:
                 outbox = Outbox(path, backoff=0.05, max_backoff=0.2)  # like separate app processes
                 client = FhirClient(own_sekmet.base, timeout=10)
-                barrier.wait()
+                barrier.wait(timeout=120)
                 mine = [*shared, *own[w]]
                 for d in mine:
                     queue(outbox, own_sekmet.base, d)
@@ -525,6 +525,7 @@ def test_twenty_concurrent_writers_every_entry_once(own_sekmet: SekmetServer, tm
                 drain(OutboxWorker(outbox, lambda item: client), outbox, [d.entry_id for d in mine])
             except BaseException as exc:
                 errors.append(exc)
+                barrier.abort()  # the others fail fast instead of waiting for this writer forever
 
         return run
 

@@ -566,3 +566,27 @@ def test_saved_items_are_forgotten_after_a_while_pending_ones_never(outbox: Outb
     clock.now += 8 * 86400
     assert outbox.purge_saved(7 * 86400) == 1
     assert outbox.get(saved) is None and outbox.get(pending) is not None
+
+
+def test_many_outboxes_opening_one_new_file_at_once(tmp_path: Path) -> None:
+    """Like several app processes starting together: none fails with 'database is locked'."""
+    import threading
+
+    path = tmp_path / "shared" / "outbox.sqlite3"
+    barrier = threading.Barrier(16)
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            barrier.wait(timeout=30)
+            Outbox(path).counts()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert oct(path.stat().st_mode & 0o777) == "0o600"

@@ -446,3 +446,9 @@ def test_month_from_app_context(text: str | None, month: str | None) -> None:
     from smart_app.panel import month_from_app_context
 
     assert month_from_app_context(text) == month
+
+
+def test_panel_links_the_audit_packet_for_the_month(client: FlaskClient) -> None:
+    html = page(client, "p-ready", "2026-11")
+    for fmt in ("", "&amp;format=pdf", "&amp;format=json"):
+        assert f'href="/packet?month=2026-11{fmt}"' in html
