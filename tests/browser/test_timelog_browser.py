@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,8 @@ def test_timer_note_warning_and_honest_save_state(
 
         writes.failures = [FhirUnavailable(None, "FHIR server could not connect")]
         page.fill("#tl-performer", "Practitioner/browser-rn")
+        # Yesterday, so the start is in the past whatever the time of day the test runs.
+        page.fill("#tl-date", (datetime.now(UTC) - timedelta(days=1)).date().isoformat())
         page.fill("#tl-start", "00:05")
         page.fill("#tl-minutes", "10")
         page.fill("#tl-note", GOOD)
