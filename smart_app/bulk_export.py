@@ -19,7 +19,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -27,7 +26,14 @@ from urllib.parse import urlsplit
 import orjson
 import requests
 
-from smart_app.fhir_client import FhirClient, FhirError, outcome_text
+from smart_app.fhir_client import (
+    FhirClient,
+    FhirError,
+    bearer,
+    checked_base,
+    outcome_text,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +166,7 @@ class BulkExporter:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        parts = urlsplit(base.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"FHIR base must be an http(s) URL, got {base!r}")
-        self.base = base.strip().rstrip("/")
+        self.base = checked_base(base)
         self.token_provider = token_provider
         self.session = session or requests.Session()
         self.timeout = timeout
@@ -209,7 +212,7 @@ class BulkExporter:
             if response.status_code in (202, 429) or busy:
                 if progress:
                     progress(f"export in progress: {response.headers.get('X-Progress') or 'waiting'}")
-                wait = _retry_after(response.headers.get("Retry-After"))
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
                 if wait is None:
                     wait, interval = interval, min(interval * 1.5, self.max_interval)
                 wait = min(max(wait, 0.0), self.max_interval)
@@ -305,13 +308,8 @@ class BulkExporter:
     # ------------------------------------------------------------------ internals
 
     def _headers(self, extra: dict[str, str] | None = None, with_token: bool = True) -> dict[str, str]:
-        headers = {"Accept": "application/fhir+json"}
-        if with_token and self.token_provider is not None:
-            token = self.token_provider()
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
-        headers.update(extra or {})
-        return headers
+        token = bearer(self.token_provider) if with_token else {}
+        return {"Accept": "application/fhir+json", **token, **(extra or {})}
 
     def _send(
         self,
@@ -483,18 +481,3 @@ def _problem(response: requests.Response) -> str:
     data = _json(response)
     detail = outcome_text(data) if isinstance(data, dict) else ""
     return f"HTTP {response.status_code}" + (f": {detail}" if detail else "")
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

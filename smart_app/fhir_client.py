@@ -195,6 +195,20 @@ def next_link(bundle: Any) -> str | None:
     return None
 
 
+def checked_base(base: str) -> str:
+    """A FHIR base URL without surrounding space or trailing slash; ValueError unless it is http(s)."""
+    parts = urlsplit(base.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"FHIR base must be an http(s) URL, got {base!r}")
+    return base.strip().rstrip("/")
+
+
+def bearer(token_provider: Callable[[], str | None] | None) -> dict[str, str]:
+    """The Authorization header when a token provider gives a token, else none (open servers get none)."""
+    token = token_provider() if token_provider is not None else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 class FhirClient:
     """One FHIR server. Thread-safe enough for a few concurrent GETs (round_trips is locked)."""
 
@@ -210,10 +224,7 @@ class FhirClient:
         max_pages: int = MAX_PAGES,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        parts = urlsplit(base.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"FHIR base must be an http(s) URL, got {base!r}")
-        self.base = base.strip().rstrip("/")
+        self.base = checked_base(base)
         self.token_provider = token_provider
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
@@ -386,11 +397,7 @@ class FhirClient:
         return data
 
     def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
-        headers = {"Accept": FHIR_JSON, "Prefer": "handling=strict"}
-        if self.token_provider is not None:
-            token = self.token_provider()
-            if token:
-                headers["Authorization"] = f"Bearer {token}"
+        headers = {"Accept": FHIR_JSON, "Prefer": "handling=strict", **bearer(self.token_provider)}
         if extra:
             headers.update(extra)
         return headers
@@ -439,7 +446,7 @@ class FhirClient:
             # 429 means "not processed": safe to repeat even for a POST.
             if status in RETRY_STATUSES and (retryable or status == 429) and attempt < self.max_retries:
                 delay = self.backoff * 2**attempt
-                retry_after = _retry_after(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 if retry_after is not None:
                     if retry_after > MAX_RETRY_AFTER:
                         raise error_for(status, f"HTTP {status} from FHIR server: server busy; it asks "
@@ -469,7 +476,7 @@ def _maybe_outcome(response: requests.Response) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome" else None
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or unreadable."""
     if not value:
         return None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # Switching to WAL or creating tables while another process opens the same file can fail with
@@ -41,3 +42,18 @@ def open_sqlite(
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection, lock: threading.RLock) -> Iterator[sqlite3.Connection]:
+    """A write transaction on an autocommit connection: BEGIN IMMEDIATE, COMMIT, or ROLLBACK on error.
+
+    `lock` serialises the threads sharing `conn`; IMMEDIATE makes other processes wait for the file."""
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

@@ -12,20 +12,20 @@ also after an app restart. Logs carry item ids and states only: never notes or p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from fhir_mapping.write_provenance import WriteError
-from smart_app.local_store import open_sqlite
+from smart_app.local_store import immediate, open_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -136,16 +136,8 @@ class Outbox:
         self._lock = threading.RLock()
         self._conn = open_sqlite(self.path, SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn, self._lock)
 
     def close(self) -> None:
         with self._lock:

@@ -20,9 +20,10 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import UnknownPolicy
-from smart_app import charts, metrics
+from smart_app import charts, metrics, sessions
 from smart_app.billing_write import BillingRefused, mark_billed
-from smart_app.fhir_client import FhirClient, FhirError
+from smart_app.context import LaunchContext
+from smart_app.fhir_client import FhirError
 from smart_app.worklist import (
     DEFAULT_CLOSE_MINUTES,
     FILTER_LABELS,
@@ -76,6 +77,13 @@ class ProgramError(Exception):
         self.status = status
 
 
+class NoServerChosen(ProgramError):
+    """No FHIR server configured, given (?iss=) or in the open-mode session."""
+
+    def __init__(self) -> None:
+        super().__init__("Choose a FHIR server first.")
+
+
 def _base() -> str | None:
     configured = current_app.config.get("PROGRAM_FHIR_BASE")
     if configured:
@@ -88,12 +96,18 @@ def _base() -> str | None:
             return check_open_server(iss, current_app.config)
         except SmartAuthError as exc:
             raise ProgramError(str(exc), 403) from None
-    from smart_app.sessions import current_context
-
-    ctx = current_context()
+    ctx = sessions.current_context()
     if ctx is not None and ctx.mode == "open":
         return ctx.fhir_base
     return None
+
+
+def _chosen() -> tuple[str, dict[str, Any]]:
+    """The FHIR base and the request's parameters; NoServerChosen / ProgramError when missing or bad."""
+    base = _base()
+    if base is None:
+        raise NoServerChosen()
+    return base, _params()
 
 
 def _params() -> dict[str, Any]:
@@ -130,10 +144,11 @@ def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _client(base: str) -> Any:
+    """PROGRAM_CLIENT_FACTORY(base) when set, else the app's client for that open server (any patient)."""
     factory = current_app.config.get("PROGRAM_CLIENT_FACTORY")
     if factory is not None:
         return factory(base)
-    return FhirClient(base, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10.0)))
+    return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""))
 
 
 def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
@@ -199,13 +214,17 @@ def _error(err: ProgramError) -> tuple[str, int]:
     return render_template("program/error.html", message=err.message), err.status
 
 
+def _back(base: str, p: dict[str, Any], **over: Any) -> Response:
+    """303 back to the program page with the same parameters (and a notice or problem)."""
+    return redirect(url_for("program.program") + "?" + _query(base, p, **over), code=303)
+
+
 @bp.get("/program")
 def program() -> Any:
     try:
-        base = _base()
-        if base is None:
-            return render_template("program/choose.html")
-        p = _params()
+        base, p = _chosen()
+    except NoServerChosen:
+        return render_template("program/choose.html")
     except ProgramError as err:
         return _error(err)
     job = _start(base, p)
@@ -273,10 +292,9 @@ def program() -> Any:
 @bp.get("/program/status")
 def status() -> Any:
     try:
-        base = _base()
-        if base is None:
-            return {"error": "no FHIR server chosen"}, 400
-        p = _params()
+        base, p = _chosen()
+    except NoServerChosen:
+        return {"error": "no FHIR server chosen"}, 400
     except ProgramError as err:
         return {"error": err.message}, err.status
     job = _jobs.get(_key(base, p))
@@ -288,10 +306,7 @@ def status() -> Any:
 @bp.get("/program.csv")
 def program_csv() -> Any:
     try:
-        base = _base()
-        if base is None:
-            raise ProgramError("Choose a FHIR server first.")
-        p = _params()
+        base, p = _chosen()
     except ProgramError as err:
         return _error(err)
     job = _jobs.get(_key(base, p))
@@ -307,23 +322,17 @@ def program_csv() -> Any:
 @bp.post("/program/run")
 def rerun() -> Any:
     try:
-        base = _base()
-        if base is None:
-            raise ProgramError("Choose a FHIR server first.")
-        p = _params()
+        base, p = _chosen()
     except ProgramError as err:
         return _error(err)
     _start(base, p, force=True)
-    return redirect(url_for("program.program") + "?" + _query(base, p), code=303)
+    return _back(base, p)
 
 
 @bp.post("/program/mark-billed")
 def mark() -> Any:
     try:
-        base = _base()
-        if base is None:
-            raise ProgramError("Choose a FHIR server first.")
-        p = _params()
+        base, p = _chosen()
         patient = (request.form.get("patient") or "").strip().removeprefix("Patient/")
         if not patient or "/" in patient:
             raise ProgramError("patient must be Patient/ID.")
@@ -332,9 +341,9 @@ def mark() -> Any:
     try:
         result = mark_billed(_client(base), patient, p["month"], tz=p["tz"], policy=p["policy"])
     except BillingRefused as exc:
-        return redirect(url_for("program.program") + "?" + _query(base, p, problem=exc.message), code=303)
+        return _back(base, p, problem=exc.message)
     except (FhirError, BadTimezone, UnknownPolicy) as exc:
-        return redirect(url_for("program.program") + "?" + _query(base, p, problem=str(exc)), code=303)
+        return _back(base, p, problem=str(exc))
     codes = " + ".join(f"{c}x{u}" if u > 1 else c for c, u in result.codes)
     note = (
         f"Marked as billed: {codes}."
@@ -342,4 +351,4 @@ def mark() -> Any:
         else f"Already marked as billed ({codes}); nothing written again."
     )
     _start(base, p, force=True)  # the worklist changed
-    return redirect(url_for("program.program") + "?" + _query(base, p, notice=note), code=303)
+    return _back(base, p, notice=note)

@@ -11,13 +11,11 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from flask import Flask, Request, Response, current_app, g, render_template, req
 from flask.sessions import SecureCookieSession, SessionInterface
 
 from smart_app.context import LaunchContext, Token
+from smart_app.local_store import immediate, open_sqlite
 from smart_app.patient_scope import PatientScopedClient, PatientScopeError
 
 log = logging.getLogger(__name__)
@@ -33,6 +32,10 @@ log = logging.getLogger(__name__)
 DEFAULT_IDLE_SECONDS = 8 * 3600
 REFRESH_LEEWAY_SECONDS = 60
 TOUCH_INTERVAL_SECONDS = 60
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, data TEXT NOT NULL,"
+    " context TEXT, oauth TEXT, touched REAL NOT NULL)",
+)
 
 
 class SessionExpired(PermissionError):
@@ -97,29 +100,12 @@ class SessionStore:
     def __init__(self, path: Path | str, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
         self.path = Path(path)
         self.idle_seconds = idle_seconds
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._refresh_locks: dict[str, threading.Lock] = {}
-        self._conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        with contextlib.suppress(OSError):  # e.g. a filesystem without modes
-            os.chmod(self.path, 0o600)
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, data TEXT NOT NULL,"
-                " context TEXT, oauth TEXT, touched REAL NOT NULL)"
-            )
+        self._conn = open_sqlite(self.path, SCHEMA)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn, self._lock)
 
     def _row(self, key: str) -> tuple[str, str | None, str | None, float] | None:
         with self._lock:

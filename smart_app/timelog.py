@@ -67,16 +67,11 @@ def _client_for_app(app: Flask) -> Any:
     def client_for(item: OutboxItem) -> Client | None:
         if item.mode != "open":
             return None
-        from smart_app.fhir_client import FhirClient
         from smart_app.patient_scope import PatientScopedClient
 
         ctx = LaunchContext(mode="open", fhir_base=item.fhir_base, patient_id=item.patient_id, user=item.user)
-        factory = app.config.get("FHIR_CLIENT_FACTORY")
-        inner = (
-            factory(ctx)
-            if factory
-            else FhirClient(item.fhir_base, timeout=float(app.config.get("FHIR_TIMEOUT", 10.0)))
-        )
+        with app.app_context():  # the worker thread has none; server_client reads the app's config
+            inner = sessions.server_client(ctx)
         return PatientScopedClient(inner, item.patient_id)
 
     return client_for
@@ -123,20 +118,10 @@ def pack_info(month: Month | None) -> PolicyPack:
         return load_pack(DEFAULT_PACK)
 
 
-def time_item(
-    outbox: Outbox,
-    entry_id: str,
-    check: EntryCheck,
-    proposed: ProposedEntry,
-    *,
-    fhir_base: str,
-    patient_id: str,
-    user: str,
-    mode: str,
-) -> OutboxItem:
-    """Store a validated entry in the outbox (the transaction is built and checked before storing)."""
-    assert check.ok and check.start is not None and check.minutes is not None
-    draft = TimeEntryDraft(
+def entry_draft(entry_id: str, patient_id: str, check: EntryCheck, proposed: ProposedEntry) -> TimeEntryDraft:
+    """The time entry to write: what was proposed, with the start, minutes and end the check settled."""
+    assert check.start is not None and check.minutes is not None
+    return TimeEntryDraft(
         entry_id=entry_id,
         patient_id=patient_id,
         performer=str(proposed.performer),
@@ -149,6 +134,22 @@ def time_item(
         conditions=proposed.conditions,
         late=check.late,
     )
+
+
+def time_item(
+    outbox: Outbox,
+    entry_id: str,
+    check: EntryCheck,
+    proposed: ProposedEntry,
+    *,
+    fhir_base: str,
+    patient_id: str,
+    user: str,
+    mode: str,
+) -> OutboxItem:
+    """Store a validated entry in the outbox (the transaction is built and checked before storing)."""
+    assert check.ok
+    draft = entry_draft(entry_id, patient_id, check, proposed)
     pack = pack_info(check.month)
     bundle = entry_transaction(
         draft, user=user, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
@@ -294,6 +295,28 @@ def _missing_scopes(ctx: LaunchContext, types: tuple[str, ...]) -> list[str]:
     return [t for t in types if not ctx.can_write(t)]
 
 
+class ReadOnly(Exception):
+    """This launch may not write the resource types a request needs (answered by `_read_only`)."""
+
+    def __init__(self, missing: list[str]) -> None:
+        super().__init__(", ".join(missing))
+        self.missing = missing
+
+
+def _writer(types: tuple[str, ...]) -> LaunchContext:
+    """The session's launch when it may write `types`; raises ReadOnly (a 403 answer) otherwise."""
+    ctx = sessions.require_context()
+    missing = _missing_scopes(ctx, types)
+    if missing:
+        raise ReadOnly(missing)
+    return ctx
+
+
+@bp.errorhandler(ReadOnly)
+def _refuse_read_only(exc: ReadOnly) -> tuple[Any, int]:
+    return _read_only(exc.missing)
+
+
 def _read_only(missing: list[str]) -> tuple[Any, int]:
     message = (
         f"Read-only: this launch was not granted permission to write {', '.join(missing)}. Nothing "
@@ -357,6 +380,45 @@ def _write_client() -> Any:
     return client
 
 
+def _checked(
+    proposed: ProposedEntry,
+    others: list[TimeEntry],
+    client: Any,
+    patient_id: str,
+    tz_name: str,
+    tz: tzinfo,
+) -> tuple[EntryCheck, bool]:
+    """Validate against the unsaved entries, then against the server's too; False when the server could
+    not be reached (the server being down must not block recording time, so that check is skipped)."""
+    check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
+    if not (check.ok and check.start is not None and check.end is not None):
+        return check, True
+    try:
+        on_server = server_entries(client, patient_id, check.start, check.end, tz_name)
+    except Exception as exc:
+        log.info("overlap check against the server skipped: %s", type(exc).__name__)
+        return check, False
+    return validate(proposed, now=datetime.now(tz), tz=tz, others=[*others, *on_server]), True
+
+
+def _invalid_form(
+    problems: list[Problem], template: str, *, warnings: tuple[Problem, ...] | None = None, **page: Any
+) -> tuple[Any, int]:
+    """422: the problems as JSON, or the form `template` again with them (and `page`) for a browser."""
+    body: dict[str, Any] = {"error": "invalid", "errors": _problems_json(problems)}
+    if warnings is not None:
+        body["warnings"] = _problems_json(warnings)
+        page["warnings"] = warnings
+    if _wants_json():
+        return jsonify(body), 422
+    return render_template(template, errors=problems, **page), 422
+
+
+def _invalid(field: str, code: str, message: str) -> tuple[Any, int]:
+    """A 422 JSON answer naming one problem."""
+    return jsonify({"error": "invalid", "errors": [{"field": field, "code": code, "message": message}]}), 422
+
+
 def _send_now(item: OutboxItem, client: Any) -> OutboxItem:
     outbox, worker = outbox_for(current_app)
     worker.remember(item.id, client)
@@ -368,10 +430,7 @@ def _send_now(item: OutboxItem, client: Any) -> OutboxItem:
 
 @bp.post("/time")
 def record_time() -> Any:
-    ctx = sessions.require_context()
-    missing = _missing_scopes(ctx, TIME_TYPES)
-    if missing:
-        return _read_only(missing)
+    ctx = _writer(TIME_TYPES)
     tz_name, tz = _practice_tz()
     data = _data()
     proposed, problems = proposed_from(data, ctx, tz)
@@ -389,33 +448,21 @@ def record_time() -> Any:
     warnings: list[Problem] = []
     if proposed.performer:
         others = unsaved_entries(outbox, proposed.performer)
-    check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
-    if check.ok and check.start is not None and check.end is not None:
-        try:
-            others += server_entries(client, ctx.patient_id, check.start, check.end, tz_name)
-            check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
-        except Exception as exc:  # the server being down must not block recording time
-            log.info("overlap check against the server skipped: %s", type(exc).__name__)
-            warnings.append(
-                Problem(
-                    "start",
-                    "overlap-unchecked",
-                    "The FHIR server could not be reached, so "
-                    "overlap with entries already on it was not checked.",
-                )
+    check, reached = _checked(proposed, others, client, ctx.patient_id, tz_name, tz)
+    if not reached:
+        warnings.append(
+            Problem(
+                "start",
+                "overlap-unchecked",
+                "The FHIR server could not be reached, so "
+                "overlap with entries already on it was not checked.",
             )
+        )
     errors = [*problems, *check.errors]
     if errors:
-        body = {
-            "error": "invalid",
-            "errors": _problems_json(errors),
-            "warnings": _problems_json(check.warnings),
-        }
-        if _wants_json():
-            return jsonify(body), 422
-        return render_template(
-            "timelog/new.html", errors=errors, warnings=check.warnings, form=data, **_form_context(ctx)
-        ), 422
+        return _invalid_form(
+            errors, "timelog/new.html", warnings=check.warnings, form=data, **_form_context(ctx)
+        )
     user = performer_ref(ctx.user) or str(proposed.performer)
     try:
         item = time_item(
@@ -429,10 +476,7 @@ def record_time() -> Any:
             mode=ctx.mode,
         )
     except WriteError as exc:
-        return (
-            jsonify({"error": "invalid", "errors": [{"field": "", "code": "write", "message": str(exc)}]}),
-            422,
-        )
+        return _invalid("", "write", str(exc))
     item = _send_now(item, client)
     return _answer(item, (*check.warnings, *warnings))
 
@@ -501,10 +545,7 @@ def correct_form(entry: str) -> Any:
 @bp.post("/time/<entry>/correct")
 def correct_time(entry: str) -> Any:
     """Mark a saved entry (Encounter id) entered-in-error with a reason, optionally with a replacement."""
-    ctx = sessions.require_context()
-    missing = _missing_scopes(ctx, TIME_TYPES)
-    if missing:
-        return _read_only(missing)
+    ctx = _writer(TIME_TYPES)
     tz_name, tz = _practice_tz()
     data = _data()
     reason = _text(data, "reason")
@@ -528,50 +569,15 @@ def correct_time(entry: str) -> Any:
         errors += problems
         others = unsaved_entries(outbox_for(current_app)[0], proposed.performer) if proposed.performer else []
         client = _write_client()
-        check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
-        if check.ok and check.start and check.end:
-            try:
-                others += server_entries(client, ctx.patient_id, check.start, check.end, tz_name)
-                check = validate(proposed, now=datetime.now(tz), tz=tz, others=others)
-            except Exception as exc:  # server down: the correction is queued anyway
-                log.info("overlap check skipped: %s", type(exc).__name__)
+        check, _ = _checked(proposed, others, client, ctx.patient_id, tz_name, tz)
         errors += check.errors
         if not errors and check.start is not None and check.minutes is not None:
-            replacement_json = draft_to_json(
-                TimeEntryDraft(
-                    entry_id=new_entry_id(),
-                    patient_id=ctx.patient_id,
-                    performer=str(proposed.performer),
-                    start=check.start,
-                    minutes=check.minutes,
-                    program=proposed.program,
-                    activity=proposed.activity,
-                    note=proposed.note.strip(),
-                    end=check.end,
-                    conditions=proposed.conditions,
-                    late=check.late,
-                )
-            )
+            replacement_json = draft_to_json(entry_draft(new_entry_id(), ctx.patient_id, check, proposed))
     if errors:
-        if _wants_json():
-            return jsonify({"error": "invalid", "errors": _problems_json(errors)}), 422
-        return render_template(
-            "timelog/correct.html", entry=entry, errors=errors, form=data, **_form_context(ctx)
-        ), 422
+        return _invalid_form(errors, "timelog/correct.html", entry=entry, form=data, **_form_context(ctx))
     user = performer_ref(ctx.user) or performer_ref(_text(data, "performer")) or ""
     if not user:
-        return jsonify(
-            {
-                "error": "invalid",
-                "errors": [
-                    {
-                        "field": "performer",
-                        "code": "performer-missing",
-                        "message": "Say who is making the correction.",
-                    }
-                ],
-            }
-        ), 422
+        return _invalid("performer", "performer-missing", "Say who is making the correction.")
     pack = pack_info(check.month if check else None)
     correction_id = _text(data, "id") if valid_entry_id(_text(data, "id")) else new_entry_id()
     outbox, _ = outbox_for(current_app)
@@ -669,10 +675,7 @@ def new_consent() -> Any:
 
 @bp.post("/consent")
 def record_consent() -> Any:
-    ctx = sessions.require_context()
-    missing = _missing_scopes(ctx, CONSENT_TYPES)
-    if missing:
-        return _read_only(missing)
+    ctx = _writer(CONSENT_TYPES)
     _, tz = _practice_tz()
     data = _data()
     disclosures = data.get("disclosures") if request.is_json else request.form.getlist("disclosures")
@@ -690,24 +693,15 @@ def record_consent() -> Any:
     if not valid_entry_id(consent_id):
         problems.append(Problem("consent_id", "id-invalid", "The consent id must be a UUID."))
     if problems:
-        if _wants_json():
-            return jsonify({"error": "invalid", "errors": _problems_json(problems)}), 422
-        return render_template(
-            "timelog/consent.html", errors=problems, form=data, missing=[], user=performer_ref(ctx.user)
-        ), 422
+        return _invalid_form(
+            problems, "timelog/consent.html", form=data, missing=[], user=performer_ref(ctx.user)
+        )
     outbox, _ = outbox_for(current_app)
     existing = outbox.get(consent_id)
     if existing is not None and _same_launch(existing, ctx):
         return _answer(existing, ())
     if existing is not None:
-        return jsonify(
-            {
-                "error": "invalid",
-                "errors": [
-                    {"field": "consent_id", "code": "id-taken", "message": "This consent id is already used."}
-                ],
-            }
-        ), 422
+        return _invalid("consent_id", "id-taken", "This consent id is already used.")
     assert result.day is not None and form.obtained_by and form.billing_practitioner
     obtained_at = datetime.combine(result.day, time(12, 0), tzinfo=tz)
     if result.day == datetime.now(tz).date():
@@ -730,9 +724,7 @@ def record_consent() -> Any:
             draft, user=user, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
         )
     except WriteError as exc:
-        return jsonify(
-            {"error": "invalid", "errors": [{"field": "", "code": "write", "message": str(exc)}]}
-        ), 422
+        return _invalid("", "write", str(exc))
     payload: dict[str, Any] = {"bundle": bundle}
     if form.decision == "stopped":  # stops the consent on file (kept whole); else records a new inactive one
         payload = {
