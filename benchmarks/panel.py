@@ -3,7 +3,7 @@
 Starts sekmet-fhir on loopback, seeds N synthetic CCM patients (conditions, consent, care plan,
 visits, ~30 time entries with Tasks in the month plus last month's, attestations, charge items),
 puts a loopback proxy adding a fixed latency per request in front of it, then measures for each
-patient (a) `smart_app.readiness.patient_month` through FhirClient and (b) a naive client that runs
+patient (a) `smart_app.readiness.fetch.patient_month` through FhirClient and (b) a naive client that runs
 one sequential search per resource type with a small `_count`, following every page, no batch.
 Both feed the same reader and evaluator. The last line is machine-readable:
 
@@ -31,8 +31,8 @@ from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
 from fhir_mapping.reader import read_facts  # noqa: E402
 from rules.evaluate import evaluate  # noqa: E402
 from rules.month import Month  # noqa: E402
-from smart_app.fhir_client import FhirClient  # noqa: E402
-from smart_app.readiness import patient_month  # noqa: E402
+from smart_app.fhir.client import FhirClient  # noqa: E402
+from smart_app.readiness.fetch import patient_month  # noqa: E402
 from tests.support.sekmet import start_sekmet  # noqa: E402
 
 CARE_PROGRAM = "https://ccm-ready.org/fhir/CodeSystem/care-program"

@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rules.month import Month  # noqa: E402
-from smart_app.bulk_export import BulkExporter, ExportRequest  # noqa: E402
-from smart_app.fhir_client import FhirClient  # noqa: E402
-from smart_app.population import evaluate_population, patient_key  # noqa: E402
-from smart_app.worklist_run import build_worklist  # noqa: E402
+from smart_app.fhir.bulk_export import BulkExporter, ExportRequest  # noqa: E402
+from smart_app.fhir.client import FhirClient  # noqa: E402
+from smart_app.program.jobs import build_worklist  # noqa: E402
+from smart_app.program.population import evaluate_population, patient_key  # noqa: E402
 from tests.support.population import seed_population  # noqa: E402
 from tests.support.sekmet import start_sekmet  # noqa: E402
 

@@ -16,13 +16,19 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         static_folder=str(PROJECT_ROOT / "static"),
         static_url_path="/static",
-        template_folder="templates",
+        template_folder=str(config.TEMPLATES),
     )
     app.config.from_mapping(config.defaults())
     if test_config:
         app.config.update(test_config)
 
-    from smart_app import careplan, cds_hooks, home, launch, panel, program, security, sessions, timelog
+    from smart_app.auth import views as launch
+    from smart_app.capture import views as timelog
+    from smart_app.careplan import views as careplan
+    from smart_app.cds import service as cds_hooks
+    from smart_app.panel import views as panel
+    from smart_app.program import views as program
+    from smart_app.web import home, security, sessions
 
     sessions.init_app(app)
     security.init_app(app)

@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_ROOT.parent
+TEMPLATES = PACKAGE_ROOT / "templates"
 DEFAULT_LAUNCH_JSON = PROJECT_ROOT / "launch.json"
 
 

@@ -15,7 +15,7 @@ from werkzeug.serving import make_server
 
 from rules.month import Month
 from smart_app.app import create_app
-from smart_app.fhir_client import FhirClient
+from smart_app.fhir.client import FhirClient
 from tests.browser.conftest import LiveApp
 from tests.support.population import SeededPopulation, seed_population
 from tests.support.sekmet import SekmetServer

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
-from smart_app.fhir_client import FhirUnavailable
+from smart_app.fhir.client import FhirUnavailable
 from tests.browser.conftest import LiveApp
 from tests.unit.test_outbox import FakeServer
 from tests.unit.test_panel import BASE, FakeFhir, make_app, scenario

@@ -20,7 +20,7 @@ from fhir_mapping.write_careplan import care_plan_transaction, share_communicati
 from rules.careplan_validation import ActivityDraft, CarePlanDraft, GoalDraft
 from rules.evaluate import evaluate
 from smart_app.app import create_app
-from smart_app.fhir_client import FhirClient, FhirError, FhirUnavailable
+from smart_app.fhir.client import FhirClient, FhirError, FhirUnavailable
 from tests.support.sekmet import SekmetServer
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from smart_app.app import create_app
-from smart_app.fhir_client import FhirClient
+from smart_app.fhir.client import FhirClient
 from tests.support.ccm_scenarios import hook_request, scenario, transaction
 from tests.support.sekmet import SekmetServer
 

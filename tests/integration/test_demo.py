@@ -23,9 +23,9 @@ from markupsafe import escape
 
 from rules.month import Month, zone
 from rules.packs import DEFAULT_PACK
-from smart_app.fhir_client import FhirClient
-from smart_app.local_fhir import free_port
-from smart_app.seed import DEMO_SYSTEM, DemoCase, Manifest, demo_cases, seed, write_manifest
+from smart_app.demo.local_fhir import free_port
+from smart_app.demo.seed import DEMO_SYSTEM, DemoCase, Manifest, demo_cases, seed, write_manifest
+from smart_app.fhir.client import FhirClient
 from tests.support.sekmet import SekmetServer
 
 pytestmark = pytest.mark.integration
@@ -86,7 +86,7 @@ def test_seeding_twice_creates_nothing_new(sekmet: SekmetServer, cases: list[Dem
 
 def test_every_patient_gets_its_expected_verdict(sekmet: SekmetServer, seeded: tuple[Manifest, Manifest],
                                                  month: Month) -> None:
-    from smart_app.readiness import patient_month
+    from smart_app.readiness.fetch import patient_month
 
     client = FhirClient(sekmet.base)
     wrong = []
@@ -100,7 +100,7 @@ def test_every_patient_gets_its_expected_verdict(sekmet: SekmetServer, seeded: t
 
 def test_crafted_ready_cases_get_the_expected_codes(sekmet: SekmetServer, seeded: tuple[Manifest, Manifest],
                                                     month: Month) -> None:
-    from smart_app.readiness import patient_month
+    from smart_app.readiness.fetch import patient_month
 
     client = FhirClient(sekmet.base)
     ids = {p.key: p.id for p in seeded[0].patients}

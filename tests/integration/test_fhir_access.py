@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from rules.verdict import Verdict
-from smart_app.fhir_client import BatchResult, FhirClient, FhirError, FhirNotFound
-from smart_app.readiness import fetch_patient_data, fetch_patient_resources, patient_month
+from smart_app.fhir.client import BatchResult, FhirClient, FhirError, FhirNotFound
+from smart_app.readiness.fetch import fetch_patient_data, fetch_patient_resources, patient_month
 
 pytestmark = pytest.mark.integration
 

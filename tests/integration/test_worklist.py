@@ -22,13 +22,13 @@ from rules.month import Month
 from rules.packs import pack_for_month
 from rules.verdict import to_json
 from smart_app.app import create_app
-from smart_app.billing_write import BillingRefused, mark_billed
-from smart_app.cli import main as cli_main
-from smart_app.fhir_client import FhirClient
-from smart_app.metrics import month_metrics
-from smart_app.readiness import patient_month
-from smart_app.worklist import apply_filter
-from smart_app.worklist_run import WorklistResult, build_worklist
+from smart_app.cli.commands import main as cli_main
+from smart_app.fhir.client import FhirClient
+from smart_app.program.jobs import WorklistResult, build_worklist
+from smart_app.program.mark_billed import BillingRefused, mark_billed
+from smart_app.program.metrics import month_metrics
+from smart_app.program.worklist import apply_filter
+from smart_app.readiness.fetch import patient_month
 from tests.support.population import SeededPopulation, seed_population
 from tests.support.sekmet import SekmetServer, start_sekmet
 
@@ -306,7 +306,7 @@ def test_program_page(server, pop, first, tmp_path) -> None:
 
 
 def test_patient_level_export_and_resume_on_sekmet(server, pop, first, tmp_path) -> None:
-    from smart_app.bulk_export import STATE_FILE, BulkExporter, ExportRequest
+    from smart_app.fhir.bulk_export import STATE_FILE, BulkExporter, ExportRequest
 
     rows = run_cli(server, pop, tmp_path)  # Group level, as above
     everyone = tmp_path / "all.json"

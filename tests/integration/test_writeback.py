@@ -31,10 +31,10 @@ from fhir_mapping.write_time import TIME_ENTRY_ID, TimeEntryDraft, entry_transac
 from rules.evaluate import evaluate
 from rules.month import Month
 from smart_app.app import create_app
+from smart_app.capture.outbox import Outbox, OutboxWorker
 from smart_app.context import LaunchContext
-from smart_app.fhir_client import FhirClient
-from smart_app.local_fhir import SekmetServer, free_port, start_sekmet
-from smart_app.outbox import Outbox, OutboxWorker
+from smart_app.demo.local_fhir import SekmetServer, free_port, start_sekmet
+from smart_app.fhir.client import FhirClient
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def make_app(tmp_path: Path, base: str, patient: str, **config: Any) -> tuple[Fl
         }
     )
     ctx = LaunchContext(mode="open", fhir_base=base, patient_id=patient, user=NURSE)
-    from smart_app import security, sessions
+    from smart_app.web import security, sessions
 
     @app.get("/_test/start")
     def _start() -> str:
@@ -341,7 +341,7 @@ def test_read_only_launch_writes_nothing(sekmet: SekmetServer, tmp_path: Path) -
         user=NURSE,
         granted_scopes=frozenset({"patient/*.rs", "launch"}),
     )
-    from smart_app import security, sessions
+    from smart_app.web import security, sessions
 
     @app.get("/_test/start")
     def _start() -> str:
@@ -546,7 +546,7 @@ def test_twenty_concurrent_writers_every_entry_once(own_sekmet: SekmetServer, tm
 def test_import_time_cli_writes_once_and_reports_bad_rows(
     sekmet: SekmetServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from smart_app.cli import main
+    from smart_app.cli.commands import main
 
     fhir = FhirClient(sekmet.base)
     patient = new_patient(fhir, "Import")
@@ -583,7 +583,7 @@ def test_twenty_concurrent_users_through_the_app_every_entry_once(
     fhir = FhirClient(sekmet.base)
     patient = new_patient(fhir, "ConcurrentApp")
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False, "TIMEZONE": "UTC"})
-    from smart_app import security, sessions
+    from smart_app.web import security, sessions
 
     @app.get("/_test/start/<int:n>")
     def _start(n: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from smart_app.local_fhir import stop_process
+from smart_app.demo.local_fhir import stop_process
 from tests.support.sekmet import free_port
 
 OAUTH_DIR = Path(__file__).resolve().parents[1] / "oauth"

@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from smart_app.demo_fhir import Clock
-from smart_app.fhir_client import FhirClient
-from smart_app.seed import SPECS, _crafted
+from smart_app.demo.patients import Clock
+from smart_app.demo.seed import SPECS, _crafted
+from smart_app.fhir.client import FhirClient
 
 GROUP_SYSTEM = "https://ccm-ready.org/fhir/test-population"
 

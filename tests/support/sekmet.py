@@ -1,8 +1,8 @@
-"""Test-side access to the local sekmet-fhir server: one implementation, in smart_app.local_fhir."""
+"""Test-side access to the local sekmet-fhir server: one implementation, in smart_app.demo.local_fhir."""
 
 from __future__ import annotations
 
-from smart_app.local_fhir import (
+from smart_app.demo.local_fhir import (
     SEKMET_BIN,
     SekmetMissing,
     SekmetServer,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import responses
 
-from smart_app.bulk_export import (
+from smart_app.fhir.bulk_export import (
     STATE_FILE,
     BulkExporter,
     BulkExportError,
@@ -16,7 +16,7 @@ from smart_app.bulk_export import (
     ExportRequest,
     export_population,
 )
-from smart_app.fhir_client import FhirClient
+from smart_app.fhir.client import FhirClient
 
 BASE = "https://fhir.example.org/r4"
 STATUS = f"{BASE}/bulk-status/42"
@@ -181,7 +181,7 @@ def test_backend_services_token(tmp_path: Path) -> None:
     from joserfc import jwt
     from joserfc.jwk import RSAKey
 
-    from smart_app.backend_services import ASSERTION_TYPE, BackendServicesAuth, load_key
+    from smart_app.auth.backend_services import ASSERTION_TYPE, BackendServicesAuth, load_key
 
     key = RSAKey.generate_key(2048, private=True)
     key_file = tmp_path / "key.json"

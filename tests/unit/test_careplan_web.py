@@ -1,4 +1,4 @@
-"""smart_app.careplan: form parsing keeps what was typed; the draft store round-trips drafts."""
+"""smart_app.careplan.views: form parsing keeps what was typed; the draft store round-trips drafts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from werkzeug.datastructures import MultiDict
 
-from smart_app.careplan import DraftStore, draft_from_form, draft_from_json, draft_to_json
+from smart_app.careplan.views import DraftStore, draft_from_form, draft_from_json, draft_to_json
 from smart_app.context import LaunchContext
 
 CTX = LaunchContext(mode="open", fhir_base="http://127.0.0.1:1/fhir", patient_id="p1")

@@ -20,7 +20,7 @@ from fhir_mapping.write_careplan import (
 )
 from fhir_mapping.write_provenance import WriteError
 from rules.careplan_validation import TEXT_SECTIONS, ActivityDraft, CarePlanDraft, GoalDraft
-from smart_app import careplan_prefill as prefill
+from smart_app.careplan import prefill
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from rules.verdict import ChronicCondition, CodeLine, Finding, Minutes, NextThreshold, Verdict
-from smart_app.cds_card import build_card, indicator, md, summary
+from smart_app.cds.card import build_card, indicator, md, summary
 
 LAUNCH = "http://127.0.0.1:5000/launch"
 MID = date(2026, 11, 10)

@@ -16,7 +16,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
 from smart_app.app import create_app
-from smart_app.cds_auth import ReplayCache
+from smart_app.cds.auth import ReplayCache
 from tests.support.ccm_scenarios import hook_request, prefetch, scenario
 
 ISS = "https://ehr.example.org"
@@ -324,7 +324,7 @@ class FakeJwksServer:
 
 
 def test_jwks_url_is_refetched_once_after_key_rotation() -> None:
-    from smart_app.cds_auth import verify
+    from smart_app.cds.auth import verify
 
     server = FakeJwksServer(OTHER_KEY)  # what a cache still holds: the EHR's old key
     server.rotate(KEY)
@@ -339,7 +339,7 @@ def test_jwks_url_is_refetched_once_after_key_rotation() -> None:
 def test_symmetric_and_unsigned_tokens_are_refused() -> None:
     from joserfc.jwk import OctKey
 
-    from smart_app.cds_auth import CdsAuthError, verify
+    from smart_app.cds.auth import CdsAuthError, verify
 
     secret = OctKey.generate_key(256)
     now = int(time.time())
@@ -362,7 +362,7 @@ def test_symmetric_and_unsigned_tokens_are_refused() -> None:
 
 
 def test_env_settings_configure_clients_and_the_test_switch(tmp_path: Any) -> None:
-    from smart_app.cds_hooks import env_settings
+    from smart_app.cds.service import env_settings
 
     path = tmp_path / "clients.json"
     path.write_text('{"https://ehr.example.org": {"jwks_url": "https://ehr.example.org/jwks"}}')

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smart_app.cli import main
+from smart_app.cli.commands import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tests" / "data" / "scenarios" / "ready-99490.json"

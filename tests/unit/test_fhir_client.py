@@ -11,7 +11,7 @@ import responses
 from responses import matchers
 from responses.registries import OrderedRegistry
 
-from smart_app.fhir_client import (
+from smart_app.fhir.client import (
     FhirClient,
     FhirError,
     FhirForbidden,
@@ -430,9 +430,9 @@ def test_logs_carry_no_ids_or_query_values(caplog: pytest.LogCaptureFixture) -> 
     responses.get(f"{BASE}/Patient/secret-id-42", status=404, json=outcome("gone"))
     responses.get(f"{BASE}/Condition", json=searchset([], rtype="Condition"))
     client = make()
-    with caplog.at_level(logging.DEBUG, logger="smart_app.fhir_client"), pytest.raises(FhirNotFound):
+    with caplog.at_level(logging.DEBUG, logger="smart_app.fhir.client"), pytest.raises(FhirNotFound):
         client.read("Patient", "secret-id-42")
-    with caplog.at_level(logging.DEBUG, logger="smart_app.fhir_client"):
+    with caplog.at_level(logging.DEBUG, logger="smart_app.fhir.client"):
         client.search("Condition", {"patient": "secret-id-42", "code": "E11.9"})
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "GET Patient -> 404" in text and "GET Condition -> 200" in text

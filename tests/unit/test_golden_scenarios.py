@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from smart_app.cli import build_parser
-from smart_app.cli_evaluate import run
+from smart_app.cli.commands import build_parser
+from smart_app.cli.evaluate import run
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 NAMES = sorted(p.name.removesuffix(".expected.json") for p in SCENARIOS.glob("*.expected.json"))

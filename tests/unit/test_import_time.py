@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rules.records import TimeEntry
-from smart_app.import_time import (
+from smart_app.capture.import_csv import (
     ImportFileError,
     Row,
     RowError,
@@ -143,7 +143,7 @@ def test_write_rows_is_idempotent() -> None:
 
 
 def test_write_failures_are_errors_with_line_numbers() -> None:
-    from smart_app.fhir_client import FhirUnavailable
+    from smart_app.fhir.client import FhirUnavailable
 
     text = csv_text(f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"')
     server = FakeServer()

@@ -22,11 +22,12 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from smart_app import sessions, smart_auth
 from smart_app.app import create_app
+from smart_app.auth import smart as smart_auth
 from smart_app.config import load_registration
 from smart_app.context import LaunchContext, Token
-from smart_app.patient_scope import PatientScopeError
+from smart_app.fhir.patient_scope import PatientScopeError
+from smart_app.web import sessions
 
 ISS = "https://ehr.example.org/fhir"
 AUTH = "https://auth.example.org"
@@ -512,7 +513,7 @@ def test_session_can_only_touch_its_launch_patient(tmp_path: Path, kind: str, st
 
 
 def test_patient_scope_rules() -> None:
-    from smart_app.patient_scope import check_resource, check_search, check_transaction
+    from smart_app.fhir.patient_scope import check_resource, check_search, check_transaction
 
     check_search("Encounter", [("patient", "Patient/p1"), ("date", "ge2026-01-01")], "p1")
     check_search("Patient", {"_id": "p1"}, "p1")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from smart_app import charts
-from smart_app.metrics import FORMULAS, minutes_bin, month_metrics, percent, ratio, trend
-from smart_app.worklist import Blocker, WorklistRow
+from smart_app.program import charts
+from smart_app.program.metrics import FORMULAS, minutes_bin, month_metrics, percent, ratio, trend
+from smart_app.program.worklist import Blocker, WorklistRow
 
 
 def row(

@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 
 from fhir_mapping.write_time import TIME_ENTRY_ID, TimeEntryDraft, entry_transaction, new_entry_id
 from smart_app.app import create_app
+from smart_app.capture.outbox import Outbox, OutboxWorker, conditional_creates
 from smart_app.context import LaunchContext
-from smart_app.fhir_client import FhirError, FhirUnauthorized, FhirUnavailable
-from smart_app.outbox import Outbox, OutboxWorker, conditional_creates
+from smart_app.fhir.client import FhirError, FhirUnauthorized, FhirUnavailable
 
 BASE = "http://fhir.test/fhir"
 NURSE = "Practitioner/rn1"
@@ -117,7 +117,7 @@ class FakeServer:
         self._fail()
         found = self._get(f"{resource_type}/{resource_id}")
         if found is None:
-            from smart_app.fhir_client import FhirNotFound
+            from smart_app.fhir.client import FhirNotFound
 
             raise FhirNotFound(404, "not found")
         return found
@@ -319,7 +319,7 @@ def app_with(
         user=user,  # type: ignore[arg-type]
         granted_scopes=scopes or frozenset(),
     )
-    from smart_app import security, sessions
+    from smart_app.web import security, sessions
 
     @app.get("/_test/start")
     def _start() -> str:

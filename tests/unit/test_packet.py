@@ -12,9 +12,16 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle as R4BBundle
 from fhirclient.models.bundle import Bundle as R4Bundle
 
-from smart_app.cli import main
-from smart_app.packet import HASH_EXT, POLICY_EXT, build_packet, canonical_json, recompute_hashes, sha256_of
-from smart_app.packet_render import render_html
+from smart_app.cli.commands import main
+from smart_app.packet.document import (
+    HASH_EXT,
+    POLICY_EXT,
+    build_packet,
+    canonical_json,
+    recompute_hashes,
+    sha256_of,
+)
+from smart_app.packet.render import render_html
 from tests.support.ccm_scenarios import scenario, time_entry, transaction
 
 MONTH = "2026-11"
@@ -205,7 +212,7 @@ class FakeFhir:
         return [r for r in self.resources if r["resourceType"] == rtype]
 
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        from smart_app.fhir_client import FhirNotFound
+        from smart_app.fhir.client import FhirNotFound
 
         self.round_trips += 1
         for r in self._of(resource_type):
@@ -218,7 +225,7 @@ class FakeFhir:
         return self._of(resource_type)
 
     def batch(self, requests_: list[str], **_: Any) -> list[Any]:
-        from smart_app.fhir_client import BatchResult
+        from smart_app.fhir.client import BatchResult
 
         self.round_trips += 1
         out = []
@@ -261,7 +268,7 @@ def test_packet_route_needs_a_session(web: Any) -> None:
 
 
 def test_packet_route_serves_html_and_json(web: Any) -> None:
-    from smart_app.packet_render import style_csp_source
+    from smart_app.packet.render import style_csp_source
 
     _open(web)
     page = web.get("/packet?month=2026-11")

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from rules.verdict import to_json
 from smart_app.app import create_app
 from smart_app.context import LaunchContext
-from smart_app.fhir_client import BatchResult, FhirError, FhirNotFound
+from smart_app.fhir.client import BatchResult, FhirError, FhirNotFound
 
 BASE = "http://fhir.test/fhir"
 MONTH = "2026-11"
@@ -227,7 +227,7 @@ def open_session(client: FlaskClient, pid: str) -> None:
 
 def start_with_context(app: Flask, client: FlaskClient, ctx: LaunchContext) -> None:
     """Bind an arbitrary launch context (e.g. need_patient_banner False) to the test client's session."""
-    from smart_app import sessions
+    from smart_app.web import sessions
 
     @app.get("/_test/start")
     def _start() -> str:
@@ -368,7 +368,7 @@ def test_month_switcher_links(client: FlaskClient) -> None:
 
 def test_default_month_is_this_month_or_the_launch_app_context(
         app_for: Callable[..., tuple[Flask, FlaskClient]]) -> None:
-    from smart_app import panel_view
+    from smart_app.panel import view_model as panel_view
 
     _, c = app_for("ready")
     open_session(c, "p-ready")
@@ -382,7 +382,7 @@ def test_default_month_is_this_month_or_the_launch_app_context(
 
 
 def test_panel_json_equals_to_json(app_for: Callable[..., tuple[Flask, FlaskClient]]) -> None:
-    from smart_app import readiness
+    from smart_app.readiness import fetch as readiness
 
     app, c = app_for("ready")
     open_session(c, "p-ready")
@@ -443,7 +443,7 @@ def test_each_month_is_judged_by_the_pack_in_effect(client: FlaskClient) -> None
      ("ccm-eligibility", None), (None, None), ('{"month": 7}', None)],
 )
 def test_month_from_app_context(text: str | None, month: str | None) -> None:
-    from smart_app.panel import month_from_app_context
+    from smart_app.panel.views import month_from_app_context
 
     assert month_from_app_context(text) == month
 

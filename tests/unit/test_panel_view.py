@@ -10,7 +10,7 @@ import pytest
 from rules.month import Month
 from rules.packs import Track, load_pack
 from rules.verdict import CodeLine, Finding, Minutes, NextThreshold, Verdict
-from smart_app import panel_view as pv
+from smart_app.panel import view_model as pv
 
 
 def verdict(**kw: object) -> Verdict:

@@ -10,7 +10,7 @@ import pytest
 
 from fhir_mapping.reader import read_facts
 from rules.month import BadMonth, BadTimezone
-from smart_app.fhir_client import (
+from smart_app.fhir.client import (
     BatchResult,
     FhirError,
     FhirForbidden,
@@ -18,7 +18,7 @@ from smart_app.fhir_client import (
     FhirUnauthorized,
     error_for,
 )
-from smart_app.readiness import VISIT_CODES, fetch_patient_data, fetch_patient_resources, patient_month
+from smart_app.readiness.fetch import VISIT_CODES, fetch_patient_data, fetch_patient_resources, patient_month
 
 PID = "p1"
 MONTH = "2026-10"

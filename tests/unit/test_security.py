@@ -10,7 +10,7 @@ import pytest
 import responses
 from flask import Flask
 
-from smart_app.security import frame_ancestors, redact
+from smart_app.web.security import frame_ancestors, redact
 from tests.unit.test_launch import ISS, PATIENT, FakeAuthServer, FakeFhir, launch, make_app
 
 SCRIPT_NAME = "<script>alert('x')</script>"
@@ -182,7 +182,7 @@ def test_no_token_or_phi_in_logs_across_a_whole_launch(
 
 def test_read_owned_refuses_another_patients_resource() -> None:
     """Resources read by id (Goal: no patient search everywhere) must belong to the launch patient."""
-    from smart_app.patient_scope import PatientScopedClient, PatientScopeError
+    from smart_app.fhir.patient_scope import PatientScopedClient, PatientScopeError
 
     class Directory:
         def read(self, resource_type: str, resource_id: str) -> dict[str, object]:

@@ -16,7 +16,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 from rules.month import Month
 from rules.verdict import STATUSES
-from smart_app.seed import (
+from smart_app.demo.seed import (
     DEMO_SYSTEM,
     PROGRAM_SYSTEM,
     Clock,
@@ -249,7 +249,7 @@ def test_home_with_an_unreadable_manifest_says_so(tmp_path: Path) -> None:
 ])
 def test_demo_command_rejects_bad_arguments(argv: list[str], message: str,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from smart_app.cli import main
+    from smart_app.cli.commands import main
 
     assert main(["demo", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -16,9 +16,9 @@ from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
 from rules.month import Month, zone
 from rules.verdict import to_json
-from smart_app.population import evaluate_population, patient_groups, patient_key
-from smart_app.seed import demo_cases
-from smart_app.worklist import apply_filter, blocked_reasons, build_row, row_json, to_csv
+from smart_app.demo.seed import demo_cases
+from smart_app.program.population import evaluate_population, patient_groups, patient_key
+from smart_app.program.worklist import apply_filter, blocked_reasons, build_row, row_json, to_csv
 
 TZ = "America/Chicago"
 NOW = datetime(2026, 10, 20, 15, 0, tzinfo=zone(TZ))
@@ -179,7 +179,7 @@ def _status_of(result: Any) -> tuple[str, str]:
 
 
 def test_parallel_buckets_give_the_same_results(population, tmp_path: Path) -> None:
-    from smart_app.population import map_population
+    from smart_app.program.population import map_population
 
     resources, _spec_of = population
     files = _write_by_type(resources, tmp_path)
@@ -199,7 +199,7 @@ def test_parallel_buckets_give_the_same_results(population, tmp_path: Path) -> N
     ],
 )
 def test_cli_rejects_bad_arguments(extra: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    from smart_app.cli import main
+    from smart_app.cli.commands import main
 
     assert main(["worklist", "--fhir-base", "http://127.0.0.1:9/fhir", *extra]) == 2
     err = capsys.readouterr().err
@@ -207,7 +207,7 @@ def test_cli_rejects_bad_arguments(extra: list[str], capsys: pytest.CaptureFixtu
 
 
 def test_cli_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
-    from smart_app.cli import main
+    from smart_app.cli.commands import main
 
     assert main(["worklist", "--fhir-base", "http://127.0.0.1:9/fhir", "--month", "2026-10", "--quiet"]) == 1
     assert "ccm-ready worklist:" in capsys.readouterr().err
@@ -240,7 +240,7 @@ def test_program_page_asks_for_a_server_and_checks_parameters(tmp_path: Path) ->
 
 
 def test_progress_bar_only_on_a_terminal() -> None:
-    from smart_app.worklist_cli import Progress
+    from smart_app.program.cli import Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

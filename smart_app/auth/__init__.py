@@ -1,0 +1,1 @@
+"""SMART App Launch (EHR, standalone, open servers) and SMART Backend Services."""

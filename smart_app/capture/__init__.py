@@ -1,0 +1,1 @@
+"""Capture face: time entries and consent, the durable outbox, CSV import."""

@@ -1,0 +1,400 @@
+"""`ccm-ready import-time FILE.csv --fhir-base URL`: load logged time from a spreadsheet, idempotently.
+
+Columns: patient, performer, start, minutes, program, activity, note, and optionally id (a UUID). Every row is
+checked first (the same rules as the capture form) and each bad row is reported by line number; the valid
+rows are then written with the same write-back as the app (Encounter + Task + Provenance in one transaction,
+conditional on our identifier). A row without an id gets one derived from its content, so running the same
+file again writes nothing new. The last line printed is `imported=N duplicates=M errors=K`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from fhir_mapping.reader import read_facts
+from fhir_mapping.write_provenance import WriteError, now_utc
+from fhir_mapping.write_time import (
+    TIME_ENTRY_ID,
+    TimeEntryDraft,
+    entry_transaction,
+    valid_entry_id,
+)
+from rules.entry_validation import ProposedEntry, validate
+from rules.month import BadTimezone, Month, zone
+from rules.records import TimeEntry
+
+DESCRIPTION = __doc__
+EPILOG = """example:
+  ccm-ready import-time october.csv --fhir-base http://127.0.0.1:8090/fhir --timezone America/Chicago
+
+CSV header (any order; program defaults to ccm, activity to care-coordination):
+  patient,performer,start,minutes,program,activity,note,id
+  p1,Practitioner/rn-1,2026-10-05T14:00,25,ccm,patient-call,"BP 150s (HTN); raised lisinopril; recheck Fri",
+"""
+REQUIRED = ("patient", "performer", "start", "minutes", "note")
+OPTIONAL = ("program", "activity", "id")
+MAX_ROWS = 20000
+_ROW_NS = uuid.UUID("a3c1f6de-51b9-4a8e-9a39-2f0e3f1d7b10")
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A parsed CSV row (not yet checked against the clock and other entries)."""
+
+    line: int
+    entry_id: str
+    patient_id: str
+    proposed: ProposedEntry
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    line: int
+    message: str
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (no header, missing columns, not text)."""
+
+
+def _patient_id(value: str) -> str | None:
+    value = value.strip()
+    if value.startswith("Patient/"):
+        value = value[len("Patient/") :]
+    if not value or len(value) > 64 or not all(ch.isalnum() or ch in "-." for ch in value):
+        return None
+    return value
+
+
+def _moment(value: str, tz: tzinfo) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+
+def derived_id(patient: str, cells: dict[str, str]) -> str:
+    """A stable entry id for a row without one: the same row always gets the same id."""
+    key = "|".join(
+        [
+            patient,
+            *(
+                cells.get(k, "").strip()
+                for k in ("performer", "start", "minutes", "program", "activity", "note")
+            ),
+        ]
+    )
+    return str(uuid.uuid5(_ROW_NS, key))
+
+
+def parse_rows(text: str, tz: tzinfo) -> list[Row | RowError]:
+    """Every data row of the CSV as a Row or a RowError (line numbers count the header as line 1).
+
+    Raises ImportFileError only for a file-level problem (no header, missing required columns, too long).
+    """
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportFileError(
+            f"the file is empty; the first line must be the header ({','.join(REQUIRED + OPTIONAL)})"
+        ) from None
+    except csv.Error as exc:
+        raise ImportFileError(f"line 1: not readable as CSV ({exc})") from None
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in REQUIRED if c not in names]
+    if missing:
+        raise ImportFileError(
+            f"line 1: the header lacks the column(s) {', '.join(missing)} "
+            f"(expected {','.join(REQUIRED + OPTIONAL)})"
+        )
+    out: list[Row | RowError] = []
+    line = 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            line = reader.line_num
+            out.append(RowError(line, f"not readable as CSV ({exc})"))
+            break
+        line = reader.line_num
+        if not any(v.strip() for v in values):
+            continue
+        if len(out) >= MAX_ROWS:
+            raise ImportFileError(f"more than {MAX_ROWS} rows; split the file")
+        if len(values) > len(names):
+            out.append(
+                RowError(
+                    line,
+                    f"{len(values)} cells but the header has {len(names)} columns "
+                    "(quote notes that contain commas)",
+                )
+            )
+            continue
+        cells = {n: v for n, v in zip(names, values, strict=False)}
+        out.append(_row(line, cells, tz))
+    return out
+
+
+def _row(line: int, cells: dict[str, str], tz: tzinfo) -> Row | RowError:
+    problems: list[str] = []
+    patient = _patient_id(cells.get("patient", ""))
+    if patient is None:
+        problems.append("patient: give the FHIR Patient id (e.g. 123 or Patient/123)")
+    start = _moment(cells.get("start", ""), tz)
+    if start is None:
+        problems.append("start: use an ISO date and time, e.g. 2026-10-05T14:00 (or with an offset)")
+    minutes: int | None = None
+    try:
+        minutes = int(cells.get("minutes", "").strip())
+    except ValueError:
+        problems.append("minutes: a whole number of minutes, 1 to 240")
+    entry_id = cells.get("id", "").strip().lower()
+    if entry_id and not valid_entry_id(entry_id):
+        problems.append("id: must be a UUID (or leave it empty)")
+    if problems:
+        return RowError(line, "; ".join(problems))
+    assert patient is not None
+    proposed = ProposedEntry(
+        start=start,
+        minutes=minutes,
+        performer=cells.get("performer", "").strip(),
+        program=(cells.get("program") or "ccm").strip().lower(),
+        activity=(cells.get("activity") or "care-coordination").strip(),
+        note=cells.get("note", ""),
+    )
+    return Row(line, entry_id or derived_id(patient, cells), patient, proposed)
+
+
+def check_rows(
+    rows: list[Row | RowError],
+    *,
+    now: datetime,
+    tz: tzinfo,
+    existing: dict[str, list[TimeEntry]] | None = None,
+    known_ids: dict[str, str] | None = None,
+) -> tuple[list[tuple[Row, TimeEntryDraft]], list[RowError], list[RowError]]:
+    """Validate parsed rows against the clock, each other and the server's entries (`existing` per patient).
+
+    `known_ids` maps entry ids already on the server to their Encounter ids (so a re-import does not overlap
+    itself). Returns (valid rows with their drafts, errors, warnings).
+    """
+    existing = existing or {}
+    known_ids = known_ids or {}
+    good: list[tuple[Row, TimeEntryDraft]] = []
+    errors = [r for r in rows if isinstance(r, RowError)]
+    warnings: list[RowError] = []
+    accepted: dict[str, list[TimeEntry]] = {}
+    seen: set[str] = set()
+    for row in rows:
+        if isinstance(row, RowError):
+            continue
+        if row.entry_id in seen:  # the same row twice in one file: written once, counted as a duplicate
+            good.append((row, _draft(row, None)))
+            continue
+        proposed = replace(row.proposed, replaces=known_ids.get(row.entry_id))
+        others = [*existing.get(row.patient_id, []), *accepted.get(str(proposed.performer), [])]
+        check = validate(proposed, now=now, tz=tz, others=others)
+        if not check.ok:
+            errors.append(RowError(row.line, " ".join(check.messages())))
+            continue
+        warnings.extend(RowError(row.line, f"warning: {w.message}") for w in check.warnings)
+        draft = _draft(row, check)
+        seen.add(row.entry_id)
+        if row.entry_id in known_ids:  # already on the server, so already among `existing`
+            good.append((row, draft))
+            continue
+        accepted.setdefault(draft.performer, []).append(
+            TimeEntry(
+                id=f"row/{row.line}",
+                status="finished",
+                program=draft.program,
+                start=draft.start,
+                end=draft.period_end,
+                minutes=draft.minutes,
+                performer=draft.performer,
+            )
+        )
+        good.append((row, draft))
+    errors.sort(key=lambda e: e.line)
+    return good, errors, warnings
+
+
+def _draft(row: Row, check: Any) -> TimeEntryDraft:
+    p = row.proposed
+    if check is None:  # a repeated row: the first occurrence was checked
+        assert p.start is not None and p.minutes is not None
+        return TimeEntryDraft(
+            row.entry_id,
+            row.patient_id,
+            str(p.performer),
+            p.start,
+            p.minutes,
+            p.program,
+            p.activity,
+            p.note.strip(),
+        )
+    return TimeEntryDraft(
+        row.entry_id,
+        row.patient_id,
+        str(p.performer),
+        check.start,
+        check.minutes,
+        p.program,
+        p.activity,
+        p.note.strip(),
+        end=check.end,
+        late=check.late,
+    )
+
+
+# ---------------------------------------------------------------------- server side
+
+
+def _server_state(
+    client: Any, rows: list[Row], tz_name: str
+) -> tuple[dict[str, list[TimeEntry]], dict[str, str]]:
+    """Per patient: its time entries around the file's dates, and our entry ids already stored."""
+    existing: dict[str, list[TimeEntry]] = {}
+    known: dict[str, str] = {}
+    by_patient: dict[str, list[datetime]] = {}
+    for row in rows:
+        if row.proposed.start is not None:
+            by_patient.setdefault(row.patient_id, []).append(row.proposed.start)
+    for patient, starts in by_patient.items():
+        low, high = min(starts) - timedelta(days=1), max(starts) + timedelta(days=2)
+        encounters = client.search(
+            "Encounter", {"patient": f"Patient/{patient}", "date": [f"ge{low.date()}", f"le{high.date()}"]}
+        )
+        existing[patient] = list(read_facts(encounters, patient, tz_name).time_entries)
+        for enc in encounters:
+            for ident in enc.get("identifier") or []:
+                if isinstance(ident, dict) and ident.get("system") == TIME_ENTRY_ID and ident.get("value"):
+                    known[str(ident["value"])] = str(enc.get("id"))
+    return existing, known
+
+
+def write_rows(
+    client: Any, good: list[tuple[Row, TimeEntryDraft]], known: dict[str, str]
+) -> tuple[int, int, list[RowError]]:
+    """Write the valid rows; returns (imported, duplicates, write errors)."""
+    from rules.packs import DEFAULT_PACK, UnknownPolicy, load_pack, pack_for_month
+    from smart_app.capture.outbox import conditional_creates
+    from smart_app.fhir.client import FhirError
+
+    imported = duplicates = 0
+    failures: list[RowError] = []
+    written: set[str] = set()
+    for row, draft in good:
+        if draft.entry_id in known or draft.entry_id in written:
+            duplicates += 1
+            continue
+        try:
+            pack = pack_for_month(Month.of(draft.start))
+        except UnknownPolicy:
+            pack = load_pack(DEFAULT_PACK)
+        try:
+            bundle = entry_transaction(
+                draft, user=draft.performer, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
+            )
+            try:
+                answer = client.transaction(bundle)
+                first = (answer.get("entry") or [{}])[0].get("response", {}).get("status", "")
+                created = str(first).startswith("201")
+            except FhirError as exc:
+                if exc.status not in (404, 405, 501):
+                    raise
+                conditional_creates(client, bundle)
+                created = True
+        except (FhirError, WriteError) as exc:
+            failures.append(RowError(row.line, f"not written: {getattr(exc, 'message', str(exc))}"))
+            continue
+        written.add(draft.entry_id)
+        if created:
+            imported += 1
+        else:
+            duplicates += 1
+    return imported, duplicates, failures
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file", metavar="FILE.csv", help="CSV with patient,performer,start,minutes,program,activity,note[,id]"
+    )
+    parser.add_argument("--fhir-base", required=True, help="FHIR R4 base URL to write to")
+    parser.add_argument(
+        "--token-file", help="file holding a bearer access token (never put tokens on the command line)"
+    )
+    parser.add_argument(
+        "--timezone", default="UTC", help="IANA zone for start times without an offset (default UTC)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from smart_app.fhir.client import FhirClient, FhirError
+
+    def summary(imported: int, duplicates: int, errors: int) -> None:
+        sys.stderr.flush()
+        print(f"imported={imported} duplicates={duplicates} errors={errors}", flush=True)
+
+    try:
+        tz = zone(args.timezone)
+    except BadTimezone as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        summary(0, 0, 1)
+        return 2
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        rows = parse_rows(text, tz)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: cannot read {args.file}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        summary(0, 0, 1)
+        return 2
+    except ImportFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        summary(0, 0, 1)
+        return 2
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            print(f"error: cannot read the token file: {exc.strerror}", file=sys.stderr)
+            summary(0, 0, 1)
+            return 2
+    try:
+        client = FhirClient(args.fhir_base, token_provider=(lambda: token) if token else None)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        summary(0, 0, 1)
+        return 2
+    parsed = [r for r in rows if isinstance(r, Row)]
+    try:
+        existing, known = _server_state(client, parsed, args.timezone)
+    except FhirError as exc:
+        print(f"error: cannot read existing entries from the FHIR server: {exc.message}", file=sys.stderr)
+        summary(0, 0, len(rows))
+        return 1
+    good, errors, warnings = check_rows(rows, now=datetime.now(tz), tz=tz, existing=existing, known_ids=known)
+    for problem in sorted([*errors, *warnings], key=lambda e: e.line):
+        print(f"line {problem.line}: {problem.message}", file=sys.stderr)
+    imported, duplicates, failures = write_rows(client, good, known)
+    for problem in failures:
+        print(f"line {problem.line}: {problem.message}", file=sys.stderr)
+    total_errors = len(errors) + len(failures)
+    summary(imported, duplicates, total_errors)
+    return 1 if total_errors else 0

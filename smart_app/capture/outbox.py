@@ -1,0 +1,586 @@
+"""Durable outbox: nothing the user records is lost when the FHIR server is down, slow or refuses a token.
+
+An item (time entry, correction, consent) is stored in SQLite (DATA_DIR/outbox.sqlite3) BEFORE the first
+attempt, in state `pending`. A send claims the item with a lease (so two threads or processes never send the
+same item at once), writes it idempotently (a transaction whose creates are conditional on our identifiers, or
+conditional creates when the server refuses transactions) and marks it `saved` only after the server answered
+with success. Transient failures (unreachable, timeout, 5xx/429, expired token, a concurrent change) keep it
+`pending` with exponential backoff; a refusal of the content itself (4xx) makes it `rejected`, still stored
+and shown with the server's message, and it can be queued again. A background worker retries due items,
+also after an app restart. Logs carry item ids and states only: never notes or patient data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from fhir_mapping.write_provenance import WriteError
+from smart_app.storage.sqlite import immediate, open_sqlite
+
+log = logging.getLogger(__name__)
+
+KINDS = ("time", "correction", "consent", "consent-stop")
+STATES = ("pending", "sending", "saved", "rejected")
+RETRY_LATER_STATUSES = frozenset({401, 408, 409, 412, 423, 429})
+TRANSACTION_REFUSED = frozenset({404, 405, 501})
+
+
+class Client(Protocol):
+    """The FHIR client methods the outbox uses (FhirClient, PatientScopedClient or a test fake)."""
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]: ...
+
+    def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]: ...
+
+    def search(self, resource_type: str, params: Any = None) -> list[dict[str, Any]]: ...
+
+
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+    " fhir_base TEXT NOT NULL, patient_id TEXT NOT NULL, mode TEXT NOT NULL, user TEXT,"
+    " payload TEXT NOT NULL,"
+    " summary TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+    " next_attempt REAL NOT NULL, last_error TEXT, created REAL NOT NULL, saved_at REAL,"
+    " result TEXT)",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt)",
+    "CREATE INDEX IF NOT EXISTS outbox_patient ON outbox (fhir_base, patient_id)",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: str
+    kind: str
+    fhir_base: str
+    patient_id: str
+    mode: str
+    user: str | None
+    payload: dict[str, Any]
+    summary: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt: float
+    last_error: str
+    created: float
+    saved_at: float | None
+    result: list[str]
+
+    @property
+    def label(self) -> str:
+        """What the user sees: pending | saved | rejected (an item being sent is still pending)."""
+        return "pending" if self.state == "sending" else self.state
+
+
+class Retry(Exception):
+    """A transient failure: try again later."""
+
+
+class Reject(Exception):
+    """The server refused the content: retrying the same request cannot succeed."""
+
+
+_COLUMNS = (
+    "id, kind, fhir_base, patient_id, mode, user, payload, summary, state, attempts, next_attempt,"
+    " last_error, created, saved_at, result"
+)
+
+
+def _row(row: tuple[Any, ...]) -> OutboxItem:
+    return OutboxItem(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        json.loads(row[6]),
+        json.loads(row[7]),
+        row[8],
+        row[9],
+        row[10],
+        row[11] or "",
+        row[12],
+        row[13],
+        json.loads(row[14] or "[]"),
+    )
+
+
+class Outbox:
+    """The SQLite store. Thread-safe; several processes may share the file (leases use BEGIN IMMEDIATE)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        backoff: float = 2.0,
+        max_backoff: float = 300.0,
+        lease: float = 120.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.lease = lease
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._conn = open_sqlite(self.path, SCHEMA)
+
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._conn, self._lock)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ writes
+
+    def add(
+        self,
+        item_id: str,
+        kind: str,
+        *,
+        fhir_base: str,
+        patient_id: str,
+        payload: dict[str, Any],
+        summary: dict[str, Any] | None = None,
+        mode: str = "open",
+        user: str | None = None,
+    ) -> OutboxItem:
+        """Store an item as pending (a repeat with the same id keeps the first; that is what makes a
+        double-submitted form idempotent)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown outbox kind {kind!r}")
+        now = self.clock()
+        with self._tx() as c:
+            c.execute(
+                f"INSERT OR IGNORE INTO outbox ({_COLUMNS})"
+                " VALUES (?,?,?,?,?,?,?,?,'pending',0,?,'',?,NULL,'[]')",
+                (
+                    item_id,
+                    kind,
+                    fhir_base.rstrip("/"),
+                    patient_id,
+                    mode,
+                    user,
+                    json.dumps(payload),
+                    json.dumps(summary or {}),
+                    now,
+                    now,
+                ),
+            )
+        item = self.get(item_id)
+        assert item is not None
+        return item
+
+    def claim(self, item_id: str) -> OutboxItem | None:
+        """Take the item for sending (None when saved, rejected, or leased by another sender)."""
+        now = self.clock()
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE outbox SET state = 'sending', next_attempt = ? WHERE id = ? AND"
+                " (state = 'pending' OR (state = 'sending' AND next_attempt <= ?))",
+                (now + self.lease, item_id, now),
+            )
+            if cur.rowcount != 1:
+                return None
+        return self.get(item_id)
+
+    def mark_saved(self, item_id: str, result: list[str]) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET state = 'saved', saved_at = ?, last_error = '', result = ?,"
+                " attempts = attempts + 1 WHERE id = ?",
+                (self.clock(), json.dumps(result), item_id),
+            )
+        log.info("outbox item %s saved", item_id)
+
+    def mark_retry(
+        self, item_id: str, error: str, *, count: bool = True, delay: float | None = None
+    ) -> float:
+        """Back to pending with exponential backoff (and jitter); returns the delay in seconds."""
+        with self._lock:
+            row = self._conn.execute("SELECT attempts FROM outbox WHERE id = ?", (item_id,)).fetchone()
+        attempts = (row[0] if row else 0) + (1 if count else 0)
+        if delay is None:
+            delay = min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET state = 'pending', attempts = ?, next_attempt = ?, last_error = ?"
+                " WHERE id = ? AND state != 'saved'",
+                (attempts, self.clock() + delay, error[:500], item_id),
+            )
+        log.info("outbox item %s pending (attempt %d): retry in %.1f s", item_id, attempts, delay)
+        return delay
+
+    def mark_rejected(self, item_id: str, error: str) -> None:
+        with self._tx() as c:
+            c.execute(
+                "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?"
+                " WHERE id = ? AND state != 'saved'",
+                (error[:500], item_id),
+            )
+        log.warning("outbox item %s rejected by the server", item_id)
+
+    def purge_saved(self, max_age: float) -> int:
+        """Forget items saved over `max_age` seconds ago (the server has them; notes need not stay here)."""
+        with self._tx() as c:
+            cur = c.execute(
+                "DELETE FROM outbox WHERE state = 'saved' AND saved_at < ?", (self.clock() - max_age,)
+            )
+            return cur.rowcount
+
+    def requeue(self, item_id: str) -> bool:
+        """Queue a rejected item again (after the cause was fixed, e.g. a scope granted)."""
+        with self._tx() as c:
+            cur = c.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt = ? WHERE id = ? AND state = 'rejected'",
+                (self.clock(), item_id),
+            )
+            return cur.rowcount == 1
+
+    # ------------------------------------------------------------------ reads
+
+    def get(self, item_id: str) -> OutboxItem | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,)).fetchone()
+        return _row(row) if row else None
+
+    def due(self, limit: int = 50) -> list[OutboxItem]:
+        """Pending items whose time has come, and items whose sender died (expired lease)."""
+        now = self.clock()
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE state IN ('pending', 'sending') AND next_attempt <= ?"
+                " ORDER BY created LIMIT ?",
+                (now, limit),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def for_patient(
+        self, fhir_base: str, patient_id: str, states: tuple[str, ...] = STATES
+    ) -> list[OutboxItem]:
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE fhir_base = ? AND patient_id = ? AND state IN ({marks})"
+                " ORDER BY created",
+                (fhir_base.rstrip("/"), patient_id, *states),
+            ).fetchall()
+        return [_row(r) for r in rows]
+
+    def unsaved_time(self, performer: str) -> list[OutboxItem]:
+        """Time entries of one performer not yet on the server (any patient): for the overlap check."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM outbox WHERE kind = 'time' AND state IN ('pending', 'sending')"
+            ).fetchall()
+        items = [_row(r) for r in rows]
+        return [i for i in items if i.summary.get("performer") == performer]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        return {state: n for state, n in rows}
+
+    # ------------------------------------------------------------------ sending
+
+    def send(self, item_id: str, client: Client) -> OutboxItem | None:
+        """Claim and send one item now; returns its new state (None when someone else holds it)."""
+        item = self.claim(item_id)
+        if item is None:
+            return self.get(item_id)
+        try:
+            result = deliver(client, item)
+        except Retry as exc:
+            self.mark_retry(item.id, str(exc))
+        except Reject as exc:
+            self.mark_rejected(item.id, str(exc))
+        except Exception as exc:  # never lose an item to an unexpected error
+            log.exception("outbox item %s: unexpected %s", item.id, type(exc).__name__)
+            self.mark_retry(item.id, f"unexpected problem ({type(exc).__name__}); will retry")
+        else:
+            self.mark_saved(item.id, result)
+        return self.get(item_id)
+
+
+# ---------------------------------------------------------------------- delivery
+
+
+def _classify(exc: Exception) -> Exception:
+    """Retry or Reject for an exception raised while talking to the server."""
+    from smart_app.fhir.client import FhirError, FhirForbidden, FhirUnauthorized, FhirUnavailable
+
+    if isinstance(exc, (FhirUnavailable, FhirUnauthorized)):
+        return Retry(exc.message)
+    if isinstance(exc, FhirForbidden):
+        return Reject(f"{exc.message}. The app lacks the write permission (scope) for this record.")
+    if isinstance(exc, FhirError):
+        if exc.status is None or exc.status in RETRY_LATER_STATUSES or exc.status >= 500:
+            return Retry(exc.message)
+        return Reject(exc.message)
+    if isinstance(exc, PermissionError):  # session expired (waits for a new sign-in) or patient scope
+        from smart_app.fhir.patient_scope import PatientScopeError
+
+        return Reject(str(exc)) if isinstance(exc, PatientScopeError) else Retry(str(exc))
+    if isinstance(exc, WriteError):
+        return Reject(str(exc))
+    return Retry(f"unexpected problem ({type(exc).__name__})")
+
+
+def _locations(response: dict[str, Any]) -> list[str]:
+    out = []
+    for entry in response.get("entry") or []:
+        resp = entry.get("response") if isinstance(entry, dict) else None
+        loc = resp.get("location") if isinstance(resp, dict) else None
+        if isinstance(loc, str):
+            parts = [p for p in loc.split("/_history")[0].split("/") if p]
+            out.append("/".join(parts[-2:]))
+    return out
+
+
+def _check_transaction_response(bundle: dict[str, Any], response: dict[str, Any]) -> list[str]:
+    entries = response.get("entry") if isinstance(response, dict) else None
+    if (
+        response.get("resourceType") != "Bundle"
+        or not isinstance(entries, list)
+        or len(entries) != len(bundle["entry"])
+    ):
+        raise Retry("the FHIR server's answer to the transaction was incomplete; will check again")
+    for entry in entries:
+        status = str((entry.get("response") or {}).get("status", "")) if isinstance(entry, dict) else ""
+        if not status[:1] == "2":
+            raise Retry(f"the FHIR server answered {status or 'nothing'} for part of the transaction")
+    return _locations(response)
+
+
+def _resolve(value: Any, ids: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (ids.get(v, v) if k == "reference" and isinstance(v, str) else _resolve(v, ids))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_resolve(v, ids) for v in value]
+    return value
+
+
+def conditional_creates(client: Client, bundle: dict[str, Any]) -> list[str]:
+    """The transaction's POSTs one by one as conditional creates, urn:uuid references resolved in order.
+
+    Used when a server refuses transactions. A failure part-way leaves earlier resources in place; the
+    retry finds them by identifier and continues, so nothing is duplicated.
+    """
+    ids: dict[str, str] = {}
+    written = []
+    inner = getattr(client, "inner", client)  # scope was checked on the whole bundle (see deliver)
+    for entry in bundle["entry"]:
+        req = entry["request"]
+        if req["method"] != "POST":
+            raise Reject("this server does not accept transactions, which corrections need")
+        resource = _resolve(entry["resource"], ids)
+        condition = req.get("ifNoneExist")
+        if resource["resourceType"] == "Provenance":
+            targets = [t["reference"] for t in resource.get("target", [])]
+            condition = "&".join(f"target={t}" for t in targets[:1])
+        stored = inner.create(resource, if_none_exist=condition)
+        ref = f"{stored['resourceType']}/{stored['id']}"
+        ids[entry["fullUrl"]] = ref
+        written.append(ref)
+    return written
+
+
+def _send_bundle(client: Client, bundle: dict[str, Any]) -> list[str]:
+    from smart_app.fhir.client import FhirError
+    from smart_app.fhir.patient_scope import check_transaction
+
+    patient = getattr(client, "patient_id", None)
+    if patient:
+        check_transaction(bundle, patient)
+    try:
+        return _check_transaction_response(bundle, client.transaction(bundle))
+    except FhirError as exc:
+        if exc.status not in TRANSACTION_REFUSED:
+            raise
+        log.info("FHIR server refused a transaction (%s); using conditional creates", exc.status)
+    return conditional_creates(client, bundle)
+
+
+def _correction_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | None:
+    """The correction transaction for the entry as the server has it now (None: already done)."""
+    from datetime import datetime
+
+    from fhir_mapping.write_time import correction_transaction, draft_from_json
+
+    p = item.payload
+    patient = f"Patient/{item.patient_id}"
+    found = client.search("Encounter", {"_id": p["target_encounter_id"], "patient": patient})
+    if len(found) != 1:
+        raise Reject("the entry to correct was not found on the FHIR server")
+    enc = found[0]
+    tasks = client.search(
+        "Task", {"encounter": f"Encounter/{enc['id']}", "patient": f"Patient/{item.patient_id}"}
+    )
+    replacement = draft_from_json(p["replacement"]) if p.get("replacement") else None
+    try:
+        return correction_transaction(
+            _base(client, item),
+            enc,
+            tasks,
+            p["reason"],
+            user=p["user"],
+            recorded=datetime.fromisoformat(p["recorded"]),
+            pack_id=p["pack_id"],
+            pack_version=p["pack_version"],
+            replacement=replacement,
+        )
+    except WriteError as exc:
+        if "already marked" in str(exc):
+            return None
+        raise
+
+
+def _stop_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | None:
+    """Stop the patient's current CCM consent (the latest active one naming this billing practitioner, if any
+    names one); None when it is already stopped on that date; with no consent on file, a new inactive one."""
+    from datetime import date, datetime
+
+    from fhir_mapping.write_consent import is_ccm_consent, stop_transaction
+
+    p = item.payload
+    stop_date = date.fromisoformat(p["stop_date"])
+    patient = f"Patient/{item.patient_id}"
+    consents = [c for c in client.search("Consent", {"patient": patient}) if is_ccm_consent(c)]
+    done = [
+        c
+        for c in consents
+        if c.get("status") == "inactive"
+        and ((c.get("provision") or {}).get("period") or {}).get("end") == p["stop_date"]
+    ]
+    if done:
+        return None
+    active = [c for c in consents if c.get("status") == "active"]
+    pprf = p.get("billing_practitioner")
+    named = [c for c in active if pprf and pprf in json.dumps((c.get("provision") or {}).get("actor") or [])]
+    candidates = named or active
+    if not candidates:
+        return p["fallback_bundle"]
+    current = max(candidates, key=lambda c: str(c.get("dateTime") or ""))
+    return stop_transaction(
+        _base(client, item),
+        current,
+        stop_date,
+        user=p["user"],
+        recorded=datetime.fromisoformat(p["recorded"]),
+        pack_id=p["pack_id"],
+        pack_version=p["pack_version"],
+    )
+
+
+def _base(client: Client, item: OutboxItem) -> str:
+    return str(getattr(client, "base", "") or item.fhir_base)
+
+
+def deliver(client: Client, item: OutboxItem) -> list[str]:
+    """Write one item to the server; Retry / Reject on failure. Returns the references written."""
+    try:
+        if item.kind in ("correction", "consent-stop"):
+            bundle = (_correction_bundle if item.kind == "correction" else _stop_bundle)(client, item)
+            if bundle is None:
+                return []
+        else:
+            bundle = item.payload["bundle"]
+        return _send_bundle(client, bundle)
+    except (Retry, Reject):
+        raise
+    except Exception as exc:  # classified below, never swallowed
+        raise _classify(exc) from None
+
+
+# ---------------------------------------------------------------------- background worker
+
+
+class OutboxWorker:
+    """A daemon thread retrying due items; `client_for(item)` gives a client (None: wait for a session)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        client_for: Callable[[OutboxItem], Client | None],
+        *,
+        interval: float = 5.0,
+        wait_for_session: float = 60.0,
+    ) -> None:
+        self.outbox = outbox
+        self.client_for = client_for
+        self.interval = interval
+        self.wait_for_session = wait_for_session
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._clients: dict[str, Client] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, item_id: str, client: Client) -> None:
+        """Keep the client a request used (it carries the session's token provider) for retries."""
+        with self._lock:
+            self._clients[item_id] = client
+
+    def client(self, item: OutboxItem) -> Client | None:
+        with self._lock:
+            known = self._clients.get(item.id)
+        return known if known is not None else self.client_for(item)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="ccm-outbox", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run_once(self) -> int:
+        """Try every due item once; returns how many were saved."""
+        saved = 0
+        for item in self.outbox.due():
+            client = self.client(item)
+            if client is None:
+                self.outbox.mark_retry(
+                    item.id,
+                    "waiting for a session with access to this FHIR server (open the app again)",
+                    count=False,
+                    delay=self.wait_for_session,
+                )
+                continue
+            after = self.outbox.send(item.id, client)
+            if after is not None and after.state in ("saved", "rejected"):
+                with self._lock:
+                    self._clients.pop(item.id, None)
+                saved += after.state == "saved"
+        return saved
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the worker must survive (e.g. a locked database)
+                log.exception("outbox worker round failed")
+            self._wake.wait(self.interval)
+            self._wake.clear()

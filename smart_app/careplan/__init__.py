@@ -1,0 +1,1 @@
+"""Care-plan face: editor, drafts, patient copy."""

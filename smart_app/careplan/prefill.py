@@ -1,0 +1,337 @@
+"""What the care-plan editor starts from: the chart (chronic problems, medicines, allergies, care team), the
+stored CCM CarePlan when there is one, and the template suggestions for the patient's conditions.
+
+Templates are data (careplan_templates.json). A suggestion is only offered: the editor adds it to the draft
+when the user accepts it, and every suggestion carries its source.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from fhir_mapping.reader import read_facts
+from fhir_mapping.write_careplan import draft_from_resources
+from rules.careplan_validation import ActivityDraft, CarePlanDraft, GoalDraft
+from rules.evaluate import evaluate
+from rules.month import Month
+from rules.verdict import Verdict
+from smart_app.fhir.client import FhirError
+from smart_app.fhir.patient_scope import PatientScopeError, belongs_to
+from smart_app.readiness import fetch as readiness
+
+log = logging.getLogger(__name__)
+TEMPLATES_PATH = Path(__file__).with_name("templates.json")
+CARE_PROGRAM = "https://ccm-ready.org/fhir/CodeSystem/care-program"
+MAX_NAMES = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """One template entry: a goal or an intervention the user may accept, with its source."""
+
+    key: str  # "diabetes:goal:0"
+    kind: str  # goal | intervention
+    condition: str  # condition label
+    description: str
+    source: str
+    measure: str = ""
+    measure_code: str = ""
+    target: str = ""
+    due_months: int = 6
+    performer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    condition_key: str
+    label: str
+    goals: tuple[Suggestion, ...]
+    interventions: tuple[Suggestion, ...]
+    symptoms: str = ""
+    symptoms_source: str = ""
+
+
+@dataclass
+class Chart:
+    """What the editor shows beside the draft."""
+
+    verdict: Verdict
+    problems: list[tuple[str, str]]  # (Condition ref, label) of the chronic conditions the rules found
+    medications: list[str] = field(default_factory=list)
+    allergies: list[str] = field(default_factory=list)
+    team: list[tuple[str, str]] = field(default_factory=list)  # (reference, label)
+    plan: dict[str, Any] | None = None  # the stored CCM CarePlan (newest active) when there is one
+    goals: list[dict[str, Any]] = field(default_factory=list)  # its Goals
+    problems_loading: list[str] = field(default_factory=list)  # parts of the chart that could not be read
+
+
+@cache
+def templates() -> tuple[Template, ...]:
+    """Every template in careplan_templates.json (loaded once)."""
+    data = json.loads(TEMPLATES_PATH.read_text("utf-8"))
+    out = []
+    for t in data["templates"]:
+        key, label = t["condition_key"], t["label"]
+        goals = tuple(
+            Suggestion(
+                f"{key}:goal:{i}",
+                "goal",
+                label,
+                g["description"],
+                g["source"],
+                g["measure"],
+                g.get("measure_code", ""),
+                g["target"],
+                int(g.get("due_months", 6)),
+            )
+            for i, g in enumerate(t["goals"])
+        )
+        acts = tuple(
+            Suggestion(
+                f"{key}:intervention:{i}",
+                "intervention",
+                label,
+                a["description"],
+                a["source"],
+                performer=a["performer"],
+            )
+            for i, a in enumerate(t["interventions"])
+        )
+        out.append(Template(key, label, goals, acts, t.get("symptoms", ""), t.get("symptoms_source", "")))
+    return tuple(out)
+
+
+def templates_for(condition_keys: list[str]) -> list[Template]:
+    """Templates for the patient's conditions first, then the others (a user may still want them)."""
+    everything = list(templates())
+    mine = [t for t in everything if t.condition_key in condition_keys]
+    return mine + [t for t in everything if t not in mine]
+
+
+def suggestion(key: str) -> Suggestion | None:
+    for t in templates():
+        for s in (*t.goals, *t.interventions):
+            if s.key == key:
+                return s
+    return None
+
+
+def add_months(day: date, months: int) -> date:
+    """`day` plus whole months (the last day of a shorter month when needed)."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
+
+
+def accept(s: Suggestion, today: date) -> GoalDraft | ActivityDraft:
+    """An accepted suggestion as an editable draft row that keeps its source."""
+    source = f"Template \u201c{s.condition}\u201d: {s.source}"
+    if s.kind == "goal":
+        return GoalDraft(
+            s.description,
+            s.measure,
+            s.target,
+            add_months(today, s.due_months),
+            measure_code=s.measure_code,
+            source=source,
+        )
+    return ActivityDraft(s.description, s.performer, source=source)
+
+
+def _text_of(concept: Any) -> str:
+    if not isinstance(concept, dict):
+        return ""
+    if isinstance(concept.get("text"), str) and concept["text"].strip():
+        return concept["text"].strip()
+    for c in concept.get("coding") or ():
+        if isinstance(c, dict) and (c.get("display") or c.get("code")):
+            return str(c.get("display") or c.get("code"))
+    return ""
+
+
+def _medicine(res: dict[str, Any]) -> str:
+    name = _text_of(res.get("medicationCodeableConcept")) or str(
+        (res.get("medicationReference") or {}).get("display") or ""
+    )
+    dose = ""
+    for d in res.get("dosageInstruction") or res.get("dosage") or ():
+        if isinstance(d, dict) and isinstance(d.get("text"), str):
+            dose = d["text"]
+            break
+    return f"{name} ({dose})" if name and dose else name
+
+
+def _is_ccm_plan(res: dict[str, Any]) -> bool:
+    return (
+        res.get("resourceType") == "CarePlan"
+        and res.get("status") == "active"
+        and any(
+            isinstance(c, dict) and c.get("system") == CARE_PROGRAM and c.get("code") == "ccm"
+            for cat in res.get("category") or ()
+            if isinstance(cat, dict)
+            for c in cat.get("coding") or ()
+        )
+    )
+
+
+def _practitioner_name(client: Any, ref: str) -> str:
+    rtype, _, rid = ref.partition("/")
+    if rtype not in ("Practitioner", "PractitionerRole") or not rid:
+        return ref
+    try:
+        res = client.read(rtype, rid)
+    except (FhirError, PermissionError):
+        return ref
+    if rtype == "PractitionerRole":
+        return _text_of((res.get("code") or [None])[0]) or str(
+            (res.get("practitioner") or {}).get("display") or ref
+        )
+    for name in res.get("name") or ():
+        if isinstance(name, dict):
+            text = (
+                name.get("text")
+                or " ".join(
+                    [*(name.get("prefix") or []), *(name.get("given") or []), str(name.get("family") or "")]
+                ).strip()
+            )
+            if text:
+                return str(text)
+    return ref
+
+
+def read_goals(client: Any, plan: dict[str, Any], patient_id: str) -> list[dict[str, Any]]:
+    """The plan's Goals. Goal has no patient search on every server, so each is read by id; the
+    session's patient-scoped client refuses a Goal that is not the launch patient's."""
+    read_owned = getattr(client, "read_owned", None)
+    out = []
+    for ref in plan.get("goal") or ():
+        value = ref.get("reference") if isinstance(ref, dict) else None
+        if not isinstance(value, str) or not value.startswith("Goal/"):
+            continue
+        goal_id = value.split("/", 1)[1]
+        try:
+            res = read_owned("Goal", goal_id) if read_owned else client.read("Goal", goal_id)
+        except PatientScopeError:
+            log.warning("care plan goal skipped: it belongs to another patient")
+            continue
+        except FhirError as exc:
+            log.info("care plan goal could not be read: status %s", exc.status)
+            continue
+        if belongs_to(res, patient_id):
+            out.append(res)
+    return out
+
+
+def load_chart(
+    client: Any, patient_id: str, month: Month, *, tz: str, policy: str, billing_practitioner: str | None
+) -> Chart:
+    """Everything the editor needs, in three batches: readiness data, medicines/allergies/team, goals."""
+    fetched = readiness.fetch_patient_data(client, patient_id, month, tz)
+    facts = read_facts(fetched.resources, patient_id, tz)
+    verdict = evaluate(facts, month, pack=policy, tz=tz, billing_practitioner=billing_practitioner)
+    problems: dict[str, str] = {}
+    for c in verdict.chronic_conditions:
+        for ev in c.evidence:
+            problems.setdefault(ev, f"{c.display or c.condition_label} ({c.code})")
+    chart = Chart(verdict, list(problems.items()))
+    plans = [r for r in fetched.resources if _is_ccm_plan(r)]
+    if plans:
+        plans.sort(key=lambda r: str((r.get("meta") or {}).get("lastUpdated") or ""), reverse=True)
+        chart.plan = plans[0]
+        chart.goals = read_goals(client, plans[0], patient_id)
+        for ref in plans[0].get("addresses") or ():  # keep conditions the plan addresses even if not chronic
+            value = ref.get("reference") if isinstance(ref, dict) else None
+            if isinstance(value, str) and value not in problems:
+                chart.problems.append((value, value))
+    urls = [
+        f"MedicationRequest?patient={patient_id}&status=active",
+        f"MedicationStatement?patient={patient_id}",
+        f"AllergyIntolerance?patient={patient_id}",
+        f"CareTeam?subject=Patient/{patient_id}",
+    ]
+    try:
+        results = client.batch(urls)
+    except FhirError as exc:
+        chart.problems_loading.append(f"medicines, allergies and care team ({exc.message})")
+        results = []
+    team: dict[str, str] = {}
+    for url, result in zip(urls, results, strict=False):
+        what = url.split("?", 1)[0]
+        if not result.ok:
+            chart.problems_loading.append(f"{what} ({result.message})")
+            continue
+        for res in result.resources:
+            if what in ("MedicationRequest", "MedicationStatement"):
+                if (
+                    res.get("status") in ("active", "intended", "on-hold", None)
+                    or what == "MedicationRequest"
+                ):
+                    name = _medicine(res)
+                    if name and name not in chart.medications:
+                        chart.medications.append(name)
+            elif what == "AllergyIntolerance":
+                name = _text_of(res.get("code"))
+                if name and name not in chart.allergies:
+                    chart.allergies.append(name)
+            else:
+                for p in res.get("participant") or ():
+                    member = (p.get("member") or {}) if isinstance(p, dict) else {}
+                    ref = member.get("reference")
+                    if isinstance(ref, str):
+                        role = _text_of((p.get("role") or [None])[0])
+                        team.setdefault(ref, role)
+    refs = list(
+        dict.fromkeys(
+            [*(x for x in [verdict.billing_practitioner] if x), *team, *facts.patient.general_practitioners]
+        )
+    )
+    for ref in refs[:MAX_NAMES]:
+        name = (
+            _practitioner_name(client, ref) if ref.startswith("Practitioner") else str(team.get(ref) or ref)
+        )
+        role = team.get(ref, "")
+        if ref == verdict.billing_practitioner:
+            role = "billing practitioner" + (f", {role}" if role else "")
+        chart.team.append((ref, f"{name} ({role})" if role else name))
+    return chart
+
+
+def medication_text(chart: Chart) -> str:
+    """The medication-management section as the chart gives it (the user edits it)."""
+    lines = []
+    if chart.medications:
+        lines.append("Current medicines: " + "; ".join(chart.medications) + ".")
+    if chart.allergies:
+        lines.append("Allergies: " + "; ".join(chart.allergies) + ".")
+    elif chart.medications:
+        lines.append("Allergies: none recorded.")
+    return "\n".join(lines)
+
+
+def new_draft(chart: Chart, patient_id: str, today: date) -> CarePlanDraft:
+    """A first draft from the chart: the problem list and the medicines; goals and interventions are empty
+    until the user writes or accepts them."""
+    return CarePlanDraft(
+        patient_id=patient_id,
+        conditions=tuple(ref for ref, _ in chart.problems),
+        sections={"medications": medication_text(chart)},
+        goals=(),
+        activities=(),
+        author=chart.verdict.billing_practitioner or "",
+        period_start=today,
+        problem_labels=dict(chart.problems),
+    )
+
+
+def stored_draft(chart: Chart, patient_id: str) -> CarePlanDraft | None:
+    """The stored CCM CarePlan as a draft for revision (None when there is none)."""
+    if chart.plan is None:
+        return None
+    return draft_from_resources(chart.plan, chart.goals, patient_id, dict(chart.problems))

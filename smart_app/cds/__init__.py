@@ -1,0 +1,1 @@
+"""CDS Hooks face: the patient-view service and its card."""

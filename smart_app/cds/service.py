@@ -1,0 +1,293 @@
+"""CDS Hooks 2.0 service `ccm-readiness` (patient-view) and the audit-packet route.
+
+Prefetch first; when it is incomplete, fetch with the client's `fhirServer` + `fhirAuthorization`;
+412 when neither is possible. Every call must carry the EHR's signed JWT (see cds_auth), unless
+CDS_ALLOW_UNAUTHENTICATED is explicitly set for local testing. Never logs the prefetch or a token.
+
+Config: CDS_CLIENTS {iss: {"jwks": {...}} | {"jwks_url": url}, optional "fhir_servers": [bases]},
+CDS_SERVICE_URL (the public ".../cds-services" base; default: from the request), CDS_ALLOW_UNAUTHENTICATED,
+CDS_CLOCK (callable -> aware datetime; tests), TIMEZONE, POLICY, REGISTRATION["launch_url"].
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from rules.month import Month, zone
+from smart_app.cds.auth import CdsAuthError, JwksFetcher, ReplayCache, bearer_token, verify
+from smart_app.cds.card import build_card
+from smart_app.packet.views import packet_view
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("cds_hooks", __name__)
+
+SERVICES: dict[str, Any] = json.loads((Path(__file__).with_name("services.json")).read_text("utf-8"))
+SERVICE_ID = "ccm-readiness"
+SERVICE: dict[str, Any] = next(s for s in SERVICES["services"] if s["id"] == SERVICE_ID)
+CDS_PREFIX = "/cds-services"
+_EXT = "ccm_ready_cds"
+_ext_lock = threading.Lock()
+
+
+class CdsError(Exception):
+    """A request the service answers with `status` and a clear JSON message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ------------------------------------------------------------------ app state, CORS
+
+
+def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """CDS settings from the environment (used only where the app config does not set them).
+
+    CCM_READY_CDS_CLIENTS: JSON, or a path to a JSON file, {iss: {"jwks": {...}} | {"jwks_url": url}};
+    CCM_READY_CDS_SERVICE_URL: the public ".../cds-services" base;
+    CCM_READY_CDS_ALLOW_UNAUTHENTICATED=1: accept calls without a JWT (local testing only).
+    """
+    out: dict[str, Any] = {}
+    raw = environ.get("CCM_READY_CDS_CLIENTS", "").strip()
+    if raw:
+        text = raw if raw[0] in "{[" else Path(raw).read_text("utf-8")
+        clients = json.loads(text)
+        if not isinstance(clients, dict):
+            raise ValueError("CCM_READY_CDS_CLIENTS must be a JSON object {iss: {jwks | jwks_url}}")
+        out["CDS_CLIENTS"] = clients
+    if environ.get("CCM_READY_CDS_SERVICE_URL"):
+        out["CDS_SERVICE_URL"] = environ["CCM_READY_CDS_SERVICE_URL"]
+    if environ.get("CCM_READY_CDS_ALLOW_UNAUTHENTICATED") == "1":
+        out["CDS_ALLOW_UNAUTHENTICATED"] = True
+    return out
+
+
+@bp.record_once
+def _defaults(state: Any) -> None:
+    for key, value in env_settings(os.environ).items():
+        state.app.config.setdefault(key, value)
+    if state.app.config.get("CDS_ALLOW_UNAUTHENTICATED") is True:
+        log.warning("CDS Hooks calls without a JWT are accepted (CDS_ALLOW_UNAUTHENTICATED): testing only")
+
+
+def _state(app: Flask) -> dict[str, Any]:
+    with _ext_lock:
+        return app.extensions.setdefault(_EXT, {"replay": ReplayCache(), "jwks": JwksFetcher()})
+
+
+@bp.after_app_request
+def _cors(response: Response) -> Response:
+    """CORS for the CDS routes only (browser-based CDS clients); never for session pages."""
+    if request.path == CDS_PREFIX or request.path.startswith(CDS_PREFIX + "/"):
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+def _preflight() -> Response:
+    return Response(status=204)
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify({"error": message}), status
+
+
+# ------------------------------------------------------------------ routes
+
+
+@bp.route(CDS_PREFIX, methods=["GET", "OPTIONS"], provide_automatic_options=False)
+def discovery() -> Any:
+    """The discovery document (no PHI, no authentication needed)."""
+    if request.method == "OPTIONS":
+        return _preflight()
+    return jsonify(SERVICES)
+
+
+@bp.route(f"{CDS_PREFIX}/<service_id>", methods=["POST", "OPTIONS"], provide_automatic_options=False)
+def call_service(service_id: str) -> Any:
+    """One hook call -> {"cards": [...]} with at most one card."""
+    if request.method == "OPTIONS":
+        return _preflight()
+    if service_id != SERVICE_ID:
+        return _error(404, f"no CDS service {service_id!r}; see GET {CDS_PREFIX}")
+    try:
+        claims = _authenticate()
+        body = _validated_body(request.get_json(silent=True))
+        resources, source = _resources(body, claims)
+        card = _card_for(body["context"]["patientId"], resources)
+    except CdsError as exc:
+        return _error(exc.status, exc.message)
+    except CdsAuthError as exc:
+        log.info("CDS call refused: %s", exc)
+        response, status = _error(401, f"unauthorized: {exc}")
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response, status
+    log.info("CDS %s answered from %s with %d card(s)", SERVICE_ID, source, 1 if card else 0)
+    return jsonify({"cards": [card] if card else []})
+
+
+# ------------------------------------------------------------------ steps
+
+
+def _audiences() -> list[str]:
+    configured = current_app.config.get("CDS_SERVICE_URL")
+    base = configured.rstrip("/") if configured else request.url_root.rstrip("/") + CDS_PREFIX
+    if base.endswith("/" + SERVICE_ID):
+        base = base[: -len(SERVICE_ID) - 1]
+    return [base, f"{base}/{SERVICE_ID}"]
+
+
+def _authenticate() -> dict[str, Any] | None:
+    """The verified JWT claims, or None when unauthenticated calls are explicitly allowed."""
+    header = request.headers.get("Authorization")
+    if not header and current_app.config.get("CDS_ALLOW_UNAUTHENTICATED") is True:
+        return None
+    state = _state(current_app._get_current_object())  # type: ignore[attr-defined]
+    return verify(
+        bearer_token(header),
+        clients=current_app.config.get("CDS_CLIENTS") or {},
+        audiences=_audiences(),
+        replay=state["replay"],
+        fetch_jwks=state["jwks"],
+    )
+
+
+def _validated_body(body: Any) -> dict[str, Any]:
+    """The request body, checked against CDS Hooks 2.0 (400 with a clear message otherwise)."""
+    if not isinstance(body, dict):
+        raise CdsError(400, "the request body must be a JSON object (Content-Type: application/json)")
+    if body.get("hook") != SERVICE["hook"]:
+        raise CdsError(400, f"'hook' must be {SERVICE['hook']!r} for this service")
+    if not isinstance(body.get("hookInstance"), str) or not body["hookInstance"].strip():
+        raise CdsError(400, "'hookInstance' (a UUID string) is required")
+    context = body.get("context")
+    if not isinstance(context, dict):
+        raise CdsError(400, "'context' (an object with patientId) is required")
+    pid = context.get("patientId")
+    if not isinstance(pid, str) or not pid.strip() or "/" in pid or len(pid) > 255:
+        raise CdsError(400, "'context.patientId' must be a bare FHIR id")
+    server = body.get("fhirServer")
+    if server is not None and (
+        not isinstance(server, str) or urlsplit(server).scheme not in ("http", "https")
+    ):
+        raise CdsError(400, "'fhirServer' must be an http(s) URL")
+    auth = body.get("fhirAuthorization")
+    if auth is not None:
+        if server is None:
+            raise CdsError(400, "'fhirAuthorization' requires 'fhirServer'")
+        if not isinstance(auth, dict) or not isinstance(auth.get("access_token"), str):
+            raise CdsError(400, "'fhirAuthorization.access_token' must be a string")
+    if body.get("prefetch") is not None and not isinstance(body["prefetch"], dict):
+        raise CdsError(400, "'prefetch' must be an object")
+    return body
+
+
+def prefetch_resources(prefetch: Mapping[str, Any] | None, patient_id: str) -> list[dict[str, Any]] | None:
+    """The resources of a complete prefetch, or None when any template was not (fully) answered."""
+    from fhir_mapping.sources import resources_from_json
+
+    if not prefetch:
+        return None
+    out: list[dict[str, Any]] = []
+    for key in SERVICE["prefetch"]:
+        value = prefetch.get(key)
+        if not isinstance(value, dict) or value.get("resourceType") in (None, "OperationOutcome"):
+            return None
+        if value["resourceType"] == "Bundle" and any(
+            isinstance(link, dict) and link.get("relation") == "next" for link in value.get("link") or ()
+        ):
+            return None  # a truncated page: fetching is better than evaluating on part of the data
+        out.extend(r for r in resources_from_json(value) if isinstance(r, dict))
+    patient = prefetch.get("patient")
+    if (
+        not isinstance(patient, dict)
+        or patient.get("resourceType") != "Patient"
+        or patient.get("id") != patient_id
+    ):
+        return None
+    return out
+
+
+def _resources(body: dict[str, Any], claims: dict[str, Any] | None) -> tuple[list[dict[str, Any]], str]:
+    pid = body["context"]["patientId"]
+    got = prefetch_resources(body.get("prefetch"), pid)
+    if got is not None:
+        return got, "prefetch"
+    server = body.get("fhirServer")
+    if not server:
+        raise CdsError(
+            412,
+            "prefetch incomplete and no fhirServer to fetch from: send the prefetch "
+            "templates of GET /cds-services, or fhirServer with fhirAuthorization",
+        )
+    allowed = ((current_app.config.get("CDS_CLIENTS") or {}).get(claims["iss"], {}) if claims else {}).get(
+        "fhir_servers"
+    )
+    if allowed and server.rstrip("/") not in {s.rstrip("/") for s in allowed}:
+        raise CdsError(403, "fhirServer is not one this CDS client is configured to use")
+    return _fetch(server, (body.get("fhirAuthorization") or {}).get("access_token"), pid), "fhir"
+
+
+def _fetch(server: str, token: str | None, patient_id: str) -> list[dict[str, Any]]:
+    from smart_app.fhir.client import FhirClient, FhirError, FhirNotFound
+    from smart_app.readiness.fetch import fetch_patient_resources
+
+    provider: Callable[[], str | None] | None = (lambda: token) if token else None
+    client = FhirClient(
+        server, token_provider=provider, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10))
+    )
+    tz = current_app.config.get("TIMEZONE", "UTC")
+    try:
+        return fetch_patient_resources(client, patient_id, _now_month()[0], tz)
+    except FhirNotFound as exc:
+        raise CdsError(412, "the patient in context was not found on fhirServer") from exc
+    except FhirError as exc:
+        log.warning("CDS fetch from the FHIR server failed (HTTP %s)", exc.status)
+        raise CdsError(502, "could not read the patient's data from fhirServer") from exc
+
+
+def _now_month() -> tuple[Month, datetime]:
+    """The current month and local time in the practice's time zone."""
+    clock = current_app.config.get("CDS_CLOCK")
+    now = clock() if callable(clock) else datetime.now(UTC)
+    local = now.astimezone(zone(current_app.config.get("TIMEZONE", "UTC")))
+    return Month.of(local), local
+
+
+def _card_for(patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any] | None:
+    from fhir_mapping.reader import read_facts
+    from rules.evaluate import evaluate
+    from smart_app.panel.views import PanelError, policy_for
+
+    tz = current_app.config.get("TIMEZONE", "UTC")
+    month, local = _now_month()
+    try:
+        pack = policy_for(month, current_app.config.get("POLICY"))  # the same rules as the panel's
+    except PanelError as exc:
+        raise CdsError(500, exc.message) from exc
+    facts = read_facts(resources, patient_id, tz)
+    verdict = evaluate(facts, month, pack=pack, tz=tz)
+    launch_url = current_app.config["REGISTRATION"]["launch_url"]
+    origin = urlsplit(launch_url)
+    return build_card(
+        verdict, launch_url=launch_url, today=local.date(), source_url=f"{origin.scheme}://{origin.netloc}/"
+    )
+
+
+# ------------------------------------------------------------------ audit packet for the session's patient
+
+bp.add_url_rule("/packet", "packet", packet_view, methods=["GET"])

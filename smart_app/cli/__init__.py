@@ -1,0 +1,1 @@
+"""Command line: `ccm-ready` and its lazily imported subcommands."""

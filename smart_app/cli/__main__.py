@@ -1,0 +1,7 @@
+"""`python -m smart_app.cli`."""
+
+import sys
+
+from smart_app.cli.commands import main
+
+sys.exit(main())

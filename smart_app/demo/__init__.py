@@ -1,0 +1,1 @@
+"""The demo: a local FHIR server seeded with synthetic patients."""

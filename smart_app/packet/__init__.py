@@ -1,0 +1,1 @@
+"""Audit-packet face: FHIR document, HTML and PDF."""

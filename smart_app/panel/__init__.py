@@ -1,0 +1,1 @@
+"""The readiness panel face."""

@@ -1,0 +1,1 @@
+"""Program face: the month-end worklist, metrics, charts, mark as billed."""

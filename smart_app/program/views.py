@@ -1,0 +1,355 @@
+"""Program lead page: the practice's worklist for a month, filters, CSV, mark-as-billed, metrics and charts.
+
+The worklist runs as a background job (one per FHIR base, Group, month, zone and policy); the page shows
+its progress and refreshes itself (a meta refresh without JavaScript; static/program.js polls
+`/program/status` and reloads when done). Which FHIR server: `PROGRAM_FHIR_BASE` from the config, else
+`?iss=` when open mode allows that base, else the current open-mode session's server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
+
+from rules.month import BadMonth, BadTimezone, Month, zone
+from rules.packs import UnknownPolicy
+from smart_app.context import LaunchContext
+from smart_app.fhir.client import FhirError
+from smart_app.program import charts, metrics
+from smart_app.program.jobs import WorklistResult, build_worklist
+from smart_app.program.mark_billed import BillingRefused, mark_billed
+from smart_app.program.worklist import (
+    DEFAULT_CLOSE_MINUTES,
+    FILTER_LABELS,
+    FILTERS,
+    apply_filter,
+    blocked_reasons,
+    sort_rows,
+    to_csv,
+)
+from smart_app.web import sessions
+
+log = logging.getLogger(__name__)
+bp = Blueprint("program", __name__)
+HISTORY_MONTHS = 5  # the trend shows the month and the five before it
+MAX_JOBS = 8  # worklists kept in memory (per server, group, month, zone, policy)
+
+
+@dataclass
+class Job:
+    key: tuple[str, ...]
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+    result: WorklistResult | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+
+    @property
+    def state(self) -> str:
+        return "error" if self.error else ("done" if self.result is not None else "running")
+
+    def status_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "error": self.error,
+        }
+
+
+_jobs: dict[tuple[str, ...], Job] = {}
+_lock = threading.Lock()
+
+
+class ProgramError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class NoServerChosen(ProgramError):
+    """No FHIR server configured, given (?iss=) or in the open-mode session."""
+
+    def __init__(self) -> None:
+        super().__init__("Choose a FHIR server first.")
+
+
+def _base() -> str | None:
+    configured = current_app.config.get("PROGRAM_FHIR_BASE")
+    if configured:
+        return str(configured).rstrip("/")
+    iss = request.values.get("iss")
+    if iss:
+        from smart_app.auth.smart import SmartAuthError, check_open_server
+
+        try:
+            return check_open_server(iss, current_app.config)
+        except SmartAuthError as exc:
+            raise ProgramError(str(exc), 403) from None
+    ctx = sessions.current_context()
+    if ctx is not None and ctx.mode == "open":
+        return ctx.fhir_base
+    return None
+
+
+def _chosen() -> tuple[str, dict[str, Any]]:
+    """The FHIR base and the request's parameters; NoServerChosen / ProgramError when missing or bad."""
+    base = _base()
+    if base is None:
+        raise NoServerChosen()
+    return base, _params()
+
+
+def _params() -> dict[str, Any]:
+    tz = str(current_app.config.get("TIMEZONE") or "UTC")
+    try:
+        month = Month.parse(request.values.get("month") or str(Month.of(datetime.now(zone(tz)))))
+    except BadMonth as exc:
+        raise ProgramError(str(exc)) from None
+    which = request.values.get("filter") or "all"
+    if which not in FILTERS:
+        raise ProgramError(f"Unknown filter; use one of: {', '.join(FILTERS)}.")
+    try:
+        n = int(request.values.get("n") or DEFAULT_CLOSE_MINUTES)
+    except ValueError:
+        raise ProgramError("n must be a whole number of minutes.") from None
+    if not 0 <= n <= 120:
+        raise ProgramError("n must be between 0 and 120 minutes.")
+    group = (request.values.get("group") or "").strip() or None
+    if group and ("/" in group.removeprefix("Group/") or not group.removeprefix("Group/")):
+        raise ProgramError("group must be Group/ID.")
+    return {
+        "month": month,
+        "filter": which,
+        "n": n,
+        "reason": request.values.get("reason") or None,
+        "group": group,
+        "tz": tz,
+        "policy": current_app.config.get("PROGRAM_POLICY"),
+    }
+
+
+def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
+    return (base, p["group"] or "", str(p["month"]), p["tz"], p["policy"] or "")
+
+
+def _client(base: str) -> Any:
+    """PROGRAM_CLIENT_FACTORY(base) when set, else the app's client for that open server (any patient)."""
+    factory = current_app.config.get("PROGRAM_CLIENT_FACTORY")
+    if factory is not None:
+        return factory(base)
+    return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""))
+
+
+def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
+    key = _key(base, p)
+    with _lock:
+        job = _jobs.get(key)
+        if job is not None and not force and job.state != "error":
+            return job
+        if job is not None and job.state == "running":
+            return job
+        job = Job(key)
+        _jobs[key] = job
+        finished = sorted(
+            (j for j in _jobs.values() if j.finished is not None), key=lambda j: j.finished or 0
+        )
+        for old in finished[: max(0, len(_jobs) - MAX_JOBS)]:
+            _jobs.pop(old.key, None)  # keep the memory bounded: oldest finished worklists go first
+    prefer_bulk = bool(current_app.config.get("PROGRAM_BULK", True))
+
+    def stage(text: str) -> None:
+        job.stage = text
+
+    def count(done: int, total: int) -> None:
+        job.done, job.total = done, total
+
+    def work() -> None:
+        try:
+            job.result = build_worklist(
+                base,
+                p["month"],
+                group=p["group"],
+                tz=p["tz"],
+                policy=p["policy"],
+                history_months=HISTORY_MONTHS,
+                prefer_bulk=prefer_bulk,
+                on_stage=stage,
+                on_patient=count,
+            )
+            job.stage = "done"
+        except Exception as exc:  # shown on the page; the worker must never die silently
+            log.warning("worklist job failed: %s", type(exc).__name__)
+            job.error = str(exc) or type(exc).__name__
+        finally:
+            job.finished = time.time()
+
+    threading.Thread(target=work, name="program-worklist", daemon=True).start()
+    return job
+
+
+def _query(base: str, p: dict[str, Any], **over: Any) -> str:
+    args = {"month": str(p["month"]), "filter": p["filter"], "n": p["n"]}
+    if p["group"]:
+        args["group"] = p["group"]
+    if p["reason"]:
+        args["reason"] = p["reason"]
+    if not current_app.config.get("PROGRAM_FHIR_BASE"):
+        args["iss"] = base
+    args.update({k: v for k, v in over.items() if v is not None})
+    return urlencode({k: v for k, v in args.items() if v not in (None, "")})
+
+
+def _error(err: ProgramError) -> tuple[str, int]:
+    return render_template("program/error.html", message=err.message), err.status
+
+
+def _back(base: str, p: dict[str, Any], **over: Any) -> Response:
+    """303 back to the program page with the same parameters (and a notice or problem)."""
+    return redirect(url_for("program.program") + "?" + _query(base, p, **over), code=303)
+
+
+@bp.get("/program")
+def program() -> Any:
+    try:
+        base, p = _chosen()
+    except NoServerChosen:
+        return render_template("program/choose.html")
+    except ProgramError as err:
+        return _error(err)
+    job = _start(base, p)
+    view: dict[str, Any] = {
+        "job": job,
+        "p": p,
+        "base": base,
+        "filters": FILTERS,
+        "labels": FILTER_LABELS,
+        "query": lambda **o: _query(base, p, **o),
+        "notice": request.args.get("notice"),
+        "problem": request.args.get("problem"),
+    }
+    if job.result is not None:
+        result = job.result
+        rows = sort_rows(result.rows)
+        shown = apply_filter(rows, p["filter"], n=p["n"], reason=p["reason"])
+        month_m = metrics.month_metrics(result.month, rows)
+        history = metrics.trend([*result.history.items(), (result.month, rows)])
+        labels = [h.month for h in history]
+        view.update(
+            {
+                "rows": shown,
+                "all_count": len(rows),
+                "reasons": blocked_reasons(rows),
+                "m": month_m,
+                "history": history,
+                "formulas": metrics.FORMULAS,
+                "percent": metrics.percent,
+                "counts": {f: len(apply_filter(rows, f, n=p["n"])) for f in FILTERS},
+                "funnel_svg": charts.bar_chart(
+                    "chart-funnel",
+                    f"Enrollment funnel, {result.month}",
+                    "Patients eligible, consented and billed this month.",
+                    month_m.funnel,
+                ),
+                "minutes_svg": charts.bar_chart(
+                    "chart-minutes",
+                    f"Monthly CCM minutes, {result.month}",
+                    "Consented patients by counted CCM minutes this month.",
+                    month_m.minutes_histogram,
+                ),
+                "revenue_svg": charts.bar_chart(
+                    "chart-revenue",
+                    f"Expected vs billed revenue, {result.month}",
+                    "National non-facility payment in dollars.",
+                    (("Expected", month_m.expected_revenue), ("Billed", month_m.billed_revenue)),
+                ),
+                "trend_svg": charts.line_chart(
+                    "chart-trend",
+                    "Month-over-month",
+                    "Eligible, consented and billed patients per month.",
+                    labels,
+                    [
+                        ("Eligible", [h.eligible for h in history]),
+                        ("Consented", [h.consented for h in history]),
+                        ("Billed", [h.billed for h in history]),
+                    ],
+                ),
+            }
+        )
+    return render_template("program/program.html", **view)
+
+
+@bp.get("/program/status")
+def status() -> Any:
+    try:
+        base, p = _chosen()
+    except NoServerChosen:
+        return {"error": "no FHIR server chosen"}, 400
+    except ProgramError as err:
+        return {"error": err.message}, err.status
+    job = _jobs.get(_key(base, p))
+    if job is None:
+        return {"state": "none"}, 404
+    return job.status_json()
+
+
+@bp.get("/program.csv")
+def program_csv() -> Any:
+    try:
+        base, p = _chosen()
+    except ProgramError as err:
+        return _error(err)
+    job = _jobs.get(_key(base, p))
+    if job is None or job.result is None:
+        return _error(ProgramError("The worklist is not ready yet; wait for it on the program page.", 409))
+    rows = apply_filter(sort_rows(job.result.rows), p["filter"], n=p["n"], reason=p["reason"])
+    name = f"ccm-worklist-{p['month']}-{p['filter']}.csv"
+    return Response(
+        to_csv(rows), mimetype="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@bp.post("/program/run")
+def rerun() -> Any:
+    try:
+        base, p = _chosen()
+    except ProgramError as err:
+        return _error(err)
+    _start(base, p, force=True)
+    return _back(base, p)
+
+
+@bp.post("/program/mark-billed")
+def mark() -> Any:
+    try:
+        base, p = _chosen()
+        patient = (request.form.get("patient") or "").strip().removeprefix("Patient/")
+        if not patient or "/" in patient:
+            raise ProgramError("patient must be Patient/ID.")
+    except ProgramError as err:
+        return _error(err)
+    try:
+        result = mark_billed(_client(base), patient, p["month"], tz=p["tz"], policy=p["policy"])
+    except BillingRefused as exc:
+        return _back(base, p, problem=exc.message)
+    except (FhirError, BadTimezone, UnknownPolicy) as exc:
+        return _back(base, p, problem=str(exc))
+    codes = " + ".join(f"{c}x{u}" if u > 1 else c for c, u in result.codes)
+    note = (
+        f"Marked as billed: {codes}."
+        if result.created
+        else f"Already marked as billed ({codes}); nothing written again."
+    )
+    _start(base, p, force=True)  # the worklist changed
+    return _back(base, p, notice=note)

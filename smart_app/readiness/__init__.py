@@ -1,0 +1,1 @@
+"""The one verdict use case every face calls: options, fetch, evaluate."""

@@ -1,0 +1,257 @@
+"""Use case: one patient, one month -> a Verdict, fetching everything in as few round trips as possible.
+
+The whole fetch is ONE batch Bundle of searches (Patient read; Conditions; CarePlans; Consents; the
+month's Encounters with their Tasks; initiating-visit Encounters; attestation Tasks; Communications
+that share a plan; the month's ChargeItems). Visits are filtered by code, not by date, so an old
+consent never needs a second look-up; a second round trip happens only for paging or a fallback.
+Servers that refuse batches get the same searches as concurrent GETs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from fhir_mapping.codes import ATTESTATION_KINDS
+from fhir_mapping.reader import SUBJECT_FIELD, read_facts
+from fhir_mapping.references import relative_key
+from rules.evaluate import evaluate
+from rules.month import Month, zone
+from rules.packs import PolicyPack
+from rules.records import Skipped
+from rules.verdict import Verdict
+from smart_app.fhir.client import BatchResult, FhirError, FhirUnauthorized, FhirUnavailable, error_for
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 500  # HAPI caps _count at 500; sekmet at 1000
+MAX_WORKERS = 6
+# Initiating-visit codes (CPT E/M and HCPCS AWV/IPPE), used only as a server-side search filter:
+# code-only tokens so that variant system URLs still match. The policy pack decides what counts.
+VISIT_CODES = (
+    "99202", "99203", "99204", "99205", "99211", "99212", "99213", "99214", "99215",
+    "G0402", "G0438", "G0439",
+)
+ATTESTATION_CODES = tuple(sorted(ATTESTATION_KINDS))  # the reader's attestation codes, in a stable order
+
+
+class ReadinessClient(Protocol):
+    """What the use case needs from a FHIR client (FhirClient, or a hand-written fake in tests)."""
+
+    round_trips: int
+
+    def batch(self, requests_: list[str]) -> list[BatchResult]: ...
+
+    def search(self, resource_type: str, params: Any = None) -> list[dict[str, Any]]: ...
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Query:
+    """One planned GET: a relative URL, what it is for, and what to try if the server rejects it."""
+
+    url: str
+    purpose: str
+    required: bool = True
+    fallbacks: tuple[str, ...] = ()
+
+
+@dataclass
+class Fetched:
+    """The resources for one patient-month, and the searches that could not be done."""
+
+    resources: list[dict[str, Any]]
+    problems: list[Skipped] = field(default_factory=list)
+    round_trips: int = 0
+    used_batch: bool = True
+
+
+def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Query]:
+    """The searches for one patient-month (relative URLs, ready for a batch Bundle)."""
+    m = month if isinstance(month, Month) else Month.parse(month)
+    zone(tz)  # fail early on a bad zone
+    pid = _check_patient_id(patient_id)
+    # Date-only bounds widened by a day: the server's zone is unknown; the rules cut the month exactly.
+    lo = (m.first_day - timedelta(days=1)).isoformat()
+    hi = (m.next().first_day + timedelta(days=1)).isoformat()
+    month_window = [f"ge{lo}", f"lt{hi}"]
+    count = str(PAGE_SIZE)
+    charge_window = [f"ge{m.previous().first_day.isoformat()}", f"lt{m.shift(2).first_day.isoformat()}"]
+
+    def q(rtype: str, *pairs: tuple[str, str]) -> str:
+        return f"{rtype}?{urlencode([('patient', pid), *pairs, ('_count', count)], safe=':,|')}"
+
+    encounters_month = q("Encounter", ("date", month_window[0]), ("date", month_window[1]),
+                         ("_revinclude", "Task:encounter"))
+    return [
+        Query(f"Patient/{quote(pid, safe='')}", "the patient"),
+        Query(q("Condition"), "conditions"),
+        Query(q("CarePlan"), "care plans"),
+        Query(q("Consent"), "consents"),
+        Query(
+            encounters_month,
+            "time entries, inpatient stays and visits in the month (with their Tasks)",
+            fallbacks=(
+                q("Encounter", ("date", month_window[0]), ("date", month_window[1])),
+                q("Task"),
+            ),
+        ),
+        Query(
+            q("Encounter", ("type", ",".join(VISIT_CODES)), ("date", f"lt{hi}")),
+            "initiating visits (any date before the month ends)",
+            fallbacks=(q("Encounter", ("date", f"lt{hi}")),),
+        ),
+        Query(q("Task", ("code", ",".join(ATTESTATION_CODES))), "practitioner attestations",
+              required=False, fallbacks=(q("Task"),)),
+        Query(q("Communication", ("status", "completed")), "care plans shared with the patient",
+              required=False, fallbacks=(q("Communication"),)),
+        Query(
+            q("ChargeItem", ("occurrence", charge_window[0]), ("occurrence", charge_window[1])),
+            "services already billed around the month",
+            required=False,
+            fallbacks=(q("ChargeItem"),),
+        ),
+    ]
+
+
+def fetch_patient_data(
+    client: ReadinessClient, patient_id: str, month: Month | str, tz: str = "UTC"
+) -> Fetched:
+    """All resources the verdict needs, plus the searches that failed (as Skipped entries)."""
+    queries = plan_queries(patient_id, month, tz)
+    patient_id = _check_patient_id(patient_id)
+    start = client.round_trips
+    used_batch = True
+    try:
+        results = client.batch([qr.url for qr in queries])
+    except (FhirUnauthorized, FhirUnavailable):
+        raise
+    except FhirError as exc:
+        log.info("FHIR batch refused (HTTP %s); falling back to concurrent searches", exc.status)
+        used_batch = False
+        results = _concurrent(client, [qr.url for qr in queries])
+    resources: list[dict[str, Any]] = []
+    problems: list[Skipped] = []
+    for query, result in zip(queries, results, strict=True):
+        got = _settle(client, query, result)
+        if isinstance(got, Skipped):
+            problems.append(got)
+        else:
+            resources.extend(got)
+    return Fetched(_only_patient(resources, patient_id), problems, client.round_trips - start, used_batch)
+
+
+def fetch_patient_resources(
+    client: ReadinessClient, patient_id: str, month: Month | str, tz: str = "UTC"
+) -> list[dict[str, Any]]:
+    """Everything the verdict needs for one patient-month (usually one round trip, at most two)."""
+    return fetch_patient_data(client, patient_id, month, tz).resources
+
+
+def patient_month(
+    client: ReadinessClient,
+    patient_id: str,
+    month: Month | str,
+    *,
+    tz: str,
+    policy: str | PolicyPack | None = None,
+    billing_practitioner: str | None = None,
+) -> Verdict:
+    """Fetch -> read -> evaluate: the Verdict for one patient and month (bad resources -> Skipped)."""
+    m = month if isinstance(month, Month) else Month.parse(month)
+    zone(tz)
+    fetched = fetch_patient_data(client, patient_id, m, tz)
+    facts = read_facts(fetched.resources, patient_id, tz)
+    if fetched.problems:
+        facts = replace(facts, skipped=(*facts.skipped, *fetched.problems))
+    return evaluate(facts, m, pack=policy, tz=tz, billing_practitioner=billing_practitioner)
+
+
+# ------------------------------------------------------------------ internals
+
+
+def _settle(client: ReadinessClient, query: Query, result: BatchResult) -> list[dict[str, Any]] | Skipped:
+    """The resources of one query, trying its fallbacks when the server rejected it."""
+    if result.ok:
+        if result.warnings:
+            log.warning("FHIR search for %s came back with server warnings", _type_of(query.url))
+        return result.resources
+    if result.status == 401:
+        raise result.error()
+    if query.url.startswith("Patient/"):
+        raise result.error()  # no patient, no verdict (404 -> FhirNotFound)
+    if result.status == 400 and query.fallbacks:
+        log.info("FHIR search for %s rejected (HTTP 400); using the simpler form", _type_of(query.url))
+        try:
+            out: list[dict[str, Any]] = []
+            for url in query.fallbacks:
+                rtype, _, qs = url.partition("?")
+                out.extend(client.search(rtype, parse_qsl(qs)))
+            return out
+        except (FhirUnauthorized, FhirUnavailable):
+            raise
+        except FhirError as exc:
+            result = BatchResult(exc.status or 0, [], exc.message, exc.outcome, query.url)
+    if query.required:
+        raise error_for(result.status, f"Could not fetch {query.purpose}: {result.message}", result.outcome)
+    return Skipped(f"{_type_of(query.url)}?", f"could not fetch {query.purpose}: {result.message}")
+
+
+def _type_of(url: str) -> str:
+    """The resource type of a relative URL (never its id or query: those stay out of logs)."""
+    return url.split("?", 1)[0].split("/", 1)[0]
+
+
+def _one(client: ReadinessClient, url: str) -> BatchResult:
+    path, _, qs = url.partition("?")
+    try:
+        if "/" in path:
+            rtype, _, rid = path.partition("/")
+            return BatchResult(200, [client.read(rtype, unquote(rid))], request=url)
+        return BatchResult(200, client.search(path, parse_qsl(qs)), request=url)
+    except FhirUnauthorized:
+        raise
+    except FhirError as exc:
+        return BatchResult(exc.status or 0, [], exc.message, exc.outcome, url)
+
+
+def _concurrent(client: ReadinessClient, urls: list[str]) -> list[BatchResult]:
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(urls)) or 1) as pool:
+        return list(pool.map(lambda u: _one(client, u), urls))
+
+
+def _only_patient(resources: Iterable[dict[str, Any]], patient_id: str) -> list[dict[str, Any]]:
+    """De-duplicated resources, dropping any that name a different patient (a session sees one patient)."""
+    want = f"Patient/{patient_id}"
+    seen: set[tuple[str, str]] = set()
+    out: list[dict[str, Any]] = []
+    for res in resources:
+        if not isinstance(res, dict):
+            continue
+        rtype, rid = res.get("resourceType"), res.get("id")
+        if isinstance(rtype, str) and isinstance(rid, str):
+            if (rtype, rid) in seen:
+                continue
+            seen.add((rtype, rid))
+        element = SUBJECT_FIELD.get(rtype) if isinstance(rtype, str) else None
+        ref = res.get(element) if element else None
+        target = relative_key(ref["reference"]) if isinstance(ref, dict) and isinstance(
+            ref.get("reference"), str) else None
+        if target and target.startswith("Patient/") and target != want:
+            continue
+        out.append(res)
+    return out
+
+
+def _check_patient_id(patient_id: str) -> str:
+    if not isinstance(patient_id, str) or not patient_id.strip() or len(patient_id) > 255 or (
+        "/" in patient_id
+    ):
+        raise ValueError("patient id must be a bare FHIR id such as '123'")
+    return patient_id.strip()

@@ -1,0 +1,1 @@
+"""Local state on disk (SQLite by default): one opener and one transaction helper."""

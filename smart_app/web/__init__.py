@@ -1,0 +1,1 @@
+"""Web shell: sessions, security headers and CSRF, the home page, the production server."""
