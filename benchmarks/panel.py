@@ -32,7 +32,7 @@ from fhir_mapping.reader import read_facts  # noqa: E402
 from rules.evaluate import evaluate  # noqa: E402
 from rules.month import Month  # noqa: E402
 from smart_app.fhir.client import FhirClient  # noqa: E402
-from smart_app.readiness.fetch import patient_month  # noqa: E402
+from smart_app.readiness.use_case import patient_month  # noqa: E402
 from tests.support.sekmet import start_sekmet  # noqa: E402
 
 CARE_PROGRAM = "https://ccm-ready.org/fhir/CodeSystem/care-program"

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Flask
 
-from smart_app import config
+from smart_app import config, errors
 from smart_app.config import PROJECT_ROOT
 
 
@@ -26,10 +26,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from smart_app.capture import views as timelog
     from smart_app.careplan import views as careplan
     from smart_app.cds import service as cds_hooks
+    from smart_app.packet import views as packet
     from smart_app.panel import views as panel
     from smart_app.program import views as program
     from smart_app.web import home, security, sessions
 
+    errors.init_app(app)
     sessions.init_app(app)
     security.init_app(app)
     app.register_blueprint(launch.bp)
@@ -39,4 +41,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(program.bp)
     app.register_blueprint(timelog.bp)
     app.register_blueprint(careplan.bp)
+    app.register_blueprint(packet.bp)
     return app

@@ -16,15 +16,13 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from fhir_mapping.reader import read_facts
 from fhir_mapping.write_careplan import draft_from_resources
 from rules.careplan_validation import ActivityDraft, CarePlanDraft, GoalDraft
-from rules.evaluate import evaluate
-from rules.month import Month
 from rules.verdict import Verdict
 from smart_app.fhir.client import FhirError
 from smart_app.fhir.patient_scope import PatientScopeError, belongs_to
-from smart_app.readiness import fetch as readiness
+from smart_app.readiness.options import EvaluationOptions
+from smart_app.readiness.use_case import ServerSource, verdict_for
 
 log = logging.getLogger(__name__)
 TEMPLATES_PATH = Path(__file__).with_name("templates.json")
@@ -229,19 +227,16 @@ def read_goals(client: Any, plan: dict[str, Any], patient_id: str) -> list[dict[
     return out
 
 
-def load_chart(
-    client: Any, patient_id: str, month: Month, *, tz: str, policy: str, billing_practitioner: str | None
-) -> Chart:
+def load_chart(client: Any, patient_id: str, options: EvaluationOptions) -> Chart:
     """Everything the editor needs, in three batches: readiness data, medicines/allergies/team, goals."""
-    fetched = readiness.fetch_patient_data(client, patient_id, month, tz)
-    facts = read_facts(fetched.resources, patient_id, tz)
-    verdict = evaluate(facts, month, pack=policy, tz=tz, billing_practitioner=billing_practitioner)
+    result = verdict_for(ServerSource(client), patient_id, options)
+    verdict, facts = result.verdict, result.facts
     problems: dict[str, str] = {}
     for c in verdict.chronic_conditions:
         for ev in c.evidence:
             problems.setdefault(ev, f"{c.display or c.condition_label} ({c.code})")
     chart = Chart(verdict, list(problems.items()))
-    plans = [r for r in fetched.resources if _is_ccm_plan(r)]
+    plans = [r for r in result.resources if _is_ccm_plan(r)]
     if plans:
         plans.sort(key=lambda r: str((r.get("meta") or {}).get("lastUpdated") or ""), reverse=True)
         chart.plan = plans[0]

@@ -60,11 +60,12 @@ from smart_app import config
 from smart_app.careplan import prefill
 from smart_app.careplan.drafts import DraftStore, draft_from_form, draft_from_json, draft_to_json
 from smart_app.context import LaunchContext
+from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError, FhirUnauthorized, FhirUnavailable
 from smart_app.fhir.patient_scope import PatientScopeError
-from smart_app.packet.render import PdfError, print_pdf, style_csp_source
-from smart_app.panel import views as panel
+from smart_app.readiness.options import options_from
 from smart_app.web import sessions
+from smart_app.web.printing import PdfError, print_pdf, style_csp_source
 from smart_app.web.security import content_security_policy
 
 __all__ = ["DraftStore", "bp", "conflict_with", "draft_from_form", "draft_from_json", "draft_to_json"]
@@ -75,10 +76,8 @@ TEMPLATES = config.TEMPLATES / "careplan"
 PRINT_CSS = (TEMPLATES / "print.css").read_text("utf-8")
 
 
-class CarePlanError(Exception):
-    def __init__(self, status: int, title: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message = status, title, message
+class CarePlanError(AppError):
+    """A care-plan page problem (the one application error type)."""
 
 
 # --------------------------------------------------------------------------- kept drafts
@@ -119,12 +118,13 @@ class _Page:
 def _context() -> tuple[LaunchContext, date, Month, str]:
     ctx = sessions.require_context()
     try:
-        today = panel._today()
-        month = panel.requested_month(ctx, today)
-        policy = panel.policy_for(month, current_app.config.get("POLICY"))
-    except panel.PanelError as err:
+        options = options_from(
+            current_app.config, raw_month=request.args.get("month"), app_context=ctx.app_context
+        )
+    except AppError as err:
         raise CarePlanError(err.status, err.title, err.message) from err
-    return ctx, today, month, policy
+    assert options.today is not None
+    return ctx, options.today, options.month, options.policy
 
 
 def _page() -> _Page:
@@ -134,16 +134,9 @@ def _page() -> _Page:
 
 
 def _chart(ctx: LaunchContext, month: Month, policy: str) -> prefill.Chart:
-    cfg = current_app.config
     try:
-        return prefill.load_chart(
-            sessions.fhir_client(),
-            ctx.patient_id,
-            month,
-            tz=cfg.get("TIMEZONE", "UTC"),
-            policy=policy,
-            billing_practitioner=cfg.get("BILLING_PRACTITIONER"),
-        )
+        options = options_from(current_app.config, month=month, policy=policy)
+        return prefill.load_chart(sessions.fhir_client(), ctx.patient_id, options)
     except PatientScopeError:
         raise
     except FhirError as exc:
@@ -160,7 +153,7 @@ def _chart(ctx: LaunchContext, month: Month, policy: str) -> prefill.Chart:
 
 
 def _error(err: CarePlanError) -> tuple[str, int]:
-    return render_template("panel/error.html", title=err.title, message=err.message), err.status
+    return render_template("error.html", title=err.title, message=err.message), err.status
 
 
 def _editor(

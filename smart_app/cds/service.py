@@ -16,17 +16,17 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
-from rules.month import Month, zone
 from smart_app.cds.auth import CdsAuthError, JwksFetcher, ReplayCache, bearer_token, verify
 from smart_app.cds.card import build_card
-from smart_app.packet.views import packet_view
+from smart_app.errors import AppError
+from smart_app.readiness.options import EvaluationOptions, options_from, system_clock
+from smart_app.readiness.use_case import ResourceSource, verdict_for
 
 log = logging.getLogger(__name__)
 
@@ -250,9 +250,9 @@ def _fetch(server: str, token: str | None, patient_id: str) -> list[dict[str, An
     client = FhirClient(
         server, token_provider=provider, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10))
     )
-    tz = current_app.config.get("TIMEZONE", "UTC")
+    options = _options()
     try:
-        return fetch_patient_resources(client, patient_id, _now_month()[0], tz)
+        return fetch_patient_resources(client, patient_id, options.month, options.tz)
     except FhirNotFound as exc:
         raise CdsError(412, "the patient in context was not found on fhirServer") from exc
     except FhirError as exc:
@@ -260,34 +260,21 @@ def _fetch(server: str, token: str | None, patient_id: str) -> list[dict[str, An
         raise CdsError(502, "could not read the patient's data from fhirServer") from exc
 
 
-def _now_month() -> tuple[Month, datetime]:
-    """The current month and local time in the practice's time zone."""
+def _options() -> EvaluationOptions:
+    """The panel's options for this month (configuration + the CDS clock): the same verdict as the panel."""
     clock = current_app.config.get("CDS_CLOCK")
-    now = clock() if callable(clock) else datetime.now(UTC)
-    local = now.astimezone(zone(current_app.config.get("TIMEZONE", "UTC")))
-    return Month.of(local), local
+    try:
+        return options_from(current_app.config, clock=clock if callable(clock) else system_clock)
+    except AppError as exc:
+        raise CdsError(500, exc.message) from exc
 
 
 def _card_for(patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any] | None:
-    from fhir_mapping.reader import read_facts
-    from rules.evaluate import evaluate
-    from smart_app.panel.views import PanelError, policy_for
-
-    tz = current_app.config.get("TIMEZONE", "UTC")
-    month, local = _now_month()
-    try:
-        pack = policy_for(month, current_app.config.get("POLICY"))  # the same rules as the panel's
-    except PanelError as exc:
-        raise CdsError(500, exc.message) from exc
-    facts = read_facts(resources, patient_id, tz)
-    verdict = evaluate(facts, month, pack=pack, tz=tz)
+    options = _options()
+    verdict = verdict_for(ResourceSource(resources), patient_id, options).verdict
     launch_url = current_app.config["REGISTRATION"]["launch_url"]
     origin = urlsplit(launch_url)
+    assert options.today is not None
     return build_card(
-        verdict, launch_url=launch_url, today=local.date(), source_url=f"{origin.scheme}://{origin.netloc}/"
+        verdict, launch_url=launch_url, today=options.today, source_url=f"{origin.scheme}://{origin.netloc}/"
     )
-
-
-# ------------------------------------------------------------------ audit packet for the session's patient
-
-bp.add_url_rule("/packet", "packet", packet_view, methods=["GET"])

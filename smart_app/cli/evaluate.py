@@ -9,12 +9,13 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
-from fhir_mapping.reader import patient_ids, patient_key, read_facts
+from fhir_mapping.reader import patient_ids, patient_key
 from fhir_mapping.sources import SourceError, load_path
-from rules.evaluate import evaluate
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import UnknownPolicy, load_pack
 from rules.verdict import Finding, Verdict, to_json
+from smart_app.readiness.options import EvaluationOptions
+from smart_app.readiness.use_case import ResourceSource, verdict_for
 
 _PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
 _PATIENT = re.compile(r"^(Patient/)?[A-Za-z0-9\-.]{1,64}$")
@@ -136,10 +137,8 @@ def evaluate_path(args: argparse.Namespace) -> Verdict:
     month = _validate(args)
     resources = load_path(args.path)
     chosen = _choose_patient(resources, args.path, args.patient)
-    facts = read_facts(resources, chosen, tz=args.timezone)
-    return evaluate(
-        facts, month, pack=args.policy, tz=args.timezone, billing_practitioner=args.billing_practitioner
-    )
+    options = EvaluationOptions(month, args.timezone, args.policy or "", args.billing_practitioner)
+    return verdict_for(ResourceSource(resources), chosen, options).verdict
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from rules.month import Month, zone
     from smart_app.fhir.client import FhirError
     from smart_app.packet.document import PacketError, build_packet
-    from smart_app.packet.render import PdfError, render_html, render_pdf
+    from smart_app.packet.render import render_html
+    from smart_app.web.printing import PdfError, render_pdf
 
     try:
         month = Month.parse(args.month)

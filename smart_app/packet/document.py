@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fhir_mapping.reader import SUBJECT_FIELD, read_facts
-from rules.evaluate import evaluate
+from fhir_mapping.reader import SUBJECT_FIELD
 from rules.month import Month, zone
 from rules.records import PatientFacts
 from rules.verdict import Verdict, to_json
 from smart_app.packet import narrative
+from smart_app.readiness.options import EvaluationOptions
+from smart_app.readiness.use_case import ResourceSource, verdict_for
 
 EXT = "https://ccm-ready.org/fhir/StructureDefinition"
 HASH_EXT = f"{EXT}/resource-sha256"
@@ -75,8 +76,9 @@ def _verdict(
     pack: str | None,
     billing_practitioner: str | None,
 ) -> tuple[Verdict, PatientFacts]:
-    facts = read_facts(resources, patient_id, tz)
-    return evaluate(facts, month, pack=pack, tz=tz, billing_practitioner=billing_practitioner), facts
+    options = EvaluationOptions(month, tz, pack or "", billing_practitioner)
+    result = verdict_for(ResourceSource(list(resources)), patient_id, options)
+    return result.verdict, result.facts
 
 
 def _trimmed(

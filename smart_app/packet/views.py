@@ -1,6 +1,6 @@
 """GET /packet?month=YYYY-MM[&format=html|json|pdf]: the audit packet of the session's launch patient.
 
-Registered on the `cds_hooks` blueprint. The panel links to `/packet?month=<month>`.
+Its own blueprint (`packet`), GET only. The panel links to `/packet?month=<month>`.
 """
 
 from __future__ import annotations
@@ -8,15 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
-from rules.month import BadMonth, Month, zone
+from rules.month import BadMonth
+from smart_app.errors import AppError
+from smart_app.fhir.client import FhirError
+from smart_app.packet.document import PacketError, build_packet
+from smart_app.packet.render import render_html
+from smart_app.readiness.fetch import fetch_patient_resources
+from smart_app.readiness.options import options_from
+from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
 
+bp = Blueprint("packet", __name__)
 FORMATS = ("html", "json", "pdf")
 
 
@@ -24,53 +31,42 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message}), status
 
 
-def _month(tz: str) -> Month:
-    """`?month=`, else the current month in the practice's time zone."""
-    if request.args.get("month"):
-        return Month.parse(request.args["month"])
-    return Month.of(datetime.now(UTC).astimezone(zone(tz)))
-
-
-def packet_view() -> Any:
+@bp.get("/packet")
+def packet() -> Any:
     """The audit packet of the launch patient: HTML (default), `?format=json` or `?format=pdf`."""
-    from smart_app.fhir.client import FhirError
-    from smart_app.packet.document import PacketError, build_packet
-    from smart_app.packet.render import render_html
-    from smart_app.panel.views import PanelError, policy_for
-    from smart_app.readiness.fetch import fetch_patient_resources
-    from smart_app.web import sessions
-
     ctx = sessions.require_context()
-    tz = current_app.config.get("TIMEZONE", "UTC")
     fmt = request.args.get("format", "html")
     if fmt not in FORMATS:
         return _error(400, "format must be html, json or pdf")
     try:
-        month = _month(tz)
-        pack = policy_for(month, current_app.config.get("POLICY"))  # the same rules as the panel's
-        resources = fetch_patient_resources(sessions.fhir_client(), ctx.patient_id, month, tz)
-        packet = build_packet(
+        options = options_from(
+            current_app.config, raw_month=request.args.get("month"), app_context=ctx.app_context
+        )
+        month = options.month
+        resources = fetch_patient_resources(sessions.fhir_client(), ctx.patient_id, month, options.tz)
+        built = build_packet(
             resources,
             month,
-            tz=tz,
-            pack=pack,
+            tz=options.tz,
+            pack=options.policy,
             patient_id=ctx.patient_id,
             fhir_base=ctx.fhir_base,
+            billing_practitioner=options.billing_practitioner,
         )
     except BadMonth as exc:
         return _error(400, str(exc))
-    except PanelError as exc:
+    except AppError as exc:
         return _error(exc.status, exc.message)
     except FhirError as exc:
         log.warning("packet: FHIR read failed (HTTP %s)", exc.status)
         return _error(502, exc.message)
     except PacketError as exc:
         return _error(422, str(exc))
-    data = json.dumps(packet.bundle, indent=2, ensure_ascii=False).encode("utf-8")
+    data = json.dumps(built.bundle, indent=2, ensure_ascii=False).encode("utf-8")
     name = f"ccm-packet-{month}"
     if fmt == "json":
         return _attachment(Response(data, mimetype="application/fhir+json"), f"{name}.json")
-    html = render_html(packet, hashlib.sha256(data).hexdigest())
+    html = render_html(built, hashlib.sha256(data).hexdigest())
     if fmt == "pdf":
         return _pdf(html, f"{name}.pdf")
     return _html(html)
@@ -82,7 +78,7 @@ def _attachment(resp: Response, filename: str) -> Response:
 
 
 def _pdf(html: str, filename: str) -> Any:
-    from smart_app.packet.render import PdfError, print_pdf
+    from smart_app.web.printing import PdfError, print_pdf
 
     try:
         data = print_pdf(html)

@@ -19,7 +19,9 @@ from rules.month import Month, zone
 from rules.packs import resolve_pack
 from rules.verdict import Verdict
 from smart_app.program.worklist import BILLED_STATUSES, CCM_FAMILY
-from smart_app.readiness.fetch import ReadinessClient, patient_month
+from smart_app.readiness.fetch import ReadinessClient
+from smart_app.readiness.options import EvaluationOptions
+from smart_app.readiness.use_case import ServerSource, verdict_for
 
 
 class BillingRefused(Exception):
@@ -102,9 +104,8 @@ def mark_billed(
             tuple(r for r, _c, _u in ours),
             tuple((c, u) for _r, c, u in ours),
         )
-    verdict: Verdict = patient_month(
-        client, patient_id, m, tz=tz, policy=pack, billing_practitioner=billing_practitioner
-    )
+    options = EvaluationOptions(m, tz, pack.id, billing_practitioner)
+    verdict: Verdict = verdict_for(ServerSource(client), patient_id, options).verdict
     if verdict.status != "ready" or not verdict.codes:
         raise BillingRefused(f"This month is not ready to bill (status: {verdict.status}).", "not-ready")
     practitioner = verdict.billing_practitioner

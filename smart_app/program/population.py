@@ -34,13 +34,14 @@ from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
-from fhir_mapping.reader import SUBJECT_FIELD, read_facts
+from fhir_mapping.reader import SUBJECT_FIELD
 from fhir_mapping.references import relative_key
-from rules.evaluate import evaluate
 from rules.month import Month, zone
 from rules.packs import PolicyPack
 from rules.records import PatientFacts
 from rules.verdict import Verdict
+from smart_app.readiness.options import EvaluationOptions
+from smart_app.readiness.use_case import verdicts_for_months
 
 PER_BUCKET = 200
 CHUNK_BYTES = 2 << 20  # partition work unit in parallel mode
@@ -179,11 +180,9 @@ def _evaluate_group(
     policy: str | PolicyPack | None,
     billing_practitioner: str | None,
 ) -> PatientResult:
-    facts = read_facts(resources, key.split("/", 1)[1], tz)
-    verdicts = tuple(
-        evaluate(facts, m, pack=policy, tz=tz, billing_practitioner=billing_practitioner) for m in months
-    )
-    return PatientResult(key, facts, verdicts)
+    options = EvaluationOptions(months[0], tz, policy or "", billing_practitioner)
+    facts, verdicts = verdicts_for_months(resources, key.split("/", 1)[1], options, months)
+    return PatientResult(key, facts, tuple(verdicts))
 
 
 def _months(months: Sequence[Month | str]) -> list[Month]:

@@ -12,19 +12,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fhir_mapping.codes import ATTESTATION_KINDS
-from fhir_mapping.reader import SUBJECT_FIELD, read_facts
+from fhir_mapping.reader import SUBJECT_FIELD
 from fhir_mapping.references import relative_key
-from rules.evaluate import evaluate
 from rules.month import Month, zone
-from rules.packs import PolicyPack
 from rules.records import Skipped
-from rules.verdict import Verdict
 from smart_app.fhir.client import BatchResult, FhirError, FhirUnauthorized, FhirUnavailable, error_for
 
 log = logging.getLogger(__name__)
@@ -152,25 +149,6 @@ def fetch_patient_resources(
 ) -> list[dict[str, Any]]:
     """Everything the verdict needs for one patient-month (usually one round trip, at most two)."""
     return fetch_patient_data(client, patient_id, month, tz).resources
-
-
-def patient_month(
-    client: ReadinessClient,
-    patient_id: str,
-    month: Month | str,
-    *,
-    tz: str,
-    policy: str | PolicyPack | None = None,
-    billing_practitioner: str | None = None,
-) -> Verdict:
-    """Fetch -> read -> evaluate: the Verdict for one patient and month (bad resources -> Skipped)."""
-    m = month if isinstance(month, Month) else Month.parse(month)
-    zone(tz)
-    fetched = fetch_patient_data(client, patient_id, m, tz)
-    facts = read_facts(fetched.resources, patient_id, tz)
-    if fetched.problems:
-        facts = replace(facts, skipped=(*facts.skipped, *fetched.problems))
-    return evaluate(facts, m, pack=policy, tz=tz, billing_practitioner=billing_practitioner)
 
 
 # ------------------------------------------------------------------ internals

@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from smart_app.packet.render import CHROMIUM_COMMON_FLAGS
+from smart_app.web.printing import CHROMIUM_COMMON_FLAGS
 from tests.unit.test_panel import ALL, busy_scenario, make_app, scenario
 
 CHROMIUM = os.environ.get("CCM_READY_CHROMIUM", "/usr/bin/chromium")

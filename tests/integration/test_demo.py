@@ -86,7 +86,7 @@ def test_seeding_twice_creates_nothing_new(sekmet: SekmetServer, cases: list[Dem
 
 def test_every_patient_gets_its_expected_verdict(sekmet: SekmetServer, seeded: tuple[Manifest, Manifest],
                                                  month: Month) -> None:
-    from smart_app.readiness.fetch import patient_month
+    from smart_app.readiness.use_case import patient_month
 
     client = FhirClient(sekmet.base)
     wrong = []
@@ -100,7 +100,7 @@ def test_every_patient_gets_its_expected_verdict(sekmet: SekmetServer, seeded: t
 
 def test_crafted_ready_cases_get_the_expected_codes(sekmet: SekmetServer, seeded: tuple[Manifest, Manifest],
                                                     month: Month) -> None:
-    from smart_app.readiness.fetch import patient_month
+    from smart_app.readiness.use_case import patient_month
 
     client = FhirClient(sekmet.base)
     ids = {p.key: p.id for p in seeded[0].patients}

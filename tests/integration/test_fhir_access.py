@@ -10,7 +10,8 @@ import pytest
 
 from rules.verdict import Verdict
 from smart_app.fhir.client import BatchResult, FhirClient, FhirError, FhirNotFound
-from smart_app.readiness.fetch import fetch_patient_data, fetch_patient_resources, patient_month
+from smart_app.readiness.fetch import fetch_patient_data, fetch_patient_resources
+from smart_app.readiness.use_case import patient_month
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 from smart_app.cli.commands import main
 from smart_app.fhir.client import FhirClient
 from smart_app.packet.document import recompute_hashes
-from smart_app.packet.render import PdfError, chromium_path
+from smart_app.web.printing import PdfError, chromium_path
 from tests.support.ccm_scenarios import scenario, transaction
 from tests.support.sekmet import SekmetServer
 

@@ -28,7 +28,7 @@ from smart_app.program.jobs import WorklistResult, build_worklist
 from smart_app.program.mark_billed import BillingRefused, mark_billed
 from smart_app.program.metrics import month_metrics
 from smart_app.program.worklist import apply_filter
-from smart_app.readiness.fetch import patient_month
+from smart_app.readiness.use_case import patient_month
 from tests.support.population import SeededPopulation, seed_population
 from tests.support.sekmet import SekmetServer, start_sekmet
 

@@ -382,7 +382,7 @@ def test_default_month_is_this_month_or_the_launch_app_context(
 
 
 def test_panel_json_equals_to_json(app_for: Callable[..., tuple[Flask, FlaskClient]]) -> None:
-    from smart_app.readiness import fetch as readiness
+    from smart_app.readiness import use_case as readiness
 
     app, c = app_for("ready")
     open_session(c, "p-ready")
@@ -443,7 +443,7 @@ def test_each_month_is_judged_by_the_pack_in_effect(client: FlaskClient) -> None
      ("ccm-eligibility", None), (None, None), ('{"month": 7}', None)],
 )
 def test_month_from_app_context(text: str | None, month: str | None) -> None:
-    from smart_app.panel.views import month_from_app_context
+    from smart_app.readiness.options import month_from_app_context
 
     assert month_from_app_context(text) == month
 

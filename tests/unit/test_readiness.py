@@ -18,7 +18,8 @@ from smart_app.fhir.client import (
     FhirUnauthorized,
     error_for,
 )
-from smart_app.readiness.fetch import VISIT_CODES, fetch_patient_data, fetch_patient_resources, patient_month
+from smart_app.readiness.fetch import VISIT_CODES, fetch_patient_data, fetch_patient_resources
+from smart_app.readiness.use_case import patient_month
 
 PID = "p1"
 MONTH = "2026-10"

@@ -1,0 +1,121 @@
+"""The one verdict use case: a source of FHIR data + EvaluationOptions -> the Verdict every face renders.
+
+Faces never call `read_facts` or `evaluate` themselves: the panel, CDS card and packet pass a
+`ServerSource` (one batch round trip) or the resources they were given (`ResourceSource`); the CLI
+and worklist pass resources read from files or a bulk export. Same source and options, same Verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from fhir_mapping.reader import read_facts
+from rules.evaluate import evaluate
+from rules.month import Month, zone
+from rules.packs import PolicyPack
+from rules.records import PatientFacts, Skipped
+from rules.verdict import Verdict
+from smart_app.readiness.fetch import ReadinessClient, fetch_patient_data
+from smart_app.readiness.options import EvaluationOptions
+
+
+@dataclass(frozen=True)
+class PatientMonth:
+    """A verdict with what it was computed from: the facts, the resources and the Patient resource."""
+
+    verdict: Verdict
+    facts: PatientFacts
+    resources: Sequence[Any] = ()
+    patient: dict[str, Any] | None = None
+    round_trips: int = 0
+    options: EvaluationOptions | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    resources: list[dict[str, Any]]
+    problems: list[Skipped] = field(default_factory=list)
+    round_trips: int = 0
+
+
+class Source(Protocol):
+    """Where a patient's resources come from."""
+
+    def load(self, patient_id: str | None, options: EvaluationOptions) -> Loaded: ...
+
+
+@dataclass(frozen=True)
+class ServerSource:
+    """A FHIR server, read in one batch round trip (searches the server refuses are reported as Skipped)."""
+
+    client: ReadinessClient
+
+    def load(self, patient_id: str | None, options: EvaluationOptions) -> Loaded:
+        if patient_id is None:
+            raise ValueError("a FHIR server source needs the patient id")
+        fetched = fetch_patient_data(self.client, patient_id, options.month, options.tz)
+        return Loaded(fetched.resources, list(fetched.problems), fetched.round_trips)
+
+
+@dataclass(frozen=True)
+class ResourceSource:
+    """Resources already in hand: a Bundle or NDJSON file, a CDS prefetch, a bulk-export group."""
+
+    resources: Sequence[dict[str, Any]]
+
+    def load(self, patient_id: str | None, options: EvaluationOptions) -> Loaded:
+        return Loaded(list(self.resources))
+
+
+def evaluate_facts(facts: PatientFacts, options: EvaluationOptions) -> Verdict:
+    """Facts -> Verdict with the options (the only call of rules.evaluate in the app)."""
+    return evaluate(
+        facts,
+        options.month,
+        pack=options.policy or None,
+        tz=options.tz,
+        billing_practitioner=options.billing_practitioner,
+    )
+
+
+def verdict_for(source: Source, patient_id: str | None, options: EvaluationOptions) -> PatientMonth:
+    """The Verdict for one patient-month from `source`, with the facts and resources behind it."""
+    loaded = source.load(patient_id, options)
+    facts = read_facts(loaded.resources, patient_id, options.tz)
+    if loaded.problems:
+        facts = replace(facts, skipped=(*facts.skipped, *loaded.problems))
+    patient = next((r for r in loaded.resources if _is_patient(r, patient_id)), None)
+    return PatientMonth(
+        evaluate_facts(facts, options), facts, loaded.resources, patient, loaded.round_trips, options
+    )
+
+
+def verdicts_for_months(
+    resources: Iterable[dict[str, Any]], patient_id: str, options: EvaluationOptions, months: Sequence[Month]
+) -> tuple[PatientFacts, list[Verdict]]:
+    """One patient's resources read once, evaluated for several months (the worklist's trend)."""
+    facts = read_facts(list(resources), patient_id, options.tz)
+    return facts, [evaluate_facts(facts, options.for_month(m)) for m in months]
+
+
+def _is_patient(resource: Any, patient_id: str | None) -> bool:
+    bare = (patient_id or "").removeprefix("Patient/")
+    return isinstance(resource, dict) and resource.get("resourceType") == "Patient" and resource.get("id") == bare
+
+
+def patient_month(
+    client: ReadinessClient,
+    patient_id: str,
+    month: Month | str,
+    *,
+    tz: str,
+    policy: str | PolicyPack | None = None,
+    billing_practitioner: str | None = None,
+) -> Verdict:
+    """Shorthand: the Verdict for one patient-month read from a FHIR server."""
+    m = month if isinstance(month, Month) else Month.parse(month)
+    zone(tz)
+    options = EvaluationOptions(m, tz, policy or "", billing_practitioner)
+    return verdict_for(ServerSource(client), patient_id, options).verdict
