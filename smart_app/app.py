@@ -23,7 +23,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
 
     from smart_app.auth import views as launch
-    from smart_app.capture import views as timelog
+    from smart_app.capture import blueprint as capture
+    from smart_app.capture import consent_views, time_views  # noqa: F401  (routes on capture.bp)
     from smart_app.careplan import views as careplan
     from smart_app.cds import service as cds_hooks
     from smart_app.packet import views as packet
@@ -39,7 +40,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(home.bp)
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(program.bp)
-    app.register_blueprint(timelog.bp)
+    app.register_blueprint(capture.bp)
     app.register_blueprint(careplan.bp)
     app.register_blueprint(packet.bp)
     return app

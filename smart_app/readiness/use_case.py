@@ -102,7 +102,9 @@ def verdicts_for_months(
 
 def _is_patient(resource: Any, patient_id: str | None) -> bool:
     bare = (patient_id or "").removeprefix("Patient/")
-    return isinstance(resource, dict) and resource.get("resourceType") == "Patient" and resource.get("id") == bare
+    if not isinstance(resource, dict):
+        return False
+    return resource.get("resourceType") == "Patient" and resource.get("id") == bare
 
 
 def patient_month(

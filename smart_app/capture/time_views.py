@@ -1,0 +1,255 @@
+"""Time views: POST /time, the time list, corrections, pending entries and retries."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, jsonify, render_template, request
+
+from fhir_mapping.reader import read_facts
+from fhir_mapping.write_provenance import WriteError, now_utc
+from fhir_mapping.write_time import (
+    draft_to_json,
+    new_entry_id,
+    valid_entry_id,
+)
+from rules.entry_validation import (
+    MAX_NOTE_CHARS,
+    Problem,
+    note_warning,
+)
+from rules.month import Month
+from rules.records import TimeEntry
+from smart_app.capture.blueprint import (
+    TIME_TYPES,
+    _answer,
+    _checked,
+    _form_context,
+    _invalid,
+    _invalid_form,
+    _item_json,
+    _missing_scopes,
+    _recent,
+    _resume,
+    _same_launch,
+    _send_now,
+    _write_client,
+    _writer,
+    bp,
+    outbox_for,
+)
+from smart_app.capture.entries import entry_draft, pack_info, performer_ref, time_item, unsaved_entries
+from smart_app.capture.forms import _data, _practice_tz, _text, proposed_from
+from smart_app.web import sessions
+
+log = logging.getLogger(__name__)
+
+@bp.post("/time")
+def record_time() -> Any:
+    ctx = _writer(TIME_TYPES)
+    tz_name, tz = _practice_tz()
+    data = _data()
+    proposed, problems = proposed_from(data, ctx, tz)
+    entry_id = _text(data, "id") or new_entry_id()
+    if not valid_entry_id(entry_id):
+        problems.append(Problem("id", "id-invalid", "The entry id must be a UUID (leave it out to get one)."))
+    outbox, _ = outbox_for(current_app)
+    existing = outbox.get(entry_id) if not problems else None
+    if existing is not None and not _same_launch(existing, ctx):
+        problems.append(Problem("id", "id-taken", "This entry id is already used; reload the form."))
+    elif existing is not None:  # a repeated submit of the same form: answer with the stored entry
+        return _answer(existing, ())
+    client = _write_client()
+    others: list[TimeEntry] = []
+    warnings: list[Problem] = []
+    if proposed.performer:
+        others = unsaved_entries(outbox, proposed.performer)
+    check, reached = _checked(proposed, others, client, ctx.patient_id, tz_name, tz)
+    if not reached:
+        warnings.append(
+            Problem(
+                "start",
+                "overlap-unchecked",
+                "The FHIR server could not be reached, so "
+                "overlap with entries already on it was not checked.",
+            )
+        )
+    errors = [*problems, *check.errors]
+    if errors:
+        return _invalid_form(
+            errors, "timelog/new.html", warnings=check.warnings, form=data, **_form_context(ctx)
+        )
+    user = performer_ref(ctx.user) or str(proposed.performer)
+    try:
+        item = time_item(
+            outbox,
+            entry_id,
+            check,
+            proposed,
+            fhir_base=ctx.fhir_base,
+            patient_id=ctx.patient_id,
+            user=user,
+            mode=ctx.mode,
+        )
+    except WriteError as exc:
+        return _invalid("", "write", str(exc))
+    item = _send_now(item, client)
+    return _answer(item, (*check.warnings, *warnings))
+
+
+@bp.post("/time/note-check")
+def note_check() -> Any:
+    """The vague-note warning while typing (the same rule the readiness check applies)."""
+    sessions.require_context()
+    note = _text(_data(), "note")[:MAX_NOTE_CHARS]
+    warning = note_warning(note)
+    return jsonify({"vague": warning is not None, "message": warning.message if warning else ""})
+
+
+@bp.get("/time")
+def list_time() -> Any:
+    """This patient's time entries for a month (from the FHIR server), each with a link to correct it."""
+    ctx = sessions.require_context()
+    tz_name, tz = _practice_tz()
+    try:
+        month = (
+            Month.parse(request.args.get("month", ""))
+            if request.args.get("month")
+            else Month.of(datetime.now(tz))
+        )
+    except ValueError:
+        month = Month.of(datetime.now(tz))
+    start, end = month.bounds(tz)
+    entries: list[TimeEntry] = []
+    problem = ""
+    try:
+        client = sessions.fhir_client()
+        params = {"patient": f"Patient/{ctx.patient_id}", "date": [f"ge{start.date()}", f"lt{end.date()}"]}
+        encounters = client.search("Encounter", params)
+        tasks = client.search("Task", {"patient": f"Patient/{ctx.patient_id}"})
+        facts = read_facts([*encounters, *tasks], ctx.patient_id, tz_name)
+        entries = sorted(
+            (e for e in facts.time_entries if month.contains(e.start, tz)), key=lambda e: e.start
+        )
+    except Exception as exc:  # the page explains instead of failing
+        log.info("time list unavailable: %s", type(exc).__name__)
+        problem = "The FHIR server could not be reached; entries on it cannot be listed right now."
+    return render_template(
+        "timelog/list.html",
+        entries=entries,
+        month=month,
+        problem=problem,
+        tz=tz,
+        prev_month=month.previous(),
+        next_month=month.next(),
+        writable=not _missing_scopes(ctx, TIME_TYPES),
+    )
+
+
+@bp.get("/time/new")
+def new_time() -> Any:
+    ctx = sessions.require_context()
+    return render_template("timelog/new.html", errors=(), warnings=(), form={}, **_form_context(ctx))
+
+
+@bp.get("/time/<entry>/correct")
+def correct_form(entry: str) -> Any:
+    ctx = sessions.require_context()
+    return render_template("timelog/correct.html", entry=entry, errors=(), form={}, **_form_context(ctx))
+
+
+@bp.post("/time/<entry>/correct")
+def correct_time(entry: str) -> Any:
+    """Mark a saved entry (Encounter id) entered-in-error with a reason, optionally with a replacement."""
+    ctx = _writer(TIME_TYPES)
+    tz_name, tz = _practice_tz()
+    data = _data()
+    reason = _text(data, "reason")
+    errors: list[Problem] = []
+    if not reason:
+        errors.append(
+            Problem(
+                "reason",
+                "reason-missing",
+                "Say why the entry is wrong (e.g. 'wrong patient', 'minutes mistyped: 15 not 50').",
+            )
+        )
+    if not entry or len(entry) > 64 or not all(ch.isalnum() or ch in "-." for ch in entry):
+        errors.append(Problem("entry", "entry-invalid", "Not an entry id."))
+    replacement_json = None
+    check = None
+    wants_replacement = any(_text(data, k) for k in ("minutes", "end", "note"))
+    if wants_replacement:
+        proposed, problems = proposed_from(data, ctx, tz)
+        proposed = replace(proposed, replaces=entry)
+        errors += problems
+        others = unsaved_entries(outbox_for(current_app)[0], proposed.performer) if proposed.performer else []
+        client = _write_client()
+        check, _ = _checked(proposed, others, client, ctx.patient_id, tz_name, tz)
+        errors += check.errors
+        if not errors and check.start is not None and check.minutes is not None:
+            replacement_json = draft_to_json(entry_draft(new_entry_id(), ctx.patient_id, check, proposed))
+    if errors:
+        return _invalid_form(errors, "timelog/correct.html", entry=entry, form=data, **_form_context(ctx))
+    user = performer_ref(ctx.user) or performer_ref(_text(data, "performer")) or ""
+    if not user:
+        return _invalid("performer", "performer-missing", "Say who is making the correction.")
+    pack = pack_info(check.month if check else None)
+    correction_id = _text(data, "id") if valid_entry_id(_text(data, "id")) else new_entry_id()
+    outbox, _ = outbox_for(current_app)
+    taken = outbox.get(correction_id)
+    if taken is not None and not _same_launch(taken, ctx):
+        correction_id = new_entry_id()
+    item = outbox.add(
+        correction_id,
+        "correction",
+        fhir_base=ctx.fhir_base,
+        patient_id=ctx.patient_id,
+        payload={
+            "target_encounter_id": entry,
+            "reason": reason,
+            "user": user,
+            "recorded": now_utc().isoformat(),
+            "pack_id": pack.id,
+            "pack_version": pack.version,
+            "replacement": replacement_json,
+        },
+        summary={"corrects": entry, "replacement": bool(replacement_json)},
+        mode=ctx.mode,
+        user=user,
+    )
+    item = _send_now(item, _write_client())
+    return _answer(item, check.warnings if check else ())
+
+
+@bp.get("/time/pending")
+def pending() -> Any:
+    """This patient's outbox: pending and rejected items, and those saved in the last day."""
+    ctx = sessions.require_context()
+    outbox, worker = outbox_for(current_app)
+    items = outbox.for_patient(ctx.fhir_base, ctx.patient_id)
+    _resume(worker, [i for i in items if i.label == "pending"])
+    return jsonify(
+        {
+            "items": [_item_json(i) for i in _recent(items)],
+            "counts": {s: sum(1 for i in items if i.label == s) for s in ("pending", "saved", "rejected")},
+        }
+    )
+
+
+@bp.post("/time/<item_id>/retry")
+def retry(item_id: str) -> Any:
+    """Queue a rejected item again (e.g. after write scopes were granted)."""
+    ctx = sessions.require_context()
+    outbox, _ = outbox_for(current_app)
+    item = outbox.get(item_id)
+    if item is None or not _same_launch(item, ctx):
+        return jsonify({"error": "not-found", "message": "No such entry for this patient."}), 404
+    outbox.requeue(item_id)
+    sent = _send_now(outbox.get(item_id) or item, sessions.fhir_client())
+    return _answer(sent, ())
+
+
