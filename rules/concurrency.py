@@ -9,6 +9,7 @@ from rules.patient_month import PatientMonth
 from rules.records import BilledService
 from rules.verdict import Finding
 
+CCM_FAMILY = "ccm"
 CHARGED = frozenset({"billable", "billed"})
 RANK = {"blocker": 2, "warning": 1, "info": 0}
 ALLOWED_WORDS = {
@@ -35,6 +36,20 @@ def in_month(pm: PatientMonth, b: BilledService) -> bool:
     if start is None or end is None:
         return False
     return pm.aware(start) < pm.end and pm.aware(end) >= pm.start
+
+
+def billed_ccm(pm: PatientMonth) -> tuple[BilledService, ...]:
+    """CCM-family services charged in the month by the billing practitioner (or by someone unrecorded,
+    who cannot be shown to be anyone else)."""
+    return tuple(
+        b
+        for b in pm.facts.billed
+        if (b.status or "").lower() in CHARGED
+        and in_month(pm, b)
+        and (spec := pm.pack.find(b.code)) is not None
+        and spec.family == CCM_FAMILY
+        and (b.performer is None or pm.practitioner is None or b.performer == pm.practitioner)
+    )
 
 
 def _outcome(entry: Concurrency, relation: str) -> Outcome:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from rules import rule_ids
 from rules.month import Month
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.records import ConsentRecord, PatientFacts
-from rules.verdict import Finding
+from rules.verdict import ConsentStateName, Finding
 
 # The four things CMS requires the patient to be told (cms-rules.md §3.3).
 DISCLOSURES: frozenset[str] = frozenset(
@@ -40,6 +41,16 @@ class ConsentState:
     counts_until: (
         datetime | None
     )  # minutes at or after this instant are not counted (effective end of a stop)
+
+
+def state_of(findings: tuple[Finding, ...]) -> ConsentStateName:
+    """The month's consent state, read from the consent findings (a stop within the month is still given)."""
+    rules = {f.rule for f in findings if f.severity == "blocker"}
+    if rule_ids.CONSENT_DECLINED in rules:
+        return "declined"
+    if rule_ids.CONSENT_STOPPED in rules:
+        return "stopped"
+    return "missing" if rules & rule_ids.NO_CONSENT else "given"
 
 
 def _aware(moment: datetime, tz: tzinfo) -> datetime:
@@ -84,7 +95,7 @@ def practitioner_unknown(pm: PatientMonth) -> tuple[Finding, ...]:
         return ()
     return (
         Finding(
-            "billing-practitioner.unknown",
+            rule_ids.BILLING_PRACTITIONER_UNKNOWN,
             "consent",
             "blocker",
             "No billing practitioner is known: none was chosen, the CCM consent names none and the patient "
@@ -111,7 +122,8 @@ def check(pm: PatientMonth) -> ConsentState:
             "cost sharing applies, that only one practitioner can bill CCM per month and that they may stop "
             "at any time; record their verbal or written answer."
         )
-        return ConsentState((_consent("consent.missing", "blocker", message, pending),), None, pm.end, None)
+        missing = _consent(rule_ids.CONSENT_MISSING, "blocker", message, pending)
+        return ConsentState((missing,), None, pm.end, None)
     mine = [c for c in recorded if not pm.practitioner or c.billing_practitioner in (None, pm.practitioner)]
     if not mine:
         others = ", ".join(sorted({c.billing_practitioner or "" for c in recorded}))
@@ -120,14 +132,14 @@ def check(pm: PatientMonth) -> ConsentState:
             "new consent is needed when the billing practitioner changes."
         )
         ids = tuple(c.id for c in recorded)
-        blocker = _consent("consent.other-practitioner", "blocker", message, ids, CITE_RECONSENT)
+        blocker = _consent(rule_ids.CONSENT_OTHER_PRACTITIONER, "blocker", message, ids, CITE_RECONSENT)
         return ConsentState((blocker,), None, pm.end, None)
     obtained = [c for c in mine if c.obtained_at is None or pm.before_end(c.obtained_at)]
     if not obtained:
         message = (
             f"The CCM consent was obtained after {pm.month}; CCM cannot be billed for a month before consent."
         )
-        blocker = _consent("consent.missing", "blocker", message, tuple(c.id for c in mine))
+        blocker = _consent(rule_ids.CONSENT_MISSING, "blocker", message, tuple(c.id for c in mine))
         return ConsentState((blocker,), None, pm.end, None)
 
     current = _latest(obtained, pm.tz)
@@ -139,7 +151,7 @@ def check(pm: PatientMonth) -> ConsentState:
     if status == "rejected":
         message = "The patient declined CCM. Do not bill; the patient may agree later (record a new consent)."
         return ConsentState(
-            (_consent("consent.declined", "blocker", message, ids),), current, pm.end, None
+            (_consent(rule_ids.CONSENT_DECLINED, "blocker", message, ids),), current, pm.end, None
         )
     if status == "inactive":
         if current.stop_date is None:
@@ -148,7 +160,7 @@ def check(pm: PatientMonth) -> ConsentState:
                 "Record the stop date: CCM stays billable through the end of the month of the stop."
             )
             return ConsentState(
-                (_consent("consent.stopped", "blocker", message, ids),), current, counts_from, None
+                (_consent(rule_ids.CONSENT_STOPPED, "blocker", message, ids),), current, counts_from, None
             )
         stop_month: Month = pm.month_of(current.stop_date)
         nxt = stop_month.next()
@@ -158,26 +170,27 @@ def check(pm: PatientMonth) -> ConsentState:
                 f"The patient stopped CCM in {stop_month}; the stop took effect at the end of that month, so "
                 f"{pm.month} cannot be billed. A new consent is needed to restart."
             )
-            blocker = _consent("consent.stopped", "blocker", message, ids)
+            blocker = _consent(rule_ids.CONSENT_STOPPED, "blocker", message, ids)
             return ConsentState((blocker,), current, counts_from, counts_until)
         if stop_month == pm.month:
             message = (
                 f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this month, "
                 "so this month is still billable and the next is not."
             )
-            findings.append(_consent("consent.stop-effective", "info", message, ids))
+            findings.append(_consent(rule_ids.CONSENT_STOP_EFFECTIVE, "info", message, ids))
     if current.obtained_at is None:
         message = (
             "The CCM consent has no date, so it cannot be shown to precede the counted minutes. Record when "
             "it was obtained."
         )
-        findings.append(_consent("consent.undated", "warning", message, ids))
+        findings.append(_consent(rule_ids.CONSENT_UNDATED, "warning", message, ids))
     if pm.practitioner and current.billing_practitioner is None:
         message = (
             f"The CCM consent does not name the billing practitioner; record {pm.practitioner} on it so an "
             "auditor can see who the patient agreed to."
         )
-        findings.append(_consent("consent.practitioner-unnamed", "warning", message, ids, CITE_PRACTITIONER))
+        unnamed = rule_ids.CONSENT_PRACTITIONER_UNNAMED
+        findings.append(_consent(unnamed, "warning", message, ids, CITE_PRACTITIONER))
     missing = sorted(DISCLOSURES - set(current.disclosures))
     if missing:
         told = "; ".join(DISCLOSURE_WORDS[m] for m in missing)
@@ -185,5 +198,5 @@ def check(pm: PatientMonth) -> ConsentState:
             f"The consent does not record that the patient was told {told}. CMS requires all four "
             "disclosures to be documented."
         )
-        findings.append(_consent("consent.disclosures-incomplete", "warning", message, ids))
+        findings.append(_consent(rule_ids.CONSENT_DISCLOSURES_INCOMPLETE, "warning", message, ids))
     return ConsentState(tuple(findings), current, counts_from, counts_until)

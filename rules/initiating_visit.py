@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from rules import rule_ids
 from rules.month import one_year_before
 from rules.patient_month import PatientMonth
 from rules.records import ConsentRecord, VisitRecord
@@ -50,7 +51,7 @@ def check(pm: PatientMonth, consent: ConsentRecord | None) -> tuple[Finding, ...
         detail = "No qualifying visit (E/M level 2-5, AWV or IPPE) is recorded."
     return (
         Finding(
-            "initiating-visit.missing",
+            rule_ids.INITIATING_VISIT_MISSING,
             "initiating-visit",
             "blocker",
             "CCM must start with an initiating visit by the billing practitioner within "

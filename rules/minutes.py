@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from rules import rule_ids
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.records import PROGRAMS, TimeEntry
@@ -230,7 +231,7 @@ def _findings(
     if before.seconds > 0:
         out.append(
             Finding(
-                "time.before-consent",
+                rule_ids.TIME_BEFORE_CONSENT,
                 "time",
                 "info",
                 f"{_said(before.seconds)} logged without a CCM consent in force for this practitioner are "
@@ -242,7 +243,7 @@ def _findings(
     if after_stop.seconds > 0:
         out.append(
             Finding(
-                "time.after-stop",
+                rule_ids.TIME_AFTER_STOP,
                 "time",
                 "info",
                 f"{_said(after_stop.seconds)} logged after the patient's stop of CCM took effect are not "
@@ -254,7 +255,7 @@ def _findings(
     if after_death.seconds > 0:
         out.append(
             Finding(
-                "time.after-death",
+                rule_ids.TIME_AFTER_DEATH,
                 "time",
                 "info",
                 f"{_said(after_death.seconds)} logged after the recorded date of death are not counted.",
@@ -265,7 +266,7 @@ def _findings(
     if inpatient.seconds > 0:
         out.append(
             Finding(
-                "time.inpatient",
+                rule_ids.TIME_INPATIENT,
                 "time",
                 "info",
                 f"{_said(inpatient.seconds)} logged while the patient was a hospital or SNF inpatient are "
@@ -277,7 +278,7 @@ def _findings(
     if overlap.seconds > 0:
         out.append(
             Finding(
-                "time.overlap",
+                rule_ids.TIME_OVERLAP,
                 "time",
                 "info",
                 f"{_said(overlap.seconds)} of overlapping time entries by the same person were counted once. "
@@ -297,7 +298,7 @@ def _findings(
         )
         out.append(
             Finding(
-                "time.other-program",
+                rule_ids.TIME_OTHER_PROGRAM,
                 "time",
                 "info",
                 f"Time logged for other programs this month ({listed}) is not CCM time and never counts "
