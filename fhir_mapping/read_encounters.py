@@ -63,7 +63,7 @@ def _program(types: Any) -> str | None:
 def _performer(res: dict[str, Any], ctx: ReadContext) -> str | None:
     fallback = None
     for p in res.get("participant") or ():
-        key = ctx.refs.key(p.get("individual"))
+        key = ctx.people.key(p.get("individual"), res)
         if key is None:
             continue
         if key.startswith(("Practitioner/", "PractitionerRole/")):
@@ -73,7 +73,7 @@ def _performer(res: dict[str, Any], ctx: ReadContext) -> str | None:
 
 
 def _participants(res: dict[str, Any], ctx: ReadContext) -> tuple[str, ...]:
-    keys = (ctx.refs.key(p.get("individual")) for p in res.get("participant") or ())
+    keys = (ctx.people.key(p.get("individual"), res) for p in res.get("participant") or ())
     return tuple(k for k in keys if k)
 
 

@@ -59,7 +59,7 @@ def mdm_attestation(pm: PatientMonth) -> Attestation | None:
     if not pm.practitioner:
         return None
     for a in pm.facts.attestations:
-        if a.kind in MDM_KINDS and a.practitioner == pm.practitioner and pm.in_month(a.at):
+        if a.kind in MDM_KINDS and pm.is_practitioner(a.practitioner) and pm.in_month(a.at):
             return a
     return None
 

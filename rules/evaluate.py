@@ -71,7 +71,7 @@ def evaluate(
     policy = resolve_pack(pack, m)
     start, end = m.bounds(tzinfo)
     practitioner, _source = consent.resolve_practitioner(facts, billing_practitioner, end, tzinfo)
-    pm = PatientMonth(facts, m, tzinfo, tz, start, end, policy, practitioner)
+    pm = PatientMonth(facts, m, tzinfo, tz, start, end, policy, practitioner, dict(facts.aliases))
     classify = classifier if classifier is not None else default_classifier()
 
     findings: list[Finding] = []
@@ -86,7 +86,7 @@ def evaluate(
     findings += care_plan.check(pm)
     findings += initiating_visit.check(pm, state.consent)
     died = facts.patient.deceased_at if pm.in_month(facts.patient.deceased_at) else None
-    counted = minute_rules.count(pm, state.counts_from, state.counts_until, died)
+    counted = minute_rules.count(pm, state.windows, died, state.ended)
     findings += counted.findings
     selection = code_selection.select(pm, counted.minutes, code_selection.mdm_attestation(pm))
     findings += selection.findings
