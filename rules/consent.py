@@ -121,8 +121,9 @@ def events(facts: PatientFacts, tz: tzinfo, aliases: dict[str, str]) -> list[Eve
             out.append(Event(given_from(c, tz), "declined", c, who))
         elif status == "active":
             out.append(Event(given_from(c, tz), "given", c, who))
-            if c.stop_date is not None:  # the provision's own end: no longer in force after it
-                out.append(Event(_aware(c.stop_date, tz), "expired", c, who))
+            end = c.period_end or c.stop_date
+            if end is not None:  # the provision's own end: no longer in force after it
+                out.append(Event(_aware(end, tz), "expired", c, who))
         else:  # inactive: it was given once (when a start is known), and stopped
             start = given_from(c, tz) if c.period_start is not None or c.stop_date is not None else None
             stop = _stop_date(c, tz)
