@@ -7,7 +7,7 @@ practice's time zone. With `end=True` a partial date means the end of the period
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 
@@ -89,3 +89,13 @@ def duration_minutes(quantity: Any) -> float | None:
     if value < 0:
         raise BadDate("length is negative")
     return float(value) * factor
+
+
+def elapsed_minutes(start: datetime, end: datetime) -> float:
+    """Real minutes between two instants (UTC), never a wall-clock difference across a DST change."""
+    return (end.astimezone(UTC) - start.astimezone(UTC)).total_seconds() / 60
+
+
+def plus_minutes(start: datetime, minutes: float) -> datetime:
+    """The instant `minutes` of real time after `start`, in `start`'s zone."""
+    return (start.astimezone(UTC) + timedelta(minutes=minutes)).astimezone(start.tzinfo)

@@ -32,7 +32,7 @@ def read_charge_item(res: dict[str, Any], key: str, ctx: ReadContext) -> BilledS
         end = parse_when(period.get("end"), ctx.tz, end=True, field="ChargeItem.occurrencePeriod.end")
     performer = None
     for p in res.get("performer") or ():
-        performer = ctx.refs.key(p.get("actor"))
+        performer = ctx.people.key(p.get("actor"), res)
         if performer:
             break
     quantity = res.get("quantity") or {}

@@ -49,7 +49,7 @@ def read_patient(res: dict[str, Any], key: str, ctx: ReadContext) -> PatientReco
     flag = res.get("deceasedBoolean")
     if flag is not None and not isinstance(flag, bool):
         raise Unreadable("Patient.deceasedBoolean is not true/false")
-    gps = tuple(k for k in (ctx.refs.key(r) for r in res.get("generalPractitioner") or ()) if k)
+    gps = tuple(k for k in (ctx.people.key(r, res) for r in res.get("generalPractitioner") or ()) if k)
     return PatientRecord(
         id=key,
         name=human_name(res.get("name")),
@@ -108,7 +108,7 @@ def read_care_plan(res: dict[str, Any], key: str, ctx: ReadContext) -> CarePlanR
         meta = res.get("meta")
         if isinstance(meta, dict):
             reviewed = parse_when(meta.get("lastUpdated"), ctx.tz, field="meta.lastUpdated")
-    author = ctx.refs.key(res.get("author")) if res.get("author") else None
+    author = ctx.people.key(res.get("author"), res) if res.get("author") else None
     return CarePlanRecord(
         id=key,
         status=status,

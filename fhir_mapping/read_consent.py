@@ -36,13 +36,16 @@ def read_consent(res: dict[str, Any], key: str, ctx: ReadContext, programs: tupl
         raise Unreadable("Consent.provision is not an object")
     billing = None
     for actor in provision.get("actor") or ():
-        if PPRF in codes_in(actor.get("role"), V3_PARTICIPATION_TYPE):
-            billing = ctx.refs.key(actor.get("reference"))
+        if isinstance(actor, dict) and PPRF in codes_in(actor.get("role"), V3_PARTICIPATION_TYPE):
+            billing = ctx.people.key(actor.get("reference"), res)
             if billing:
                 break
     performers = res.get("performer") or ()
-    obtained_by = ctx.refs.key(performers[0]) if performers else None
+    obtained_by = ctx.people.key(performers[0], res) if performers else None
     period = provision.get("period") or {}
+    if not isinstance(period, dict):
+        raise Unreadable("Consent.provision.period is not a Period")
+    ptype = provision.get("type")
     method = None
     disclosures: set[str] = set()
     for ext in res.get("extension") or ():
@@ -63,6 +66,9 @@ def read_consent(res: dict[str, Any], key: str, ctx: ReadContext, programs: tupl
         billing_practitioner=billing,
         obtained_by=obtained_by,
         stop_date=parse_when(period.get("end"), ctx.tz, field="Consent.provision.period.end"),
+        period_end=parse_when(period.get("end"), ctx.tz, end=True, field="Consent.provision.period.end"),
+        period_start=parse_when(period.get("start"), ctx.tz, field="Consent.provision.period.start"),
+        provision_type=ptype.strip().lower() if isinstance(ptype, str) and ptype.strip() else None,
         method=method,
         disclosures=frozenset(disclosures),
     )

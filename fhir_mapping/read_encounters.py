@@ -9,11 +9,18 @@ One Encounter is read as
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fhir_mapping.codes import CARE_PROGRAM, CPT, HCPCS, INPATIENT_CLASSES, canonical_system, codings
-from fhir_mapping.dates import BadDate, duration_minutes, is_date_only, parse_when
+from fhir_mapping.dates import (
+    BadDate,
+    duration_minutes,
+    elapsed_minutes,
+    is_date_only,
+    parse_when,
+    plus_minutes,
+)
 from fhir_mapping.reading import ReadContext, Unreadable
 from rules.records import PROGRAMS, Coding, InpatientStay, TimeEntry, VisitRecord
 
@@ -63,7 +70,7 @@ def _program(types: Any) -> str | None:
 def _performer(res: dict[str, Any], ctx: ReadContext) -> str | None:
     fallback = None
     for p in res.get("participant") or ():
-        key = ctx.refs.key(p.get("individual"))
+        key = ctx.people.key(p.get("individual"), res)
         if key is None:
             continue
         if key.startswith(("Practitioner/", "PractitionerRole/")):
@@ -73,7 +80,7 @@ def _performer(res: dict[str, Any], ctx: ReadContext) -> str | None:
 
 
 def _participants(res: dict[str, Any], ctx: ReadContext) -> tuple[str, ...]:
-    keys = (ctx.refs.key(p.get("individual")) for p in res.get("participant") or ())
+    keys = (ctx.people.key(p.get("individual"), res) for p in res.get("participant") or ())
     return tuple(k for k in keys if k)
 
 
@@ -146,11 +153,11 @@ def _time_entry(res: dict[str, Any], key: str, ctx: ReadContext, program: str) -
             raise Unreadable("time-entry Encounter has neither length nor period.end")
         if is_date_only(raw_start) or is_date_only(raw_end):
             raise Unreadable("time-entry Encounter period has dates without times and no length")
-        if end < start:
+        minutes = elapsed_minutes(start, end)
+        if minutes < 0:
             raise Unreadable("time-entry Encounter period ends before it starts")
-        minutes = (end - start).total_seconds() / 60
     elif end is None or end < start:
-        end = start + timedelta(minutes=minutes)
+        end = plus_minutes(start, minutes)
     return TimeDraft(
         id=key, status=status, program=program, start=start, end=end, minutes=minutes,
         performer=_performer(res, ctx),

@@ -42,5 +42,5 @@ def read_attestation(
         at = parse_when(res.get("authoredOn"), ctx.tz, field="Task.authoredOn")
     if at is None:
         at = parse_when(period.get("end") or res.get("lastModified"), ctx.tz, field="Task.lastModified")
-    practitioner = ctx.refs.key(res.get("owner")) or ctx.refs.key(res.get("requester"))
+    practitioner = ctx.people.key(res.get("owner"), res) or ctx.people.key(res.get("requester"), res)
     return Attestation(id=key, kind=kind, practitioner=practitioner, at=at)

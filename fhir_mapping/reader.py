@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fhir_mapping.dates import BadDate
+from fhir_mapping.people import People
 from fhir_mapping.read_billing import read_charge_item
 from fhir_mapping.read_clinical import plan_shared_at, read_care_plan, read_condition, read_patient
 from fhir_mapping.read_consent import care_programs, read_consent
@@ -128,7 +129,7 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     dateTimes without an offset. Never raises on odd data (an unknown `tz` raises BadTimezone).
     """
     items, refs = _index(resources)
-    ctx = ReadContext(tz=zone(tz), refs=refs)
+    ctx = ReadContext(tz=zone(tz), refs=refs, people=People(refs, items))
     key_of = refs.key
 
     target = patient_key(patient_id) if patient_id else None
@@ -229,6 +230,7 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
         billed=tuple(billed),
         stays=tuple(stays),
         skipped=tuple(skipped),
+        aliases=ctx.people.aliases(),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import tzinfo
 
+from fhir_mapping.people import People
 from fhir_mapping.references import References
 
 
@@ -16,3 +17,4 @@ class Unreadable(ValueError):
 class ReadContext:
     tz: tzinfo
     refs: References
+    people: People

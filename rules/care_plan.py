@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rules import rule_ids
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.records import CarePlanRecord
@@ -38,7 +39,7 @@ def check(pm: PatientMonth) -> tuple[Finding, ...]:
         )
         return (
             Finding(
-                "care-plan.missing",
+                rule_ids.CARE_PLAN_MISSING,
                 "care-plan",
                 "blocker",
                 f"{why}. CCM needs a comprehensive care plan (problems, measurable goals, interventions and "
@@ -52,7 +53,7 @@ def check(pm: PatientMonth) -> tuple[Finding, ...]:
     if not any(p.shared_with_patient_at is not None for p in plans):
         findings.append(
             Finding(
-                "care-plan.not-shared",
+                rule_ids.CARE_PLAN_NOT_SHARED,
                 "care-plan",
                 "warning",
                 "No record shows that a copy of the care plan was given to the patient or caregiver; CMS "
@@ -81,7 +82,7 @@ def review_overdue(pm: PatientMonth, plans: list[CarePlanRecord]) -> tuple[Findi
         return ()
     return (
         Finding(
-            "care-plan.review-overdue",
+            rule_ids.CARE_PLAN_REVIEW_OVERDUE,
             "care-plan",
             "warning",
             f"The care plan was last reviewed on {latest.astimezone(pm.tz).date().isoformat()}, more than "

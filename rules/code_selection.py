@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from rules import rule_ids
 from rules.packs import PolicyPack, Track
 from rules.patient_month import PatientMonth
 from rules.records import Attestation
@@ -58,7 +59,7 @@ def mdm_attestation(pm: PatientMonth) -> Attestation | None:
     if not pm.practitioner:
         return None
     for a in pm.facts.attestations:
-        if a.kind in MDM_KINDS and a.practitioner == pm.practitioner and pm.in_month(a.at):
+        if a.kind in MDM_KINDS and pm.is_practitioner(a.practitioner) and pm.in_month(a.at):
             return a
     return None
 
@@ -125,7 +126,7 @@ def select(pm: PatientMonth, minutes: Minutes, mdm: Attestation | None) -> Selec
             + (f"; {'; '.join(others + skipped)}" if others or skipped else "")
             + ". One track per month: never both."
         )
-        findings.append(Finding("time.track-choice", "time", "info", reason, str(t.citation)))
+        findings.append(Finding(rule_ids.TIME_TRACK_CHOICE, "time", "info", reason, str(t.citation)))
         nxt = _next_on(chosen)
         staff_cap = _staff_cap(pm, minutes, chosen, mdm)
         if staff_cap is not None:
@@ -147,7 +148,7 @@ def select(pm: PatientMonth, minutes: Minutes, mdm: Attestation | None) -> Selec
     ]
     findings.append(
         Finding(
-            "time.below-threshold",
+            rule_ids.TIME_BELOW_THRESHOLD,
             "time",
             "info",
             f"{nearest.minutes} min of {SOURCE_WORDS[t.minutes]} counted this month; {need} more min are "
@@ -185,7 +186,7 @@ def _staff_cap(pm: PatientMonth, minutes: Minutes, chosen: Option, mdm: Attestat
             "the billing practitioner this month."
         )
     return Finding(
-        "time.staff-cap",
+        rule_ids.TIME_STAFF_CAP,
         "time",
         "info",
         f"{over} clinical-staff min beyond {staff.max_minutes} are not billable on the clinical-staff track "

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 
 from rules.packs import Concurrency, Outcome
 from rules.patient_month import PatientMonth
+from rules.people import is_staff
 from rules.records import BilledService
 from rules.verdict import Finding
 
+CCM_FAMILY = "ccm"
 CHARGED = frozenset({"billable", "billed"})
 RANK = {"blocker": 2, "warning": 1, "info": 0}
 ALLOWED_WORDS = {
@@ -37,6 +39,27 @@ def in_month(pm: PatientMonth, b: BilledService) -> bool:
     return pm.aware(start) < pm.end and pm.aware(end) >= pm.start
 
 
+def billed_ccm(pm: PatientMonth) -> tuple[BilledService, ...]:
+    """CCM-family services charged in the month by the billing practitioner (or by someone unrecorded,
+    who cannot be shown to be anyone else)."""
+    return tuple(
+        b
+        for b in pm.facts.billed
+        if (b.status or "").lower() in CHARGED
+        and in_month(pm, b)
+        and (spec := pm.pack.find(b.code)) is not None
+        and spec.family == CCM_FAMILY
+        and _relation(pm, b) != "different"
+    )
+
+
+def _relation(pm: PatientMonth, b: BilledService) -> str:
+    """same / different / unknown: who billed `b`, compared as one person whatever the reference form."""
+    if pm.practitioner is None or not is_staff(b.performer):
+        return "unknown"
+    return "same" if pm.is_practitioner(b.performer) else "different"
+
+
 def _outcome(entry: Concurrency, relation: str) -> Outcome:
     if relation == "same":
         return entry.same_practitioner
@@ -58,10 +81,7 @@ def check(pm: PatientMonth) -> tuple[Finding, ...]:
         entry = pm.pack.concurrency_for(spec.family)
         if entry is None:
             continue
-        if b.performer is None or pm.practitioner is None:
-            relation = "unknown"
-        else:
-            relation = "same" if b.performer == pm.practitioner else "different"
+        relation = _relation(pm, b)
         outcome = _outcome(entry, relation)
         hit = hits.setdefault(outcome.rule, _Hit(entry, outcome, relation))
         if RANK[outcome.severity] > RANK[hit.outcome.severity]:

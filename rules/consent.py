@@ -1,15 +1,29 @@
-"""CCM consent: given once, before CCM starts, naming the billing practitioner; a stop ends with its month."""
+"""CCM consent as a timeline (cms-rules.md §3.3): every CCM Consent of the patient becomes dated events.
+
+Events, per billing practitioner:
+- given: from the later of `dateTime` and `provision.period.start` (consent comes before CCM);
+- declined: `rejected`, or a `deny` provision; ends coverage at once;
+- stopped: `inactive`; effective at the end of the calendar month of the date the record states
+  (`provision.period.end`, else `dateTime`), however late it was recorded;
+- superseded: a later consent naming another billing practitioner ends the earlier practitioner's coverage
+  from the start of the month it was given (only one practitioner may bill CCM in a month);
+- an `active` consent whose `provision.period.end` has passed is no longer in force after that instant.
+`entered-in-error` records are ignored; `draft` and `proposed` records are not in force. Minutes count only
+inside an interval where a consent for the billing practitioner is in force.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from rules import rule_ids
 from rules.month import Month
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
+from rules.people import canonical
 from rules.records import ConsentRecord, PatientFacts
-from rules.verdict import Finding
+from rules.verdict import ConsentStateName, Finding
 
 # The four things CMS requires the patient to be told (cms-rules.md §3.3).
 DISCLOSURES: frozenset[str] = frozenset(
@@ -22,24 +36,49 @@ DISCLOSURE_WORDS = {
     "right-to-stop": "that the patient may stop at any time (effective at the end of the month)",
 }
 RECORDED = frozenset({"active", "rejected", "inactive"})
+NOT_IN_FORCE = frozenset({"draft", "proposed"})
+EARLIEST = datetime.min.replace(tzinfo=None)
 
 CITE_CONSENT = Citation(
     "CMS MLN909188; Noridian CCM Q&A; CY2017 PFS final rule", "3.3", ("S1", "S3", "S12", "S29"), "H"
 )
+CITE_DATED = Citation("CMS MLN909188; claim edits", "3.3, 5.3", ("S1", "S3"), "H")
 CITE_RECONSENT = Citation("Noridian CCM Q&A (Q3)", "3.3, 0", ("S3",), "H")
 CITE_PRACTITIONER = Citation("CMS MLN909188; CMS CCM FAQ", "3.3, 5.3", ("S1", "S2"), "H")
+
+Window = tuple[datetime | None, datetime | None]  # [from, until): None = unbounded
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: datetime | None  # None: undated (sorts first)
+    kind: str  # given | declined | stopped | expired
+    record: ConsentRecord
+    practitioner: str | None  # canonical billing practitioner the record names
 
 
 @dataclass(frozen=True, slots=True)
 class ConsentState:
     findings: tuple[Finding, ...]
-    consent: ConsentRecord | None  # the consent that governs the month for the billing practitioner
-    # Minutes before this instant are not counted. Without a consent that covers the billing
-    # practitioner (missing, declined, another practitioner's) it is the month's end: nothing counts.
-    counts_from: datetime | None
-    counts_until: (
-        datetime | None
-    )  # minutes at or after this instant are not counted (effective end of a stop)
+    consent: ConsentRecord | None  # the given consent that governs the month for the billing practitioner
+    # Minutes count only inside these [from, until) windows (None = unbounded); () = nothing counts.
+    windows: tuple[Window, ...] = ()
+    ended: datetime | None = None  # when the latest coverage ended (time after it is "after the stop")
+
+    @property
+    def counts_from(self) -> datetime | None:
+        """Start of the first window (kept for callers that need one instant)."""
+        return self.windows[0][0] if self.windows else None
+
+
+def state_of(findings: tuple[Finding, ...]) -> ConsentStateName:
+    """The month's consent state, read from the consent findings (a stop within the month is still given)."""
+    rules = {f.rule for f in findings if f.severity == "blocker"}
+    if rule_ids.CONSENT_DECLINED in rules:
+        return "declined"
+    if rule_ids.CONSENT_STOPPED in rules:
+        return "stopped"
+    return "missing" if rules & rule_ids.NO_CONSENT else "given"
 
 
 def _aware(moment: datetime, tz: tzinfo) -> datetime:
@@ -47,35 +86,119 @@ def _aware(moment: datetime, tz: tzinfo) -> datetime:
 
 
 def ccm_consents(facts: PatientFacts) -> tuple[ConsentRecord, ...]:
-    """Recorded CCM consents (given, declined or stopped); drafts and errors are ignored."""
+    """Recorded CCM consents (given, declined or stopped); drafts, proposals and errors are not in force."""
     return tuple(c for c in facts.consents if "ccm" in c.programs and (c.status or "").lower() in RECORDED)
 
 
-def _latest(consents: list[ConsentRecord], tz: tzinfo) -> ConsentRecord:
-    """The most recently obtained consent (undated ones sort first; ties keep record order)."""
-    indexed = list(enumerate(consents))
-    indexed.sort(
-        key=lambda ic: (
-            ic[1].obtained_at is not None,
-            _aware(ic[1].obtained_at, tz) if ic[1].obtained_at else datetime.min,
-            ic[0],
-        )
-    )
-    return indexed[-1][1]
+def given_from(c: ConsentRecord, tz: tzinfo) -> datetime | None:
+    """When a consent took effect: the later of its date and its provision's start (None: undated)."""
+    dates = [_aware(d, tz) for d in (c.obtained_at, c.period_start) if d is not None]
+    return max(dates) if dates else None
+
+
+def _stop_date(c: ConsentRecord, tz: tzinfo) -> datetime | None:
+    when = c.stop_date or c.obtained_at
+    return _aware(when, tz) if when is not None else None
+
+
+def _month_start(moment: datetime, tz: tzinfo) -> datetime:
+    local = moment.astimezone(tz)
+    return datetime(local.year, local.month, 1, tzinfo=tz)
+
+
+def _month_after(moment: datetime, tz: tzinfo) -> datetime:
+    nxt = Month.of(moment.astimezone(tz)).next()
+    return datetime(nxt.year, nxt.month, 1, tzinfo=tz)
+
+
+def events(facts: PatientFacts, tz: tzinfo, aliases: dict[str, str]) -> list[Event]:
+    """Every CCM consent record as dated events, in time order (undated first, then record order)."""
+    out: list[Event] = []
+    for c in ccm_consents(facts):
+        status = c.status.lower()
+        who = canonical(c.billing_practitioner, aliases)
+        if status == "rejected" or (status == "active" and (c.provision_type or "").lower() == "deny"):
+            out.append(Event(given_from(c, tz), "declined", c, who))
+        elif status == "active":
+            out.append(Event(given_from(c, tz), "given", c, who))
+            end = c.period_end or c.stop_date
+            if end is not None:  # the provision's own end: no longer in force after it
+                out.append(Event(_aware(end, tz), "expired", c, who))
+        else:  # inactive: it was given once (when a start is known), and stopped
+            start = given_from(c, tz) if c.period_start is not None or c.stop_date is not None else None
+            stop = _stop_date(c, tz)
+            if start is not None and (stop is None or start <= stop):
+                out.append(Event(start, "given", c, who))
+            out.append(Event(stop, "stopped", c, who))
+    indexed = list(enumerate(out))
+    indexed.sort(key=lambda ie: (ie[1].at is not None, ie[1].at or EARLIEST, ie[0]))
+    return [e for _, e in indexed]
+
+
+def _names(event: Event, practitioner: str | None) -> bool:
+    """Does the event concern `practitioner` (an unnamed record concerns everyone)?"""
+    return event.practitioner is None or practitioner is None or event.practitioner == practitioner
+
+
+@dataclass(slots=True)
+class _Timeline:
+    windows: list[tuple[datetime | None, datetime | None, Event]]
+    last_end: tuple[str, Event] | None  # why the latest coverage ended: stopped | declined | superseded
+    ended: datetime | None = None  # when the latest coverage ended
+
+
+def timeline(evs: list[Event], practitioner: str | None, tz: tzinfo) -> _Timeline:
+    """Intervals in which a consent for `practitioner` is in force, and why the last one ended."""
+    windows: list[tuple[datetime | None, datetime | None, Event]] = []
+    open_from: tuple[datetime | None, Event] | None = None
+    last_end: tuple[str, Event] | None = None
+    ended: datetime | None = None
+
+    def close(until: datetime | None, why: str, event: Event) -> None:
+        nonlocal open_from, last_end, ended
+        if open_from is not None:
+            ended = until
+            start = open_from[0]
+            if until is None or start is None or until > start:
+                windows.append((start, until, open_from[1]))
+            open_from = None
+        last_end = (why, event)
+
+    for e in evs:
+        if e.kind == "given" and _names(e, practitioner):
+            if open_from is None:
+                open_from = (e.at, e)
+        elif e.kind == "expired":
+            if open_from is not None and open_from[1].record.id == e.record.id:
+                close(e.at, "expired", e)
+        elif e.kind == "given" and open_from is not None:  # another practitioner's consent supersedes
+            close(_month_start(e.at, tz) if e.at else None, "superseded", e)
+        elif e.kind == "stopped" and _names(e, practitioner):
+            if e.at is None:  # a stop with no date at all: nothing before it can be shown to count
+                open_from = None
+                last_end = ("stopped", e)
+            elif open_from is not None or last_end is None:
+                close(_month_after(e.at, tz), "stopped", e)
+        elif e.kind == "declined" and _names(e, practitioner):
+            close(e.at, "declined", e)
+    if open_from is not None:
+        windows.append((open_from[0], None, open_from[1]))
+    return _Timeline(windows, last_end, ended)
 
 
 def resolve_practitioner(
     facts: PatientFacts, explicit: str | None, month_end: datetime, tz: tzinfo
 ) -> tuple[str | None, str]:
-    """Billing practitioner: explicit option, else the consent's PPRF actor, else generalPractitioner."""
+    """Billing practitioner: explicit option, else the latest given consent's PPRF actor, else the GP."""
+    aliases = dict(facts.aliases)
     if explicit and explicit.strip():
-        return explicit.strip(), "option"
-    named = [c for c in ccm_consents(facts) if c.billing_practitioner]
+        return canonical(explicit.strip(), aliases), "option"
+    named = [e for e in events(facts, tz, aliases) if e.practitioner and e.kind == "given"]
     if named:
-        in_time = [c for c in named if c.obtained_at is None or _aware(c.obtained_at, tz) < month_end]
-        return _latest(in_time or named, tz).billing_practitioner, "consent"
+        in_time = [e for e in named if e.at is None or e.at < month_end]
+        return (in_time or named)[-1].practitioner, "consent"
     if facts.patient.general_practitioners:
-        return facts.patient.general_practitioners[0], "general-practitioner"
+        return canonical(facts.patient.general_practitioners[0], aliases), "general-practitioner"
     return None, "unknown"
 
 
@@ -84,7 +207,7 @@ def practitioner_unknown(pm: PatientMonth) -> tuple[Finding, ...]:
         return ()
     return (
         Finding(
-            "billing-practitioner.unknown",
+            rule_ids.BILLING_PRACTITIONER_UNKNOWN,
             "consent",
             "blocker",
             "No billing practitioner is known: none was chosen, the CCM consent names none and the patient "
@@ -101,83 +224,114 @@ def _consent(
     return Finding(rule, "consent", severity, message, str(cite), evidence)  # type: ignore[arg-type]
 
 
-def check(pm: PatientMonth) -> ConsentState:
-    """The consent findings for the month and the window in which minutes may count."""
-    recorded = ccm_consents(pm.facts)
-    if not recorded:
-        pending = tuple(c.id for c in pm.facts.consents if "ccm" in c.programs)
-        message = (
-            "No CCM consent is recorded. Before CCM starts, tell the patient that CCM is available, that "
-            "cost sharing applies, that only one practitioner can bill CCM per month and that they may stop "
-            "at any time; record their verbal or written answer."
-        )
-        return ConsentState((_consent("consent.missing", "blocker", message, pending),), None, pm.end, None)
-    mine = [c for c in recorded if not pm.practitioner or c.billing_practitioner in (None, pm.practitioner)]
-    if not mine:
-        others = ", ".join(sorted({c.billing_practitioner or "" for c in recorded}))
-        message = (
-            f"The CCM consent names a different billing practitioner ({others}), not {pm.practitioner}. A "
-            "new consent is needed when the billing practitioner changes."
-        )
-        ids = tuple(c.id for c in recorded)
-        blocker = _consent("consent.other-practitioner", "blocker", message, ids, CITE_RECONSENT)
-        return ConsentState((blocker,), None, pm.end, None)
-    obtained = [c for c in mine if c.obtained_at is None or pm.before_end(c.obtained_at)]
-    if not obtained:
+def _day(moment: datetime | None, tz: tzinfo) -> str:
+    return moment.astimezone(tz).date().isoformat() if moment is not None else "an unrecorded date"
+
+
+def _blocked(pm: PatientMonth, evs: list[Event], tl: _Timeline) -> ConsentState:
+    """No consent for the billing practitioner is in force at any time in the month: say why."""
+    before = [e for e in evs if e.at is None or e.at < pm.end]
+    mine = [e for e in before if _names(e, pm.practitioner)]
+    if tl.last_end is not None and tl.last_end[1] in before:
+        why, e = tl.last_end
+        ids = (e.record.id,)
+        if why == "declined":
+            message = (
+                "The patient declined CCM. Do not bill; the patient may agree later (record a new consent)."
+            )
+            return ConsentState((_consent(rule_ids.CONSENT_DECLINED, "blocker", message, ids),), e.record)
+        if why == "stopped":
+            if e.at is None or e.record.stop_date is None:
+                taken = f"; its record date ({_day(e.at, pm.tz)}) is taken as the stop date" if e.at else ""
+                message = (
+                    "The CCM consent is inactive (the patient stopped CCM) but the stop date is not recorded"
+                    f"{taken}. Record the stop date: CCM stays billable through the end of the month of the "
+                    "stop."
+                )
+            else:
+                stop = pm.month_of(e.at)
+                message = (
+                    f"The patient stopped CCM in {stop}; the stop took effect at the end of that month, so "
+                    f"{pm.month} cannot be billed. A new consent is needed to restart."
+                )
+            return ConsentState((_consent(rule_ids.CONSENT_STOPPED, "blocker", message, ids),), e.record)
+        if why == "superseded":
+            message = (
+                f"On {_day(e.at, pm.tz)} the patient consented to CCM with another billing practitioner "
+                f"({e.practitioner}), which ends the consent for {pm.practitioner} from that month. Only one "
+                "practitioner may bill CCM in a month; a new consent is needed to switch back."
+            )
+            blocker = _consent(rule_ids.CONSENT_OTHER_PRACTITIONER, "blocker", message, ids, CITE_RECONSENT)
+            return ConsentState((blocker,), e.record)
+        message = f"The CCM consent's period ended on {_day(e.at, pm.tz)}; record a new consent."
+        return ConsentState((_consent(rule_ids.CONSENT_MISSING, "blocker", message, ids),), e.record)
+    given_mine = [e for e in evs if e.kind == "given" and _names(e, pm.practitioner)]
+    if given_mine:  # all given after the month
         message = (
             f"The CCM consent was obtained after {pm.month}; CCM cannot be billed for a month before consent."
         )
-        blocker = _consent("consent.missing", "blocker", message, tuple(c.id for c in mine))
-        return ConsentState((blocker,), None, pm.end, None)
-
-    current = _latest(obtained, pm.tz)
-    ids = (current.id,)
-    status = current.status.lower()
-    counts_from = pm.aware(current.obtained_at) if current.obtained_at else None
-    counts_until: datetime | None = None
-    findings: list[Finding] = []
-    if status == "rejected":
-        message = "The patient declined CCM. Do not bill; the patient may agree later (record a new consent)."
-        return ConsentState(
-            (_consent("consent.declined", "blocker", message, ids),), current, pm.end, None
+        ids = tuple(dict.fromkeys(e.record.id for e in given_mine))
+        return ConsentState((_consent(rule_ids.CONSENT_MISSING, "blocker", message, ids),), None)
+    others = [e for e in before if e.kind == "given" and not _names(e, pm.practitioner)]
+    if others and not mine:
+        names = ", ".join(sorted({e.practitioner or "" for e in others}))
+        message = (
+            f"The CCM consent names a different billing practitioner ({names}), not {pm.practitioner}. A "
+            "new consent is needed when the billing practitioner changes."
         )
-    if status == "inactive":
-        if current.stop_date is None:
-            message = (
-                "The CCM consent is inactive (the patient stopped CCM) but the stop date is not recorded. "
-                "Record the stop date: CCM stays billable through the end of the month of the stop."
-            )
-            return ConsentState(
-                (_consent("consent.stopped", "blocker", message, ids),), current, counts_from, None
-            )
-        stop_month: Month = pm.month_of(current.stop_date)
-        nxt = stop_month.next()
-        counts_until = datetime(nxt.year, nxt.month, 1, tzinfo=pm.tz)
-        if stop_month < pm.month:
-            message = (
-                f"The patient stopped CCM in {stop_month}; the stop took effect at the end of that month, so "
-                f"{pm.month} cannot be billed. A new consent is needed to restart."
-            )
-            blocker = _consent("consent.stopped", "blocker", message, ids)
-            return ConsentState((blocker,), current, counts_from, counts_until)
-        if stop_month == pm.month:
-            message = (
-                f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this month, "
-                "so this month is still billable and the next is not."
-            )
-            findings.append(_consent("consent.stop-effective", "info", message, ids))
-    if current.obtained_at is None:
+        ids = tuple(dict.fromkeys(e.record.id for e in others))
+        blocker = _consent(rule_ids.CONSENT_OTHER_PRACTITIONER, "blocker", message, ids, CITE_RECONSENT)
+        return ConsentState((blocker,), None)
+    pending = tuple(c.id for c in pm.facts.consents if "ccm" in c.programs)
+    message = (
+        "No CCM consent is in force. Before CCM starts, tell the patient that CCM is available, that "
+        "cost sharing applies, that only one practitioner can bill CCM per month and that they may stop "
+        "at any time; record their verbal or written answer."
+    )
+    return ConsentState((_consent(rule_ids.CONSENT_MISSING, "blocker", message, pending),), None)
+
+
+def check(pm: PatientMonth) -> ConsentState:
+    """The consent findings for the month and the windows in which minutes may count."""
+    evs = events(pm.facts, pm.tz, dict(pm.aliases))
+    tl = timeline(evs, pm.practitioner, pm.tz)
+    in_month = [
+        (a, b, e)
+        for a, b, e in tl.windows
+        if (a is None or a < pm.end) and (b is None or b > pm.start)
+    ]
+    if not in_month:
+        blocked = _blocked(pm, evs, tl)
+        return ConsentState(blocked.findings, blocked.consent, (), tl.ended)
+    start, _until, governing = in_month[-1]
+    current = governing.record
+    ids = (current.id,)
+    findings: list[Finding] = []
+    ends_now = tl.last_end is not None and tl.last_end[0] in ("declined", "expired")
+    if tl.last_end is not None and ends_now and pm.in_month(tl.last_end[1].at):
+        why, ender = tl.last_end
+        message = f"The CCM consent {why} on {_day(ender.at, pm.tz)}; time after that does not count."
+        findings.append(_consent(rule_ids.CONSENT_STOP_EFFECTIVE, "info", message, (ender.record.id,)))
+    stops = [e for e in evs if e.kind == "stopped" and e.at is not None and pm.in_month(e.at)]
+    if stops and any(b is not None and b >= pm.end for _a, b, _e in in_month):
+        message = (
+            f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this month, "
+            "so this month is still billable and the next is not."
+        )
+        findings.append(_consent(rule_ids.CONSENT_STOP_EFFECTIVE, "info", message, (stops[-1].record.id,)))
+    if start is None:
         message = (
             "The CCM consent has no date, so it cannot be shown to precede the counted minutes. Record when "
-            "it was obtained."
+            "it was obtained; until then no CCM time counts."
         )
-        findings.append(_consent("consent.undated", "warning", message, ids))
+        findings.append(_consent(rule_ids.CONSENT_UNDATED, "blocker", message, ids, CITE_DATED))
     if pm.practitioner and current.billing_practitioner is None:
         message = (
             f"The CCM consent does not name the billing practitioner; record {pm.practitioner} on it so an "
             "auditor can see who the patient agreed to."
         )
-        findings.append(_consent("consent.practitioner-unnamed", "warning", message, ids, CITE_PRACTITIONER))
+        unnamed = rule_ids.CONSENT_PRACTITIONER_UNNAMED
+        findings.append(_consent(unnamed, "warning", message, ids, CITE_PRACTITIONER))
     missing = sorted(DISCLOSURES - set(current.disclosures))
     if missing:
         told = "; ".join(DISCLOSURE_WORDS[m] for m in missing)
@@ -185,5 +339,6 @@ def check(pm: PatientMonth) -> ConsentState:
             f"The consent does not record that the patient was told {told}. CMS requires all four "
             "disclosures to be documented."
         )
-        findings.append(_consent("consent.disclosures-incomplete", "warning", message, ids))
-    return ConsentState(tuple(findings), current, counts_from, counts_until)
+        findings.append(_consent(rule_ids.CONSENT_DISCLOSURES_INCOMPLETE, "warning", message, ids))
+    windows = tuple((a, b) for a, b, _e in in_month) if start is not None else ()
+    return ConsentState(tuple(findings), current, windows, tl.ended)

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from functools import lru_cache
 
+from rules import rule_ids
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.records import TimeEntry
@@ -142,7 +143,7 @@ def check(pm: PatientMonth, entries: Iterable[TimeEntry]) -> tuple[Finding, ...]
         n = len(missing)
         out.append(
             Finding(
-                "documentation.missing-note",
+                rule_ids.DOCUMENTATION_MISSING_NOTE,
                 "documentation",
                 "warning",
                 f"{n} CCM time {'entry has' if n == 1 else 'entries have'} no note of what was done. "
@@ -155,7 +156,7 @@ def check(pm: PatientMonth, entries: Iterable[TimeEntry]) -> tuple[Finding, ...]
         n = len(vague)
         out.append(
             Finding(
-                "documentation.vague-note",
+                rule_ids.DOCUMENTATION_VAGUE_NOTE,
                 "documentation",
                 "warning",
                 f"{n} CCM time {'entry has a note' if n == 1 else 'entries have notes'} too vague for an "

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rules import rule_ids
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.records import Coding, ConditionRecord
@@ -146,7 +147,7 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
         evidence = tuple(dict.fromkeys(e for c in chronic for e in c.evidence))
         findings.append(
             Finding(
-                "eligibility.chronic-conditions",
+                rule_ids.ELIGIBILITY_CHRONIC_CONDITIONS,
                 "eligibility",
                 "blocker",
                 f"CCM needs at least {MIN_CONDITIONS} distinct chronic conditions expected to last 12 months "
@@ -167,7 +168,7 @@ def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
         if at < pm.start:
             return (
                 Finding(
-                    "eligibility.deceased",
+                    rule_ids.ELIGIBILITY_DECEASED,
                     "eligibility",
                     "blocker",
                     f"The patient died before {pm.month} ({at.astimezone(pm.tz).date()}); no CCM can be "
@@ -179,7 +180,7 @@ def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
         if at < pm.end:
             return (
                 Finding(
-                    "eligibility.deceased-in-month",
+                    rule_ids.ELIGIBILITY_DECEASED_IN_MONTH,
                     "eligibility",
                     "info",
                     f"The patient died during {pm.month} ({at.astimezone(pm.tz).date()}); only time before "
@@ -192,7 +193,7 @@ def deceased(pm: PatientMonth) -> tuple[Finding, ...]:
     if p.deceased:
         return (
             Finding(
-                "eligibility.deceased",
+                rule_ids.ELIGIBILITY_DECEASED,
                 "eligibility",
                 "blocker",
                 "The patient record says deceased without a date; no CCM can be billed. Record the date of "
@@ -211,7 +212,7 @@ def risk_attestation(pm: PatientMonth) -> tuple[Finding, ...]:
             return ()
     return (
         Finding(
-            "eligibility.risk-attestation",
+            rule_ids.ELIGIBILITY_RISK_ATTESTATION,
             "eligibility",
             "warning",
             "No practitioner has attested that the chronic conditions place the patient at significant risk "

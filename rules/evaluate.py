@@ -10,10 +10,12 @@ from rules import (
     documentation,
     eligibility,
     initiating_visit,
+    rule_ids,
 )
 from rules import minutes as minute_rules
 from rules.eligibility import Classifier
 from rules.month import BadMonth, Month, zone
+from rules.next_step import next_step
 from rules.packs import Citation, PolicyPack, resolve_pack
 from rules.patient_month import PatientMonth
 from rules.records import PatientFacts
@@ -49,9 +51,12 @@ def evaluate(
     tz: str = "UTC",
     billing_practitioner: str | None = None,
     classifier: Classifier | None = None,
+    month_closed: bool = False,
 ) -> Verdict:
     """The CCM verdict for `facts` in `month` (practice time zone `tz`) under the policy pack in effect.
 
+    `month_closed` says the month was already over when asked (evaluate reads no clock): the next step
+    then never advises logging more time.
     Raises BadMonth, BadTimezone or UnknownPolicy for bad arguments; odd facts become findings, never errors.
     """
     if isinstance(month, Month):
@@ -66,7 +71,7 @@ def evaluate(
     policy = resolve_pack(pack, m)
     start, end = m.bounds(tzinfo)
     practitioner, _source = consent.resolve_practitioner(facts, billing_practitioner, end, tzinfo)
-    pm = PatientMonth(facts, m, tzinfo, tz, start, end, policy, practitioner)
+    pm = PatientMonth(facts, m, tzinfo, tz, start, end, policy, practitioner, dict(facts.aliases))
     classify = classifier if classifier is not None else default_classifier()
 
     findings: list[Finding] = []
@@ -81,7 +86,7 @@ def evaluate(
     findings += care_plan.check(pm)
     findings += initiating_visit.check(pm, state.consent)
     died = facts.patient.deceased_at if pm.in_month(facts.patient.deceased_at) else None
-    counted = minute_rules.count(pm, state.counts_from, state.counts_until, died)
+    counted = minute_rules.count(pm, state.windows, died, state.ended)
     findings += counted.findings
     selection = code_selection.select(pm, counted.minutes, code_selection.mdm_attestation(pm))
     findings += selection.findings
@@ -93,7 +98,7 @@ def evaluate(
     if problems:  # a defect in the pack or the selection; never send such a claim
         findings.append(
             Finding(
-                "time.invalid-claim",
+                rule_ids.TIME_INVALID_CLAIM,
                 "time",
                 "blocker",
                 "The selected codes break a claim edit (" + "; ".join(problems) + "). Nothing is billed.",
@@ -111,13 +116,14 @@ def evaluate(
         )
     )
     status = status_of(ordered, bool(codes))
+    codes = codes if status == "ready" else ()
     return Verdict(
         patient=facts.patient.id,
         month=str(m),
         policy=policy.id,
         policy_version=policy.version,
         status=status,
-        codes=codes if status == "ready" else (),
+        codes=codes,
         minutes=counted.minutes,
         next_threshold=selection.next_threshold,
         chronic_conditions=tuple(
@@ -130,4 +136,9 @@ def evaluate(
         track_reason=selection.reason,
         conditions_reviewed=chronic.conditions_reviewed,
         timezone=tz,
+        billed_in_month=bool(concurrency.billed_ccm(pm)),
+        consent_state=consent.state_of(state.findings),
+        distinct_conditions=len({c.condition_key for c in chronic.chronic_conditions}),
+        next_step=next_step(status, ordered, codes, selection.next_threshold, month_closed),
+        month_closed=month_closed,
     )

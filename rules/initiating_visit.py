@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from rules import rule_ids
+from rules.consent import given_from
 from rules.month import one_year_before
 from rules.patient_month import PatientMonth
 from rules.records import ConsentRecord, VisitRecord
@@ -30,18 +32,19 @@ def _lookback(start: datetime, months: int) -> datetime:
 def check(pm: PatientMonth, consent: ConsentRecord | None) -> tuple[Finding, ...]:
     """Blocker unless a qualifying visit by the billing practitioner is within 12 months before CCM start."""
     policy = pm.pack.initiating_visit
-    ccm_start = pm.aware(consent.obtained_at) if consent and consent.obtained_at else pm.end
+    began = given_from(consent, pm.tz) if consent else None
+    ccm_start = began if began is not None else pm.end
     # The consent is often taken at the visit itself: allow the rest of the consent's day.
     local = ccm_start.astimezone(pm.tz)
     latest = datetime(local.year, local.month, local.day, tzinfo=pm.tz) + timedelta(days=1)
     earliest = _lookback(ccm_start, policy.lookback_months)
     visits = [v for v in pm.facts.visits if _qualifies(pm, v)]
-    mine = [v for v in visits if pm.practitioner and pm.practitioner in v.participants]
+    mine = [v for v in visits if any(pm.is_practitioner(p) for p in v.participants)]
     for v in mine:
         when = v.start or v.end
         if when is not None and earliest <= pm.aware(when) < latest:
             return ()
-    anchor = "the CCM consent date" if consent and consent.obtained_at else f"the end of {pm.month}"
+    anchor = "the CCM consent date" if began is not None else f"the end of {pm.month}"
     if mine:
         detail = "The billing practitioner's qualifying visits fall outside that window."
     elif visits:
@@ -50,7 +53,7 @@ def check(pm: PatientMonth, consent: ConsentRecord | None) -> tuple[Finding, ...
         detail = "No qualifying visit (E/M level 2-5, AWV or IPPE) is recorded."
     return (
         Finding(
-            "initiating-visit.missing",
+            rule_ids.INITIATING_VISIT_MISSING,
             "initiating-visit",
             "blocker",
             "CCM must start with an initiating visit by the billing practitioner within "

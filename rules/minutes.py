@@ -13,8 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
+from rules import rule_ids
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
+from rules.people import is_staff
 from rules.records import PROGRAMS, TimeEntry
 from rules.verdict import Finding, Minutes
 
@@ -38,7 +40,9 @@ CITE_OTHER = Citation(
     "CMS CCM FAQ; CY2026 PFS final rule; G0506 summaries", "3.6, 2", ("S2", "S7", "S24"), "H"
 )
 
+CITE_STAFF = Citation("CMS CCM FAQ (Q1, Q2); Noridian JF Part A", "3.6, 3.7", ("S2", "S4"), "H")
 Span = tuple[float, float]
+Window = tuple[datetime | None, datetime | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +129,38 @@ def _stays(pm: PatientMonth, lo: float, hi: float) -> list[Span]:
     return merge(spans)
 
 
+def _allowed(pm: PatientMonth, windows: tuple[Window, ...], lo: float, hi: float) -> list[Span]:
+    """The consent windows as merged spans inside [lo, hi)."""
+    spans = []
+    for a, b in windows:
+        s = max(lo, _ts(pm, a) or lo)
+        e = min(hi, _ts(pm, b) or hi)
+        if e > s:
+            spans.append((s, e))
+    return merge(spans)
+
+
+def _outside(span: Span, allowed: list[Span]) -> list[Span]:
+    """The parts of `span` outside every allowed span."""
+    holes, _ = subtract([span], allowed)
+    return holes
+
+
 def count(
     pm: PatientMonth,
-    counts_from: datetime | None,
-    counts_until: datetime | None,
+    windows: tuple[Window, ...] = ((None, None),),
     died_at: datetime | None = None,
+    ended: datetime | None = None,
 ) -> MinuteCount:
-    """Counted CCM minutes (everyone's, and the billing practitioner's own) and the findings why."""
+    """Counted CCM minutes (everyone's, and the billing practitioner's own) and the findings why.
+
+    Only minutes inside a consent window count (cms-rules.md §3.3), only by a Practitioner or
+    PractitionerRole (§3.6, §3.7), on the instant line: durations are real elapsed time.
+    """
     lo, hi = pm.start.timestamp(), pm.end.timestamp()
-    floor_ts = _ts(pm, counts_from)
-    stop_ts = _ts(pm, counts_until)
+    allowed = _allowed(pm, windows, lo, hi)
+    first_ts = allowed[0][0] if allowed else hi
+    ended_ts = _ts(pm, ended)
     death_ts = _ts(pm, died_at)
     stays = _stays(pm, lo, hi)
     logged: dict[str, float] = defaultdict(float)
@@ -142,6 +168,7 @@ def count(
     other: dict[str, list[Span]] = defaultdict(list)
     other_ids: dict[str, None] = {}
     before, after_stop, after_death, inpatient = _Ledger(), _Ledger(), _Ledger(), _Ledger()
+    not_staff = _Ledger()
     month_entries: list[TimeEntry] = []
 
     for entry in pm.facts.time_entries:
@@ -159,22 +186,30 @@ def count(
             continue
         program = (entry.program or "").lower()
         logged[program] += b - a
-        person = entry.performer or UNRECORDED
+        person = pm.person(entry.performer) or UNRECORDED
         if program != "ccm":
             other[person].append((a, b))
             other_ids[entry.id] = None
             continue
         month_entries.append(entry)
-        if floor_ts is not None and a < floor_ts:
-            before.add(min(b, floor_ts) - a, entry.id)
-            a = max(a, floor_ts)
-        for bound, ledger in ((stop_ts, after_stop), (death_ts, after_death)):
-            if bound is not None and b > bound and b > a:
-                ledger.add(b - max(a, bound), entry.id)
-                b = min(b, bound)
+        if not is_staff(person):
+            not_staff.add(b - a, entry.id)
+            continue
+        if death_ts is not None and b > death_ts:
+            after_death.add(b - max(a, death_ts), entry.id)
+            b = min(b, death_ts)
         if b <= a:
             continue
-        pieces, cut = subtract([(a, b)], stays)
+        outside = _outside((a, b), allowed)
+        for s, e in outside:
+            late = (ended_ts is not None and s >= ended_ts) or (bool(allowed) and s >= first_ts)
+            (after_stop if late else before).add(e - s, entry.id)
+        inside, _ = subtract([(a, b)], [(s, e) for s, e in outside]) if outside else ([(a, b)], 0.0)
+        pieces, cut = [], 0.0
+        for piece in inside:
+            kept, removed = subtract([piece], stays)
+            pieces += kept
+            cut += removed
         inpatient.add(cut, entry.id)
         ccm[person].extend((s, e, entry.id) for s, e in pieces)
 
@@ -200,7 +235,7 @@ def count(
                 double.ids.update(dict.fromkeys(i for _, _, i in pieces))
         seconds = sum(e - s for s, e in union)
         total += seconds
-        if pm.practitioner and person == pm.practitioner:
+        if pm.is_practitioner(person):
             own = seconds
 
     staff = whole(total)
@@ -213,7 +248,22 @@ def count(
         not_counted=max(0, whole(ccm_logged) - staff),
     )
     findings = _findings(before, after_stop, after_death, inpatient, overlap, double, logged, other_ids)
+    if not_staff.seconds > 0:
+        findings += (_not_staff(not_staff),)
     return MinuteCount(minutes, findings, tuple(month_entries))
+
+
+def _not_staff(ledger: _Ledger) -> Finding:
+    return Finding(
+        rule_ids.TIME_NOT_STAFF,
+        "time",
+        "warning",
+        f"{_said(ledger.seconds)} of CCM time were logged by someone who is not a practitioner or clinical "
+        "staff member (a related person, the patient, a device) or by an unrecorded or unresolvable "
+        "performer, and do not count. Record the practitioner or staff member who did the work.",
+        str(CITE_STAFF),
+        tuple(ledger.ids),
+    )
 
 
 def _findings(
@@ -230,7 +280,7 @@ def _findings(
     if before.seconds > 0:
         out.append(
             Finding(
-                "time.before-consent",
+                rule_ids.TIME_BEFORE_CONSENT,
                 "time",
                 "info",
                 f"{_said(before.seconds)} logged without a CCM consent in force for this practitioner are "
@@ -242,7 +292,7 @@ def _findings(
     if after_stop.seconds > 0:
         out.append(
             Finding(
-                "time.after-stop",
+                rule_ids.TIME_AFTER_STOP,
                 "time",
                 "info",
                 f"{_said(after_stop.seconds)} logged after the patient's stop of CCM took effect are not "
@@ -254,7 +304,7 @@ def _findings(
     if after_death.seconds > 0:
         out.append(
             Finding(
-                "time.after-death",
+                rule_ids.TIME_AFTER_DEATH,
                 "time",
                 "info",
                 f"{_said(after_death.seconds)} logged after the recorded date of death are not counted.",
@@ -265,7 +315,7 @@ def _findings(
     if inpatient.seconds > 0:
         out.append(
             Finding(
-                "time.inpatient",
+                rule_ids.TIME_INPATIENT,
                 "time",
                 "info",
                 f"{_said(inpatient.seconds)} logged while the patient was a hospital or SNF inpatient are "
@@ -277,7 +327,7 @@ def _findings(
     if overlap.seconds > 0:
         out.append(
             Finding(
-                "time.overlap",
+                rule_ids.TIME_OVERLAP,
                 "time",
                 "info",
                 f"{_said(overlap.seconds)} of overlapping time entries by the same person were counted once. "
@@ -297,7 +347,7 @@ def _findings(
         )
         out.append(
             Finding(
-                "time.other-program",
+                rule_ids.TIME_OTHER_PROGRAM,
                 "time",
                 "info",
                 f"Time logged for other programs this month ({listed}) is not CCM time and never counts "

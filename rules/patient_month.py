@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from rules.month import Month
@@ -20,6 +21,15 @@ class PatientMonth:
     end: datetime  # first instant of the next month (exclusive)
     pack: PolicyPack
     practitioner: str | None  # the billing practitioner ("Practitioner/..."), None when unknown
+    aliases: Mapping[str, str] = field(default_factory=dict)  # other keys of known people -> person key
+
+    def person(self, key: str | None) -> str | None:
+        """The one key of the person `key` names (a role or NPI key becomes the practitioner's)."""
+        return self.aliases.get(key, key) if key is not None else None
+
+    def is_practitioner(self, key: str | None) -> bool:
+        """True when `key` names the billing practitioner, whatever form the reference took."""
+        return self.practitioner is not None and self.person(key) == self.practitioner
 
     def aware(self, moment: datetime) -> datetime:
         """`moment`, read in the practice's time zone when it carries no offset."""

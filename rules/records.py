@@ -52,9 +52,12 @@ class ConsentRecord:
     obtained_at: datetime | None = None  # Consent.dateTime
     billing_practitioner: str | None = None  # provision.actor with role PPRF
     obtained_by: str | None = None  # Consent.performer (who obtained it)
-    stop_date: datetime | None = None  # provision.period.end (for inactive)
+    stop_date: datetime | None = None  # provision.period.end as stated (the stop date when inactive)
     method: str | None = None  # verbal | written
     disclosures: frozenset[str] = frozenset()  # see rules.consent.DISCLOSURES
+    period_start: datetime | None = None  # provision.period.start
+    period_end: datetime | None = None  # provision.period.end, exclusive (a date end covers its whole day)
+    provision_type: str | None = None  # provision.type: permit | deny (None: not stated, read as permit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,3 +155,5 @@ class PatientFacts:
     billed: tuple[BilledService, ...] = ()
     stays: tuple[InpatientStay, ...] = ()
     skipped: tuple[Skipped, ...] = field(default=())
+    # Other keys a known person goes by (PractitionerRole, NPI) -> their one person key (rules.people).
+    aliases: tuple[tuple[str, str], ...] = ()

@@ -13,6 +13,7 @@ Category = Literal[
     "eligibility", "consent", "care-plan", "initiating-visit", "time", "conflict", "documentation"
 ]
 Severity = Literal["blocker", "warning", "info"]
+ConsentStateName = Literal["given", "missing", "declined", "stopped"]
 
 STATUSES: tuple[Status, ...] = ("ready", "not-yet", "blocked", "not-eligible")
 CATEGORIES: tuple[Category, ...] = (
@@ -22,7 +23,7 @@ CATEGORIES: tuple[Category, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    rule: str  # stable id, e.g. "consent.missing"
+    rule: str  # stable id, one of rules.rule_ids (e.g. consent.missing)
     category: Category
     severity: Severity
     message: str  # plain language: what is wrong and what to do
@@ -96,6 +97,12 @@ class Verdict:
     track_reason: str = ""
     conditions_reviewed: tuple[ConditionReview, ...] = field(default=())
     timezone: str = "UTC"
+    # What faces need, computed once by evaluate() (not part of to_json; see to_face_json).
+    billed_in_month: bool = False  # a CCM-family service already billed this month by this practitioner
+    consent_state: ConsentStateName = "missing"
+    distinct_conditions: int = 0  # distinct chronic conditions counted (the CCM minimum is 2)
+    next_step: str = ""  # the one plain-language next step matching `status`
+    month_closed: bool = False  # the month was over when evaluated (no "log more time" advice)
 
     @property
     def payment_total(self) -> Decimal:
@@ -166,4 +173,16 @@ def to_json(v: Verdict) -> dict[str, Any]:
                 for c in v.codes
             ],
         },
+    }
+
+
+def to_face_json(v: Verdict) -> dict[str, Any]:
+    """`to_json` plus the fields faces render directly (kept apart so the CLI contract stays stable)."""
+    return {
+        **to_json(v),
+        "billed_in_month": v.billed_in_month,
+        "consent_state": v.consent_state,
+        "distinct_conditions": v.distinct_conditions,
+        "next_step": v.next_step,
+        "month_closed": v.month_closed,
     }

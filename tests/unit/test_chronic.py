@@ -113,11 +113,18 @@ def test_unknown_icd_code_is_not_chronic(code: str) -> None:
 
 
 def test_icd_codes_outside_ccw_group_by_category() -> None:
-    result = icd("J32.9")  # chronic sinusitis: CCIR chronic, in no CCW list or group prefix
+    result = icd("K50.90")  # Crohn's disease: CCIR chronic, in no CCW list or group prefix
     assert result.chronic
-    assert result.condition_key == "icd10cm:J32"
-    assert result.condition_label == "Chronic sinusitis"
-    assert icd("J32.0").condition_key == "icd10cm:J32"
+    assert result.condition_key == "icd10cm:K50"
+    assert icd("K50.00").condition_key == "icd10cm:K50"
+
+
+def test_icd_and_snomed_of_one_condition_share_a_key() -> None:
+    """cms-rules.md §6 step 3: one condition coded twice is one distinct condition."""
+    assert icd("J32.9").condition_key == sct("40055000").condition_key == "chronic_sinusitis"
+    assert icd("J30.89").condition_key == sct("446096008").condition_key == "allergic_rhinitis"
+    assert icd("L20.9").condition_key == sct("24079001").condition_key == "atopic_dermatitis"
+    assert icd("E88.81").condition_key == sct("237602007").condition_key == "metabolic_syndrome"
 
 
 def test_who_icd10_is_read_as_icd10cm_and_says_so() -> None:
@@ -174,7 +181,6 @@ def test_snomed_curated_copd_and_hyperlipidemia() -> None:
         ("10509002", "acute bronchitis"),
         ("444814009", "viral sinusitis"),
         ("15777000", "prediabetes (CCIR R73.03 not chronic)"),
-        ("40055000", "chronic sinusitis (not an MLN/CCW condition)"),
         ("398254007", "pre-eclampsia: excluded from the hypertension set"),
         ("5464005", "brief reactive psychosis: excluded from the psychosis set"),
         ("129588001", "adult failure to thrive: only in the frailty set, not used"),
@@ -258,17 +264,17 @@ CAREBUNDLE_KEYS = {
 # Hand decision for every SNOMED code in the Synthea selection (None = not chronic).
 SYNTHEA_KEYS: dict[str, str | None] = {
     "444814009": None, "195662009": None, "162864005": "obesity", "10509002": None,
-    "38341003": "hypertension", "40055000": None, "19169002": None, "271737000": "anemia",
+    "38341003": "hypertension", "40055000": "chronic_sinusitis", "19169002": None, "271737000": "anemia",
     "15777000": None, "128613002": "epilepsy", "703151001": None, "84757009": "epilepsy",
     "53741008": "ischemic_heart_disease", "43878008": None, "239872002": "arthritis",
     "239873007": "arthritis", "44054006": "diabetes", "302870006": "hyperlipidemia",
-    "237602007": None, "39848009": None, "410429000": None, "429007001": None, "283385000": None,
+    "237602007": "metabolic_syndrome", "39848009": None, "410429000": None, "429007001": None, "283385000": None,
     "64859006": "osteoporosis", "49436004": "atrial_fibrillation", "185086009": "copd",
     "47693006": None, "74400008": None, "428251008": None, "36971009": None, "80394007": None,
-    "62106007": None, "90560007": "gout", "232353008": None, "275272006": None, "68496003": None,
+    "62106007": None, "90560007": "gout", "232353008": "allergic_rhinitis", "275272006": None, "68496003": None,
     "62564004": None, "368581000119106": "diabetes", "26929004": "dementia", "72892002": None,
     "35999006": None, "230690007": "stroke", "124171000119105": "migraine", "370247008": None,
-    "87433001": "copd", "446096008": None, "65966004": None, "65363002": None, "24079001": None,
+    "87433001": "copd", "446096008": "allergic_rhinitis", "65966004": None, "65363002": None, "24079001": "atopic_dermatitis",
     "75498004": None, "201834006": "arthritis", "38822007": None, "283371005": None,
     "233678006": "asthma",
 }

@@ -149,6 +149,8 @@ def test_consent_after_the_month_is_missing_for_that_month() -> None:
     assert "obtained after 2026-03" in finding(v, "consent.missing").message
 
 
-def test_undated_consent_warns() -> None:
+def test_undated_consent_blocks() -> None:
+    """cms-rules.md §5.3: the consent must be dated before the first counted minute."""
     v = ev(ready_facts(consents=(consent(obtained=""),)))
-    assert finding(v, "consent.undated").severity == "warning"
+    assert finding(v, "consent.undated").severity == "blocker"
+    assert v.status == "blocked" and v.minutes.clinical_staff == 0

@@ -1,0 +1,27 @@
+"""People as the rules see them: a person key (see fhir_mapping.people) and whether their time can count."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Only a practitioner's or clinical staff member's time counts (cms-rules.md §3.6, §3.7).
+STAFF_KINDS = frozenset({"Practitioner", "PractitionerRole"})
+
+
+def kind(key: str | None) -> str | None:
+    """The resource type a person key names ("Practitioner", "RelatedPerson", ...); None for no one."""
+    if not key:
+        return None
+    return key.split("/", 1)[0].split("?", 1)[0]
+
+
+def is_staff(key: str | None) -> bool:
+    """True for a Practitioner or PractitionerRole; never for a RelatedPerson, Patient, Device or no one."""
+    return kind(key) in STAFF_KINDS
+
+
+def canonical(key: str | None, aliases: Mapping[str, str]) -> str | None:
+    """`key` as the one key its person goes by (a role or NPI key becomes the practitioner's)."""
+    if key is None:
+        return None
+    return aliases.get(key, key)
