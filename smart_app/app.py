@@ -6,8 +6,10 @@ from typing import Any
 
 from flask import Flask
 
+from rules import rule_ids
 from smart_app import config, errors
 from smart_app.config import PROJECT_ROOT
+from smart_app.readiness import wording
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -33,6 +35,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from smart_app.web import home, security, sessions
 
     errors.init_app(app)
+    app.jinja_env.globals["rule_ids"] = rule_ids  # templates name rules by constant, never by literal
+    app.jinja_env.globals["wording"] = wording
     sessions.init_app(app)
     security.init_app(app)
     app.register_blueprint(launch.bp)

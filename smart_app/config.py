@@ -1,9 +1,17 @@
-"""App configuration: defaults, the launch.json registration, environment overrides."""
+"""Every configuration key, declared once with its default and its environment variable.
+
+`defaults()` reads the environment (`CCM_READY_*`) at app creation; `create_app(test_config)` overrides any
+key. No module reads `os.environ` for app settings: it reads `current_app.config[KEY]`, whose default is here.
+(Two process-level settings are environment-only because they are read outside any app: `CCM_READY_CHROMIUM`
+in web/printing.py and `CCM_READY_SEKMET` in demo/local_fhir.py; both are listed in `ENVIRONMENT_ONLY`.)
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,25 +25,98 @@ def load_registration(path: Path | str | None = None) -> dict[str, Any]:
     """Read launch.json (the SMART client registration)."""
     p = Path(path or os.environ.get("CCM_READY_LAUNCH_JSON") or DEFAULT_LAUNCH_JSON)
     with p.open(encoding="utf-8") as fh:
-        return json.load(fh)
+        data: dict[str, Any] = json.load(fh)
+    return data
 
 
-def defaults() -> dict[str, Any]:
-    """Configuration defaults; every key can be overridden by create_app(test_config) or CCM_READY_* env."""
-    return {
-        "SECRET_KEY": os.environ.get("CCM_READY_SECRET_KEY") or os.urandom(32).hex(),
-        "REGISTRATION": load_registration(),
-        "TIMEZONE": os.environ.get("CCM_READY_TIMEZONE", "UTC"),
-        # None = the pack in effect for the month evaluated (cms-pfs-2025 for 2025, cms-pfs-2026 after).
-        "POLICY": os.environ.get("CCM_READY_POLICY") or None,
-        "DATA_DIR": os.environ.get("CCM_READY_DATA_DIR", str(PROJECT_ROOT / ".ccm-ready")),
-        # Where an EHR may frame us (CSP frame-ancestors); "*" is not allowed, list origins.
-        "FRAME_ANCESTORS": os.environ.get("CCM_READY_FRAME_ANCESTORS", "'self'"),
-        # Open-server mode (no OAuth): FHIR bases testers may pick, added to launch.json "open_servers";
-        # "*" allows any http(s) base.
-        "OPEN_SERVERS": [s for s in os.environ.get("CCM_READY_OPEN_SERVERS", "").split() if s],
-        "FHIR_TIMEOUT": float(os.environ.get("CCM_READY_FHIR_TIMEOUT", "10")),
-        # Tests may point SMART discovery at a local OAuth server: {iss: {authorization_endpoint, ...}}.
-        "SMART_DISCOVERY_OVERRIDES": {},
-        "SESSION_COOKIE_NAME": "ccm_ready_sid",
-    }
+def _words(text: str) -> list[str]:
+    return [s for s in text.split() if s]
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _json_or_file(text: str) -> Any:
+    """Inline JSON, or the path of a JSON file."""
+    text = text.strip()
+    return json.loads(text if text[:1] in "{[" else Path(text).read_text("utf-8"))
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    default: Callable[[], Any]  # called at app creation (so a fresh secret per process, a fresh {} each time)
+    env: str | None = None  # CCM_READY_* variable that sets it
+    parse: Callable[[str], Any] = str
+    doc: str = ""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # the app
+    Setting("SECRET_KEY", lambda: os.urandom(32).hex(), "CCM_READY_SECRET_KEY",
+            doc="Flask secret key; set it when more than one process serves the app"),
+    Setting("REGISTRATION", load_registration, doc="launch.json (CCM_READY_LAUNCH_JSON names another file)"),
+    Setting("DATA_DIR", lambda: str(PROJECT_ROOT / ".ccm-ready"), "CCM_READY_DATA_DIR",
+            doc="local state: sessions, outbox, drafts, keys"),
+    Setting("TIMEZONE", lambda: "UTC", "CCM_READY_TIMEZONE", doc="the practice's time zone (month edges)"),
+    Setting("POLICY", lambda: None, "CCM_READY_POLICY",
+            doc="policy pack id; none = the pack in effect for the month evaluated"),
+    Setting("BILLING_PRACTITIONER", lambda: None, "CCM_READY_BILLING_PRACTITIONER",
+            doc="Practitioner/ID who bills CCM; none = from the consent on file"),
+    Setting("FHIR_TIMEOUT", lambda: 10.0, "CCM_READY_FHIR_TIMEOUT", float, "seconds per FHIR request"),
+    # SMART launch
+    Setting("SMART_ALLOWED_ISSUERS", list, "CCM_READY_ALLOWED_ISSUERS", _words,
+            "more issuers on top of launch.json allowed_issuers"),
+    Setting("OPEN_SERVERS", list, "CCM_READY_OPEN_SERVERS", _words,
+            "more open-mode FHIR bases on top of launch.json open_servers ('*' = any: developer machines)"),
+    Setting("SMART_CLIENT_SECRET", lambda: None, "CCM_READY_CLIENT_SECRET",
+            doc="secret for client_secret_basic"),
+    Setting("SMART_DISCOVERY_OVERRIDES", dict, doc="{iss: smart-configuration} instead of discovery (tests)"),
+    Setting("REDIRECT_URI", lambda: None, doc="override the registered callback URL"),
+    Setting("POST_LAUNCH_URL", lambda: None, doc="page shown after a launch (default /panel)"),
+    # web
+    Setting("FRAME_ANCESTORS", lambda: "'self'", "CCM_READY_FRAME_ANCESTORS",
+            doc="origins that may frame the app (CSP frame-ancestors); '*' is refused"),
+    Setting("SESSION_COOKIE_NAME", lambda: "ccm_ready_sid"),
+    Setting("SESSION_COOKIE_SECURE", lambda: None, doc="Secure cookies behind a TLS proxy (None = auto)"),
+    Setting("SESSION_DB", lambda: None, doc="sessions database file (default DATA_DIR/sessions.sqlite3)"),
+    Setting("SESSION_IDLE_SECONDS", lambda: 8 * 3600, "CCM_READY_SESSION_IDLE_SECONDS", int,
+            "idle session lifetime"),
+    Setting("CSRF_EXEMPT_BLUEPRINTS", lambda: ("cds_hooks",), doc="blueprints authenticated otherwise (JWT)"),
+    Setting("DEMO_MANIFEST", lambda: None, "CCM_READY_DEMO_MANIFEST", doc="the demo's patient list"),
+    Setting("FHIR_CLIENT_FACTORY", lambda: None, doc="tests: build FHIR clients (a hand-written fake)"),
+    # capture
+    Setting("OUTBOX_DB", lambda: None, doc="outbox database file (default DATA_DIR/outbox.sqlite3)"),
+    Setting("OUTBOX_BACKOFF", lambda: 2.0, "CCM_READY_OUTBOX_BACKOFF", float, "first retry delay, seconds"),
+    Setting("OUTBOX_INTERVAL", lambda: 5.0, "CCM_READY_OUTBOX_INTERVAL", float, "worker wake-up, seconds"),
+    Setting("OUTBOX_KEEP_SAVED_DAYS", lambda: 7.0, "CCM_READY_OUTBOX_KEEP_SAVED_DAYS", float,
+            "how long saved outbox items are kept"),
+    Setting("OUTBOX_WORKER", lambda: True, "CCM_READY_OUTBOX_WORKER", _flag, "run the background sender"),
+    # program
+    Setting("PROGRAM_FHIR_BASE", lambda: None, "CCM_READY_PROGRAM_FHIR_BASE", doc="the practice's FHIR base"),
+    Setting("PROGRAM_BULK", lambda: True, "CCM_READY_PROGRAM_BULK", _flag, "prefer bulk $export"),
+    Setting("PROGRAM_CLIENT_FACTORY", lambda: None, doc="tests: build the worklist's FHIR client"),
+    # CDS Hooks
+    Setting("CDS_CLIENTS", dict, "CCM_READY_CDS_CLIENTS", _json_or_file,
+            "{iss: {jwks | jwks_url, fhir_servers}} (inline JSON or a file)"),
+    Setting("CDS_SERVICE_URL", lambda: None, "CCM_READY_CDS_SERVICE_URL", doc="the JWT audience"),
+    Setting("CDS_ALLOW_UNAUTHENTICATED", lambda: False, "CCM_READY_CDS_ALLOW_UNAUTHENTICATED", _flag,
+            "accept CDS calls without a JWT (local testing only)"),
+    Setting("CDS_CLOCK", lambda: None, doc="tests: the CDS service's clock"),
+)
+ENVIRONMENT_ONLY: dict[str, str] = {
+    "CCM_READY_LAUNCH_JSON": "another launch.json",
+    "CCM_READY_CHROMIUM": "the chromium used to print PDFs",
+    "CCM_READY_SEKMET": "the sekmet executable the demo starts",
+}
+
+
+def defaults(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every key with its default, overridden by its CCM_READY_* variable when set."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = env.get(s.env) if s.env else None
+        out[s.key] = s.parse(raw) if raw not in (None, "") else s.default()
+    return out

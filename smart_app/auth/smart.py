@@ -78,7 +78,6 @@ def allowed_issuers(config: Mapping[str, Any]) -> set[str]:
     reg = config.get("REGISTRATION") or {}
     items = _config_list(reg.get("allowed_issuers"))
     items += _config_list(config.get("SMART_ALLOWED_ISSUERS"))
-    items += _config_list(os.environ.get("CCM_READY_ALLOWED_ISSUERS", ""))
     return {normalize_base(i) for i in items if i}
 
 
@@ -320,7 +319,7 @@ class SmartPrivateKeyJWT(PrivateKeyJWT):
 
 
 def _client_secret(config: Mapping[str, Any]) -> str:
-    secret = config.get("SMART_CLIENT_SECRET") or os.environ.get("CCM_READY_CLIENT_SECRET")
+    secret = config.get("SMART_CLIENT_SECRET")
     if not secret:
         raise SmartAuthError("launch.json says client_secret_basic but no client secret is configured "
                              "(CCM_READY_CLIENT_SECRET).", 500)

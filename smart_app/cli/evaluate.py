@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from fhir_mapping.reader import patient_ids, patient_key
 from fhir_mapping.sources import SourceError, load_path
+from rules import rule_ids
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import UnknownPolicy, load_pack
 from rules.verdict import Finding, Verdict, to_json
@@ -174,7 +175,7 @@ def render_text(v: Verdict) -> str:
     ]
     if v.track:
         lines.append(f"Track: {v.track}")
-        if v.track_reason and not any(f.rule == "time.track-choice" for f in v.findings):
+        if v.track_reason and not any(f.rule == rule_ids.TIME_TRACK_CHOICE for f in v.findings):
             lines.extend(_wrap(v.track_reason, "  "))
     lines.append("")
     if v.codes:

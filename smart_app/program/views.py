@@ -12,15 +12,15 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
-from rules.month import BadMonth, BadTimezone, Month, zone
+from rules.month import BadTimezone
 from rules.packs import UnknownPolicy
 from smart_app.context import LaunchContext
+from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.program import charts, metrics
 from smart_app.program.jobs import WorklistResult, build_worklist
@@ -34,6 +34,7 @@ from smart_app.program.worklist import (
     sort_rows,
     to_csv,
 )
+from smart_app.readiness.options import options_from
 from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
@@ -112,11 +113,10 @@ def _chosen() -> tuple[str, dict[str, Any]]:
 
 
 def _params() -> dict[str, Any]:
-    tz = str(current_app.config.get("TIMEZONE") or "UTC")
     try:
-        month = Month.parse(request.values.get("month") or str(Month.of(datetime.now(zone(tz)))))
-    except BadMonth as exc:
-        raise ProgramError(str(exc)) from None
+        options = options_from(current_app.config, raw_month=request.values.get("month"))
+    except AppError as exc:
+        raise ProgramError(exc.message, exc.status) from None
     which = request.values.get("filter") or "all"
     if which not in FILTERS:
         raise ProgramError(f"Unknown filter; use one of: {', '.join(FILTERS)}.")
@@ -130,18 +130,20 @@ def _params() -> dict[str, Any]:
     if group and ("/" in group.removeprefix("Group/") or not group.removeprefix("Group/")):
         raise ProgramError("group must be Group/ID.")
     return {
-        "month": month,
+        "month": options.month,
         "filter": which,
         "n": n,
         "reason": request.values.get("reason") or None,
         "group": group,
-        "tz": tz,
-        "policy": current_app.config.get("PROGRAM_POLICY"),
+        "tz": options.tz,
+        "policy": options.policy,
+        "billing_practitioner": options.billing_practitioner,
     }
 
 
 def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
-    return (base, p["group"] or "", str(p["month"]), p["tz"], p["policy"] or "")
+    who = p["billing_practitioner"] or ""
+    return (base, p["group"] or "", str(p["month"]), p["tz"], p["policy"] or "", who)
 
 
 def _client(base: str) -> Any:
@@ -183,6 +185,7 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
                 group=p["group"],
                 tz=p["tz"],
                 policy=p["policy"],
+                billing_practitioner=p["billing_practitioner"],
                 history_months=HISTORY_MONTHS,
                 prefer_bulk=prefer_bulk,
                 on_stage=stage,
@@ -340,7 +343,14 @@ def mark() -> Any:
     except ProgramError as err:
         return _error(err)
     try:
-        result = mark_billed(_client(base), patient, p["month"], tz=p["tz"], policy=p["policy"])
+        result = mark_billed(
+            _client(base),
+            patient,
+            p["month"],
+            tz=p["tz"],
+            policy=p["policy"],
+            billing_practitioner=p["billing_practitioner"],
+        )
     except BillingRefused as exc:
         return _back(base, p, problem=exc.message)
     except (FhirError, BadTimezone, UnknownPolicy) as exc:

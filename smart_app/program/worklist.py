@@ -32,8 +32,6 @@ FILTER_LABELS = {
 DEFAULT_CLOSE_MINUTES = 10
 CCM_FAMILY = "ccm"
 BILLED_STATUSES = frozenset({"billable", "billed"})
-# A consent finding that means "no CCM consent in effect this month" (the rest are about its details).
-NO_CONSENT_RULES = frozenset({"consent.missing", "consent.declined", "consent.stopped"})
 CSV_COLUMNS = (
     "patient",
     "name",
@@ -134,9 +132,7 @@ def build_row(
     tz = verdict.timezone
     policy = pack or resolve_pack(verdict.policy, month)
     start, end = month.bounds(zone(tz))
-    rules = {f.rule for f in verdict.findings}
     eligible = verdict.status != "not-eligible"
-    no_consent = bool(rules & NO_CONSENT_RULES)
     ccm_ids = {
         t.id
         for t in facts.time_entries
@@ -173,8 +169,8 @@ def build_row(
         blockers=tuple(Blocker(f.category, f.rule, f.message) for f in verdict.blockers),
         payment=verdict.payment_total,
         eligible=eligible,
-        consented=eligible and not no_consent,
-        enrollment_opportunity=eligible and "consent.missing" in rules,
+        consented=eligible and verdict.consent_state == "given",
+        enrollment_opportunity=eligible and verdict.consent_state == "missing",
         billed_codes=billed,
         billed_payment=billed_payment,
         ccm_entries=len(ccm_ids),

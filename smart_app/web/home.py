@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -23,7 +22,7 @@ STATE_ORDER = tuple(STATE_LABELS)
 
 def manifest_path() -> Path | None:
     """The demo manifest the app was started with (config DEMO_MANIFEST or env CCM_READY_DEMO_MANIFEST)."""
-    value = current_app.config.get("DEMO_MANIFEST") or os.environ.get("CCM_READY_DEMO_MANIFEST")
+    value = current_app.config.get("DEMO_MANIFEST")
     return Path(value) if value else None
 
 
