@@ -28,6 +28,7 @@ from smart_app.config import load_registration
 from smart_app.context import LaunchContext, Token
 from smart_app.fhir.patient_scope import PatientScopeError
 from smart_app.web import sessions
+from tests.support.fake_fhir import FakeFhir
 
 ISS = "https://ehr.example.org/fhir"
 AUTH = "https://auth.example.org"
@@ -443,31 +444,6 @@ def test_refresh_once_on_401(app: Flask, auth: FakeAuthServer, rsps: responses.R
 # ------------------------------------------------------------------------------------ patient scope
 
 
-class FakeFhir:
-    """Records what the session asked for; answers with the launch patient."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.base = ISS
-        self.round_trips = 0
-
-    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        self.calls.append(("read", (resource_type, resource_id)))
-        return {"resourceType": resource_type, "id": resource_id}
-
-    def search(self, resource_type: str, params: Any = None, **_: Any) -> list[dict[str, Any]]:
-        self.calls.append(("search", (resource_type, params)))
-        return []
-
-    def batch(self, urls: list[str], **_: Any) -> list[Any]:
-        self.calls.append(("batch", urls))
-        return []
-
-    def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
-        self.calls.append(("create", resource))
-        return resource
-
-
 def _app_with_probe(tmp_path: Path, fake: FakeFhir) -> Flask:
     app = make_app(tmp_path, FHIR_CLIENT_FACTORY=lambda ctx: fake, OPEN_SERVERS=[ISS])
 
@@ -501,7 +477,7 @@ def _app_with_probe(tmp_path: Path, fake: FakeFhir) -> Flask:
      ("other-read", 403), ("other-batch", 403), ("other-write", 403)],
 )
 def test_session_can_only_touch_its_launch_patient(tmp_path: Path, kind: str, status: int) -> None:
-    fake = FakeFhir()
+    fake = FakeFhir(base=ISS, filtering=False, any_id=True)
     app = _app_with_probe(tmp_path, fake)
     client = app.test_client()
     assert client.get("/open", query_string={"iss": ISS, "patient": PATIENT}).status_code == 302
@@ -575,7 +551,7 @@ def test_protected_page_without_session_is_a_friendly_401(app: Flask) -> None:
 
 
 def test_logout_ends_the_session(tmp_path: Path) -> None:
-    fake = FakeFhir()
+    fake = FakeFhir(base=ISS, filtering=False, any_id=True)
     app = _app_with_probe(tmp_path, fake)
     client = app.test_client()
     client.get("/open", query_string={"iss": ISS, "patient": PATIENT})

@@ -23,6 +23,7 @@ from smart_app.packet.document import (
 )
 from smart_app.packet.render import render_html
 from tests.support.ccm_scenarios import scenario, time_entry, transaction
+from tests.support.fake_fhir import FakeFhir
 
 MONTH = "2026-11"
 TZ = "America/Chicago"
@@ -201,50 +202,11 @@ def test_generated_time_is_recorded() -> None:
 BASE = "http://fhir.packet.test/fhir"
 
 
-class FakeFhir:
-    """Answers the readiness batch from in-memory resources (every resource of the asked type)."""
-
-    def __init__(self, resources: list[dict[str, Any]]) -> None:
-        self.resources = resources
-        self.round_trips = 0
-
-    def _of(self, rtype: str) -> list[dict[str, Any]]:
-        return [r for r in self.resources if r["resourceType"] == rtype]
-
-    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        from smart_app.fhir.client import FhirNotFound
-
-        self.round_trips += 1
-        for r in self._of(resource_type):
-            if r["id"] == resource_id:
-                return r
-        raise FhirNotFound(404, "not found")
-
-    def search(self, resource_type: str, params: Any = None, **_: Any) -> list[dict[str, Any]]:
-        self.round_trips += 1
-        return self._of(resource_type)
-
-    def batch(self, requests_: list[str], **_: Any) -> list[Any]:
-        from smart_app.fhir.client import BatchResult
-
-        self.round_trips += 1
-        out = []
-        for url in requests_:
-            path = url.split("?", 1)[0]
-            if "/" in path:
-                rtype, rid = path.split("/", 1)
-                out.append(BatchResult(200, [r for r in self._of(rtype) if r["id"] == rid], request=url))
-            else:
-                extra = self._of("Task") if "_revinclude=Task" in url else []
-                out.append(BatchResult(200, self._of(path) + extra, request=url))
-        return out
-
-
 @pytest.fixture()
 def web(tmp_path: Path) -> Any:
     from smart_app.app import create_app
 
-    fake = FakeFhir(_source("ready", "web-1"))
+    fake = FakeFhir(_source("ready", "web-1"), base=BASE, filtering=False)
     app = create_app(
         {
             "TESTING": True,
@@ -294,7 +256,7 @@ def test_packet_route_uses_the_policy_pack_the_panel_uses(tmp_path: Path) -> Non
     """A configured pack that does not cover the month must not be applied to it (the panel does not)."""
     from smart_app.app import create_app
 
-    fake = FakeFhir(_source("ready", "web-1"))
+    fake = FakeFhir(_source("ready", "web-1"), base=BASE, filtering=False)
     config = {"TESTING": True, "SECRET_KEY": "k", "DATA_DIR": str(tmp_path), "TIMEZONE": TZ,
               "OPEN_SERVERS": [BASE], "FHIR_CLIENT_FACTORY": lambda ctx: fake, "POLICY": "cms-pfs-2026"}
     client = create_app(config).test_client()

@@ -9,7 +9,6 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
 
 import pytest
 from flask import Flask
@@ -18,7 +17,8 @@ from flask.testing import FlaskClient
 from rules.verdict import to_json
 from smart_app.app import create_app
 from smart_app.context import LaunchContext
-from smart_app.fhir.client import BatchResult, FhirError, FhirNotFound
+from smart_app.fhir.client import FhirError
+from tests.support.fake_fhir import FakeFhir
 
 BASE = "http://fhir.test/fhir"
 MONTH = "2026-11"
@@ -34,61 +34,6 @@ METHOD_EXT = "https://ccm-ready.org/fhir/StructureDefinition/consent-method"
 SCRIPT = "<script>alert('x')</script>"
 
 # ------------------------------------------------------------------------------------ fake FHIR server
-
-
-class FakeFhir:
-    """Answers read/search/batch from in-memory resources, like FhirClient does from a server.
-
-    Searches return every resource of the type (the rules cut dates and codes themselves);
-    `_revinclude=Task:encounter` also returns the Tasks. `error` makes every call fail.
-    """
-
-    def __init__(self, resources: list[dict[str, Any]], error: Exception | None = None) -> None:
-        self.resources = resources
-        self.error = error
-        self.round_trips = 0
-        self.base = BASE
-
-    def _of(self, rtype: str) -> list[dict[str, Any]]:
-        return [r for r in self.resources if r.get("resourceType") == rtype]
-
-    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        self.round_trips += 1
-        if self.error:
-            raise self.error
-        for res in self._of(resource_type):
-            if res.get("id") == resource_id:
-                return res
-        raise FhirNotFound(404, f"{resource_type}/{resource_id} is not known")
-
-    def search(self, resource_type: str, params: Any = None, **_: Any) -> list[dict[str, Any]]:
-        self.round_trips += 1
-        if self.error:
-            raise self.error
-        return self._search(resource_type, params)
-
-    def _search(self, resource_type: str, params: Any) -> list[dict[str, Any]]:
-        pairs = list(params.items()) if isinstance(params, dict) else list(params or [])
-        found = self._of(resource_type)
-        if ("_revinclude", "Task:encounter") in pairs:
-            found = found + self._of("Task")
-        return found
-
-    def batch(self, requests_: list[str], **_: Any) -> list[BatchResult]:
-        self.round_trips += 1
-        if self.error:
-            raise self.error
-        out = []
-        for url in requests_:
-            path, _, qs = url.partition("?")
-            if "/" in path:
-                rtype, _, rid = path.partition("/")
-                hit = [r for r in self._of(rtype) if r.get("id") == unquote(rid)]
-                missing = BatchResult(404, [], "gone", None, url)
-                out.append(BatchResult(200, hit, request=url) if hit else missing)
-                continue
-            out.append(BatchResult(200, self._search(path, parse_qsl(qs)), request=url))
-        return out
 
 
 # ------------------------------------------------------------------------------------ scenarios
@@ -205,7 +150,7 @@ def busy_scenario(pid: str = "p-busy") -> list[dict[str, Any]]:
 def make_app(tmp: Path, resources: list[dict[str, Any]], *, error: Exception | None = None,
              **config: Any) -> Flask:
     """The real app with the fake FHIR server behind FHIR_CLIENT_FACTORY."""
-    fake = FakeFhir(resources, error)
+    fake = FakeFhir(resources, base=BASE, filtering=False, error=error)
     app = create_app({
         "TESTING": True,
         "SECRET_KEY": "test-secret",
@@ -388,7 +333,7 @@ def test_panel_json_equals_to_json(app_for: Callable[..., tuple[Flask, FlaskClie
     open_session(c, "p-ready")
     got = c.get("/panel.json", query_string={"month": MONTH}).get_json()
     with app.app_context():
-        fake = FakeFhir(scenario("ready"))
+        fake = FakeFhir(scenario("ready"), base=BASE, filtering=False)
         expected = to_json(readiness.patient_month(fake, "p-ready", MONTH, tz="UTC",
                                                    policy=app.config["POLICY"]))
     assert got == expected

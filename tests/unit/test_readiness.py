@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -12,14 +12,13 @@ from fhir_mapping.reader import read_facts
 from rules.month import BadMonth, BadTimezone
 from smart_app.fhir.client import (
     BatchResult,
-    FhirError,
     FhirForbidden,
     FhirNotFound,
     FhirUnauthorized,
-    error_for,
 )
 from smart_app.readiness.fetch import VISIT_CODES, fetch_patient_data, fetch_patient_resources
 from smart_app.readiness.use_case import patient_month
+from tests.support.fake_fhir import FakeFhir
 
 PID = "p1"
 MONTH = "2026-10"
@@ -28,119 +27,6 @@ CARE_PROGRAM = "https://ccm-ready.org/fhir/CodeSystem/care-program"
 CARE_ACTIVITY = "https://ccm-ready.org/fhir/CodeSystem/care-activity"
 CPT = "http://www.ama-assn.org/go/cpt"
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
-SUBJECT = {
-    "Condition": "subject",
-    "CarePlan": "subject",
-    "Encounter": "subject",
-    "ChargeItem": "subject",
-    "Communication": "subject",
-    "Consent": "patient",
-    "Task": "for",
-}
-
-
-class FakeFhir:
-    """A tiny FHIR server in a dict: answers batch, search and read like a strict R4 server would.
-
-    Supports the parameters the readiness fetch uses (patient, date, type, code, status, occurrence,
-    _revinclude=Task:encounter, _count); any other parameter, or one listed in `reject`, is a 400.
-    """
-
-    KNOWN = frozenset({"patient", "date", "type", "code", "status", "occurrence", "_revinclude", "_count"})
-
-    def __init__(
-        self,
-        resources: list[dict[str, Any]],
-        *,
-        batch_ok: bool = True,
-        reject: frozenset[str] = frozenset(),
-        forbidden: frozenset[str] = frozenset(),
-        ignore_patient: bool = False,
-    ) -> None:
-        self.store = {(r["resourceType"], r["id"]): r for r in resources}
-        self.batch_ok, self.reject, self.forbidden = batch_ok, reject, forbidden
-        self.ignore_patient = ignore_patient
-        self.round_trips = 0
-        self.batches: list[list[str]] = []
-        self.gets: list[str] = []
-
-    # -- the client interface
-    def batch(self, requests_: list[str]) -> list[BatchResult]:
-        self.round_trips += 1
-        if not self.batch_ok:
-            raise FhirError(405, "HTTP 405 from FHIR server: batch is not supported")
-        self.batches.append(list(requests_))
-        return [self._answer(u) for u in requests_]
-
-    def search(self, resource_type: str, params: Any = None) -> list[dict[str, Any]]:
-        self.round_trips += 1
-        url = f"{resource_type}?{urlencode(list(params or []))}"
-        self.gets.append(url)
-        result = self._answer(url)
-        if not result.ok:
-            raise error_for(result.status, result.message)
-        return result.resources
-
-    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
-        self.round_trips += 1
-        self.gets.append(f"{resource_type}/{resource_id}")
-        result = self._answer(f"{resource_type}/{resource_id}")
-        if not result.ok:
-            raise error_for(result.status, result.message)
-        return result.resources[0]
-
-    # -- the server side
-    def _answer(self, url: str) -> BatchResult:
-        path, _, query = url.partition("?")
-        rtype, _, rid = path.partition("/")
-        if rtype in self.forbidden:
-            return BatchResult(403, [], "HTTP 403 from FHIR server: scope not granted", None, url)
-        if rid:
-            found = self.store.get((rtype, unquote(rid)))
-            if found is None:
-                return BatchResult(404, [], f"HTTP 404 from FHIR server: {rtype} not found", None, url)
-            return BatchResult(200, [found], request=url)
-        params = parse_qsl(query)
-        for name, _ in params:
-            if name not in self.KNOWN or name in self.reject:
-                return BatchResult(
-                    400, [], f"HTTP 400 from FHIR server: Unknown search parameter '{name}'", None, url
-                )
-        matches = [r for (t, _), r in self.store.items() if t == rtype and self._matches(r, params)]
-        included: list[dict[str, Any]] = []
-        if ("_revinclude", "Task:encounter") in params:
-            keys = {f"Encounter/{r['id']}" for r in matches}
-            included = [
-                r
-                for (t, _), r in self.store.items()
-                if t == "Task" and (r.get("encounter") or {}).get("reference") in keys
-            ]
-        return BatchResult(200, matches + included, request=url)
-
-    def _matches(self, res: dict[str, Any], params: list[tuple[str, str]]) -> bool:
-        for name, value in params:
-            if name == "patient" and not self.ignore_patient:
-                if (res.get(SUBJECT[res["resourceType"]]) or {}).get("reference") != f"Patient/{value}":
-                    return False
-            elif name in ("date", "occurrence"):
-                if name == "date":
-                    lo, hi = res["period"]["start"][:10], (res["period"].get("end") or "9999")[:10]
-                else:
-                    lo = hi = res["occurrenceDateTime"][:10]
-                bound = value[2:]
-                if (value.startswith("ge") and hi < bound) or (value.startswith("lt") and lo >= bound):
-                    return False
-            elif name in ("type", "code"):
-                concepts = res.get(name)
-                concepts = concepts if isinstance(concepts, list) else [concepts or {}]
-                codes = {c.get("code") for cc in concepts for c in cc.get("coding", [])}
-                if not codes & set(value.split(",")):
-                    return False
-            elif name == "status" and res.get("status") != value:
-                return False
-        return True
-
-
 def _te(rid: str, day: int, minutes: int, patient: str = PID) -> dict[str, Any]:
     start = f"2026-{day // 100:02d}-{day % 100:02d}T09:00:00-05:00"
     return {
