@@ -1,0 +1,198 @@
+"""Every face renders the same Verdict: panel, CLI, worklist, CDS card and audit packet agree.
+
+Each golden scenario goes through all five faces with the same configuration (time zone, month and, in a
+second pass, a configured billing practitioner), and the faces must agree on status, codes, minutes and
+blockers. The panel reads through the one-batch fetch (from the shared FakeFhir), the CDS card from a
+prefetch, the worklist from NDJSON as a bulk export writes it, the CLI and the packet from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from fhir_mapping.sources import load_path
+from rules.month import Month
+from rules.verdict import Verdict
+from smart_app.app import create_app
+from smart_app.cli.commands import main
+from smart_app.packet.document import PacketError, build_packet
+from smart_app.program.population import evaluate_population
+from tests.support.ccm_scenarios import hook_request, searchset
+from tests.support.fake_fhir import FakeFhir
+
+SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
+NAMES = sorted(p.name.removesuffix(".expected.json") for p in SCENARIOS.glob("*.expected.json"))
+BASE = "http://fhir.faces.test/fhir"
+SERVICES = json.loads((Path(__file__).resolve().parents[2] / "smart_app/cds/services.json").read_text())
+# A billing practitioner named in no scenario: every face must then report the same blockers for it.
+OTHER_PRACTITIONER = "Practitioner/faces-elsewhere"
+
+
+def _summary(status: str, codes: Any, minutes: Any, blockers: Any) -> dict[str, Any]:
+    return {
+        "status": status,
+        "codes": sorted((str(c), int(u)) for c, u in codes),
+        "minutes": (int(minutes[0]), int(minutes[1])),
+        "blockers": sorted(set(blockers)),
+    }
+
+
+def _from_verdict(v: Verdict) -> dict[str, Any]:
+    return _summary(
+        v.status,
+        [(c.code, c.units) for c in v.codes],
+        (v.minutes.clinical_staff, v.minutes.billing_practitioner),
+        [f.rule for f in v.blockers],
+    )
+
+
+def _from_json(d: dict[str, Any]) -> dict[str, Any]:
+    return _summary(
+        d["status"],
+        [(c["code"], c["units"]) for c in d["codes"]],
+        (d["minutes"]["clinical_staff"], d["minutes"]["billing_practitioner"]),
+        [f["rule"] for f in d["findings"] if f["severity"] == "blocker"],
+    )
+
+
+def _cli(path: Path, month: str, tz: str, who: str | None, capsys: pytest.CaptureFixture[str]) -> dict:
+    argv = ["evaluate", str(path), "--month", month, "--timezone", tz, "--format", "json"]
+    if who:
+        argv += ["--billing-practitioner", who]
+    assert main(argv) == 0
+    return _from_json(json.loads(capsys.readouterr().out))
+
+
+def _config(tmp_path: Path, tz: str, who: str | None, clock: datetime) -> dict[str, Any]:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "faces",
+        "DATA_DIR": str(tmp_path),
+        "TIMEZONE": tz,
+        "BILLING_PRACTITIONER": who,
+        "OPEN_SERVERS": [BASE],
+        "OUTBOX_WORKER": False,
+        "CDS_ALLOW_UNAUTHENTICATED": True,
+        "CDS_SERVICE_URL": "http://localhost/cds-services/ccm-readiness",
+        "CDS_CLOCK": lambda: clock,
+    }
+
+
+def _panel(app: Any, resources: list[dict[str, Any]], pid: str, month: str) -> dict:
+    fake = FakeFhir(resources, base=BASE, filtering=False)
+    app.config["FHIR_CLIENT_FACTORY"] = lambda ctx: fake
+    web = app.test_client()
+    assert web.get("/open", query_string={"iss": BASE, "patient": pid}).status_code == 302
+    resp = web.get("/panel.json", query_string={"month": month})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return _from_json(resp.get_json())
+
+
+def _prefetch(resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
+    """The EHR's answers to our prefetch templates (each template's resource type, searchset)."""
+    out: dict[str, Any] = {}
+    for key, template in SERVICES["services"][0]["prefetch"].items():
+        rtype = template.split("?", 1)[0].split("/", 1)[0]
+        of_type = [r for r in resources if r["resourceType"] == rtype]
+        if "/" in template.split("?", 1)[0]:
+            out[key] = next(r for r in of_type if r["id"] == pid)
+        else:
+            out[key] = searchset(of_type)
+    return out
+
+
+_CODE_LINE = re.compile(r"^- (\S+) x(\d+)", re.M)
+_BLOCKER_LINE = re.compile(r"^- blocker `([^`]+)`", re.M)
+_STATUS = {"ready to bill": "ready", "not yet billable": "not-yet", "blocked": "blocked",
+           "not eligible": "not-eligible"}
+
+
+def _cds(app: Any, resources: list[dict[str, Any]], pid: str) -> dict | None:
+    body = hook_request(pid, prefetch=_prefetch(resources, pid))
+    resp = app.test_client().post("/cds-services/ccm-readiness", json=body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    cards = resp.get_json()["cards"]
+    if not cards:
+        return None  # no card for patients who are not eligible
+    detail = cards[0]["detail"]
+    words = re.search(r"\*\*Status for [^:]+: ([^*]+)\*\*", detail)
+    assert words is not None, detail
+    staff = re.search(r"Clinical staff minutes counted: (\d+)", detail)
+    practitioner = re.search(r"Billing practitioner minutes: (\d+)", detail)
+    assert staff and practitioner
+    codes = detail.split("**Codes**", 1)[1].split("**", 1)[0] if "**Codes**" in detail else ""
+    return _summary(
+        _STATUS[words.group(1)],
+        _CODE_LINE.findall(codes),
+        (staff.group(1), practitioner.group(1)),
+        _BLOCKER_LINE.findall(detail),
+    )
+
+
+def _worklist(tmp_path: Path, resources: list[dict[str, Any]], pid: str, month: str, tz: str,
+              who: str | None) -> dict:
+    ndjson = tmp_path / "export.ndjson"
+    ndjson.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+    results = [r for r in evaluate_population([ndjson], [month], tz=tz, billing_practitioner=who)
+               if r.key == f"Patient/{pid}"]
+    assert len(results) == 1
+    return _from_verdict(results[0].verdicts[0])
+
+
+def _packet(resources: list[dict[str, Any]], pid: str, month: str, tz: str, who: str | None) -> dict | None:
+    """The packet's verdict; None when the input holds invalid FHIR (a packet must be valid R4 to sign)."""
+    try:
+        packet = build_packet(resources, Month.parse(month), tz=tz, pack=None, patient_id=pid,
+                              billing_practitioner=who)
+    except PacketError as exc:
+        assert "valid FHIR" in str(exc)
+        return None
+    return _from_verdict(packet.verdict)
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["as-in-scenario", "configured-practitioner"])
+@pytest.mark.parametrize("name", NAMES)
+def test_all_five_faces_agree(name: str, configured: bool, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    expected = json.loads((SCENARIOS / f"{name}.expected.json").read_text())
+    month, tz = expected["month"], expected["timezone"]
+    who = OTHER_PRACTITIONER if configured else expected["billing_practitioner"]
+    path = SCENARIOS / f"{name}.json"
+    resources = [r for r in load_path(path) if isinstance(r, dict)]
+    pid = next(r["id"] for r in resources if r.get("resourceType") == "Patient")
+    m = Month.parse(month)
+    mid_month = datetime(m.year, m.month, 15, 12, tzinfo=UTC)
+    app = create_app(_config(tmp_path, tz, who, mid_month))
+
+    faces = {
+        "cli": _cli(path, month, tz, who, capsys),
+        "panel": _panel(app, resources, pid, month),
+        "worklist": _worklist(tmp_path, resources, pid, month, tz, who),
+    }
+    packet = _packet(resources, pid, month, tz, who)
+    if packet is not None:
+        faces["packet"] = packet
+    card = _cds(app, resources, pid)
+    if card is not None:
+        faces["cds"] = card
+    else:
+        assert faces["cli"]["status"] == "not-eligible"
+    reference = faces["cli"]
+    disagree = {face: got for face, got in faces.items() if got != reference}
+    assert not disagree, f"faces disagree with the CLI {reference}: {disagree}"
+
+
+def test_the_disagreement_check_can_fail() -> None:
+    """The comparison sees a difference in any of status, codes, minutes or blockers."""
+    base = _summary("ready", [("99490", 1)], (25, 0), [])
+    assert base != _summary("ready", [("99490", 1)], (25, 0), ["consent.missing"])
+    assert base != _summary("ready", [("99490", 2)], (25, 0), [])
+    assert base != _summary("ready", [("99490", 1)], (24, 0), [])
+    assert base != _summary("blocked", [("99490", 1)], (25, 0), [])
