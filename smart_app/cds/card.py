@@ -10,12 +10,12 @@ from typing import Any
 
 from rules.month import Month
 from rules.verdict import Finding, Verdict
+from smart_app.readiness import wording
 
 SUMMARY_MAX = 139  # CDS Hooks: summary "<140 characters"
 SOURCE_LABEL = "CCM Ready"
 WARN_DAYS_LEFT = 7  # a not-yet month this close to its end is a warning: the minutes may be lost
 
-_STATUS_WORDS = {"ready": "ready to bill", "not-yet": "not yet billable", "blocked": "blocked"}
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")  # inline CommonMark/HTML metacharacters
 
 
@@ -115,7 +115,7 @@ def md(text: object) -> str:
 def detail(verdict: Verdict) -> str:
     """Markdown detail: minutes, codes with payments, next step, findings with rule ids and citations."""
     lines = [
-        f"**Status for {md(verdict.month)}: {md(_STATUS_WORDS.get(verdict.status, verdict.status))}**",
+        f"**Status for {md(verdict.month)}: {md(wording.status_words(verdict.status))}**",
         "",
         f"- Clinical staff minutes counted: {verdict.minutes.clinical_staff}",
         f"- Billing practitioner minutes: {verdict.minutes.billing_practitioner}",

@@ -6,12 +6,12 @@ import argparse
 import shutil
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from rules.month import BadTimezone, Month, zone
+from smart_app.readiness.options import practice_now
 
 DESCRIPTION = (
     "Start a local sekmet-fhir FHIR server on 127.0.0.1, load synthetic demo patients for the current\n"
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     demo_dir = (args.data_dir or Path(settings["DATA_DIR"]) / "demo").resolve()
     fhir_dir, fhir_data = demo_dir / "fhir", demo_dir / "fhir" / "data"
     manifest_path, stamp = demo_dir / "manifest.json", demo_dir / "fhir" / "seeded-for"
-    month = str(Month.of(datetime.now(zone(tz))))
+    month = str(Month.of(practice_now(tz)))
     wanted = f"{SEED_VERSION} {month} {tz}"
     if not args.no_seed and not _stamp_matches(stamp, wanted):
         # Demo dates are relative to the month: data seeded for another month (or zone) is stale.

@@ -33,6 +33,7 @@ from smart_app.demo.patients import (
     demo_identifier,
 )
 from smart_app.fhir.client import FhirClient, FhirError
+from smart_app.readiness.options import practice_now
 
 __all__ = [
     "DEMO_SYSTEM", "PROGRAM_SYSTEM", "Clock", "DemoCase", "Manifest", "SeedError", "SeededPatient",
@@ -481,7 +482,7 @@ def seed(target: FhirClient | str, cases: Sequence[DemoCase], *, tz: str = "UTC"
                                       case.label, case.expected, case.why, case.source))
     return Manifest(
         fhir_base=client.base,
-        month=month or str(Month.of(datetime.now(zone(tz)))),
+        month=month or str(Month.of(practice_now(tz))),
         timezone=tz,
         seeded_at=datetime.now(zone("UTC")).isoformat(timespec="seconds"),
         patients=tuple(patients),

@@ -6,23 +6,19 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from fhir_mapping.read_clinical import human_name
-from rules.month import Month, zone
+from rules.month import Month
 from rules.packs import PolicyPack, Track
 from rules.verdict import CATEGORIES, Finding, Verdict
+from smart_app.readiness import wording
+from smart_app.readiness.options import practice_now, system_clock
 
 MAX_COLUMNS = 12  # static/app.css defines .cols-1 … .cols-12 and .span-1 … .span-12
 SEVERITY_ORDER: dict[str, int] = {"blocker": 0, "warning": 1, "info": 2}
 SEVERITY_LABELS: dict[str, str] = {"blocker": "Blocker", "warning": "Warning", "info": "Note"}
-STATUS_HEADLINES: dict[str, str] = {
-    "ready": "Ready to bill",
-    "not-yet": "Not yet",
-    "blocked": "Blocked",
-    "not-eligible": "Not eligible",
-}
+STATUS_HEADLINES: dict[str, str] = wording.STATUS_LABELS
 CATEGORY_LABELS: dict[str, str] = {
     "eligibility": "Eligibility",
     "consent": "Consent",
@@ -194,19 +190,12 @@ def progress_bars(verdict: Verdict, specs: Sequence[Track]) -> tuple[ProgressBar
     return tuple(bars)
 
 
-def format_money(amount: Decimal | None) -> str:
-    """US dollars with cents ("$1,234.50"); "n/a" when the pack has no national amount."""
-    if amount is None:
-        return "n/a"
-    q = Decimal(amount).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    sign = "-" if q < 0 else ""
-    return f"{sign}${abs(q):,.2f}"
+format_money = wording.format_money  # one money format for every face
 
 
 def practice_today(tz_name: str, now: datetime | None = None) -> date:
     """Today's date in the practice's time zone (`now` is injectable for tests)."""
-    tz = zone(tz_name)
-    return (now.astimezone(tz) if now else datetime.now(tz)).date()
+    return practice_now(tz_name, (lambda: now) if now else system_clock).date()
 
 
 def days_left(month: Month | str, today: date) -> int:
@@ -295,8 +284,7 @@ def other_program_minutes(verdict: Verdict) -> list[tuple[str, int]]:
     ]
 
 
-def month_label(month: Month) -> str:
-    return date(month.year, month.month, 1).strftime("%B %Y")
+month_label = wording.month_label
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 from rules.month import Month, zone
@@ -21,6 +21,7 @@ from rules.packs import resolve_pack
 from smart_app.fhir.bulk_export import ExportRequest, ExportResult, export_population
 from smart_app.program.population import PatientResult, map_population, warm_up
 from smart_app.program.worklist import WorklistRow, build_row
+from smart_app.readiness.options import practice_now
 
 StageFn = Callable[[str], None]
 CountFn = Callable[[int, int], None]
@@ -38,7 +39,7 @@ class WorklistResult:
 
 
 def today_in(tz: str) -> date:
-    return datetime.now(zone(tz)).date()
+    return practice_now(tz).date()
 
 
 def build_worklist(

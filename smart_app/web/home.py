@@ -8,16 +8,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, render_template
 
 from smart_app.demo.seed import Manifest, SeededPatient, read_manifest
+from smart_app.readiness import wording
 
 bp = Blueprint("home", __name__)
 
-STATE_LABELS = {
-    "ready": "Ready to bill",
-    "not-yet": "Not yet",
-    "blocked": "Blocked",
-    "not-eligible": "Not eligible",
-}
-STATE_ORDER = tuple(STATE_LABELS)
+STATE_LABELS = wording.STATUS_LABELS
+STATE_ORDER = wording.STATUS_ORDER
 
 
 def manifest_path() -> Path | None:
