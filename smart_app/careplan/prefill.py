@@ -16,6 +16,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fhir_mapping.read_chart import (
+    allergies,
+    care_team,
+    medicines,
+    newest_ccm_plan,
+    person_display,
+    plan_references,
+)
 from fhir_mapping.write_careplan import draft_from_resources
 from rules.careplan_validation import ActivityDraft, CarePlanDraft, GoalDraft
 from rules.verdict import Verdict
@@ -26,7 +34,6 @@ from smart_app.readiness.use_case import ServerSource, verdict_for
 
 log = logging.getLogger(__name__)
 TEMPLATES_PATH = Path(__file__).with_name("templates.json")
-CARE_PROGRAM = "https://ccm-ready.org/fhir/CodeSystem/care-program"
 MAX_NAMES = 12
 
 
@@ -143,42 +150,6 @@ def accept(s: Suggestion, today: date) -> GoalDraft | ActivityDraft:
     return ActivityDraft(s.description, s.performer, source=source)
 
 
-def _text_of(concept: Any) -> str:
-    if not isinstance(concept, dict):
-        return ""
-    if isinstance(concept.get("text"), str) and concept["text"].strip():
-        return concept["text"].strip()
-    for c in concept.get("coding") or ():
-        if isinstance(c, dict) and (c.get("display") or c.get("code")):
-            return str(c.get("display") or c.get("code"))
-    return ""
-
-
-def _medicine(res: dict[str, Any]) -> str:
-    name = _text_of(res.get("medicationCodeableConcept")) or str(
-        (res.get("medicationReference") or {}).get("display") or ""
-    )
-    dose = ""
-    for d in res.get("dosageInstruction") or res.get("dosage") or ():
-        if isinstance(d, dict) and isinstance(d.get("text"), str):
-            dose = d["text"]
-            break
-    return f"{name} ({dose})" if name and dose else name
-
-
-def _is_ccm_plan(res: dict[str, Any]) -> bool:
-    return (
-        res.get("resourceType") == "CarePlan"
-        and res.get("status") == "active"
-        and any(
-            isinstance(c, dict) and c.get("system") == CARE_PROGRAM and c.get("code") == "ccm"
-            for cat in res.get("category") or ()
-            if isinstance(cat, dict)
-            for c in cat.get("coding") or ()
-        )
-    )
-
-
 def _practitioner_name(client: Any, ref: str) -> str:
     rtype, _, rid = ref.partition("/")
     if rtype not in ("Practitioner", "PractitionerRole") or not rid:
@@ -187,21 +158,7 @@ def _practitioner_name(client: Any, ref: str) -> str:
         res = client.read(rtype, rid)
     except (FhirError, PermissionError):
         return ref
-    if rtype == "PractitionerRole":
-        return _text_of((res.get("code") or [None])[0]) or str(
-            (res.get("practitioner") or {}).get("display") or ref
-        )
-    for name in res.get("name") or ():
-        if isinstance(name, dict):
-            text = (
-                name.get("text")
-                or " ".join(
-                    [*(name.get("prefix") or []), *(name.get("given") or []), str(name.get("family") or "")]
-                ).strip()
-            )
-            if text:
-                return str(text)
-    return ref
+    return person_display(res, ref)
 
 
 def read_goals(client: Any, plan: dict[str, Any], patient_id: str) -> list[dict[str, Any]]:
@@ -209,9 +166,8 @@ def read_goals(client: Any, plan: dict[str, Any], patient_id: str) -> list[dict[
     session's patient-scoped client refuses a Goal that is not the launch patient's."""
     read_owned = getattr(client, "read_owned", None)
     out = []
-    for ref in plan.get("goal") or ():
-        value = ref.get("reference") if isinstance(ref, dict) else None
-        if not isinstance(value, str) or not value.startswith("Goal/"):
+    for value in plan_references(plan, "goal"):
+        if not value.startswith("Goal/"):
             continue
         goal_id = value.split("/", 1)[1]
         try:
@@ -236,14 +192,12 @@ def load_chart(client: Any, patient_id: str, options: EvaluationOptions) -> Char
         for ev in c.evidence:
             problems.setdefault(ev, f"{c.display or c.condition_label} ({c.code})")
     chart = Chart(verdict, list(problems.items()))
-    plans = [r for r in result.resources if _is_ccm_plan(r)]
-    if plans:
-        plans.sort(key=lambda r: str((r.get("meta") or {}).get("lastUpdated") or ""), reverse=True)
-        chart.plan = plans[0]
-        chart.goals = read_goals(client, plans[0], patient_id)
-        for ref in plans[0].get("addresses") or ():  # keep conditions the plan addresses even if not chronic
-            value = ref.get("reference") if isinstance(ref, dict) else None
-            if isinstance(value, str) and value not in problems:
+    plan = newest_ccm_plan(result.resources)
+    if plan is not None:
+        chart.plan = plan
+        chart.goals = read_goals(client, plan, patient_id)
+        for value in plan_references(plan, "addresses"):  # conditions the plan addresses, chronic or not
+            if value not in problems:
                 chart.problems.append((value, value))
     urls = [
         f"MedicationRequest?patient={patient_id}&status=active",
@@ -256,32 +210,15 @@ def load_chart(client: Any, patient_id: str, options: EvaluationOptions) -> Char
     except FhirError as exc:
         chart.problems_loading.append(f"medicines, allergies and care team ({exc.message})")
         results = []
-    team: dict[str, str] = {}
-    for url, result in zip(urls, results, strict=False):
-        what = url.split("?", 1)[0]
-        if not result.ok:
-            chart.problems_loading.append(f"{what} ({result.message})")
+    loaded: list[dict[str, Any]] = []
+    for url, got in zip(urls, results, strict=False):
+        if not got.ok:
+            chart.problems_loading.append(f"{url.split('?', 1)[0]} ({got.message})")
             continue
-        for res in result.resources:
-            if what in ("MedicationRequest", "MedicationStatement"):
-                if (
-                    res.get("status") in ("active", "intended", "on-hold", None)
-                    or what == "MedicationRequest"
-                ):
-                    name = _medicine(res)
-                    if name and name not in chart.medications:
-                        chart.medications.append(name)
-            elif what == "AllergyIntolerance":
-                name = _text_of(res.get("code"))
-                if name and name not in chart.allergies:
-                    chart.allergies.append(name)
-            else:
-                for p in res.get("participant") or ():
-                    member = (p.get("member") or {}) if isinstance(p, dict) else {}
-                    ref = member.get("reference")
-                    if isinstance(ref, str):
-                        role = _text_of((p.get("role") or [None])[0])
-                        team.setdefault(ref, role)
+        loaded.extend(r for r in got.resources if isinstance(r, dict))
+    chart.medications.extend(medicines(loaded))
+    chart.allergies.extend(allergies(loaded))
+    team = care_team(loaded)
     refs = list(
         dict.fromkeys(
             [*(x for x in [verdict.billing_practitioner] if x), *team, *facts.patient.general_practitioners]
