@@ -5,9 +5,9 @@ from __future__ import annotations
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from fhir_mapping import packet_narrative as narrative
 from rules.month import Month, zone
 from smart_app import config
-from smart_app.packet import narrative
 from smart_app.packet.document import Packet
 from smart_app.readiness import wording
 from smart_app.web import printing

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from fhir_mapping.write_packet import recompute_hashes
 from smart_app.cli.commands import main
 from smart_app.fhir.client import FhirClient
-from smart_app.packet.document import recompute_hashes
 from smart_app.web.printing import PdfError, chromium_path
 from tests.support.ccm_scenarios import scenario, transaction
 from tests.support.sekmet import SekmetServer

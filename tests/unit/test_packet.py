@@ -12,15 +12,9 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle as R4BBundle
 from fhirclient.models.bundle import Bundle as R4Bundle
 
+from fhir_mapping.write_packet import HASH_EXT, POLICY_EXT, canonical_json, recompute_hashes, sha256_of
 from smart_app.cli.commands import main
-from smart_app.packet.document import (
-    HASH_EXT,
-    POLICY_EXT,
-    build_packet,
-    canonical_json,
-    recompute_hashes,
-    sha256_of,
-)
+from smart_app.packet.document import build_packet
 from smart_app.packet.render import render_html
 from tests.support.ccm_scenarios import scenario, time_entry, transaction
 from tests.support.fake_fhir import FakeFhir
