@@ -64,6 +64,10 @@ class ConditionGroup:
     icd10cm_prefixes: tuple[str, ...]
 
 
+# A Condition known only by its text is classified as Coding(TEXT, text, text) (rules.eligibility).
+TEXT = "urn:ccm-ready:condition-text"
+
+
 @dataclass(frozen=True, slots=True)
 class _Core:
     """Everything of a Classification except the caller's display text."""
@@ -177,8 +181,42 @@ def condition_label(key: str) -> str:
 # ---------------------------------------------------------------------------- classify
 
 
+def _name(text: str) -> str:
+    """Text compared for an exact name: case, spacing and a SNOMED semantic tag ("(disorder)") ignored."""
+    words = " ".join(text.lower().split())
+    for tag in (" (disorder)", " (finding)"):
+        words = words.removesuffix(tag)
+    return words
+
+
+@cache
+def _names() -> dict[str, str]:
+    """Exact condition names of the value sets -> the SNOMED CT code they display (first wins)."""
+    t = _tables()
+    out: dict[str, str] = {}
+    for code, sets in sorted(t.ecqm.items()):
+        for _vs, display in sets:
+            out.setdefault(_name(display), code)
+    for code, (display, _key, _cite) in sorted(t.curated.items()):
+        out.setdefault(_name(display), code)
+    return out
+
+
+def classify_text(text: str) -> Classification:
+    """A text-only condition: chronic only when the text is exactly a value-set condition's name."""
+    code = _names().get(_name(text)) if text.strip() else None
+    if code is None:
+        return Classification(False, None, None, "", text,
+                              "text only, not the exact name of a condition in the value sets: code it")
+    core = _snomed(code)
+    return Classification(core.chronic, core.source, core.key, core.label, text,
+                          f"text names {core.display} exactly; {core.reason}")
+
+
 def classify(coding: Coding) -> Classification:
     """Classify one coding. Never raises for odd input; unknown input is simply not chronic."""
+    if coding.system == TEXT:
+        return classify_text(coding.display or coding.code)
     system = _canonical_system(coding.system)
     code = (coding.code or "").strip()
     display = (coding.display or "").strip()
