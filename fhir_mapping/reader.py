@@ -15,7 +15,7 @@ from typing import Any
 
 from fhir_mapping.dates import BadDate
 from fhir_mapping.people import People
-from fhir_mapping.read_billing import read_charge_item
+from fhir_mapping.read_billing import read_charge_item, read_claim_lines, read_encounter_billing
 from fhir_mapping.read_clinical import (
     abatement_age,
     plan_shared_at,
@@ -24,7 +24,7 @@ from fhir_mapping.read_clinical import (
     read_patient,
 )
 from fhir_mapping.read_consent import care_programs, read_consent
-from fhir_mapping.read_encounters import TimeDraft, read_encounter
+from fhir_mapping.read_encounters import TimeDraft, performer_of, read_encounter
 from fhir_mapping.read_tasks import read_attestation, task_activities, task_notes
 from fhir_mapping.reading import ReadContext, Unreadable
 from fhir_mapping.references import References
@@ -51,6 +51,8 @@ SUBJECT_FIELD: dict[str, str] = {
     "Consent": "patient",
     "Task": "for",
     "ChargeItem": "subject",
+    "Claim": "patient",
+    "ExplanationOfBenefit": "patient",
     "Communication": "subject",
 }
 _READ = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"}
@@ -192,6 +194,8 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                     visits.append(record)
                 elif isinstance(record, InpatientStay):
                     stays.append(record)
+                if not isinstance(record, TimeDraft):
+                    billed.extend(read_encounter_billing(res, key, ctx, performer_of(res, ctx)))
             elif rtype == "Task":
                 activities = task_activities(res)
                 attestation = read_attestation(res, key, ctx, activities)
@@ -212,6 +216,8 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                 plans.append(read_care_plan(res, key, ctx))
             elif rtype == "ChargeItem":
                 billed.append(read_charge_item(res, key, ctx))
+            elif rtype in ("Claim", "ExplanationOfBenefit"):
+                billed.extend(read_claim_lines(res, key, ctx))
             elif rtype == "Communication":
                 plan_keys, when = plan_shared_at(res, ctx)
                 for plan in plan_keys:

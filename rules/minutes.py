@@ -112,6 +112,19 @@ class _Ledger:
             self.ids[entry_id] = None
 
 
+def program_of(pm: PatientMonth, entry: TimeEntry) -> str:
+    """The entry's program; a CPT/HCPCS code of another program's family on it makes it that program's
+    time (TCM, RPM, RTM, BHI, PCM, APCM, G0506 minutes never count for CCM, cms-rules.md §3.6)."""
+    program = (entry.program or "").lower()
+    if program != "ccm":
+        return program
+    for coding in entry.codings:
+        spec = pm.pack.find(coding.code)
+        if spec is not None and spec.family != "ccm":
+            return spec.family
+    return program
+
+
 def _ts(pm: PatientMonth, moment: datetime | None) -> float | None:
     return pm.aware(moment).timestamp() if moment is not None else None
 
@@ -184,7 +197,7 @@ def count(
         a, b = max(start, lo), min(start + seconds, hi)
         if b <= a:
             continue
-        program = (entry.program or "").lower()
+        program = program_of(pm, entry)
         logged[program] += b - a
         person = pm.person(entry.performer) or UNRECORDED
         if program != "ccm":

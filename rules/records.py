@@ -101,6 +101,7 @@ class TimeEntry:
     notes: tuple[str, ...] = ()  # Task.note texts (the documentation)
     activities: tuple[Coding, ...] = ()  # Task.code
     task_ids: tuple[str, ...] = ()
+    codings: tuple[Coding, ...] = ()  # CPT/HCPCS codes on it (a TCM/RPM/BHI code makes it that program's)
 
 
 @dataclass(frozen=True, slots=True)
