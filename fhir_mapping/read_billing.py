@@ -8,11 +8,13 @@ BilledService (status "billed", or the ChargeItem's own); the rules keep only th
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from fhir_mapping.codes import CPT, HCPCS, codings
 from fhir_mapping.dates import parse_when
 from fhir_mapping.reading import ReadContext, Unreadable
+from rules.packs import available, load_pack
 from rules.records import BilledService
 
 
@@ -107,14 +109,21 @@ def read_claim_lines(res: dict[str, Any], key: str, ctx: ReadContext) -> list[Bi
     return out
 
 
+@cache
+def care_management_codes() -> frozenset[str]:
+    """Every code a policy pack knows (CCM, PCM, APCM, TCM, RPM, RTM, BHI, CPO, ESRD, G0506)."""
+    return frozenset(code for pack_id in available() for code in load_pack(pack_id).codes)
+
+
 def read_encounter_billing(
     res: dict[str, Any], key: str, ctx: ReadContext, performer: str | None
 ) -> list[BilledService]:
-    """A finished Encounter whose type carries CPT/HCPCS codes: evidence those services were furnished."""
+    """A finished Encounter whose type carries a care-management CPT/HCPCS code: evidence it was furnished."""
     if res.get("status") != "finished":
         return []
-    codes = _billing_codes({"coding": [c for t in res.get("type") or () if isinstance(t, dict)
-                                       for c in t.get("coding") or ()]})
+    known = care_management_codes()
+    types = [c for t in res.get("type") or () if isinstance(t, dict) for c in t.get("coding") or ()]
+    codes = [c for c in _billing_codes({"coding": types}) if c in known]
     if not codes:
         return []
     period = res.get("period") if isinstance(res.get("period"), dict) else {}
