@@ -13,7 +13,7 @@ from typing import Any
 
 from fhir_mapping.codes import CPT, HCPCS, codings
 from fhir_mapping.dates import parse_when
-from fhir_mapping.reading import ReadContext, Unreadable
+from fhir_mapping.reading import ReadContext, Unreadable, as_object
 from rules.packs import available, load_pack
 from rules.records import BilledService
 
@@ -82,7 +82,7 @@ def read_claim_lines(res: dict[str, Any], key: str, ctx: ReadContext) -> list[Bi
         return []
     team = _care_team(res, ctx)
     provider = ctx.people.key(res.get("provider"), res)
-    billable = res.get("billablePeriod") if isinstance(res.get("billablePeriod"), dict) else {}
+    billable = as_object(res.get("billablePeriod"))
     out: list[BilledService] = []
     for item in res.get("item") or ():
         if not isinstance(item, dict):
@@ -95,7 +95,7 @@ def read_claim_lines(res: dict[str, Any], key: str, ctx: ReadContext) -> list[Bi
             start = parse_when(item["servicedDate"], ctx.tz, field=where)
             end = parse_when(item["servicedDate"], ctx.tz, end=True, field=where)
         else:
-            period = item.get("servicedPeriod") if isinstance(item.get("servicedPeriod"), dict) else billable
+            period = as_object(item.get("servicedPeriod"), billable)
             start = parse_when(period.get("start"), ctx.tz, field=where)
             end = parse_when(period.get("end"), ctx.tz, end=True, field=where)
         seqs = item.get("careTeamSequence") or ()
@@ -126,7 +126,7 @@ def read_encounter_billing(
     codes = [c for c in _billing_codes({"coding": types}) if c in known]
     if not codes:
         return []
-    period = res.get("period") if isinstance(res.get("period"), dict) else {}
+    period = as_object(res.get("period"))
     start = parse_when(period.get("start"), ctx.tz, field="Encounter.period.start")
     end = parse_when(period.get("end") or period.get("start"), ctx.tz, end=True, field="Encounter.period.end")
     return [

@@ -46,14 +46,15 @@ def human_name(names: Any) -> str:
         key=lambda n: 0 if n.get("use") == "official" else 1 if n.get("use") in (None, "usual") else 2
     )
     for n in usable:
-        if isinstance(n.get("text"), str) and n["text"].strip():
-            return n["text"].strip()
+        own = n.get("text")
+        if isinstance(own, str) and own.strip():
+            return own.strip()
         raw_given = n.get("given")
         if isinstance(raw_given, str):
             raw_given = [raw_given]
         given = [g for g in raw_given if isinstance(g, str)] if isinstance(raw_given, list) else []
-        family = n.get("family") if isinstance(n.get("family"), str) else ""
-        text = " ".join([*given, family]).strip()
+        family = n.get("family")
+        text = " ".join([*given, family if isinstance(family, str) else ""]).strip()
         if text:
             return text
     return ""

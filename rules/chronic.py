@@ -146,10 +146,10 @@ def _tables() -> _Tables:
     for code, valueset, display in _tsv("ecqm_snomed.tsv", 3):
         ecqm.setdefault(code, []).append((valueset, display))
     return _Tables(
-        ccir=dict(_tsv("ccir_v2023_1.tsv.gz", 2)),
+        ccir={code: ind for code, ind in _tsv("ccir_v2023_1.tsv.gz", 2)},
         derived={c: (ind, basis, via, int(n))
                  for c, ind, basis, via, n in _tsv("icd10cm_fy2026_not_in_ccir.tsv.gz", 5)},
-        titles=dict(_tsv("icd10cm_category_titles.tsv", 2)),
+        titles={code: title for code, title in _tsv("icd10cm_category_titles.tsv", 2)},
         ccw={code: tuple(cats) for code, cats in ccw.items()},
         ecqm={code: tuple(sets) for code, sets in ecqm.items()},
         ecqm_sets={key: (title, oid) for key, oid, title, _version in _tsv("ecqm_sets.tsv", 4)},

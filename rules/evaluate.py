@@ -34,6 +34,11 @@ def default_classifier() -> Classifier:
     return classify
 
 
+def _zone_name(tz: object) -> str:
+    """Callers outside the type checker may pass None or a tzinfo; read it as a zone name."""
+    return tz if isinstance(tz, str) else "UTC" if tz is None else str(tz)
+
+
 def stale_pack(policy: PolicyPack, m: Month) -> tuple[Finding, ...]:
     """Warning when the month is later than the year the pack was written for (no newer pack yet)."""
     year = policy.effective_start.year
@@ -85,8 +90,7 @@ def evaluate(
         m = Month.parse(month)
     else:
         raise BadMonth(f"month must be YYYY-MM, got {month!r}")
-    if not isinstance(tz, str):
-        tz = "UTC" if tz is None else str(tz)
+    tz = _zone_name(tz)
     tzinfo = zone(tz)
     policy = resolve_pack(pack, m)
     start, end = m.bounds(tzinfo)

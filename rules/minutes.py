@@ -218,13 +218,14 @@ def count(
             late = (ended_ts is not None and s >= ended_ts) or (bool(allowed) and s >= first_ts)
             (after_stop if late else before).add(e - s, entry.id)
         inside, _ = subtract([(a, b)], [(s, e) for s, e in outside]) if outside else ([(a, b)], 0.0)
-        pieces, cut = [], 0.0
+        kept_spans: list[Span] = []
+        cut = 0.0
         for piece in inside:
             kept, removed = subtract([piece], stays)
-            pieces += kept
+            kept_spans += kept
             cut += removed
         inpatient.add(cut, entry.id)
-        ccm[person].extend((s, e, entry.id) for s, e in pieces)
+        ccm[person].extend((s, e, entry.id) for s, e in kept_spans)
 
     overlap, double = _Ledger(), _Ledger()
     total = 0.0

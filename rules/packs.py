@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from rules.month import Month
+from rules.verdict import Severity
 
 PACK_DIR = Path(__file__).resolve().parent / "packs"
 DEFAULT_PACK = "cms-pfs-2026"
@@ -129,7 +130,7 @@ class ExclusiveGroup:
 class Outcome:
     allowed: str  # yes | no | once | unverified
     rule: str  # finding rule id
-    severity: str
+    severity: Severity
 
 
 @dataclass(frozen=True, slots=True)
