@@ -106,7 +106,7 @@ def visit_rows(facts: PatientFacts, tz: tzinfo) -> list[Row]:
 
 def time_rows(facts: PatientFacts, month: Month, tz: tzinfo) -> list[Row]:
     start, end = month.bounds(tz)
-    rows = []
+    rows: list[Row] = []
     for t in sorted(facts.time_entries, key=lambda t: t.start):
         if t.end < start or t.start >= end:
             continue

@@ -5,16 +5,31 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fhir_mapping.codes import CARE_PROGRAM, EXT_CARE_PLAN_REVIEWED, codes_in, codings
+from fhir_mapping.codes import (
+    CARE_PROGRAM,
+    CONDITION_CLINICAL,
+    CONDITION_VER_STATUS,
+    EXT_CARE_PLAN_REVIEWED,
+    canonical_system,
+    codes_in,
+    codings,
+)
 from fhir_mapping.dates import parse_birth_date, parse_when
 from fhir_mapping.reading import ReadContext, Unreadable
 from rules.records import CarePlanRecord, ConditionRecord, PatientRecord
 
 
-def _first_code(concept: Any) -> str | None:
+def _first_code(concept: Any, system: str | None = None) -> str | None:
+    """The status code of a CodeableConcept: the HL7 system's coding first, then any coding, then text."""
     if not isinstance(concept, dict):
         return None
-    for c in concept.get("coding") or ():
+    found = concept.get("coding") or ()
+    if system is not None:
+        preferred = [c for c in found if isinstance(c, dict) and canonical_system(c.get("system")) == system]
+        found = [*preferred, *(c for c in found if c not in preferred)]
+    for c in found:
+        if not isinstance(c, dict):
+            continue
         code = c.get("code")
         if isinstance(code, str) and code:
             return code.strip().lower()
@@ -31,14 +46,15 @@ def human_name(names: Any) -> str:
         key=lambda n: 0 if n.get("use") == "official" else 1 if n.get("use") in (None, "usual") else 2
     )
     for n in usable:
-        if isinstance(n.get("text"), str) and n["text"].strip():
-            return n["text"].strip()
+        own = n.get("text")
+        if isinstance(own, str) and own.strip():
+            return own.strip()
         raw_given = n.get("given")
         if isinstance(raw_given, str):
             raw_given = [raw_given]
         given = [g for g in raw_given if isinstance(g, str)] if isinstance(raw_given, list) else []
-        family = n.get("family") if isinstance(n.get("family"), str) else ""
-        text = " ".join([*given, family]).strip()
+        family = n.get("family")
+        text = " ".join([*given, family if isinstance(family, str) else ""]).strip()
         if text:
             return text
     return ""
@@ -70,6 +86,36 @@ def _onset(res: dict[str, Any], prefix: str, ctx: ReadContext) -> datetime | Non
     return None
 
 
+_YEARS = {"a": 1.0, "yr": 1.0, "year": 1.0, "years": 1.0, "mo": 1 / 12, "month": 1 / 12, "months": 1 / 12,
+          "wk": 7 / 365.25, "week": 7 / 365.25, "weeks": 7 / 365.25, "d": 1 / 365.25, "day": 1 / 365.25,
+          "days": 1 / 365.25}
+
+
+def abatement_age(res: dict[str, Any]) -> float | None:
+    """Years of age at abatement from `abatementAge` or `abatementRange` (low, else high); None if none."""
+    age = res.get("abatementAge")
+    if not isinstance(age, dict):
+        rng = res.get("abatementRange")
+        age = (rng.get("low") or rng.get("high")) if isinstance(rng, dict) else None
+    if not isinstance(age, dict):
+        return None
+    value = age.get("value")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    unit = str(age.get("code") or age.get("unit") or "a").strip().lower()
+    return float(value) * _YEARS.get(unit, 1.0)
+
+
+def abated_without_date(res: dict[str, Any]) -> bool:
+    """abatementString, abatementBoolean true, or an age/range: abated, date not (yet) known."""
+    text = res.get("abatementString")
+    return (
+        (isinstance(text, str) and bool(text.strip()))
+        or res.get("abatementBoolean") is True
+        or abatement_age(res) is not None
+    )
+
+
 def read_condition(res: dict[str, Any], key: str, ctx: ReadContext) -> ConditionRecord:
     code = res.get("code")
     if code is None:
@@ -78,16 +124,18 @@ def read_condition(res: dict[str, Any], key: str, ctx: ReadContext) -> Condition
         raise Unreadable("Condition.code is not a CodeableConcept")
     found = codings(code)
     text = code.get("text") if isinstance(code.get("text"), str) else ""
+    abatement = _onset(res, "abatement", ctx)
     if not found and not text:
         raise Unreadable("Condition.code has neither a coding nor text")
     return ConditionRecord(
         id=key,
         codings=found,
         text=text or (found[0].display if found else ""),
-        clinical_status=_first_code(res.get("clinicalStatus")),
-        verification_status=_first_code(res.get("verificationStatus")),
+        clinical_status=_first_code(res.get("clinicalStatus"), CONDITION_CLINICAL),
+        verification_status=_first_code(res.get("verificationStatus"), CONDITION_VER_STATUS),
         onset=_onset(res, "onset", ctx),
-        abatement=_onset(res, "abatement", ctx),
+        abatement=abatement,
+        abated=abatement is not None or abated_without_date(res),
     )
 
 
@@ -109,9 +157,11 @@ def read_care_plan(res: dict[str, Any], key: str, ctx: ReadContext) -> CarePlanR
         if isinstance(meta, dict):
             reviewed = parse_when(meta.get("lastUpdated"), ctx.tz, field="meta.lastUpdated")
     author = ctx.people.key(res.get("author"), res) if res.get("author") else None
+    intent = res.get("intent")
     return CarePlanRecord(
         id=key,
         status=status,
+        intent=intent.strip().lower() if isinstance(intent, str) else "",
         programs=tuple(dict.fromkeys(codes_in(res.get("category"), CARE_PROGRAM))),
         period_start=parse_when(period.get("start"), ctx.tz, field="CarePlan.period.start"),
         period_end=parse_when(period.get("end"), ctx.tz, end=True, field="CarePlan.period.end"),

@@ -22,6 +22,7 @@ from fhir_mapping.dates import (
     plus_minutes,
 )
 from fhir_mapping.reading import ReadContext, Unreadable
+from rules.people import is_staff
 from rules.records import PROGRAMS, Coding, InpatientStay, TimeEntry, VisitRecord
 
 _NOT_HAPPENED = frozenset({"entered-in-error", "cancelled", "planned"})
@@ -41,12 +42,13 @@ class TimeDraft:
     notes: list[str] = field(default_factory=list)
     activities: list[Coding] = field(default_factory=list)
     task_ids: list[str] = field(default_factory=list)
+    codings: tuple[Coding, ...] = ()
 
     def build(self) -> TimeEntry:
         return TimeEntry(
             id=self.id, status=self.status, program=self.program, start=self.start, end=self.end,
             minutes=self.minutes, performer=self.performer, notes=tuple(self.notes),
-            activities=tuple(self.activities), task_ids=tuple(self.task_ids),
+            activities=tuple(self.activities), task_ids=tuple(self.task_ids), codings=self.codings,
         )
 
 
@@ -59,21 +61,32 @@ def _class_codes(value: Any) -> list[str]:
     return []
 
 
-def _program(types: Any) -> str | None:
-    for concept in types:
+def _program(types: Any, service_type: Any = None) -> str | None:
+    """The care program of a time entry, from `type` and `serviceType`. When several are named, another
+    program wins over CCM: time that is also tagged TCM, RPM, RTM or BHI never counts for CCM."""
+    concepts = [*types, service_type] if isinstance(service_type, dict) else list(types)
+    found: list[str] = []
+    for concept in concepts:
+        if not isinstance(concept, dict):
+            continue
         for c in concept.get("coding") or ():
-            if c.get("code") in PROGRAMS and canonical_system(c.get("system")) == CARE_PROGRAM:
-                return c["code"]
-    return None
+            if (
+                isinstance(c, dict)
+                and c.get("code") in PROGRAMS
+                and canonical_system(c.get("system")) == CARE_PROGRAM
+            ):
+                found.append(c["code"])
+    others = [p for p in found if p != "ccm"]
+    return others[0] if others else (found[0] if found else None)
 
 
-def _performer(res: dict[str, Any], ctx: ReadContext) -> str | None:
+def performer_of(res: dict[str, Any], ctx: ReadContext) -> str | None:
     fallback = None
     for p in res.get("participant") or ():
         key = ctx.people.key(p.get("individual"), res)
         if key is None:
             continue
-        if key.startswith(("Practitioner/", "PractitionerRole/")):
+        if is_staff(key):
             return key
         fallback = fallback or key
     return fallback
@@ -93,7 +106,7 @@ def read_encounter(
         types = []
     elif not isinstance(types, list):
         raise Unreadable("Encounter.type is not a list")
-    program = _program(types)
+    program = _program(types, res.get("serviceType"))
     if program is not None:
         return _time_entry(res, key, ctx, program)
     status = res.get("status")
@@ -158,7 +171,8 @@ def _time_entry(res: dict[str, Any], key: str, ctx: ReadContext, program: str) -
             raise Unreadable("time-entry Encounter period ends before it starts")
     elif end is None or end < start:
         end = plus_minutes(start, minutes)
+    billing = tuple(c for c in codings(res.get("type") or []) if c.system in (CPT, HCPCS))
     return TimeDraft(
         id=key, status=status, program=program, start=start, end=end, minutes=minutes,
-        performer=_performer(res, ctx),
+        performer=performer_of(res, ctx), codings=billing,
     )

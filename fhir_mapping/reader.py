@@ -10,15 +10,21 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mapping.dates import BadDate
 from fhir_mapping.people import People
-from fhir_mapping.read_billing import read_charge_item
-from fhir_mapping.read_clinical import plan_shared_at, read_care_plan, read_condition, read_patient
+from fhir_mapping.read_billing import read_charge_item, read_claim_lines, read_encounter_billing
+from fhir_mapping.read_clinical import (
+    abatement_age,
+    plan_shared_at,
+    read_care_plan,
+    read_condition,
+    read_patient,
+)
 from fhir_mapping.read_consent import care_programs, read_consent
-from fhir_mapping.read_encounters import TimeDraft, read_encounter
+from fhir_mapping.read_encounters import TimeDraft, performer_of, read_encounter
 from fhir_mapping.read_tasks import read_attestation, task_activities, task_notes
 from fhir_mapping.reading import ReadContext, Unreadable
 from fhir_mapping.references import References
@@ -45,6 +51,8 @@ SUBJECT_FIELD: dict[str, str] = {
     "Consent": "patient",
     "Task": "for",
     "ChargeItem": "subject",
+    "Claim": "patient",
+    "ExplanationOfBenefit": "patient",
     "Communication": "subject",
 }
 _READ = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"}
@@ -148,6 +156,7 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     billed: list[BilledService] = []
     tasks: list[tuple[str, dict[str, Any], tuple[Coding, ...]]] = []
     shared: dict[str, datetime] = {}
+    aged: list[tuple[int, float]] = []  # conditions abated at an age: dated once the birth date is known
 
     for index, res in enumerate(items):
         if not isinstance(res, dict):
@@ -185,6 +194,8 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                     visits.append(record)
                 elif isinstance(record, InpatientStay):
                     stays.append(record)
+                if not isinstance(record, TimeDraft):
+                    billed.extend(read_encounter_billing(res, key, ctx, performer_of(res, ctx)))
             elif rtype == "Task":
                 activities = task_activities(res)
                 attestation = read_attestation(res, key, ctx, activities)
@@ -194,6 +205,9 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                     tasks.append((key, res, activities))
             elif rtype == "Condition":
                 conditions.append(read_condition(res, key, ctx))
+                years = abatement_age(res)
+                if years is not None and conditions[-1].abatement is None:
+                    aged.append((len(conditions) - 1, years))
             elif rtype == "Consent":
                 programs = care_programs(res)
                 if programs:
@@ -202,6 +216,8 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                 plans.append(read_care_plan(res, key, ctx))
             elif rtype == "ChargeItem":
                 billed.append(read_charge_item(res, key, ctx))
+            elif rtype in ("Claim", "ExplanationOfBenefit"):
+                billed.extend(read_claim_lines(res, key, ctx))
             elif rtype == "Communication":
                 plan_keys, when = plan_shared_at(res, ctx)
                 for plan in plan_keys:
@@ -215,6 +231,11 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     for key, res, activities in tasks:
         _attach_task(key, res, activities, drafts, key_of, skipped)
 
+    if aged and patient is not None and patient.birth_date is not None:
+        b = patient.birth_date
+        born = datetime(b.year, b.month, b.day, tzinfo=ctx.tz)
+        for i, years in aged:
+            conditions[i] = replace(conditions[i], abatement=born + timedelta(days=365.25 * years))
     if shared:
         plans = [
             _with_shared(p, shared[p.id]) if p.id in shared else p for p in plans

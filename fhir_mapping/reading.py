@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import tzinfo
+from typing import Any
 
 from fhir_mapping.people import People
 from fhir_mapping.references import References
+
+
+def as_object(value: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`value` when it is a JSON object, else `default` (an empty object): lenient reading, typed."""
+    if isinstance(value, dict):
+        return value
+    return {} if default is None else default
 
 
 class Unreadable(ValueError):

@@ -36,7 +36,7 @@ def load_path(path: str | Path) -> list[Any]:
     except IsADirectoryError:
         raise SourceError(f"{p} is a directory, not a FHIR JSON or NDJSON file") from None
     except OSError as exc:
-        raise SourceError(f"cannot read {p}: {_one_line(exc.strerror or exc)}") from None
+        raise SourceError(f"cannot read {p}: {_one_line(exc.strerror or str(exc))}") from None
     if not data.strip():
         raise SourceError(f"{p} is empty")
     if p.name.lower().endswith(NDJSON_SUFFIXES):

@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from fhir_mapping.codes import CARE_PROGRAM, EXT_CARE_PLAN_REVIEWED, UCUM
+from fhir_mapping.reading import as_object
 from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
 from fhir_mapping.write_time import transaction
 from rules.careplan_validation import (
@@ -232,16 +233,16 @@ def care_plan_transaction(
         goal_refs.append(full)
     kept = {g.goal_id for g in draft.goals if g.goal_id}
     for old in stored.values():
-        gid = old.get("id")
-        if not isinstance(gid, str) or gid in kept:
+        old_id = old.get("id")
+        if not isinstance(old_id, str) or old_id in kept:
             continue
         res = {k: v for k, v in old.items() if k not in ("meta", "text")}
         res["lifecycleStatus"] = "cancelled"
         entries.append(
             {
-                "fullUrl": urn("goal-retired", f"{gid}-{recorded.isoformat()}"),
+                "fullUrl": urn("goal-retired", f"{old_id}-{recorded.isoformat()}"),
                 "resource": checked(res),
-                "request": {"method": "PUT", "url": f"Goal/{gid}"},
+                "request": {"method": "PUT", "url": f"Goal/{old_id}"},
             }
         )
     plan_url = urn("care-plan", f"{plan_key}-{recorded.isoformat()}")
@@ -280,8 +281,9 @@ def care_plan_transaction(
 
 def _stored_goal_key(res: Mapping[str, Any] | None) -> str | None:
     for ident in (res or {}).get("identifier") or ():
-        if isinstance(ident, dict) and ident.get("system") == GOAL_ID and isinstance(ident.get("value"), str):
-            return ident["value"]
+        value = ident.get("value") if isinstance(ident, dict) else None
+        if isinstance(value, str) and ident.get("system") == GOAL_ID:
+            return value
     return None
 
 
@@ -369,12 +371,9 @@ def _text(value: Any) -> str:
 
 def plan_key_of(plan: Mapping[str, Any]) -> str | None:
     for ident in plan.get("identifier") or ():
-        if (
-            isinstance(ident, dict)
-            and ident.get("system") == CARE_PLAN_ID
-            and isinstance(ident.get("value"), str)
-        ):
-            return ident["value"]
+        value = ident.get("value") if isinstance(ident, dict) else None
+        if isinstance(value, str) and ident.get("system") == CARE_PLAN_ID:
+            return value
     return None
 
 
@@ -388,7 +387,7 @@ def _source_of(res: Mapping[str, Any]) -> str:
 def goal_draft(res: Mapping[str, Any]) -> GoalDraft:
     """A stored Goal as an editable GoalDraft (lenient: missing parts become empty fields)."""
     target = next((t for t in res.get("target") or () if isinstance(t, dict)), {})
-    measure = target.get("measure") if isinstance(target.get("measure"), dict) else {}
+    measure = as_object(target.get("measure"))
     coding = next((c for c in measure.get("coding") or () if isinstance(c, dict)), {})
     qty = target.get("detailQuantity") if isinstance(target.get("detailQuantity"), dict) else None
     if qty is not None:
@@ -402,7 +401,7 @@ def goal_draft(res: Mapping[str, Any]) -> GoalDraft:
         due = date.fromisoformat(_text(target.get("dueDate"))) if target.get("dueDate") else None
     except ValueError:
         due = None
-    description = res.get("description") if isinstance(res.get("description"), dict) else {}
+    description = as_object(res.get("description"))
     return GoalDraft(
         description=_text(description.get("text")),
         measure=_text(measure.get("text")) or _text(coding.get("display")),
@@ -454,13 +453,13 @@ def draft_from_resources(
         for a in plan.get("addresses") or ()
         if isinstance(a, dict) and a.get("reference")
     )
-    period = plan.get("period") if isinstance(plan.get("period"), dict) else {}
+    period = as_object(plan.get("period"))
     try:
         start = date.fromisoformat(_text(period.get("start"))[:10])
     except ValueError:
         start = date.today()
-    meta = plan.get("meta") if isinstance(plan.get("meta"), dict) else {}
-    author = plan.get("author") if isinstance(plan.get("author"), dict) else {}
+    meta = as_object(plan.get("meta"))
+    author = as_object(plan.get("author"))
     return CarePlanDraft(
         patient_id=patient_id,
         conditions=conditions,

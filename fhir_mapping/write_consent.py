@@ -24,6 +24,7 @@ from fhir_mapping.codes import (
     PPRF,
     V3_PARTICIPATION_TYPE,
 )
+from fhir_mapping.reading import as_object
 from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
 from fhir_mapping.write_time import transaction, urn
 
@@ -179,7 +180,7 @@ def stop_transaction(
         raise WriteError("the consent to stop has no server id")
     full = f"{base.rstrip('/')}/Consent/{rid}"
     request: dict[str, Any] = {"method": "PUT", "url": f"Consent/{rid}"}
-    meta = current.get("meta") if isinstance(current.get("meta"), dict) else {}
+    meta = as_object(current.get("meta"))
     if isinstance(meta.get("versionId"), str):
         request["ifMatch"] = f'W/"{meta["versionId"]}"'
     prov = provenance(

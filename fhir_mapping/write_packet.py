@@ -115,6 +115,7 @@ def composition(
 
 def validate_document(bundle: dict[str, Any]) -> None:
     """Check the Bundle with fhir.resources R4B and fhirclient's R4 models; PacketError on failure."""
+    # Imported here: the two model libraries take ~0.5 s to import, and only packet building needs them.
     from fhir.resources.R4B.bundle import Bundle as R4BBundle
     from fhirclient.models.bundle import Bundle as R4Bundle
     from fhirclient.models.fhirabstractbase import FHIRValidationError
@@ -123,7 +124,7 @@ def validate_document(bundle: dict[str, Any]) -> None:
     try:
         R4BBundle.model_validate(bundle)
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
+        first: dict[str, Any] = dict(exc.errors()[0]) if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         raise PacketError(f"packet is not valid FHIR R4B at {where}: {first.get('msg', exc)}") from None
     try:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mapping.codes import CARE_ACTIVITY, CARE_PROGRAM, UCUM, V3_ACT_CODE
+from fhir_mapping.reading import as_object
 from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
 
 TIME_ENTRY_ID = "https://ccm-ready.org/fhir/identifier/time-entry"
@@ -205,7 +206,7 @@ def entry_transaction(
 
 
 def _version(resource: dict[str, Any]) -> str | None:
-    meta = resource.get("meta") if isinstance(resource.get("meta"), dict) else {}
+    meta = as_object(resource.get("meta"))
     vid = meta.get("versionId")
     return f'W/"{vid}"' if isinstance(vid, str) and vid else None
 

@@ -18,14 +18,20 @@ CITE_REVIEW = Citation(
 )
 
 
+ESTABLISHED = frozenset({"plan", "order"})  # a CDS `proposal` or an `option` is not an established plan
+
+
 def in_effect(pm: PatientMonth, plan: CarePlanRecord) -> bool:
-    """Active, tagged CCM, and its period (or creation date) overlaps the month."""
+    """Active, tagged CCM, intent plan or order, begun before the month ends and not ended before it
+    is over (Period.end is inclusive: a date end covers its whole day; cms-rules.md §3.4)."""
     if (plan.status or "").lower() != "active" or "ccm" not in plan.programs:
+        return False
+    if (plan.intent or "").lower() not in ESTABLISHED:
         return False
     begins = plan.period_start or plan.created
     if begins is not None and not pm.before_end(begins):
         return False
-    return not (plan.period_end is not None and pm.aware(plan.period_end) < pm.start)
+    return plan.period_end is None or pm.aware(plan.period_end) >= pm.end
 
 
 def check(pm: PatientMonth) -> tuple[Finding, ...]:
@@ -33,7 +39,8 @@ def check(pm: PatientMonth) -> tuple[Finding, ...]:
     if not plans:
         ccm = [p for p in pm.facts.care_plans if "ccm" in p.programs]
         why = (
-            "A CCM care plan exists but is not active or not in effect in this month"
+            "A CCM care plan exists but is not an established plan in effect through this month (it must be "
+            "active, with intent plan or order, and its period must run to the month's end)"
             if ccm
             else "No CCM care plan is recorded"
         )

@@ -64,6 +64,10 @@ class ConditionGroup:
     icd10cm_prefixes: tuple[str, ...]
 
 
+# A Condition known only by its text is classified as Coding(TEXT, text, text) (rules.eligibility).
+TEXT = "urn:ccm-ready:condition-text"
+
+
 @dataclass(frozen=True, slots=True)
 class _Core:
     """Everything of a Classification except the caller's display text."""
@@ -142,10 +146,10 @@ def _tables() -> _Tables:
     for code, valueset, display in _tsv("ecqm_snomed.tsv", 3):
         ecqm.setdefault(code, []).append((valueset, display))
     return _Tables(
-        ccir=dict(_tsv("ccir_v2023_1.tsv.gz", 2)),
+        ccir={code: ind for code, ind in _tsv("ccir_v2023_1.tsv.gz", 2)},
         derived={c: (ind, basis, via, int(n))
                  for c, ind, basis, via, n in _tsv("icd10cm_fy2026_not_in_ccir.tsv.gz", 5)},
-        titles=dict(_tsv("icd10cm_category_titles.tsv", 2)),
+        titles={code: title for code, title in _tsv("icd10cm_category_titles.tsv", 2)},
         ccw={code: tuple(cats) for code, cats in ccw.items()},
         ecqm={code: tuple(sets) for code, sets in ecqm.items()},
         ecqm_sets={key: (title, oid) for key, oid, title, _version in _tsv("ecqm_sets.tsv", 4)},
@@ -177,8 +181,42 @@ def condition_label(key: str) -> str:
 # ---------------------------------------------------------------------------- classify
 
 
+def _name(text: str) -> str:
+    """Text compared for an exact name: case, spacing and a SNOMED semantic tag ("(disorder)") ignored."""
+    words = " ".join(text.lower().split())
+    for tag in (" (disorder)", " (finding)"):
+        words = words.removesuffix(tag)
+    return words
+
+
+@cache
+def _names() -> dict[str, str]:
+    """Exact condition names of the value sets -> the SNOMED CT code they display (first wins)."""
+    t = _tables()
+    out: dict[str, str] = {}
+    for code, sets in sorted(t.ecqm.items()):
+        for _vs, display in sets:
+            out.setdefault(_name(display), code)
+    for code, (display, _key, _cite) in sorted(t.curated.items()):
+        out.setdefault(_name(display), code)
+    return out
+
+
+def classify_text(text: str) -> Classification:
+    """A text-only condition: chronic only when the text is exactly a value-set condition's name."""
+    code = _names().get(_name(text)) if text.strip() else None
+    if code is None:
+        return Classification(False, None, None, "", text,
+                              "text only, not the exact name of a condition in the value sets: code it")
+    core = _snomed(code)
+    return Classification(core.chronic, core.source, core.key, core.label, text,
+                          f"text names {core.display} exactly; {core.reason}")
+
+
 def classify(coding: Coding) -> Classification:
     """Classify one coding. Never raises for odd input; unknown input is simply not chronic."""
+    if coding.system == TEXT:
+        return classify_text(coding.display or coding.code)
     system = _canonical_system(coding.system)
     code = (coding.code or "").strip()
     display = (coding.display or "").strip()

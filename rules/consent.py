@@ -270,8 +270,8 @@ def _blocked(pm: PatientMonth, evs: list[Event], tl: _Timeline) -> ConsentState:
         message = (
             f"The CCM consent was obtained after {pm.month}; CCM cannot be billed for a month before consent."
         )
-        ids = tuple(dict.fromkeys(e.record.id for e in given_mine))
-        return ConsentState((_consent(rule_ids.CONSENT_MISSING, "blocker", message, ids),), None)
+        later = tuple(dict.fromkeys(e.record.id for e in given_mine))
+        return ConsentState((_consent(rule_ids.CONSENT_MISSING, "blocker", message, later),), None)
     others = [e for e in before if e.kind == "given" and not _names(e, pm.practitioner)]
     if others and not mine:
         names = ", ".join(sorted({e.practitioner or "" for e in others}))
@@ -279,8 +279,8 @@ def _blocked(pm: PatientMonth, evs: list[Event], tl: _Timeline) -> ConsentState:
             f"The CCM consent names a different billing practitioner ({names}), not {pm.practitioner}. A "
             "new consent is needed when the billing practitioner changes."
         )
-        ids = tuple(dict.fromkeys(e.record.id for e in others))
-        blocker = _consent(rule_ids.CONSENT_OTHER_PRACTITIONER, "blocker", message, ids, CITE_RECONSENT)
+        theirs = tuple(dict.fromkeys(e.record.id for e in others))
+        blocker = _consent(rule_ids.CONSENT_OTHER_PRACTITIONER, "blocker", message, theirs, CITE_RECONSENT)
         return ConsentState((blocker,), None)
     pending = tuple(c.id for c in pm.facts.consents if "ccm" in c.programs)
     message = (

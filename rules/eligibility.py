@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rules import rule_ids
+from rules.chronic import ICD10_WHO, ICD10CM, SNOMED, TEXT
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.records import Coding, ConditionRecord
@@ -22,7 +23,12 @@ CITE_DECEASED = Citation(
 CITE_RISK = Citation("CMS MLN909188; Noridian JF Part A CCM", "3.1, 6", ("S1", "S4"), "H")
 
 COUNTED_CLINICAL = frozenset({"active", "recurrence", "relapse"})
-EXCLUDED_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+# Only a confirmed (or unqualified) diagnosis counts: a suspicion is not a chronic condition.
+EXCLUDED_VERIFICATION = frozenset(
+    {"refuted", "entered-in-error", "unconfirmed", "provisional", "differential"}
+)
+STANDARD_SYSTEMS = frozenset({ICD10CM, ICD10_WHO, SNOMED})
+CITE_CODED = Citation("AHRQ HCUP CCIR; CMS CCW condition categories", "6, 3.1", ("S18",), "H")
 MIN_CONDITIONS = 2
 
 
@@ -44,7 +50,9 @@ def _exclusion(pm: PatientMonth, c: ConditionRecord) -> str | None:
     """Why a condition does not count this month, or None when it does."""
     clinical = (c.clinical_status or "").strip().lower() or None
     verification = (c.verification_status or "").strip().lower() or None
-    if clinical is not None and clinical not in COUNTED_CLINICAL:
+    if clinical is None:
+        return "clinical status not recorded: not counted (record it as active)"
+    if clinical not in COUNTED_CLINICAL:
         return f"clinical status {clinical}: not counted"
     if verification in EXCLUDED_VERIFICATION:
         return f"verification status {verification}: not counted"
@@ -52,6 +60,8 @@ def _exclusion(pm: PatientMonth, c: ConditionRecord) -> str | None:
         return "onset after this month: not counted"
     if c.abatement is not None and pm.aware(c.abatement) < pm.start:
         return "abated before this month: not counted"
+    if c.abated and c.abatement is None:
+        return "abated (no date can be derived): not counted"
     return None
 
 
@@ -83,8 +93,11 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
     reviewed: list[ConditionReview] = []
     by_code: dict[tuple[str, str], dict[str, Any]] = {}
     keys: dict[str, str] = {}
+    uncoded: list[str] = []
     for cond in pm.facts.conditions:
         codings = cond.codings
+        if cond.text.strip() and not any(c.system in STANDARD_SYSTEMS for c in codings):
+            codings = (*codings, Coding(TEXT, cond.text.strip(), cond.text.strip()))
         if not codings:
             reviewed.append(
                 ConditionReview(
@@ -122,6 +135,10 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
                 shown[5],
             )
         )
+        if not any(c.system in STANDARD_SYSTEMS for c in cond.codings) and not any(
+            c.system == TEXT for c, _r in chronic_hits
+        ):
+            uncoded.append(cond.id)
         for coding, (_, source, key, label, disp, _reason) in chronic_hits:
             condition_key = key or f"{coding.system}|{coding.code}"
             keys.setdefault(condition_key, label or disp)
@@ -155,6 +172,19 @@ def chronic_conditions(pm: PatientMonth, classifier: Classifier) -> ChronicResul
                 "count once. Add any missing chronic diagnoses to the problem list if they apply.",
                 str(CITE_CHRONIC),
                 evidence,
+            )
+        )
+    if uncoded:
+        findings.append(
+            Finding(
+                rule_ids.ELIGIBILITY_UNCODED_CONDITION,
+                "eligibility",
+                "warning",
+                f"{len(uncoded)} condition(s) on the problem list have no ICD-10-CM or SNOMED CT code, only "
+                "text or a local code, so they cannot be classified and do not count as chronic "
+                "conditions. Code them (ICD-10-CM or SNOMED CT).",
+                str(CITE_CODED),
+                tuple(uncoded),
             )
         )
     return ChronicResult(chronic, tuple(reviewed), tuple(keys), tuple(keys.values()), tuple(findings))

@@ -139,6 +139,8 @@ def _interval(
                 )
             )
             return start, end, minutes
+    if minutes is None:  # unreachable: no minutes and no end returned above
+        return start, end, None
     if not MIN_MINUTES <= minutes <= MAX_MINUTES:
         errors.append(
             Problem(

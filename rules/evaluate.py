@@ -23,6 +23,7 @@ from rules.verdict import CATEGORIES, Finding, Status, Verdict
 
 SEVERITY_ORDER = {"blocker": 0, "warning": 1, "info": 2}
 CATEGORY_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
+CITE_PACK = Citation("CMS PFS yearly final rule and RVU files", "4, 8", ("S7", "S30"), "H")
 CITE_CLAIM = Citation("CMS claim edits; OIG CCM reports", "5.2, 5.3", ("S10", "S16"), "H")
 
 
@@ -31,6 +32,30 @@ def default_classifier() -> Classifier:
     from rules.chronic import classify
 
     return classify
+
+
+def _zone_name(tz: object) -> str:
+    """Callers outside the type checker may pass None or a tzinfo; read it as a zone name."""
+    return tz if isinstance(tz, str) else "UTC" if tz is None else str(tz)
+
+
+def stale_pack(policy: PolicyPack, m: Month) -> tuple[Finding, ...]:
+    """Warning when the month is later than the year the pack was written for (no newer pack yet)."""
+    year = policy.effective_start.year
+    if m.year <= year:
+        return ()
+    return (
+        Finding(
+            rule_ids.POLICY_PACK_STALE,
+            "time",
+            "warning",
+            f"No policy pack for {m.year} is installed: {m} was evaluated with {policy.id}, written for "
+            f"CY{year}. Codes, thresholds, caps and payments may have changed; add the CY{m.year} pack when "
+            "CMS publishes the fee schedule (rules/packs/README.md).",
+            str(CITE_PACK),
+            (policy.id,),
+        ),
+    )
 
 
 def status_of(findings: tuple[Finding, ...], has_codes: bool) -> Status:
@@ -65,8 +90,7 @@ def evaluate(
         m = Month.parse(month)
     else:
         raise BadMonth(f"month must be YYYY-MM, got {month!r}")
-    if not isinstance(tz, str):
-        tz = "UTC" if tz is None else str(tz)
+    tz = _zone_name(tz)
     tzinfo = zone(tz)
     policy = resolve_pack(pack, m)
     start, end = m.bounds(tzinfo)
@@ -74,7 +98,7 @@ def evaluate(
     pm = PatientMonth(facts, m, tzinfo, tz, start, end, policy, practitioner, dict(facts.aliases))
     classify = classifier if classifier is not None else default_classifier()
 
-    findings: list[Finding] = []
+    findings: list[Finding] = list(stale_pack(policy, m))
     chronic = eligibility.chronic_conditions(pm, classify)
     findings += chronic.findings
     findings += eligibility.deceased(pm)

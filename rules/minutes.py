@@ -112,6 +112,19 @@ class _Ledger:
             self.ids[entry_id] = None
 
 
+def program_of(pm: PatientMonth, entry: TimeEntry) -> str:
+    """The entry's program; a CPT/HCPCS code of another program's family on it makes it that program's
+    time (TCM, RPM, RTM, BHI, PCM, APCM, G0506 minutes never count for CCM, cms-rules.md §3.6)."""
+    program = (entry.program or "").lower()
+    if program != "ccm":
+        return program
+    for coding in entry.codings:
+        spec = pm.pack.find(coding.code)
+        if spec is not None and spec.family != "ccm":
+            return spec.family
+    return program
+
+
 def _ts(pm: PatientMonth, moment: datetime | None) -> float | None:
     return pm.aware(moment).timestamp() if moment is not None else None
 
@@ -184,7 +197,7 @@ def count(
         a, b = max(start, lo), min(start + seconds, hi)
         if b <= a:
             continue
-        program = (entry.program or "").lower()
+        program = program_of(pm, entry)
         logged[program] += b - a
         person = pm.person(entry.performer) or UNRECORDED
         if program != "ccm":
@@ -205,13 +218,14 @@ def count(
             late = (ended_ts is not None and s >= ended_ts) or (bool(allowed) and s >= first_ts)
             (after_stop if late else before).add(e - s, entry.id)
         inside, _ = subtract([(a, b)], [(s, e) for s, e in outside]) if outside else ([(a, b)], 0.0)
-        pieces, cut = [], 0.0
+        kept_spans: list[Span] = []
+        cut = 0.0
         for piece in inside:
             kept, removed = subtract([piece], stays)
-            pieces += kept
+            kept_spans += kept
             cut += removed
         inpatient.add(cut, entry.id)
-        ccm[person].extend((s, e, entry.id) for s, e in pieces)
+        ccm[person].extend((s, e, entry.id) for s, e in kept_spans)
 
     overlap, double = _Ledger(), _Ledger()
     total = 0.0

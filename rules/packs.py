@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from rules.month import Month
+from rules.verdict import Severity
 
 PACK_DIR = Path(__file__).resolve().parent / "packs"
 DEFAULT_PACK = "cms-pfs-2026"
@@ -71,6 +72,7 @@ class CodeSpec:
     cap_note: str = ""
     payment_note: str = ""
     payment_citation: Citation | None = None
+    cap_citation: Citation | None = None  # required for every add-on (cms-rules.md §5.3)
 
     @property
     def base(self) -> str | None:
@@ -128,7 +130,7 @@ class ExclusiveGroup:
 class Outcome:
     allowed: str  # yes | no | once | unverified
     rule: str  # finding rule id
-    severity: str
+    severity: Severity
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +349,9 @@ class _Parser:
         if payment is not None and payment_citation is None:
             raise self.fail(f"{what}: a payment needs a payment_citation")
         cap = self.opt_int(c.get("cap"), f"{what} cap")
+        cap_citation = c.get("cap_citation")
+        if kind == "add-on" and (cap is None or cap_citation is None):
+            raise self.fail(f"{what}: an add-on needs a unit cap and its cap_citation (cms-rules.md §5.3)")
         return CodeSpec(
             code=code,
             label=self.text(c.get("label"), f"{what} label"),
@@ -360,6 +365,7 @@ class _Parser:
             citation=self.citation(c.get("citation"), what),
             cap_note=c.get("cap_note") or "",
             payment_note=payment_note,
+            cap_citation=self.citation(cap_citation, f"{what} cap") if cap_citation is not None else None,
             payment_citation=(
                 self.citation(payment_citation, f"{what} payment") if payment_citation is not None else None
             ),

@@ -40,7 +40,8 @@ class ConditionRecord:
     clinical_status: str | None = None  # active | recurrence | relapse | inactive | remission | resolved
     verification_status: str | None = None  # confirmed | refuted | entered-in-error | ...
     onset: datetime | None = None
-    abatement: datetime | None = None
+    abatement: datetime | None = None  # earliest instant the condition is known to have abated
+    abated: bool = False  # abated (abatement[x] present), even when no date can be derived
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class CarePlanRecord:
     author: str | None = None
     last_reviewed: datetime | None = None  # latest review/revision we know of (meta.lastUpdated or extension)
     shared_with_patient_at: datetime | None = None  # from a Communication about the plan (issue 7)
+    intent: str = "plan"  # plan | order count; proposal (a CDS suggestion), option, directive do not
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class TimeEntry:
     notes: tuple[str, ...] = ()  # Task.note texts (the documentation)
     activities: tuple[Coding, ...] = ()  # Task.code
     task_ids: tuple[str, ...] = ()
+    codings: tuple[Coding, ...] = ()  # CPT/HCPCS codes on it (a TCM/RPM/BHI code makes it that program's)
 
 
 @dataclass(frozen=True, slots=True)

@@ -243,8 +243,9 @@ def test_classification_is_frozen() -> None:
 
 
 def test_classify_codings_prefers_a_chronic_coding() -> None:
-    result = classify_codings([Coding("http://loinc.org", "x"), Coding(SNOMED, "10509002"),
-                               Coding(ICD10CM, "I10")])
+    result = classify_codings(
+        [Coding("http://loinc.org", "x"), Coding(SNOMED, "10509002"), Coding(ICD10CM, "I10")]
+    )
     assert result.chronic and result.condition_key == "hypertension"
     assert not classify_codings([]).chronic
 
@@ -256,26 +257,74 @@ DROPPED_VERIFICATION = {"refuted", "entered-in-error"}
 
 # Independent oracle for the carebundle ICD-10-CM codes (what the key of each code must be).
 CAREBUNDLE_KEYS = {
-    "E11.9": "diabetes", "E78.00": "hyperlipidemia", "E78.5": "hyperlipidemia", "E66.9": "obesity",
-    "I10": "hypertension", "E03.9": "hypothyroidism", "D50.9": "anemia", "D64.9": "anemia",
-    "D63.1": "anemia", "N18.31": "chronic_kidney_disease", "N18.32": "chronic_kidney_disease",
+    "E11.9": "diabetes",
+    "E78.00": "hyperlipidemia",
+    "E78.5": "hyperlipidemia",
+    "E66.9": "obesity",
+    "I10": "hypertension",
+    "E03.9": "hypothyroidism",
+    "D50.9": "anemia",
+    "D64.9": "anemia",
+    "D63.1": "anemia",
+    "N18.31": "chronic_kidney_disease",
+    "N18.32": "chronic_kidney_disease",
 }
 
 # Hand decision for every SNOMED code in the Synthea selection (None = not chronic).
 SYNTHEA_KEYS: dict[str, str | None] = {
-    "444814009": None, "195662009": None, "162864005": "obesity", "10509002": None,
-    "38341003": "hypertension", "40055000": "chronic_sinusitis", "19169002": None, "271737000": "anemia",
-    "15777000": None, "128613002": "epilepsy", "703151001": None, "84757009": "epilepsy",
-    "53741008": "ischemic_heart_disease", "43878008": None, "239872002": "arthritis",
-    "239873007": "arthritis", "44054006": "diabetes", "302870006": "hyperlipidemia",
-    "237602007": "metabolic_syndrome", "39848009": None, "410429000": None, "429007001": None, "283385000": None,
-    "64859006": "osteoporosis", "49436004": "atrial_fibrillation", "185086009": "copd",
-    "47693006": None, "74400008": None, "428251008": None, "36971009": None, "80394007": None,
-    "62106007": None, "90560007": "gout", "232353008": "allergic_rhinitis", "275272006": None, "68496003": None,
-    "62564004": None, "368581000119106": "diabetes", "26929004": "dementia", "72892002": None,
-    "35999006": None, "230690007": "stroke", "124171000119105": "migraine", "370247008": None,
-    "87433001": "copd", "446096008": "allergic_rhinitis", "65966004": None, "65363002": None, "24079001": "atopic_dermatitis",
-    "75498004": None, "201834006": "arthritis", "38822007": None, "283371005": None,
+    "444814009": None,
+    "195662009": None,
+    "162864005": "obesity",
+    "10509002": None,
+    "38341003": "hypertension",
+    "40055000": "chronic_sinusitis",
+    "19169002": None,
+    "271737000": "anemia",
+    "15777000": None,
+    "128613002": "epilepsy",
+    "703151001": None,
+    "84757009": "epilepsy",
+    "53741008": "ischemic_heart_disease",
+    "43878008": None,
+    "239872002": "arthritis",
+    "239873007": "arthritis",
+    "44054006": "diabetes",
+    "302870006": "hyperlipidemia",
+    "237602007": "metabolic_syndrome",
+    "39848009": None,
+    "410429000": None,
+    "429007001": None,
+    "283385000": None,
+    "64859006": "osteoporosis",
+    "49436004": "atrial_fibrillation",
+    "185086009": "copd",
+    "47693006": None,
+    "74400008": None,
+    "428251008": None,
+    "36971009": None,
+    "80394007": None,
+    "62106007": None,
+    "90560007": "gout",
+    "232353008": "allergic_rhinitis",
+    "275272006": None,
+    "68496003": None,
+    "62564004": None,
+    "368581000119106": "diabetes",
+    "26929004": "dementia",
+    "72892002": None,
+    "35999006": None,
+    "230690007": "stroke",
+    "124171000119105": "migraine",
+    "370247008": None,
+    "87433001": "copd",
+    "446096008": "allergic_rhinitis",
+    "65966004": None,
+    "65363002": None,
+    "24079001": "atopic_dermatitis",
+    "75498004": None,
+    "201834006": "arthritis",
+    "38822007": None,
+    "283371005": None,
     "233678006": "asthma",
 }
 
@@ -294,8 +343,10 @@ def _status(resource: dict, field: str) -> str | None:
 
 
 def _codings(resource: dict) -> list[Coding]:
-    return [Coding(c.get("system", ""), c.get("code", ""), c.get("display", ""))
-            for c in (resource.get("code") or {}).get("coding") or []]
+    return [
+        Coding(c.get("system", ""), c.get("code", ""), c.get("display", ""))
+        for c in (resource.get("code") or {}).get("coding") or []
+    ]
 
 
 def _active_chronic(path: Path) -> tuple[dict[str, list[str]], list[Coding]]:
@@ -334,8 +385,10 @@ def test_carebundle_patients(shared_data: Path) -> None:
         listed = [c for c in row["conditions_icd10cm"].split(";") if c]
         assert sorted(c.code for c in codings if c.system == ICD10CM) == sorted(listed), path.name
         expected = {CAREBUNDLE_KEYS[c] for c in listed}
-        print(f"{path.name:32} {len(keys):>4} {len(expected):>6}  {row['conditions_icd10cm'] or '-':26} "
-              f"-> {', '.join(sorted(keys)) or '-'}")
+        print(
+            f"{path.name:32} {len(keys):>4} {len(expected):>6}  {row['conditions_icd10cm'] or '-':26} "
+            f"-> {', '.join(sorted(keys)) or '-'}"
+        )
         assert set(keys) == expected, path.name
     # the profile names promise: diabetes patients have diabetes, healthy ones fewer than two
     for path in files:
@@ -357,8 +410,10 @@ def test_synthea_patients(shared_data: Path) -> None:
     index = _index(folder / "patient_index.csv")
     files = sorted((folder / "bundles").glob("*.json"))
     assert len(files) == len(index) == 44
-    print("\nsynthea-smart-r4: distinct active chronic conditions per patient "
-          "(heuristic = patient_index n_active_chronic, not ground truth)")
+    print(
+        "\nsynthea-smart-r4: distinct active chronic conditions per patient "
+        "(heuristic = patient_index n_active_chronic, not ground truth)"
+    )
     print(f"{'patient file':28} {'ours':>4} {'heur':>4}  keys")
     disagreements = 0
     for path in files:

@@ -195,12 +195,12 @@ def test_tracks(pack_id: str) -> None:
         60,
         "99489",
         30,
-        None,
+        2,
     )
     assert cx.requires_mdm and not staff.requires_mdm
     assert staff.units(19) == (0, 0) and staff.units(20) == (1, 0) and staff.units(39) == (1, 0)
     assert staff.units(40) == (1, 1) and staff.units(75) == (1, 2) and staff.units(500) == (1, 2)
-    assert cx.units(150) == (1, 3)
+    assert cx.units(150) == (1, 2)  # 99489 capped at 2 (pack cap_citation)
 
 
 def test_concurrency_table_matches_cms_rules_section_2() -> None:

@@ -43,7 +43,7 @@ def test_track_thresholds_come_from_the_pack(specs: tuple[Track, ...]) -> None:
     marks = {s.id: pv.track_marks(s) for s in specs}
     assert marks["clinical-staff"] == ((20, "99490"), (40, "99439"), (60, "99439"))
     assert marks["practitioner"] == ((30, "99491"), (60, "99437"), (90, "99437"))
-    assert marks["complex"] == ((60, "99487"), (90, "99489"))
+    assert marks["complex"] == ((60, "99487"), (90, "99489"), (120, "99489"))  # 99489 cap 2 (pack)
 
 
 def test_bars_show_minutes_marks_and_text(specs: tuple[Track, ...]) -> None:
@@ -70,8 +70,8 @@ def test_complex_bar_appears_on_the_complex_track(specs: tuple[Track, ...]) -> N
     v = verdict(track="complex", minutes=Minutes(70, 0), next_threshold=nxt)
     bars = {b.track: b for b in pv.progress_bars(v, specs)}
     assert bars["complex"].active
-    assert [(s.end, s.span) for s in bars["complex"].segments] == [(60, 2), (90, 1)]
-    assert bars["complex"].columns == 3
+    assert [(s.end, s.span) for s in bars["complex"].segments] == [(60, 2), (90, 1), (120, 1)]
+    assert bars["complex"].columns == 4
 
 
 @pytest.mark.parametrize(

@@ -43,12 +43,25 @@ def test_care_plan_not_in_effect_blocks(plan) -> None:  # type: ignore[no-untype
     "plan",
     [
         care_plan(start="2026-03-31T10:00:00"),
-        care_plan(end="2026-03-01T10:00:00"),
         care_plan(start="2024-01-01T00:00:00"),
+        care_plan(end="2026-04-01T00:00:00"),
     ],
 )
-def test_care_plan_touching_the_month_counts(plan) -> None:  # type: ignore[no-untyped-def]
+def test_care_plan_in_effect_at_the_month_end_counts(plan) -> None:  # type: ignore[no-untyped-def]
     assert "care-plan.missing" not in rules_of(ev(ready_facts(care_plans=(plan,))))
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        care_plan(end="2026-03-01T10:00:00"),  # ended in the month: the plan does not cover the month
+        replace(care_plan(), intent="proposal"),  # a CDS proposal is not an established plan
+        replace(care_plan(), intent="option"),
+    ],
+)
+def test_plan_must_be_established_and_cover_the_month(plan) -> None:  # type: ignore[no-untyped-def]
+    """cms-rules.md §3.4: the record shows the plan is in effect for every billed month."""
+    assert "care-plan.missing" in rules_of(ev(ready_facts(care_plans=(plan,))))
 
 
 def test_plan_not_shared_is_information() -> None:

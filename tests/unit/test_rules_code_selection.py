@@ -124,10 +124,11 @@ def test_complex_at_sixty_pays_less_than_the_staff_track() -> None:
     assert v.track == "clinical-staff" and "complex track would earn 99487 ($144.29)" in v.track_reason
 
 
-def test_complex_has_no_known_add_on_cap() -> None:
+def test_complex_add_on_is_capped_by_the_pack() -> None:
+    """cms-rules.md §5.3: add-on unit caps come from the pack (99489: conservative 2 until the MUE file)."""
     entries = staff(60, NURSE) + staff(60, NURSE2) + staff(60, "Practitioner/nurse3")
     v = ev(ready_facts(time_entries=entries, attestations=(attestation(), mdm())))
-    assert codes_of(v) == [("99487", 1), ("99489", 4)]
+    assert codes_of(v) == [("99487", 1), ("99489", 2)]
 
 
 def test_2025_months_use_2025_payments() -> None:

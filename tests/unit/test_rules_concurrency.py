@@ -15,7 +15,7 @@ SAME, OTHER = DOC, OTHER_DOC
         ("99490", OTHER, "conflict.ccm-other-practitioner", "blocker", "blocked"),
         ("99491", OTHER, "conflict.ccm-other-practitioner", "blocker", "blocked"),
         ("99487", OTHER, "conflict.ccm-other-practitioner", "blocker", "blocked"),
-        ("99490", SAME, "conflict.already-billed", "warning", "ready"),
+        ("99490", SAME, "conflict.already-billed", "blocker", "blocked"),  # §2: CCM once per month
         ("99424", SAME, "conflict.pcm-same-practitioner", "blocker", "blocked"),
         ("99426", SAME, "conflict.pcm-same-practitioner", "blocker", "blocked"),
         ("99424", OTHER, "conflict.pcm-other-practitioner", "info", "ready"),

@@ -88,16 +88,21 @@ def test_condition_status_filters() -> None:
     assert reviewed["Condition/cold"].reason == "not in any chronic list"
 
 
-def test_missing_or_recurrent_clinical_status_counts() -> None:
+def test_recurrent_clinical_status_counts_missing_does_not() -> None:
+    """cms-rules.md §6 step 1: take Conditions whose clinicalStatus is active (recurrence, relapse)."""
     v = ev(
         ready_facts(
             conditions=(
-                condition("dm", "E11.9", clinical_status=None),
+                condition("dm", "E11.9", clinical_status="relapse"),
                 condition("htn", "I10", clinical_status="recurrence"),
             )
         )
     )
     assert v.status == "ready"
+    missing = ev(
+        ready_facts(conditions=(condition("dm", "E11.9", clinical_status=None), condition("htn", "I10")))
+    )
+    assert missing.status == "not-eligible"
 
 
 def test_abated_before_the_month_does_not_count() -> None:
