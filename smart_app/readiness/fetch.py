@@ -114,6 +114,9 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
             required=False,
             fallbacks=(q("ChargeItem"),),
         ),
+        # Claims and remittances name services billed by others too (cms-rules.md §4: concurrency).
+        Query(q("Claim"), "claims for services in or around the month", required=False),
+        Query(q("ExplanationOfBenefit"), "payer decisions on claims", required=False),
     ]
 
 
