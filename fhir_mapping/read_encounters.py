@@ -171,7 +171,9 @@ def _time_entry(res: dict[str, Any], key: str, ctx: ReadContext, program: str) -
             raise Unreadable("time-entry Encounter period ends before it starts")
     elif end is None or end < start:
         end = plus_minutes(start, minutes)
-    billing = tuple(c for c in codings(res.get("type") or []) if c.system in (CPT, HCPCS))
+    types = res.get("type") or []
+    raw = [c for t in types if isinstance(t, dict) for c in t.get("coding") or ()]
+    billing = tuple(c for c in codings(types) if c.system in (CPT, HCPCS)) if len(raw) > 1 else ()
     return TimeDraft(
         id=key, status=status, program=program, start=start, end=end, minutes=minutes,
         performer=performer_of(res, ctx), codings=billing,
