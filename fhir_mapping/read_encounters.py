@@ -83,7 +83,7 @@ def _program(types: Any, service_type: Any = None) -> str | None:
 def performer_of(res: dict[str, Any], ctx: ReadContext) -> str | None:
     fallback = None
     for p in res.get("participant") or ():
-        key = ctx.people.key(p.get("individual"), res)
+        key = ctx.people.key(p.get("individual") or p.get("actor"), res)
         if key is None:
             continue
         if is_staff(key):
@@ -93,7 +93,7 @@ def performer_of(res: dict[str, Any], ctx: ReadContext) -> str | None:
 
 
 def _participants(res: dict[str, Any], ctx: ReadContext) -> tuple[str, ...]:
-    keys = (ctx.people.key(p.get("individual"), res) for p in res.get("participant") or ())
+    keys = (ctx.people.key(p.get("individual") or p.get("actor"), res) for p in res.get("participant") or ())
     return tuple(k for k in keys if k)
 
 
