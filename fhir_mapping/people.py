@@ -49,6 +49,11 @@ class People:
         self._roles: dict[str, dict[str, Any]] = {}
         self._by_npi: dict[str, str] = {}
 
+    def narrow(self, persons: Sequence[Any]) -> None:
+        """Index only `persons` (the Practitioners and roles the reader met), if nothing was indexed yet."""
+        if self._pending is not None:
+            self._pending = persons
+
     def _index(self) -> None:
         resources, self._pending = self._pending or (), None
         roles: list[dict[str, Any]] = []

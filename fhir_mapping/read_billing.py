@@ -55,6 +55,7 @@ def read_charge_item(res: dict[str, Any], key: str, ctx: ReadContext) -> BilledS
 
 
 CLAIM_IN_FORCE = frozenset({"active"})
+NOT_BILLED_USES = frozenset({"preauthorization", "predetermination"})
 BILLED = "billed"
 
 
@@ -79,6 +80,8 @@ def read_claim_lines(res: dict[str, Any], key: str, ctx: ReadContext) -> list[Bi
     if not isinstance(status, str) or not status:
         raise Unreadable(f"{rtype} has no status")
     if status.lower() not in CLAIM_IN_FORCE or str(res.get("outcome") or "").lower() == "error":
+        return []
+    if str(res.get("use") or "claim").lower() in NOT_BILLED_USES:  # an estimate is not a bill
         return []
     team = _care_team(res, ctx)
     provider = ctx.people.key(res.get("provider"), res)

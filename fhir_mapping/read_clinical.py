@@ -86,6 +86,12 @@ def _onset(res: dict[str, Any], prefix: str, ctx: ReadContext) -> datetime | Non
     return None
 
 
+CATEGORY_SYSTEMS = frozenset(
+    {
+        "http://terminology.hl7.org/CodeSystem/condition-category",
+        "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
+    }
+)
 _YEARS = {"a": 1.0, "yr": 1.0, "year": 1.0, "years": 1.0, "mo": 1 / 12, "month": 1 / 12, "months": 1 / 12,
           "wk": 7 / 365.25, "week": 7 / 365.25, "weeks": 7 / 365.25, "d": 1 / 365.25, "day": 1 / 365.25,
           "days": 1 / 365.25}
@@ -136,6 +142,9 @@ def read_condition(res: dict[str, Any], key: str, ctx: ReadContext) -> Condition
         onset=_onset(res, "onset", ctx),
         abatement=abatement,
         abated=abatement is not None or abated_without_date(res),
+        categories=tuple(
+            c.code.strip().lower() for c in codings(res.get("category") or []) if c.system in CATEGORY_SYSTEMS
+        ),
     )
 
 

@@ -83,7 +83,7 @@ def _program(types: Any, service_type: Any = None) -> str | None:
 def performer_of(res: dict[str, Any], ctx: ReadContext) -> str | None:
     fallback = None
     for p in res.get("participant") or ():
-        key = ctx.people.key(p.get("individual"), res)
+        key = ctx.people.key(p.get("individual") or p.get("actor"), res)
         if key is None:
             continue
         if is_staff(key):
@@ -93,7 +93,7 @@ def performer_of(res: dict[str, Any], ctx: ReadContext) -> str | None:
 
 
 def _participants(res: dict[str, Any], ctx: ReadContext) -> tuple[str, ...]:
-    keys = (ctx.people.key(p.get("individual"), res) for p in res.get("participant") or ())
+    keys = (ctx.people.key(p.get("individual") or p.get("actor"), res) for p in res.get("participant") or ())
     return tuple(k for k in keys if k)
 
 
@@ -171,7 +171,9 @@ def _time_entry(res: dict[str, Any], key: str, ctx: ReadContext, program: str) -
             raise Unreadable("time-entry Encounter period ends before it starts")
     elif end is None or end < start:
         end = plus_minutes(start, minutes)
-    billing = tuple(c for c in codings(res.get("type") or []) if c.system in (CPT, HCPCS))
+    types = res.get("type") or []
+    raw = [c for t in types if isinstance(t, dict) for c in t.get("coding") or ()]
+    billing = tuple(c for c in codings(types) if c.system in (CPT, HCPCS)) if len(raw) > 1 else ()
     return TimeDraft(
         id=key, status=status, program=program, start=start, end=end, minutes=minutes,
         performer=performer_of(res, ctx), codings=billing,

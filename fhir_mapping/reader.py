@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mapping.dates import BadDate
-from fhir_mapping.people import People
+from fhir_mapping.people import PERSON_TYPES, People
 from fhir_mapping.read_billing import read_charge_item, read_claim_lines, read_encounter_billing
 from fhir_mapping.read_clinical import (
     abatement_age,
@@ -85,16 +85,20 @@ def _index(resources: Iterable[Any]) -> tuple[list[Any], References]:
 def group_by_patient(resources: Iterable[Any]) -> dict[str, list[Any]]:
     """Resources of a population (NDJSON export) grouped by the patient they are about.
 
-    Resources about no patient (Practitioner, Organization, ...) are left out: the reader does
-    not need them.
+    Practitioners and PractitionerRoles go with every patient (people referenced by role or NPI are
+    resolved through them); other resources about no patient (Organization, ...) are left out.
     """
     items, refs = _index(resources)
     groups: dict[str, list[Any]] = {}
+    persons: list[Any] = []
     key_of = refs.key
     for res in items:
         if not isinstance(res, dict):
             continue
         rtype = res.get("resourceType")
+        if rtype in PERSON_TYPES:
+            persons.append(res)
+            continue
         if rtype == "Patient":
             rid = res.get("id")
             if isinstance(rid, str) and rid:
@@ -106,6 +110,9 @@ def group_by_patient(resources: Iterable[Any]) -> dict[str, list[Any]]:
         key = key_of(res.get(field))
         if key is not None and key.startswith("Patient/"):
             groups.setdefault(key, []).append(res)
+    if persons:
+        for group in groups.values():
+            group.extend(persons)
     return groups
 
 
@@ -157,6 +164,7 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     tasks: list[tuple[str, dict[str, Any], tuple[Coding, ...]]] = []
     shared: dict[str, datetime] = {}
     aged: list[tuple[int, float]] = []  # conditions abated at an age: dated once the birth date is known
+    persons: list[dict[str, Any]] = []  # Practitioners and roles: the only resources aliases need
 
     for index, res in enumerate(items):
         if not isinstance(res, dict):
@@ -167,6 +175,8 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
             skipped.append(Skipped(_label(res, index), "no resourceType: not a FHIR resource"))
             continue
         if rtype not in _READ:
+            if rtype in PERSON_TYPES:
+                persons.append(res)
             continue
         rid = res.get("id")
         key = f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype}/#{index}"
@@ -231,6 +241,7 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     for key, res, activities in tasks:
         _attach_task(key, res, activities, drafts, key_of, skipped)
 
+    ctx.people.narrow(persons)
     if aged and patient is not None and patient.birth_date is not None:
         b = patient.birth_date
         born = datetime(b.year, b.month, b.day, tzinfo=ctx.tz)

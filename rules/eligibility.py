@@ -28,6 +28,7 @@ EXCLUDED_VERIFICATION = frozenset(
     {"refuted", "entered-in-error", "unconfirmed", "provisional", "differential"}
 )
 STANDARD_SYSTEMS = frozenset({ICD10CM, ICD10_WHO, SNOMED})
+DIAGNOSIS_CATEGORIES = frozenset({"problem-list-item", "encounter-diagnosis"})
 CITE_CODED = Citation("AHRQ HCUP CCIR; CMS CCW condition categories", "6, 3.1", ("S18",), "H")
 MIN_CONDITIONS = 2
 
@@ -52,6 +53,8 @@ def _exclusion(pm: PatientMonth, c: ConditionRecord) -> str | None:
     verification = (c.verification_status or "").strip().lower() or None
     if clinical is None:
         return "clinical status not recorded: not counted (record it as active)"
+    if c.categories and not DIAGNOSIS_CATEGORIES & set(c.categories):
+        return f"category {', '.join(c.categories)}: not a problem-list or encounter diagnosis, not counted"
     if clinical not in COUNTED_CLINICAL:
         return f"clinical status {clinical}: not counted"
     if verification in EXCLUDED_VERIFICATION:

@@ -42,6 +42,7 @@ class ConditionRecord:
     onset: datetime | None = None
     abatement: datetime | None = None  # earliest instant the condition is known to have abated
     abated: bool = False  # abated (abatement[x] present), even when no date can be derived
+    categories: tuple[str, ...] = ()  # HL7/US Core codes: problem-list-item, encounter-diagnosis, ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -427,3 +427,31 @@ def test_synthea_patients(shared_data: Path) -> None:
         if row["selection_reason"].startswith("0 chronic") or "should NOT qualify" in row["selection_reason"]:
             assert len(keys) < 2, path.name
     print(f"{disagreements} of {len(files)} patients differ from the heuristic count")
+
+
+def test_every_snomed_condition_code_in_the_synthea_bundles_is_reviewed(shared_data: Path) -> None:
+    """Issue 11 item 5: each common chronic condition in synthea-smart-r4 is classified, with its source."""
+    import json
+
+    found: set[str] = set()
+    for path in (shared_data / "synthea-smart-r4" / "bundles").glob("*.json"):
+        for e in json.loads(path.read_text(encoding="utf-8")).get("entry", []):
+            res = e.get("resource", {})
+            if res.get("resourceType") == "Condition":
+                found |= {c["code"] for c in res["code"]["coding"] if c.get("system") == SNOMED}
+    assert found <= set(SYNTHEA_KEYS), f"unreviewed SNOMED codes: {sorted(found - set(SYNTHEA_KEYS))}"
+    for code in found:
+        result = sct(code)
+        assert result.chronic == (SYNTHEA_KEYS[code] is not None), code
+        if result.chronic:
+            assert result.source in ("eCQM", "curated") and result.reason, code
+    common = {
+        "44054006": "diabetes",
+        "40055000": "chronic_sinusitis",
+        "446096008": "allergic_rhinitis",
+        "237602007": "metabolic_syndrome",
+        "24079001": "atopic_dermatitis",
+        "38341003": "hypertension",
+    }
+    for code, key in common.items():
+        assert sct(code).condition_key == key and sct(code).source, code

@@ -194,3 +194,45 @@ def test_month_past_the_newest_pack_warns_and_names_the_year() -> None:
     f = next(f for f in v.findings if f.rule == "policy.pack-stale")
     assert v.policy == "cms-pfs-2026" and f.severity == "warning" and "CY2026" in f.message
     assert not any(f.rule == "policy.pack-stale" for f in evaluate(ready_facts(), "2026-03").findings)
+
+
+def test_condition_category_must_be_a_diagnosis() -> None:
+    """cms-rules.md §6 step 1: problem-list-item or encounter-diagnosis (not a health concern)."""
+    hl7 = "http://terminology.hl7.org/CodeSystem/condition-category"
+    concern = condition(
+        category=[
+            {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/core/CodeSystem/condition-category",
+                        "code": "health-concern",
+                    }
+                ]
+            }
+        ]
+    )
+    local = condition(category=[{"coding": [{"system": "urn:oid:1.2.3", "code": "1"}]}])
+    listed = condition(category=[{"coding": [{"system": hl7, "code": "problem-list-item"}]}])
+    assert read_facts([PATIENT, concern]).conditions[0].categories == ("health-concern",)
+    assert read_facts([PATIENT, local]).conditions[0].categories == ()
+    two = [
+        PATIENT,
+        {**listed, "id": "a"},
+        {**concern, "id": "b", "code": {"coding": [{"system": ICD10, "code": "E11.9"}]}},
+    ]
+    v = evaluate(ready_facts(conditions=read_facts(two).conditions), "2026-03", classifier=FakeClassifier())
+    assert v.status == "not-eligible"
+
+
+def test_estimates_are_not_bills_and_r5_participant_actor_is_read() -> None:
+    assert read_facts([PATIENT, claim(use="preauthorization")]).billed == ()
+    enc = {
+        "resourceType": "Encounter",
+        "id": "v",
+        "status": "finished",
+        "subject": {"reference": "Patient/p1"},
+        "type": [{"coding": [{"system": CPT, "code": "99214"}]}],
+        "participant": [{"actor": {"reference": "Practitioner/doc"}}],
+        "period": {"start": "2026-01-01"},
+    }
+    assert read_facts([PATIENT, enc]).visits[0].participants == ("Practitioner/doc",)

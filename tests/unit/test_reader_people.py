@@ -106,3 +106,35 @@ def test_reader_publishes_aliases_so_an_explicit_role_or_npi_names_the_person() 
     aliases = dict(facts.aliases)
     assert aliases["PractitionerRole/role-doc"] == "Practitioner/doc"
     assert aliases[npi_key(DOC_NPI)] == "Practitioner/doc"
+
+
+def test_population_groups_carry_the_people_so_npi_references_resolve() -> None:
+    from fhir_mapping.reader import group_by_patient
+
+    consent = {
+        "resourceType": "Consent",
+        "id": "k",
+        "status": "active",
+        "patient": {"reference": "Patient/p1"},
+        "category": [
+            {"coding": [{"system": "https://ccm-ready.org/fhir/CodeSystem/care-program", "code": "ccm"}]}
+        ],
+        "provision": {
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                "code": "PPRF",
+                            }
+                        ]
+                    },
+                    "reference": {"identifier": {"system": NPI, "value": DOC_NPI}},
+                }
+            ]
+        },
+    }
+    groups = group_by_patient([{"resourceType": "Patient", "id": "p1"}, consent, *RESOURCES])
+    facts = read_facts(groups["Patient/p1"], "p1")
+    assert facts.consents[0].billing_practitioner == "Practitioner/doc"
