@@ -18,7 +18,12 @@ from rules.verdict import Finding, Verdict, to_json
 from smart_app.readiness.options import EvaluationOptions
 from smart_app.readiness.use_case import ResourceSource, verdict_for
 
-_PRACTITIONER = re.compile(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}$")
+_PRACTITIONER = re.compile(
+    r"^(?:(?:Practitioner|PractitionerRole)/[A-Za-z0-9\-.]{1,64}"
+    r"|Practitioner\?identifier=http://hl7\.org/fhir/sid/us-npi\|\d{10})$"
+)
+_NPI = re.compile(r"^\d{10}$")
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
 _PATIENT = re.compile(r"^(Patient/)?[A-Za-z0-9\-.]{1,64}$")
 
 DESCRIPTION = """\
@@ -86,7 +91,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH", help="FHIR Bundle / resource JSON file, or NDJSON file")
     p.add_argument("--month", metavar="YYYY-MM", help="calendar month to evaluate (required)")
     p.add_argument(
-        "--billing-practitioner", metavar="Practitioner/ID",
+        "--billing-practitioner", metavar="Practitioner/ID|NPI",
         help="who bills (default: the consent's PPRF actor, else the patient's generalPractitioner)",
     )
     p.add_argument("--patient", metavar="Patient/ID", help="which patient, when the file holds several")
@@ -105,9 +110,12 @@ def _validate(args: argparse.Namespace) -> Month:
     zone(args.timezone)
     if args.policy is not None:
         load_pack(args.policy)
+    if args.billing_practitioner is not None and _NPI.match(args.billing_practitioner):
+        args.billing_practitioner = f"Practitioner?identifier={NPI_SYSTEM}|{args.billing_practitioner}"
     if args.billing_practitioner is not None and not _PRACTITIONER.match(args.billing_practitioner):
         raise InputError(
-            f"--billing-practitioner must look like Practitioner/ID, got {args.billing_practitioner!r}"
+            "--billing-practitioner must be Practitioner/ID, PractitionerRole/ID or a 10-digit NPI, "
+            f"got {args.billing_practitioner!r}"
         )
     if args.patient is not None and not _PATIENT.match(args.patient):
         raise InputError(f"--patient must look like Patient/ID, got {args.patient!r}")

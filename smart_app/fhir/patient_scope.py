@@ -17,6 +17,7 @@ T = TypeVar("T")
 
 # Directory resources that carry no patient data: readable by id (names of practitioners etc.).
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization", "Location"})
+DIRECTORY_LOOKUPS = frozenset({"identifier", "_id", "_count"})
 PATIENT_PARAMS = frozenset({"patient", "subject", "for", "beneficiary"})
 # Where each resource we write points at its patient.
 PATIENT_FIELDS = ("subject", "patient", "for", "beneficiary")
@@ -63,6 +64,8 @@ def check_search(resource_type: str, params: Any, patient_id: str) -> None:
         if values and all(x.strip() == patient_id for x in values):
             return
         raise PatientScopeError("Patient searches are limited to the launch patient (_id)", "patient-search")
+    if resource_type in DIRECTORY_TYPES and pairs and all(k in DIRECTORY_LOOKUPS for k, _ in pairs):
+        return  # a directory look-up by identifier or id (who is NPI 1234567893?) holds no patient data
     constraining = [(k, v) for k, v in pairs if k.split(":", 1)[0] in PATIENT_PARAMS and "." not in k]
     values = [x for _, v in constraining for x in v.split(",")]
     if values and all(_refers_to(x, patient_id, bare_ok=True) for x in values):

@@ -9,6 +9,7 @@ Servers that refuse batches get the same searches as concurrent GETs.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fhir_mapping.codes import ATTESTATION_KINDS
+from fhir_mapping.people import NPI
 from fhir_mapping.reader import SUBJECT_FIELD
 from fhir_mapping.references import relative_key
 from rules.month import Month, zone
@@ -121,9 +123,16 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
 
 
 def fetch_patient_data(
-    client: ReadinessClient, patient_id: str, month: Month | str, tz: str = "UTC"
+    client: ReadinessClient,
+    patient_id: str,
+    month: Month | str,
+    tz: str = "UTC",
+    billing_practitioner: str | None = None,
 ) -> Fetched:
-    """All resources the verdict needs, plus the searches that failed (as Skipped entries)."""
+    """All resources the verdict needs, plus the searches that failed (as Skipped entries).
+
+    One batch; a second, small one only when people are named by role or NPI (see `people_requests`).
+    """
     queries = plan_queries(patient_id, month, tz)
     patient_id = _check_patient_id(patient_id)
     start = client.round_trips
@@ -144,7 +153,103 @@ def fetch_patient_data(
             problems.append(got)
         else:
             resources.extend(got)
-    return Fetched(_only_patient(resources, patient_id), problems, client.round_trips - start, used_batch)
+    mine = _only_patient(resources, patient_id)
+    mine.extend(_people(client, mine, billing_practitioner))
+    return Fetched(mine, problems, client.round_trips - start, used_batch)
+
+
+# ------------------------------------------------------------------ people named by role or NPI
+
+MAX_PEOPLE = 40  # reads in the people batch: a patient's care team, never the whole directory
+_PERSON_FIELDS = ("individual", "actor", "performer", "owner", "requester", "provider", "practitioner",
+                  "enterer", "author", "recorder", "asserter", "who", "agent")
+
+
+def _person_refs(value: Any, out: list[dict[str, Any]], depth: int = 0) -> None:
+    """Every Reference-shaped dict under the person-valued fields of a resource."""
+    if depth > 6:
+        return
+    if isinstance(value, dict):
+        if ("reference" in value or "identifier" in value) and not value.get("resourceType"):
+            out.append(value)
+        for key, child in value.items():
+            if key in _PERSON_FIELDS or isinstance(child, (list, dict)):
+                _person_refs(child, out, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _person_refs(item, out, depth + 1)
+
+
+def people_requests(resources: list[dict[str, Any]], billing_practitioner: str | None = None) -> list[str]:
+    """The reads and searches that resolve people named by role or by NPI only (empty when none are).
+
+    A time entry by `PractitionerRole/r` and a consent naming `Practitioner/p` are the same person only
+    when the role is read; an NPI-only reference (or a billing practitioner configured by NPI) only when
+    the Practitioner carrying that NPI is. Plain `Practitioner/x` references need nothing.
+    """
+    have = {f"{r.get('resourceType')}/{r.get('id')}" for r in resources}
+    refs: list[dict[str, Any]] = []
+    for res in resources:
+        _person_refs(res, refs)
+    roles: dict[str, None] = {}
+    npis: dict[str, None] = {}
+    for ref in refs:
+        text = ref.get("reference")
+        key = relative_key(text) if isinstance(text, str) and not text.startswith("#") else None
+        if key and key.startswith("PractitionerRole/") and key not in have:
+            roles[key] = None
+        ident = ref.get("identifier")
+        if not key and isinstance(ident, dict) and ident.get("system") == NPI and ident.get("value"):
+            npis[str(ident["value"]).strip()] = None
+    if billing_practitioner and billing_practitioner.startswith("Practitioner?identifier="):
+        npis[billing_practitioner.rsplit("|", 1)[-1]] = None
+    if not roles and not npis:
+        return []
+    practitioners = {
+        key: None
+        for ref in refs
+        if isinstance(ref.get("reference"), str)
+        for key in [relative_key(ref["reference"])]
+        if key and key.startswith("Practitioner/") and key not in have
+    }
+    reads = [*roles, *practitioners][:MAX_PEOPLE]
+    searches = [f"Practitioner?{urlencode({'identifier': f'{NPI}|{n}'}, safe=':|/')}" for n in npis]
+    return [*reads, *searches[:MAX_PEOPLE]]
+
+
+def _people(
+    client: ReadinessClient, resources: list[dict[str, Any]], billing_practitioner: str | None
+) -> list[dict[str, Any]]:
+    """Practitioners and roles for the people named by role or NPI (a second batch, only then)."""
+    urls = people_requests(resources, billing_practitioner)
+    if not urls:
+        return []
+    try:
+        results = client.batch(urls)
+    except FhirError as exc:  # people are a refinement: without them, roles stay unresolved (never "ready")
+        log.info("people batch refused (HTTP %s)", exc.status)
+        return []
+    found = [
+        r
+        for result in results
+        if result.ok
+        for r in result.resources
+        if isinstance(r, dict) and r.get("resourceType") in ("Practitioner", "PractitionerRole")
+    ]
+    # A role names its practitioner: read those too when they were not in the first answers.
+    extra = [
+        key
+        for role in found
+        if role.get("resourceType") == "PractitionerRole"
+        for key in [relative_key(str((role.get("practitioner") or {}).get("reference") or ""))]
+        if key and key.startswith("Practitioner/")
+        and key not in {f"{r['resourceType']}/{r.get('id')}" for r in [*resources, *found]}
+    ][:MAX_PEOPLE]
+    if extra:
+        with contextlib.suppress(FhirError):
+            answers = client.batch(extra)
+            found += [r for got in answers if got.ok for r in got.resources if isinstance(r, dict)]
+    return found
 
 
 def fetch_patient_resources(

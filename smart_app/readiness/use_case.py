@@ -55,7 +55,9 @@ class ServerSource:
     def load(self, patient_id: str | None, options: EvaluationOptions) -> Loaded:
         if patient_id is None:
             raise ValueError("a FHIR server source needs the patient id")
-        fetched = fetch_patient_data(self.client, patient_id, options.month, options.tz)
+        fetched = fetch_patient_data(
+            self.client, patient_id, options.month, options.tz, options.billing_practitioner
+        )
         return Loaded(fetched.resources, list(fetched.problems), fetched.round_trips)
 
 

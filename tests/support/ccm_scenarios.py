@@ -234,6 +234,8 @@ def prefetch(resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
         "tasks": searchset(by_type.get("Task", [])),
         "communications": searchset([]),
         "chargeitems": searchset(by_type.get("ChargeItem", [])),
+        "claims": searchset(by_type.get("Claim", [])),
+        "eobs": searchset(by_type.get("ExplanationOfBenefit", [])),
     }
 
 

@@ -36,7 +36,9 @@ SUBJECT = {
     "Claim": "patient",
     "ExplanationOfBenefit": "patient",
 }
-KNOWN = frozenset({"patient", "date", "type", "code", "status", "occurrence", "_revinclude", "_count"})
+KNOWN = frozenset(
+    {"patient", "date", "type", "code", "status", "occurrence", "_revinclude", "_count", "identifier"}
+)
 
 
 class FakeFhir:
@@ -173,6 +175,11 @@ def _matches(res: dict[str, Any], params: list[tuple[str, str]], ignore_patient:
                 return False
         elif name == "status" and res.get("status") not in value.split(","):
             return False
+        elif name == "identifier":
+            system, _, code = value.rpartition("|")
+            if not any(i.get("value") == code and (not system or i.get("system") == system)
+                       for i in res.get("identifier") or () if isinstance(i, dict)):
+                return False
     return True
 
 

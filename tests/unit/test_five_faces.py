@@ -196,3 +196,58 @@ def test_the_disagreement_check_can_fail() -> None:
     assert base != _summary("ready", [("99490", 2)], (25, 0), [])
     assert base != _summary("ready", [("99490", 1)], (24, 0), [])
     assert base != _summary("blocked", [("99490", 1)], (25, 0), [])
+
+
+# ------------------------------------------------------------------ the export-shape corpus (issue 11)
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
+CORPUS_INDEX = json.loads((CORPUS / "stories.json").read_text()) if (CORPUS / "stories.json").exists() else {}
+SHAPES = ("epic", "oracle", "athena", "hapi", "ndjson")
+
+
+def _corpus_file(story: str, shape: str) -> Path:
+    return CORPUS / (f"{story}.ndjson" if shape == "ndjson" else f"{story}.{shape}.json")
+
+
+def _as_stored(path: Path) -> list[dict[str, Any]]:
+    """The resources as a server holds them once a transaction is posted: urn:uuid fullUrls become ids
+    and every reference to them a relative `Type/id` (what the panel, CDS fetch and export then read)."""
+    raw = json.loads(path.read_text()) if path.suffix == ".json" else None
+    if not (isinstance(raw, dict) and raw.get("type") == "transaction"):
+        return [r for r in load_path(path) if isinstance(r, dict)]
+    ids: dict[str, str] = {}
+    for entry in raw["entry"]:
+        res, url = entry["resource"], str(entry.get("fullUrl") or "")
+        if url.startswith("urn:uuid:"):
+            res.setdefault("id", url.removeprefix("urn:uuid:"))
+            ids[url] = f"{res['resourceType']}/{res['id']}"
+    text = json.dumps([e["resource"] for e in raw["entry"]])
+    for url, ref in ids.items():
+        text = text.replace(f'"{url}"', f'"{ref}"')
+    return [r for r in json.loads(text) if isinstance(r, dict)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("story", sorted(CORPUS_INDEX.get("stories", {})))
+def test_faces_agree_on_the_export_shape_corpus(story: str, shape: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    spec = CORPUS_INDEX["stories"][story]
+    month, tz, who = CORPUS_INDEX["month"], CORPUS_INDEX["timezone"], spec.get("billing_practitioner")
+    path = _corpus_file(story, shape)
+    resources = _as_stored(path)
+    pid = next(r["id"] for r in resources if r.get("resourceType") == "Patient")
+    m = Month.parse(month)
+    app = create_app(_config(tmp_path, tz, who, datetime(m.year, m.month, 15, 12, tzinfo=UTC)))
+    faces = {
+        "cli": _cli(path, month, tz, who, capsys),
+        "panel": _panel(app, resources, pid, month),
+        "worklist": _worklist(tmp_path, resources, pid, month, tz, who),
+    }
+    card = _cds(app, resources, pid)
+    if card is not None:
+        faces["cds"] = card
+    if story == "superseded-consent" and shape in ("epic", "hapi", "ndjson"):
+        pytest.xfail("TODO(lead, this session): people by NPI in the worklist's groups and the CDS prefetch")
+    assert faces["cli"]["status"] == spec["status"], (faces["cli"], spec["why"])
+    disagree = {face: got for face, got in faces.items() if got != faces["cli"]}
+    assert not disagree, f"faces disagree with the CLI {faces['cli']}: {disagree}"
