@@ -15,10 +15,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from fhir_mapping.write_claim import CLAIM_ID, MBI
-from rules.remittance import DENIED_STATUS, Adjustment, ClaimPayment, Remittance, RemitLine
+from rules.remittance import DENIED_STATUS, Adjustment, ClaimPayment, RemitLine, Remittance
 
-CARC_SYSTEMS = ("https://x12.org/codes/claim-adjustment-reason-codes", "http://x12.org/codes/claim-adjustment-reason-codes")
-RARC_SYSTEMS = ("https://x12.org/codes/remittance-advice-remark-codes", "http://x12.org/codes/remittance-advice-remark-codes")
+CARC_SYSTEMS = (
+    "https://x12.org/codes/claim-adjustment-reason-codes",
+    "http://x12.org/codes/claim-adjustment-reason-codes",
+)
+RARC_SYSTEMS = (
+    "https://x12.org/codes/remittance-advice-remark-codes",
+    "http://x12.org/codes/remittance-advice-remark-codes",
+)
 PATIENT_SHARE = {"copay": "3", "deductible": "1", "coinsurance": "2"}
 
 
@@ -38,7 +44,11 @@ def _money(node: Any) -> Decimal:
 def _codes(concept: Any) -> list[tuple[str, str]]:
     if not isinstance(concept, dict):
         return []
-    return [(str(c.get("system", "")), str(c.get("code", ""))) for c in concept.get("coding") or [] if c.get("code")]
+    return [
+        (str(c.get("system", "")), str(c.get("code", "")))
+        for c in concept.get("coding") or []
+        if c.get("code")
+    ]
 
 
 def _date(text: Any) -> date | None:
@@ -79,7 +89,9 @@ def read_remittance_resource(
     """One EOB or ClaimResponse as a Remittance with one ClaimPayment."""
     rtype = resource.get("resourceType")
     if rtype not in ("ExplanationOfBenefit", "ClaimResponse"):
-        raise RemittanceResourceError(f"resourceType {rtype!r}: expected ExplanationOfBenefit or ClaimResponse")
+        raise RemittanceResourceError(
+            f"resourceType {rtype!r}: expected ExplanationOfBenefit or ClaimResponse"
+        )
     rid = str(resource.get("id") or "")
     claim_ref = resource.get("claim") if rtype == "ExplanationOfBenefit" else resource.get("request")
     claim_id = ""
@@ -139,7 +151,11 @@ def remittance_resources(doc: Any) -> list[Mapping[str, Any]]:
         raise RemittanceResourceError("not a FHIR JSON object")
     if doc.get("resourceType") == "Bundle":
         out = [e.get("resource") for e in doc.get("entry") or [] if isinstance(e, dict)]
-        found = [r for r in out if isinstance(r, dict) and r.get("resourceType") in ("ExplanationOfBenefit", "ClaimResponse")]
+        found = [
+            r
+            for r in out
+            if isinstance(r, dict) and r.get("resourceType") in ("ExplanationOfBenefit", "ClaimResponse")
+        ]
         if not found:
             raise RemittanceResourceError("Bundle without ExplanationOfBenefit or ClaimResponse entries")
         return found

@@ -135,7 +135,7 @@ def verdict_id(verdict: Mapping[str, Any]) -> str:
 
 
 def diagnoses(verdict: Mapping[str, Any]) -> tuple[str, ...]:
-    """ICD-10-CM codes of the verdict's chronic conditions: one per distinct condition first, then the rest."""
+    """ICD-10-CM codes of the verdict's chronic conditions: one per distinct condition first, then others."""
     first: list[str] = []
     rest: list[str] = []
     seen_conditions: set[str] = set()
@@ -217,10 +217,24 @@ def to_csv(claims: Iterable[ClaimDraft]) -> str:
                 [
                     _cell(x)
                     for x in (
-                        d.claim_id, d.patient, d.patient_name, d.medicare_id, d.month,
-                        d.date_of_service.isoformat(), d.place_of_service, i, ln.code, ln.units,
-                        f"{ln.charge * ln.units:.2f}", ";".join(d.diagnoses), d.rendering, d.rendering_npi,
-                        d.billing_name, d.billing_npi, d.verdict_id, "; ".join(d.problems),
+                        d.claim_id,
+                        d.patient,
+                        d.patient_name,
+                        d.medicare_id,
+                        d.month,
+                        d.date_of_service.isoformat(),
+                        d.place_of_service,
+                        i,
+                        ln.code,
+                        ln.units,
+                        f"{ln.charge * ln.units:.2f}",
+                        ";".join(d.diagnoses),
+                        d.rendering,
+                        d.rendering_npi,
+                        d.billing_name,
+                        d.billing_npi,
+                        d.verdict_id,
+                        "; ".join(d.problems),
                     )
                 ]
             )
@@ -240,8 +254,16 @@ def handed_off(claims: Iterable[ClaimDraft]) -> list[HandedOffClaim]:
     """What the store remembers of each hand-off (to match remittances and judge verdicts)."""
     return [
         HandedOffClaim(
-            d.claim_id, d.patient, d.month, d.medicare_id, tuple((ln.code, ln.units) for ln in d.lines),
-            d.total, d.verdict_id, d.verdict_status, d.rendering_npi, d.billing_npi,
+            d.claim_id,
+            d.patient,
+            d.month,
+            d.medicare_id,
+            tuple((ln.code, ln.units) for ln in d.lines),
+            d.total,
+            d.verdict_id,
+            d.verdict_status,
+            d.rendering_npi,
+            d.billing_npi,
         )
         for d in claims
     ]

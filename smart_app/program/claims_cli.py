@@ -1,4 +1,4 @@
-"""`ccm-ready claims --month YYYY-MM`: the claim hand-off (CSV or draft FHIR Claims) for ready patient-months."""
+"""`ccm-ready claims --month YYYY-MM`: claim hand-off (CSV or draft FHIR Claims) for ready patient-months."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("csv", "fhir"), default="csv")
     p.add_argument("--out", help="write to this file instead of standard output")
     p.add_argument("--place-of-service", default="11", help="CMS place-of-service code (default 11, office)")
-    p.add_argument("--billing-npi", default="", help="billing (group) NPI; default: the rendering practitioner's")
+    p.add_argument(
+        "--billing-npi", default="", help="billing (group) NPI; default: the rendering practitioner's"
+    )
     p.add_argument("--billing-name", default="", help="billing provider name")
     p.add_argument("--data-dir", help="where claims and remittances are kept (default CCM_READY_DATA_DIR)")
     p.add_argument("--no-record", action="store_true", help="do not remember the claims for matching")
@@ -79,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
     drafts = claims.drafts(items, directory, practice)
     try:
         if args.format == "fhir":
-            text = json.dumps(claims.to_bundle(drafts, datetime.now(UTC).replace(microsecond=0)), indent=2) + "\n"
+            text = (
+                json.dumps(claims.to_bundle(drafts, datetime.now(UTC).replace(microsecond=0)), indent=2)
+                + "\n"
+            )
         else:
             text = claims.to_csv(drafts)
     except WriteError as exc:
@@ -118,8 +123,13 @@ def _from_server(args: argparse.Namespace, month: str):  # type: ignore[no-untyp
 
     try:
         result = build_worklist(
-            args.fhir_base, month, group=args.group, tz=args.timezone, policy=args.policy,
-            prefer_bulk=not args.no_bulk, keep_verdict=True,
+            args.fhir_base,
+            month,
+            group=args.group,
+            tz=args.timezone,
+            policy=args.policy,
+            prefer_bulk=not args.no_bulk,
+            keep_verdict=True,
         )
     except (BulkExportError, FhirError) as exc:
         sys.stderr.write(f"ccm-ready claims: {exc}\n")

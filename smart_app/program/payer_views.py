@@ -33,7 +33,8 @@ FORMULAS: dict[str, str] = {
     "false_ready": "false-ready rate = remitted patient-months the app called ready that the payer denied "
     "for a cause the rules check / remitted patient-months the app called ready",
     "average_payment": "average payment = Σ paid of the lines in effect / patient-months with a payment",
-    "what_if": "monthly gain = patients × payment × (denial rate − target rate); yearly gain = 12 × monthly gain",
+    "what_if": "monthly gain = patients × payment × (denial rate − target rate); "
+    "yearly gain = 12 × monthly gain",
 }
 
 
@@ -112,7 +113,9 @@ def payer() -> Any:
     ready_drafts = [r for r in rows or [] if r.status == "ready"]
     # what-if with the practice's own figures
     avg = denials.average_payment(lines)
-    payment, payment_source = (avg, "the practice's remittances") if avg is not None else _payment_fallback(rows)
+    payment, payment_source = (
+        (avg, "the practice's remittances") if avg is not None else _payment_fallback(rows)
+    )
     kept, _ = denials.effective_lines(lines)
     denied_all = sum(1 for ln in kept if ln.outcome == "denied")
     current_rate = (
@@ -158,7 +161,10 @@ def payer() -> Any:
     }
     if this is not None:
         view["outcomes_svg"] = charts.bar_chart(
-            "chart-outcomes", f"Remitted lines, {month}", "Paid, adjusted and denied service lines.", this.outcomes
+            "chart-outcomes",
+            f"Remitted lines, {month}",
+            "Paid, adjusted and denied service lines.",
+            this.outcomes,
         )
         view["areas_svg"] = charts.bar_chart(
             "chart-causes",
@@ -193,7 +199,9 @@ def claims_handoff() -> Any:
     base, p = _context()
     rows = _rows(base, p)
     if rows is None:
-        raise AppError(409, "Claims hand-off", "The worklist is not ready yet; wait for it on the program page.")
+        raise AppError(
+            409, "Claims hand-off", "The worklist is not ready yet; wait for it on the program page."
+        )
     fmt = request.form.get("format", "csv")
     if fmt not in ("csv", "fhir"):
         raise AppError(400, "Claims hand-off", "format must be csv or fhir.")

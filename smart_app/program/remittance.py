@@ -18,7 +18,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from rules.remittance import Adjustment, ClaimPayment, Remittance, RemitLine
+from rules.remittance import Adjustment, ClaimPayment, RemitLine, Remittance
 
 # pyx12 logs each validation problem (with element values: PHI) on its own logger: keep it quiet.
 _pyx12_log = logging.getLogger("pyx12")
@@ -150,8 +150,13 @@ class _Tx:
     def close_line(self, name: str) -> None:
         if self.claim is not None and self.line is not None:
             at = self.line.pop("_line")
-            ln = RemitLine(**{**self.line, "adjustments": tuple(self.line["adjustments"]),
-                              "remarks": tuple(self.line["remarks"])})
+            ln = RemitLine(
+                **{
+                    **self.line,
+                    "adjustments": tuple(self.line["adjustments"]),
+                    "remarks": tuple(self.line["remarks"]),
+                }
+            )
             adjusted = sum((a.amount for a in ln.adjustments), Decimal(0))
             if ln.charge - adjusted != ln.paid:
                 raise RemittanceError(
@@ -181,7 +186,9 @@ def _transactions(text: str, name: str) -> Iterator[Remittance]:
         v = seg.get_value
         if sid == "ST":
             if v("ST01") != "835":
-                raise RemittanceError(f"{name}: segment ST (line {line}): transaction {v('ST01')}, not an 835")
+                raise RemittanceError(
+                    f"{name}: segment ST (line {line}): transaction {v('ST01')}, not an 835"
+                )
             tx = _Tx()
             tx.st_line = line
         elif tx is None:
@@ -230,7 +237,9 @@ def _transactions(text: str, name: str) -> Iterator[Remittance]:
             tx.close_line(name)
             qualifier, code = v("SVC01-1"), v("SVC01-2") or ""
             if qualifier not in ("HC", "AD", "ER", "HP", "IV", "N4", "WK", "NU"):
-                raise RemittanceError(f"{name}: segment SVC (line {line}): unknown code qualifier {qualifier}")
+                raise RemittanceError(
+                    f"{name}: segment SVC (line {line}): unknown code qualifier {qualifier}"
+                )
             mods = tuple(m for m in (v(f"SVC01-{i}") for i in range(3, 7)) if m)
             units = v("SVC05") or "1"
             tx.line = {
@@ -269,7 +278,9 @@ def _cas(seg: Any, line: int, name: str) -> list[Adjustment]:
         if not reason:
             continue
         if not CARC_PATTERN.match(reason):
-            raise RemittanceError(f"{name}: segment CAS (line {line}): unknown adjustment reason code {reason!r}")
+            raise RemittanceError(
+                f"{name}: segment CAS (line {line}): unknown adjustment reason code {reason!r}"
+            )
         amount = _money(seg.get_value(f"CAS{i + 1:02d}"), "CAS", line, name)
         out.append(Adjustment(group, reason, amount))
     return out

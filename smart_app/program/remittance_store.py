@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from rules.remittance import ClaimPayment, Remittance, RemitLine, line_outcome
+from rules.remittance import ClaimPayment, RemitLine, Remittance, line_outcome
 from smart_app.storage.sqlite import immediate, open_sqlite
 
 FILE_NAME = "remittance.sqlite3"
@@ -29,9 +29,11 @@ SCHEMA = (
         rendering_npi TEXT, billing_npi TEXT, created TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS remittances (
         id INTEGER PRIMARY KEY, rkey TEXT NOT NULL UNIQUE, source TEXT NOT NULL, file_name TEXT,
-        payer TEXT, payer_id TEXT, trace TEXT, paid_date TEXT, total_paid TEXT NOT NULL, loaded TEXT NOT NULL)""",
+        payer TEXT, payer_id TEXT, trace TEXT, paid_date TEXT,
+        total_paid TEXT NOT NULL, loaded TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS lines (
-        id INTEGER PRIMARY KEY, remittance_id INTEGER NOT NULL REFERENCES remittances(id), seq INTEGER NOT NULL,
+        id INTEGER PRIMARY KEY, remittance_id INTEGER NOT NULL REFERENCES remittances(id),
+        seq INTEGER NOT NULL,
         claim_id TEXT, claim_status TEXT, payer_claim TEXT, member_id TEXT, patient TEXT, month TEXT,
         code TEXT, units INTEGER, charge TEXT NOT NULL, paid TEXT NOT NULL, outcome TEXT NOT NULL,
         service_date TEXT, adjustments TEXT NOT NULL, remarks TEXT NOT NULL, matched TEXT NOT NULL)""",
@@ -120,8 +122,17 @@ class RemittanceStore:
                     "INSERT INTO claims (claim_id, patient, month, medicare_id, codes, billed, verdict_id, "
                     "verdict_status, rendering_npi, billing_npi, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
-                        cl.claim_id, cl.patient, cl.month, cl.medicare_id, json.dumps(cl.codes), str(cl.billed),
-                        cl.verdict_id, cl.verdict_status, cl.rendering_npi, cl.billing_npi, now,
+                        cl.claim_id,
+                        cl.patient,
+                        cl.month,
+                        cl.medicare_id,
+                        json.dumps(cl.codes),
+                        str(cl.billed),
+                        cl.verdict_id,
+                        cl.verdict_status,
+                        cl.rendering_npi,
+                        cl.billing_npi,
+                        now,
                     ),
                 )
                 n += 1
@@ -135,8 +146,16 @@ class RemittanceStore:
             ).fetchall()
         return [
             HandedOffClaim(
-                r[0], r[1], r[2], r[3] or "", tuple((c, int(u)) for c, u in json.loads(r[4])), Decimal(r[5]),
-                r[6], r[7], r[8] or "", r[9] or "",
+                r[0],
+                r[1],
+                r[2],
+                r[3] or "",
+                tuple((c, int(u)) for c, u in json.loads(r[4])),
+                Decimal(r[5]),
+                r[6],
+                r[7],
+                r[8] or "",
+                r[9] or "",
             )
             for r in rows
         ]
@@ -145,7 +164,9 @@ class RemittanceStore:
 
     def has(self, key: str) -> bool:
         with self._lock:
-            return self._conn.execute("SELECT 1 FROM remittances WHERE rkey = ?", (key,)).fetchone() is not None
+            return (
+                self._conn.execute("SELECT 1 FROM remittances WHERE rkey = ?", (key,)).fetchone() is not None
+            )
 
     def load(self, batches: Sequence[tuple[str, Sequence[Remittance]]]) -> LoadCounts:
         """Store every remittance not loaded before, in one transaction. `batches` = (file name, remittances).
@@ -163,19 +184,27 @@ class RemittanceStore:
             for file_name, remits in batches:
                 new_in_file = 0
                 for r in remits:
-                    if r.key in seen or c.execute(
-                        "SELECT 1 FROM remittances WHERE rkey = ?", (r.key,)
-                    ).fetchone():
+                    if (
+                        r.key in seen
+                        or c.execute("SELECT 1 FROM remittances WHERE rkey = ?", (r.key,)).fetchone()
+                    ):
                         counts["duplicates"] += 1
                         continue
                     seen.add(r.key)
                     new_in_file += 1
                     cur = c.execute(
-                        "INSERT INTO remittances (rkey, source, file_name, payer, payer_id, trace, paid_date, "
-                        "total_paid, loaded) VALUES (?,?,?,?,?,?,?,?,?)",
+                        "INSERT INTO remittances (rkey, source, file_name, payer, payer_id, trace, "
+                        "paid_date, total_paid, loaded) VALUES (?,?,?,?,?,?,?,?,?)",
                         (
-                            r.key, r.source, file_name, r.payer, r.payer_id, r.trace,
-                            r.paid_date.isoformat() if r.paid_date else None, str(r.total_paid), now,
+                            r.key,
+                            r.source,
+                            file_name,
+                            r.payer,
+                            r.payer_id,
+                            r.trace,
+                            r.paid_date.isoformat() if r.paid_date else None,
+                            str(r.total_paid),
+                            now,
                         ),
                     )
                     rid = cur.lastrowid
@@ -188,16 +217,32 @@ class RemittanceStore:
                             patient, month, matched = _match(claim, line, known, by_member)
                             c.execute(
                                 "INSERT INTO lines (remittance_id, seq, claim_id, claim_status, payer_claim, "
-                                "member_id, patient, month, code, units, charge, paid, outcome, service_date, "
+                                "member_id, patient, month, code, units, charge, paid, outcome, "
+                                "service_date, "
                                 "adjustments, remarks, matched) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                 (
-                                    rid, seq, claim.claim_id, claim.status, claim.payer_claim_number,
-                                    claim.member_id, patient, month, line.code, line.units, str(line.charge),
-                                    str(line.paid), outcome,
+                                    rid,
+                                    seq,
+                                    claim.claim_id,
+                                    claim.status,
+                                    claim.payer_claim_number,
+                                    claim.member_id,
+                                    patient,
+                                    month,
+                                    line.code,
+                                    line.units,
+                                    str(line.charge),
+                                    str(line.paid),
+                                    outcome,
                                     line.service_date.isoformat() if line.service_date else None,
-                                    json.dumps([[a.group, a.reason, str(a.amount)] for a in
-                                                (*claim.adjustments, *line.adjustments)]),
-                                    json.dumps([*claim.remarks, *line.remarks]), matched,
+                                    json.dumps(
+                                        [
+                                            [a.group, a.reason, str(a.amount)]
+                                            for a in (*claim.adjustments, *line.adjustments)
+                                        ]
+                                    ),
+                                    json.dumps([*claim.remarks, *line.remarks]),
+                                    matched,
                                 ),
                             )
                             counts["lines"] += 1
@@ -211,7 +256,8 @@ class RemittanceStore:
         """Every stored line (of one service month), oldest remittance first."""
         sql = (
             "SELECT l.remittance_id, l.seq, r.source, r.payer, COALESCE(r.paid_date, ''), l.claim_id, "
-            "l.claim_status, l.payer_claim, l.patient, l.month, l.code, l.units, l.charge, l.paid, l.outcome, "
+            "l.claim_status, l.payer_claim, l.patient, l.month, l.code, l.units, l.charge, l.paid, "
+            "l.outcome, "
             "l.adjustments, l.remarks, l.matched FROM lines l JOIN remittances r ON r.id = l.remittance_id"
         )
         args: tuple[Any, ...] = ()
@@ -223,9 +269,24 @@ class RemittanceStore:
             rows = self._conn.execute(sql, args).fetchall()
         return [
             StoredLine(
-                r[0], r[1], r[2], r[3] or "", r[4], r[5] or "", r[6] or "", r[7] or "", r[8], r[9], r[10] or "",
-                int(r[11] or 1), Decimal(r[12]), Decimal(r[13]), r[14],
-                tuple((g, carc, Decimal(a)) for g, carc, a in json.loads(r[15])), tuple(json.loads(r[16])), r[17],
+                r[0],
+                r[1],
+                r[2],
+                r[3] or "",
+                r[4],
+                r[5] or "",
+                r[6] or "",
+                r[7] or "",
+                r[8],
+                r[9],
+                r[10] or "",
+                int(r[11] or 1),
+                Decimal(r[12]),
+                Decimal(r[13]),
+                r[14],
+                tuple((g, carc, Decimal(a)) for g, carc, a in json.loads(r[15])),
+                tuple(json.loads(r[16])),
+                r[17],
             )
             for r in rows
         ]

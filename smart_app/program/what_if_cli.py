@@ -34,9 +34,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"ccm-ready what-if: {exc}\n")
         return 2
     out = sys.stdout
-    out.write(f"patients={w.patients} payment={w.payment:.2f} denial_rate={w.denial_rate}% "
-              f"target_rate={w.target_rate}%\n")
-    out.write(f"monthly_billed={w.monthly_billed:.2f} monthly_lost_now={w.monthly_lost_now:.2f} "
-              f"monthly_lost_target={w.monthly_lost_target:.2f}\n")
+    out.write(
+        f"patients={w.patients} payment={w.payment:.2f} denial_rate={w.denial_rate}% "
+        f"target_rate={w.target_rate}%\n"
+    )
+    out.write(
+        f"monthly_billed={w.monthly_billed:.2f} monthly_lost_now={w.monthly_lost_now:.2f} "
+        f"monthly_lost_target={w.monthly_lost_target:.2f}\n"
+    )
     out.write(f"monthly_gain={w.monthly_gain:.2f} yearly_gain={w.yearly_gain:.2f}\n")
     return 0

@@ -46,9 +46,7 @@ class Claim:
 
     @property
     def patient_resp(self) -> Decimal:
-        return sum(
-            (Decimal(a) for ln in self.lines for g, _c, a in ln.adjustments if g == "PR"), Decimal(0)
-        )
+        return sum((Decimal(a) for ln in self.lines for g, _c, a in ln.adjustments if g == "PR"), Decimal(0))
 
 
 def paid_line(code: str = "99490", charge: str = "66.13", coins: str = "13.23", **kw: object) -> Line:
@@ -57,20 +55,35 @@ def paid_line(code: str = "99490", charge: str = "66.13", coins: str = "13.23", 
     return Line(code, charge, paid, [("PR", "2", coins)], **kw)  # type: ignore[arg-type]
 
 
-def denied_line(code: str = "99490", charge: str = "66.13", carc: str = "16", rarcs: tuple[str, ...] = ("N290",),
-                group: str = "CO", **kw: object) -> Line:
+def denied_line(
+    code: str = "99490",
+    charge: str = "66.13",
+    carc: str = "16",
+    rarcs: tuple[str, ...] = ("N290",),
+    group: str = "CO",
+    **kw: object,
+) -> Line:
     return Line(code, charge, "0.00", [(group, carc, charge)], list(rarcs), **kw)  # type: ignore[arg-type]
 
 
-def era(claims: list[Claim], *, payer: str = "medicare", trace: str = "EFT0001", date: str = "20261201",
-        control: str = "000000001", plb: str | None = None, version: str = "005010X221A1") -> str:
+def era(
+    claims: list[Claim],
+    *,
+    payer: str = "medicare",
+    trace: str = "EFT0001",
+    date: str = "20261201",
+    control: str = "000000001",
+    plb: str | None = None,
+    version: str = "005010X221A1",
+) -> str:
     """One 835 interchange, segments separated by "~" and a newline."""
     name, payer_id, _contract = PAYERS[payer]
     total = sum((c.paid for c in claims), Decimal(0)) - (Decimal(plb) if plb else Decimal(0))
     handling = "I" if total > 0 else "H"
     body = [
         f"BPR*{handling}*{total:.2f}*C*ACH*CCP*01*999999999*DA*123456*{payer_id}**01*999988880*DA*98765*{date}"
-        if total > 0 else f"BPR*{handling}*{total:.2f}*C*NON************{date}",
+        if total > 0
+        else f"BPR*{handling}*{total:.2f}*C*NON************{date}",
         f"TRN*1*{trace}*{payer_id}",
         f"DTM*405*{date}",
         f"N1*PR*{name}",
@@ -103,7 +116,7 @@ def era(claims: list[Claim], *, payer: str = "medicare", trace: str = "EFT0001",
     st = ["ST*835*0001", *body]
     st.append(f"SE*{len(st) + 1}*0001")
     segs = [
-        f"ISA*00*          *00*          *ZZ*{'PAYER':<15}*ZZ*{'CCMPRACTICE':<15}*261201*1200*^*00501*{control}*0*P*:",
+        f"ISA*00*{'':10}*00*{'':10}*ZZ*{'PAYER':<15}*ZZ*{'CCMPRACTICE':<15}*261201*1200*^*00501*{control}*0*P*:",
         f"GS*HP*PAYER*CCMPRACTICE*20261201*1200*1*X*{version}",
         *st,
         "GE*1*1",
@@ -114,12 +127,20 @@ def era(claims: list[Claim], *, payer: str = "medicare", trace: str = "EFT0001",
 
 def reversal(claim: Claim, payer_claim: str | None = None) -> Claim:
     """The reversal (CLP02 22) of a previously paid claim: every amount negated."""
+
     def neg(x: str) -> str:
         return f"{-Decimal(x):.2f}"
 
     lines = [
-        Line(ln.code, neg(ln.charge), neg(ln.paid), [(g, c, neg(a)) for g, c, a in ln.adjustments],
-             list(ln.remarks), ln.units, ln.date)
+        Line(
+            ln.code,
+            neg(ln.charge),
+            neg(ln.paid),
+            [(g, c, neg(a)) for g, c, a in ln.adjustments],
+            list(ln.remarks),
+            ln.units,
+            ln.date,
+        )
         for ln in claim.lines
     ]
     return Claim(claim.claim_id, claim.member_id, lines, "22", payer_claim or claim.payer_claim, claim.npi)

@@ -42,7 +42,9 @@ def _rows() -> dict[str, Any]:
     resources: list[dict[str, Any]] = []
     spec_of: dict[str, str] = {}
     for case in demo_cases(NOW, TZ, include_copied=False):
-        urls = {e["fullUrl"]: f"{e['resource']['resourceType']}/{e['fullUrl'][9:]}" for e in case.bundle["entry"]}
+        urls = {
+            e["fullUrl"]: f"{e['resource']['resourceType']}/{e['fullUrl'][9:]}" for e in case.bundle["entry"]
+        }
         text = json.dumps([e["resource"] for e in case.bundle["entry"]])
         for url, ref in urls.items():
             text = text.replace(f'"{url}"', f'"{ref}"')
@@ -69,7 +71,9 @@ def test_ready_months_become_claims_with_everything_a_biller_needs(rows: dict[st
     assert ready, "the demo has ready patient-months"
     staff_row = rows["ready-staff"]
     directory = FakeDirectory(staff_row.patient)
-    drafts = claims.drafts(claims.ready_items(rows.values()), directory, claims.Practice(billing_npi="1992753880"))
+    drafts = claims.drafts(
+        claims.ready_items(rows.values()), directory, claims.Practice(billing_npi="1992753880")
+    )
     assert {d.patient for d in drafts} == {r.patient for r in ready}
     text = claims.to_csv(drafts)
     table = list(csv.DictReader(io.StringIO(text)))
@@ -95,12 +99,14 @@ def test_claim_ids_and_verdict_ids_are_stable() -> None:
 
 
 def test_diagnoses_take_one_icd10_per_condition_first() -> None:
-    v = {"chronic_conditions": [
-        {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E119", "condition": "diabetes"},
-        {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.65", "condition": "diabetes"},
-        {"system": "http://snomed.info/sct", "code": "38341003", "condition": "hypertension"},
-        {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10", "condition": "hypertension"},
-    ]}
+    v = {
+        "chronic_conditions": [
+            {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E119", "condition": "diabetes"},
+            {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.65", "condition": "diabetes"},
+            {"system": "http://snomed.info/sct", "code": "38341003", "condition": "hypertension"},
+            {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10", "condition": "hypertension"},
+        ]
+    }
     assert claims.diagnoses(v) == ("E11.9", "I10", "E11.65")
 
 

@@ -40,17 +40,27 @@ PAID = Claim(A, "1EG4TE5MK71", [paid_line(), paid_line("99439", "50.44", "10.09"
 DENIED = Claim(B, "1EG4TE5MK72", [denied_line(carc="16", rarcs=("N290",))], status="4")
 PARTIAL = Claim(C, "1EG4TE5MK73", [Line("99490", "66.13", "40.00", [("CO", "151", "26.13")], ["N362"])])
 # matched by Medicare id + month (claim id from another system), denied for a missing consent form
-CONSENT = Claim("EXT-991", "1EG4TE5MK74", [denied_line(carc="16", rarcs=("N3",))], status="4", payer_claim="PCN9")
+CONSENT = Claim(
+    "EXT-991", "1EG4TE5MK74", [denied_line(carc="16", rarcs=("N3",))], status="4", payer_claim="PCN9"
+)
 
 
 def files() -> dict[str, str]:
     return {
         "medicare-1.835": era([PAID, DENIED, PARTIAL], trace="EFT1001"),
         "acme-1.835": era([CONSENT], payer="acme", trace="ACME77"),
-        "medicare-2.835": era(  # the paid claim reversed and corrected (99439 taken back: add-on not supported)
-            [reversal(PAID, "PCN0001"), Claim(A, "1EG4TE5MK71", [paid_line(),
-             Line("99439", "50.44", "0.00", [("CO", "B15", "50.44")])], payer_claim="PCN0002")],
-            trace="EFT1002", date="20261215",
+        "medicare-2.835": era(  # paid claim reversed, corrected: 99439 taken back (B15)
+            [
+                reversal(PAID, "PCN0001"),
+                Claim(
+                    A,
+                    "1EG4TE5MK71",
+                    [paid_line(), Line("99439", "50.44", "0.00", [("CO", "B15", "50.44")])],
+                    payer_claim="PCN0002",
+                ),
+            ],
+            trace="EFT1002",
+            date="20261215",
         ),
     }
 
@@ -78,7 +88,9 @@ def test_reading_clp_svc_cas_lq() -> None:
     paid, denied, partial = r.claims
     assert [ln.code for ln in paid.lines] == ["99490", "99439"] and paid.member_id == "1EG4TE5MK71"
     assert denied.status == "4" and denied.lines[0].remarks == ("N290",)
-    assert [(a.group, a.reason, a.amount) for a in partial.lines[0].adjustments] == [("CO", "151", Decimal("26.13"))]
+    assert [(a.group, a.reason, a.amount) for a in partial.lines[0].adjustments] == [
+        ("CO", "151", Decimal("26.13"))
+    ]
 
 
 def test_load_is_idempotent_and_counts(store: RemittanceStore) -> None:
@@ -112,7 +124,9 @@ def test_each_line_is_matched_to_its_patient_month_and_code(store: RemittanceSto
     ],
 )
 def test_bad_files_give_one_error_naming_the_segment_and_load_nothing(
-    store: RemittanceStore, mutate, segment: str  # type: ignore[no-untyped-def]
+    store: RemittanceStore,
+    mutate,
+    segment: str,  # type: ignore[no-untyped-def]
 ) -> None:
     good = files()["acme-1.835"]
     bad = mutate(files()["medicare-1.835"])
@@ -160,7 +174,7 @@ def test_denial_analytics_and_false_ready(store: RemittanceStore) -> None:
     assert dict((c, n) for c, n, _a in oct_.causes) == {"time-threshold": 1, "documentation": 1, "consent": 1}
     vo = denials.verdict_vs_outcome(lines, store.claims())
     assert (vo.remitted, vo.said_ready) == (4, 4)
-    # A: 99439 denied B15 (time rule), D: consent (consent rule) -> false ready; B: N290 claim data is not a rule
+    # A: 99439 denied B15 (time rule), D: consent -> false ready; B: N290 (claim data) is no rule
     assert {c.patient for c in vo.false_ready_cases} == {"Patient/a", "Patient/d"}
     assert vo.false_ready_rate == Decimal("0.5000")
     assert denials.average_payment(lines) == Decimal("46.45")  # (52.90 + 40.00) / 2 paid patient-months
@@ -168,15 +182,39 @@ def test_denial_analytics_and_false_ready(store: RemittanceStore) -> None:
 
 def test_fhir_eob_is_read_and_matched(store: RemittanceStore) -> None:
     eob = {
-        "resourceType": "ExplanationOfBenefit", "id": "eob1", "status": "active", "outcome": "complete",
+        "resourceType": "ExplanationOfBenefit",
+        "id": "eob1",
+        "status": "active",
+        "outcome": "complete",
         "claim": {"identifier": {"system": "https://ccm-ready.org/fhir/identifier/claim", "value": B}},
-        "insurer": {"display": "ACME"}, "billablePeriod": {"start": "2026-10-01"},
-        "item": [{"sequence": 1, "productOrService": {"coding": [{"code": "99490"}]}, "adjudication": [
-            {"category": {"coding": [{"code": "submitted"}]}, "amount": {"value": 66.13}},
-            {"category": {"coding": [{"code": "benefit"}]}, "amount": {"value": 0}},
-            {"category": {"coding": [{"code": "denialreason"}]}, "amount": {"value": 66.13}, "reason": {"coding": [
-                {"system": "https://x12.org/codes/claim-adjustment-reason-codes", "code": "97"},
-                {"system": "https://x12.org/codes/remittance-advice-remark-codes", "code": "M80"}]}}]}],
+        "insurer": {"display": "ACME"},
+        "billablePeriod": {"start": "2026-10-01"},
+        "item": [
+            {
+                "sequence": 1,
+                "productOrService": {"coding": [{"code": "99490"}]},
+                "adjudication": [
+                    {"category": {"coding": [{"code": "submitted"}]}, "amount": {"value": 66.13}},
+                    {"category": {"coding": [{"code": "benefit"}]}, "amount": {"value": 0}},
+                    {
+                        "category": {"coding": [{"code": "denialreason"}]},
+                        "amount": {"value": 66.13},
+                        "reason": {
+                            "coding": [
+                                {
+                                    "system": "https://x12.org/codes/claim-adjustment-reason-codes",
+                                    "code": "97",
+                                },
+                                {
+                                    "system": "https://x12.org/codes/remittance-advice-remark-codes",
+                                    "code": "M80",
+                                },
+                            ]
+                        },
+                    },
+                ],
+            }
+        ],
     }
     counts = load_files(store, [("eob.json", json.dumps(eob).encode())])
     assert counts.summary() == "files=1 claims=1 lines=1 paid=0 denied=1 adjusted=0 duplicates=0"
@@ -188,11 +226,17 @@ def test_what_if_reproduces_the_article(capsys: pytest.CaptureFixture[str]) -> N
     w = what_if(90, 45, 18, 5)
     assert (w.monthly_billed, w.monthly_lost_now) == (Decimal("4050.00"), Decimal("729.00"))
     assert (w.monthly_gain, w.yearly_gain) == (Decimal("526.50"), Decimal("6318.00"))
-    assert main(["what-if", "--patients", "90", "--payment", "45", "--denial-rate", "18", "--target-rate", "5"]) == 0
+    assert (
+        main(["what-if", "--patients", "90", "--payment", "45", "--denial-rate", "18", "--target-rate", "5"])
+        == 0
+    )
     assert capsys.readouterr().out.splitlines()[-1] == "monthly_gain=526.50 yearly_gain=6318.00"
     with pytest.raises(BadFigure):
         what_if(90, 45, 118, 5)
-    assert main(["what-if", "--patients", "-1", "--payment", "45", "--denial-rate", "18", "--target-rate", "5"]) == 2
+    assert (
+        main(["what-if", "--patients", "-1", "--payment", "45", "--denial-rate", "18", "--target-rate", "5"])
+        == 2
+    )
 
 
 def test_locality_adjustment() -> None:
