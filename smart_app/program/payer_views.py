@@ -148,7 +148,9 @@ def payer() -> Any:
         "what_if_error": what_if_error,
         "payment_source": payment_source,
         "rate_source": rate_source,
-        "patients_source": "consented patients this month" if consented else "the article's 90 patients",
+        "patients_source": "entered"
+        if request.args.get("patients")
+        else ("consented patients this month" if consented else "the article's 90 patients"),
         "money": format_money,
         "pct": _pct,
         "formulas": FORMULAS,

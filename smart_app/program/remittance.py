@@ -20,10 +20,15 @@ from typing import Any
 
 from rules.remittance import Adjustment, ClaimPayment, RemitLine, Remittance
 
-# pyx12 logs each validation problem (with element values: PHI) on its own logger: keep it quiet.
-_pyx12_log = logging.getLogger("pyx12")
-_pyx12_log.addHandler(logging.NullHandler())
-_pyx12_log.propagate = False
+
+
+def _quiet_pyx12() -> None:
+    """pyx12 logs each validation problem (with element values: PHI) on its own loggers: drop them all.
+
+    Set on every call: an application's logging configuration may reset levels after import."""
+    log = logging.getLogger("pyx12")
+    log.setLevel(logging.CRITICAL + 1)
+    log.propagate = False
 
 CARC_PATTERN = re.compile(r"^(?:[A-Z]{1,2}\d{0,2}|\d{1,3})$")
 ENVELOPE = re.compile(r"\b(ISA|IEA|GS|GE|ST|SE)\b")
@@ -41,6 +46,7 @@ def is_x12(data: bytes) -> bool:
 def read_835(data: bytes, name: str = "file") -> list[Remittance]:
     """Validate with pyx12, then read every 835 transaction of the file (one Remittance each)."""
     text = _text(data, name)
+    _quiet_pyx12()
     _validate(text, name)
     return list(_transactions(text, name))
 
