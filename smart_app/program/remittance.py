@@ -21,7 +21,6 @@ from typing import Any
 from rules.remittance import Adjustment, ClaimPayment, RemitLine, Remittance
 
 
-
 def _quiet_pyx12() -> None:
     """pyx12 logs each validation problem (with element values: PHI) on its own loggers: drop them all.
 
@@ -29,6 +28,7 @@ def _quiet_pyx12() -> None:
     log = logging.getLogger("pyx12")
     log.setLevel(logging.CRITICAL + 1)
     log.propagate = False
+
 
 CARC_PATTERN = re.compile(r"^(?:[A-Z]{1,2}\d{0,2}|\d{1,3})$")
 ENVELOPE = re.compile(r"\b(ISA|IEA|GS|GE|ST|SE)\b")

@@ -40,7 +40,9 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
         assert page.inner_text("#denial-rate") == "60.0 %"
         assert page.inner_text("#false-ready-rate") == "50.0 %"
         assert page.locator("#verdict-outcome tr.false-ready").count() == 2
-        assert page.locator("svg#chart-outcomes").count() == 1 and page.locator("svg#chart-causes").count() == 1
+        assert (
+            page.locator("svg#chart-outcomes").count() == 1 and page.locator("svg#chart-causes").count() == 1
+        )
         page.fill("#patients", "90")
         page.get_by_role("button", name="Recalculate").click()
         page.wait_for_selector("#monthly-gain")
