@@ -131,3 +131,28 @@ def test_fhir_claims_are_valid_r4_drafts(rows: dict[str, Any]) -> None:
         assert [x.productOrService.coding[0].code for x in claim.item] == [ln.code for ln in d.lines]
         assert [x.diagnosisCodeableConcept.coding[0].code for x in claim.diagnosis or []] == list(d.diagnoses)
         assert claim.careTeam[0].provider.identifier.value == "1234567893"
+
+
+def test_cli_claims_from_a_worklist_file(rows: dict[str, Any], tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from smart_app.cli.commands import main
+    from smart_app.program.remittance_store import RemittanceStore
+    from smart_app.program.worklist import row_json
+
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps([row_json(r) for r in rows.values()]))
+    data = tmp_path / "data"
+    args = ["claims", "--worklist", str(path), "--month", "2026-10", "--data-dir", str(data)]
+    assert main([*args, "--billing-npi", "1992753880"]) == 0
+    out = capsys.readouterr()
+    table = list(csv.DictReader(io.StringIO(out.out)))
+    ready = [r for r in rows.values() if r.status == "ready"]
+    assert len({rec["claim_id"] for rec in table}) == len(ready)
+    assert "with problems to fix before sending" in out.err
+    store = RemittanceStore.in_dir(data)
+    assert len(store.claims()) == len(ready)
+    store.close()
+    assert main([*args, "--format", "fhir", "--no-record"]) == 0
+    assert json.loads(capsys.readouterr().out)["resourceType"] == "Bundle"
+    assert main([*args[:-2], "--month", "2026-13"]) == 2
+    assert main([*args, "--billing-npi", "12"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -246,3 +246,52 @@ def test_locality_adjustment() -> None:
     high = Gpci("high-cost", Decimal("1.05"), Decimal("1.20"), Decimal("1.0"))
     # (1.00 × 1.05 + 0.91 × 1.20 + 0.07 × 1.0) × 33.4009
     assert locality_payment("99490", high) == Decimal("73.88")
+
+
+def test_fhir_claim_response_takes_codes_from_our_claim(store: RemittanceStore) -> None:
+    response = {
+        "resourceType": "ClaimResponse",
+        "id": "cr1",
+        "status": "active",
+        "outcome": "complete",
+        "request": {"identifier": {"value": A}},
+        "insurer": {"display": "Medicare"},
+        "created": "2026-11-20",
+        "billablePeriod": {"start": "2026-10-01"},
+        "item": [
+            {
+                "itemSequence": 1,
+                "adjudication": [
+                    {"category": {"coding": [{"code": "submitted"}]}, "amount": {"value": 66.13}},
+                    {"category": {"coding": [{"code": "coinsurance"}]}, "amount": {"value": 13.23}},
+                    {"category": {"coding": [{"code": "benefit"}]}, "amount": {"value": 52.90}},
+                ],
+            },
+            {
+                "itemSequence": 2,
+                "adjudication": [
+                    {"category": {"coding": [{"code": "submitted"}]}, "amount": {"value": 50.44}},
+                    {"category": {"coding": [{"code": "benefit"}]}, "amount": {"value": 0}},
+                    {
+                        "category": {"coding": [{"code": "denialreason"}]},
+                        "amount": {"value": 50.44},
+                        "reason": {
+                            "coding": [
+                                {
+                                    "system": "https://x12.org/codes/claim-adjustment-reason-codes",
+                                    "code": "151",
+                                }
+                            ]
+                        },
+                    },
+                ],
+            },
+        ],
+    }
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": response}]}
+    counts = load_files(store, [("cr.json", json.dumps(bundle).encode())])
+    assert counts.summary() == "files=1 claims=1 lines=2 paid=1 denied=1 adjusted=0 duplicates=0"
+    got = [(ln.code, ln.outcome, ln.matched) for ln in store.lines()]
+    assert got == [("99490", "paid", "matched"), ("99439", "denied", "matched")]
+    with pytest.raises(RemittanceError, match="no claim"):
+        load_files(store, [("x.json", json.dumps({**response, "request": {}}).encode())])
