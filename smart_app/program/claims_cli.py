@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -48,9 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def data_dir(arg: str | None) -> Path:
-    from smart_app.config import PROJECT_ROOT
+    """--data-dir, else the app's DATA_DIR (its default or CCM_READY_DATA_DIR)."""
+    if arg:
+        return Path(arg)
+    from smart_app import config
 
-    return Path(arg or os.environ.get("CCM_READY_DATA_DIR") or PROJECT_ROOT / ".ccm-ready")
+    return Path(config.defaults()["DATA_DIR"])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,7 +45,8 @@ def client(tmp_path: Path, rows: list[Any]):  # type: ignore[no-untyped-def]
             "CLAIMS_BILLING_NPI": "1992753880",
         }
     )
-    key = (BASE, "", "2026-10", "America/Chicago", "")
+    with app.test_request_context("/program/payer?month=2026-10"):
+        key = program_views._key(*program_views._chosen())
     job = program_views.Job(key)
     job.result = WorklistResult("2026-10", rows)
     program_views._jobs[key] = job
