@@ -32,11 +32,11 @@ SCHEMA = (
         payer TEXT, payer_id TEXT, trace TEXT, paid_date TEXT,
         total_paid TEXT NOT NULL, loaded TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS lines (
-        id INTEGER PRIMARY KEY, remittance_id INTEGER NOT NULL REFERENCES remittances(id),
-        seq INTEGER NOT NULL,
+        remittance_id INTEGER NOT NULL REFERENCES remittances(id), seq INTEGER NOT NULL,
         claim_id TEXT, claim_status TEXT, payer_claim TEXT, member_id TEXT, patient TEXT, month TEXT,
         code TEXT, units INTEGER, charge TEXT NOT NULL, paid TEXT NOT NULL, outcome TEXT NOT NULL,
-        service_date TEXT, adjustments TEXT NOT NULL, remarks TEXT NOT NULL, matched TEXT NOT NULL)""",
+        service_date TEXT, adjustments TEXT NOT NULL, remarks TEXT NOT NULL, matched TEXT NOT NULL,
+        PRIMARY KEY (remittance_id, seq))""",
     "CREATE INDEX IF NOT EXISTS lines_month ON lines (month)",
 )
 
@@ -192,10 +192,13 @@ class RemittanceStore:
                         continue
                     seen.add(r.key)
                     new_in_file += 1
-                    cur = c.execute(
-                        "INSERT INTO remittances (rkey, source, file_name, payer, payer_id, trace, "
-                        "paid_date, total_paid, loaded) VALUES (?,?,?,?,?,?,?,?,?)",
+                    # ids chosen here (not the database's rowid): plain SQL any back end runs
+                    rid = int(c.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM remittances").fetchone()[0])
+                    c.execute(
+                        "INSERT INTO remittances (id, rkey, source, file_name, payer, payer_id, trace, "
+                        "paid_date, total_paid, loaded) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (
+                            rid,
                             r.key,
                             r.source,
                             file_name,
@@ -207,7 +210,6 @@ class RemittanceStore:
                             now,
                         ),
                     )
-                    rid = cur.lastrowid
                     seq = 0
                     for claim in r.claims:
                         counts["claims"] += 1

@@ -8,9 +8,13 @@ from pathlib import Path
 import pytest
 
 from smart_app.app import create_app
+from smart_app.program import views as program_views
+from smart_app.program.jobs import WorklistResult
 from smart_app.program.remittance_store import RemittanceStore
 from tests.browser.conftest import serving
+from tests.unit.test_payer_claims import _rows
 from tests.unit.test_payer_remittance import _claims, files
+from tests.unit.test_payer_web import BASE, FakeServer
 
 pytestmark = [pytest.mark.browser]
 
@@ -23,11 +27,29 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
         (tmp_path / name).write_text(text)
     bad = tmp_path / "bad.835"
     bad.write_text(files()["acme-1.835"].replace("SE*", "SE*7", 1))
-    app = create_app({"SECRET_KEY": "browser", "DATA_DIR": str(tmp_path / "data"), "TIMEZONE": "UTC"})
+    app = create_app(
+        {
+            "SECRET_KEY": "browser",
+            "DATA_DIR": str(tmp_path / "data"),
+            "TIMEZONE": "America/Chicago",
+            "PROGRAM_FHIR_BASE": BASE,
+            "PROGRAM_CLIENT_FACTORY": lambda base: FakeServer(),
+        }
+    )
+    with app.test_request_context("/program/payer?month=2026-10"):
+        key = program_views._key(*program_views._chosen())
+    job = program_views.Job(key)  # the program page's worklist for the month, already built
+    job.result = WorklistResult("2026-10", list(_rows().values()))
+    program_views._jobs[key] = job
     with serving(app) as live:
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         page.goto(f"{live.url}/program/payer?month=2026-10")
         assert page.locator("#no-remits").count() == 1
+        assert page.inner_text("#ready-count") == "8"
+        with page.expect_download() as download:
+            page.locator("#handoff-csv").click()
+        assert download.value.suggested_filename == "ccm-claims-2026-10.csv"
+        assert "1EG4TE5MK73" in Path(download.value.path()).read_text()
         page.set_input_files("#files", [str(bad)])
         page.locator("#remit-upload").click()
         page.wait_for_selector("#payer-problem")
@@ -56,3 +78,4 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
             )
             assert overflow <= 0, f"horizontal scroll at {width}px: {overflow}px ({wide})"
         page.close()
+    program_views._jobs.pop(key, None)
