@@ -12,7 +12,7 @@ from smart_app.program import views as program_views
 from smart_app.program.jobs import WorklistResult
 from smart_app.program.remittance_store import RemittanceStore
 from tests.browser.conftest import serving
-from tests.unit.test_payer_claims import _rows
+from tests.support.demo_rows import demo_rows
 from tests.unit.test_payer_remittance import _claims, files
 from tests.unit.test_payer_web import BASE, FakeServer
 
@@ -39,7 +39,7 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
     with app.test_request_context("/program/payer?month=2026-10"):
         key = program_views._key(*program_views._chosen())
     job = program_views.Job(key)  # the program page's worklist for the month, already built
-    job.result = WorklistResult("2026-10", list(_rows().values()))
+    job.result = WorklistResult("2026-10", list(demo_rows().values()))
     program_views._jobs[key] = job
     with serving(app) as live:
         page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)

@@ -11,17 +11,8 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.claim import Claim
 
-from fhir_mapping.reader import read_facts
-from rules.evaluate import evaluate
-from rules.month import Month, zone
-from smart_app.demo.seed import demo_cases
 from smart_app.program import claims
-from smart_app.program.population import patient_key
-from smart_app.program.worklist import build_row
-
-TZ = "America/Chicago"
-NOW = datetime(2026, 10, 20, 15, 0, tzinfo=zone(TZ))
-MONTH = Month(2026, 10)
+from tests.support.demo_rows import demo_rows
 
 
 class FakeDirectory:
@@ -37,33 +28,9 @@ class FakeDirectory:
         return "1234567893"
 
 
-def _rows() -> dict[str, Any]:
-    """The demo's crafted cases as server-style resources, one worklist row per case key."""
-    resources: list[dict[str, Any]] = []
-    spec_of: dict[str, str] = {}
-    for case in demo_cases(NOW, TZ, include_copied=False):
-        urls = {
-            e["fullUrl"]: f"{e['resource']['resourceType']}/{e['fullUrl'][9:]}" for e in case.bundle["entry"]
-        }
-        text = json.dumps([e["resource"] for e in case.bundle["entry"]])
-        for url, ref in urls.items():
-            text = text.replace(f'"{url}"', f'"{ref}"')
-        for url, res in zip(urls, json.loads(text), strict=True):
-            res["id"] = url[9:]
-            if res["resourceType"] == "Patient":
-                spec_of[f"Patient/{res['id']}"] = case.key
-            resources.append(res)
-    out = {}
-    for key, spec in spec_of.items():
-        mine = [r for r in resources if patient_key(r) == key]
-        facts = read_facts(mine, key.split("/")[1], TZ)
-        out[spec] = build_row(facts, evaluate(facts, MONTH, tz=TZ), today=NOW.date())
-    return out
-
-
 @pytest.fixture(scope="module")
 def rows() -> dict[str, Any]:
-    return _rows()
+    return demo_rows()
 
 
 def test_ready_months_become_claims_with_everything_a_biller_needs(rows: dict[str, Any]) -> None:

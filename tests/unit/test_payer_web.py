@@ -14,7 +14,7 @@ from smart_app.app import create_app
 from smart_app.program import views as program_views
 from smart_app.program.jobs import WorklistResult
 from smart_app.program.remittance_store import RemittanceStore
-from tests.unit.test_payer_claims import _rows
+from tests.support.demo_rows import demo_rows
 
 BASE = "http://fhir.test/fhir"
 
@@ -30,7 +30,7 @@ class FakeServer:
 
 @pytest.fixture(scope="module")
 def rows() -> list[Any]:
-    return list(_rows().values())
+    return list(demo_rows().values())
 
 
 @pytest.fixture()
