@@ -151,7 +151,7 @@ def remittance_resources(doc: Any) -> list[Mapping[str, Any]]:
         raise RemittanceResourceError("not a FHIR JSON object")
     if doc.get("resourceType") == "Bundle":
         out = [e.get("resource") for e in doc.get("entry") or [] if isinstance(e, dict)]
-        found = [
+        found: list[Mapping[str, Any]] = [
             r
             for r in out
             if isinstance(r, dict) and r.get("resourceType") in ("ExplanationOfBenefit", "ClaimResponse")
