@@ -32,6 +32,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from smart_app.cds import service as cds_hooks
     from smart_app.packet import views as packet
     from smart_app.panel import views as panel
+    from smart_app.program import payer_views
     from smart_app.program import views as program
     from smart_app.web import home, security, sessions
 
@@ -45,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(home.bp)
     app.register_blueprint(cds_hooks.bp)
     app.register_blueprint(program.bp)
+    app.register_blueprint(payer_views.bp)
     app.register_blueprint(capture.bp)
     app.register_blueprint(careplan.bp)
     app.register_blueprint(packet.bp)

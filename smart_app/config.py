@@ -97,6 +97,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PROGRAM_FHIR_BASE", lambda: None, "CCM_READY_PROGRAM_FHIR_BASE", doc="the practice's FHIR base"),
     Setting("PROGRAM_BULK", lambda: True, "CCM_READY_PROGRAM_BULK", _flag, "prefer bulk $export"),
     Setting("PROGRAM_CLIENT_FACTORY", lambda: None, doc="tests: build the worklist's FHIR client"),
+    # payer: claim hand-off, remittances, revenue what-if
+    Setting("CLAIMS_PLACE_OF_SERVICE", lambda: "11", "CCM_READY_CLAIMS_POS",
+            doc="CMS place-of-service code on handed-off claims (the billing location; 11 = office)"),
+    Setting("CLAIMS_BILLING_NPI", lambda: "", "CCM_READY_CLAIMS_BILLING_NPI",
+            doc="billing (group) NPI on claims; empty = the rendering practitioner bills"),
+    Setting("CLAIMS_BILLING_NAME", lambda: "", "CCM_READY_CLAIMS_BILLING_NAME", doc="billing provider name"),
+    Setting("CLAIMS_CHARGES", dict, "CCM_READY_CLAIMS_CHARGES", _json_or_file,
+            "{code: charge} on claims; default the pack's national amount"),
+    Setting("GPCI_LOCALITY", lambda: None, "CCM_READY_GPCI_LOCALITY", _json_or_file,
+            '{"locality", "work", "pe", "mp"}: locality-adjusted payments; none = national amounts'),
+    Setting("DENIAL_TARGET_RATE", lambda: "5", "CCM_READY_DENIAL_TARGET_RATE",
+            doc="target denial rate (percent) for the revenue what-if"),
     # CDS Hooks
     Setting("CDS_CLIENTS", dict, "CCM_READY_CDS_CLIENTS", _json_or_file,
             "{iss: {jwks | jwks_url, fhir_servers}} (inline JSON or a file)"),

@@ -14,6 +14,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "worklist": ("smart_app.program.cli", "The CCM worklist for one month (bulk export or searches)."),
     "packet": ("smart_app.packet.cli", "Write an audit packet (FHIR document, HTML, PDF)."),
     "import-time": ("smart_app.capture.import_csv", "Import logged care-management time from a CSV."),
+    "claims": ("smart_app.program.claims_cli", "Claim hand-off (CSV or draft FHIR Claims) for ready months."),
+    "remit": ("smart_app.program.remit_cli", "Load X12 835 remittances or FHIR EOB / ClaimResponse files."),
+    "what-if": ("smart_app.program.what_if_cli", "Revenue what-if: the worth of a lower denial rate."),
 }
 
 
