@@ -32,7 +32,11 @@ class References:
             if isinstance(res, dict):
                 rid = res.get("id")
                 if isinstance(rid, str) and rid:
-                    aliases.setdefault(f"urn:uuid:{rid}", f"{res.get('resourceType')}/{rid}")
+                    key = f"{res.get('resourceType')}/{rid}"
+                    aliases.setdefault(f"urn:uuid:{rid}", key)
+                    full_url = res.get("_fullUrl")
+                    if isinstance(full_url, str):
+                        aliases.setdefault(full_url, key)
         self._pending = None
 
     def key(self, value: Any) -> str | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+FULL_URL = "_fullUrl"  # kept on a resource whose `urn:` fullUrl differs from its id (never a FHIR element)
 NDJSON_SUFFIXES = (".ndjson", ".jsonl", ".ndjson.txt")
 _BLANK = frozenset(b" \t\r\n\x0b\x0c")
 
@@ -141,8 +142,11 @@ def _flatten(resource: dict[str, Any], depth: int = 0) -> list[Any]:
         if res.get("resourceType") == "Bundle":
             out.extend(_flatten(res, depth + 1))
             continue
+        full_url = entry.get("fullUrl")
         if "id" not in res:
-            res = _with_id_from_full_url(res, entry.get("fullUrl"))
+            res = _with_id_from_full_url(res, full_url)
+        elif isinstance(full_url, str) and full_url.startswith("urn:") and full_url[9:] != res["id"]:
+            res = {**res, FULL_URL: full_url}  # a transaction may reference it by its urn only
         out.append(res)
     return out
 

@@ -159,6 +159,22 @@ def _outside(span: Span, allowed: list[Span]) -> list[Span]:
     return holes
 
 
+VISIT_DONE = frozenset({"finished", "completed"})
+MAX_VISIT_SECONDS = 12 * 3600  # a longer "visit" period is a date, not the span of a face-to-face visit
+
+
+def _visits(pm: PatientMonth, lo: float, hi: float) -> list[Span]:
+    """Finished face-to-face visits with a real start and end: time inside them is the visit's own."""
+    spans: list[Span] = []
+    for v in pm.facts.visits:
+        if (v.status or "").lower() not in VISIT_DONE or v.start is None or v.end is None:
+            continue
+        s, e = pm.aware(v.start).timestamp(), pm.aware(v.end).timestamp()
+        if 0 < e - s <= MAX_VISIT_SECONDS and e > lo and s < hi:
+            spans.append((max(s, lo), min(e, hi)))
+    return merge(spans)
+
+
 def count(
     pm: PatientMonth,
     windows: tuple[Window, ...] = ((None, None),),
@@ -176,12 +192,13 @@ def count(
     ended_ts = _ts(pm, ended)
     death_ts = _ts(pm, died_at)
     stays = _stays(pm, lo, hi)
+    visits = _visits(pm, lo, hi)
     logged: dict[str, float] = defaultdict(float)
     ccm: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     other: dict[str, list[Span]] = defaultdict(list)
     other_ids: dict[str, None] = {}
     before, after_stop, after_death, inpatient = _Ledger(), _Ledger(), _Ledger(), _Ledger()
-    not_staff = _Ledger()
+    not_staff, during_visit = _Ledger(), _Ledger()
     month_entries: list[TimeEntry] = []
 
     for entry in pm.facts.time_entries:
@@ -225,6 +242,9 @@ def count(
             kept_spans += kept
             cut += removed
         inpatient.add(cut, entry.id)
+        if visits:
+            kept_spans, cut = subtract(kept_spans, visits)
+            during_visit.add(cut, entry.id)
         ccm[person].extend((s, e, entry.id) for s, e in kept_spans)
 
     overlap, double = _Ledger(), _Ledger()
@@ -264,6 +284,18 @@ def count(
     findings = _findings(before, after_stop, after_death, inpatient, overlap, double, logged, other_ids)
     if not_staff.seconds > 0:
         findings += (_not_staff(not_staff),)
+    if during_visit.seconds > 0:
+        findings += (
+            Finding(
+                rule_ids.TIME_DURING_VISIT,
+                "time",
+                "info",
+                f"{_said(during_visit.seconds)} logged during a face-to-face visit are part of that visit "
+                "(E/M time) and do not count as CCM time.",
+                str(CITE_OTHER),
+                tuple(during_visit.ids),
+            ),
+        )
     return MinuteCount(minutes, findings, tuple(month_entries))
 
 

@@ -138,3 +138,30 @@ def test_population_groups_carry_the_people_so_npi_references_resolve() -> None:
     groups = group_by_patient([{"resourceType": "Patient", "id": "p1"}, consent, *RESOURCES])
     facts = read_facts(groups["Patient/p1"], "p1")
     assert facts.consents[0].billing_practitioner == "Practitioner/doc"
+
+
+def test_transaction_urn_that_differs_from_the_id_still_resolves() -> None:
+    from fhir_mapping.sources import resources_from_json
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:aaa", "resource": {"resourceType": "Patient", "id": "p1"}},
+            {"fullUrl": "urn:uuid:bbb", "resource": {"resourceType": "Practitioner", "id": "doc"}},
+            {
+                "fullUrl": "urn:uuid:ccc",
+                "resource": {
+                    "resourceType": "Encounter",
+                    "id": "v",
+                    "status": "finished",
+                    "subject": {"reference": "urn:uuid:aaa"},
+                    "type": [{"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "99214"}]}],
+                    "participant": [{"individual": {"reference": "urn:uuid:bbb"}}],
+                    "period": {"start": "2026-01-01T10:00:00Z"},
+                },
+            },
+        ],
+    }
+    facts = read_facts(resources_from_json(bundle))
+    assert facts.visits[0].participants == ("Practitioner/doc",)

@@ -128,3 +128,16 @@ def test_time_entry_fields_default_for_hand_built_records() -> None:
         "Encounter/x", "finished", "ccm", at("2026-03-03T14:00:00"), at("2026-03-03T14:20:00"), 20, NURSE
     )
     assert e.codings == ()
+
+
+def test_time_inside_a_face_to_face_visit_is_the_visits_own() -> None:
+    """cms-rules.md §3.6: CCM time on the day of an E/M counts, time inside the E/M encounter does not."""
+    from tests.support.facts import visit
+
+    same_day = visit("v2", start="2026-03-03T14:00:00+00:00")  # 14:00-14:25
+    facts = ready_facts(
+        visits=(*ready_facts().visits, same_day),
+        time_entries=(entry("a", "2026-03-03T14:10:00", 30), entry("b", "2026-03-03T16:00:00", 10)),
+    )
+    v = ev(facts)
+    assert v.minutes.clinical_staff == 25 and finding(v, "time.during-visit").severity == "info"
