@@ -1,6 +1,7 @@
 """Durable outbox: nothing the user records is lost when the FHIR server is down, slow or refuses a token.
 
-An item (time entry, correction, consent) is stored in SQLite (DATA_DIR/outbox.sqlite3) BEFORE the first
+An item (time entry, correction, consent) is stored (SQLite DATA_DIR/outbox.sqlite3, or the shared PostgreSQL
+database; see smart_app.storage) BEFORE the first
 attempt, in state `pending`. A send claims the item with a lease (so two threads or processes never send the
 same item at once), writes it idempotently (a transaction whose creates are conditional on our identifiers, or
 conditional creates when the server refuses transactions) and marks it `saved` only after the server answered
@@ -12,11 +13,11 @@ also after an app restart. Logs carry item ids and states only: never notes or p
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
+import os
 import random
-import sqlite3
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fhir_mapping.write_provenance import WriteError
-from smart_app.storage.sqlite import immediate, open_sqlite
+from smart_app.storage import Database, Migration, as_database
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +46,29 @@ class Client(Protocol):
     def search(self, resource_type: str, params: Any = None) -> list[dict[str, Any]]: ...
 
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-    " fhir_base TEXT NOT NULL, patient_id TEXT NOT NULL, mode TEXT NOT NULL, user TEXT,"
-    " payload TEXT NOT NULL,"
-    " summary TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-    " next_attempt REAL NOT NULL, last_error TEXT, created REAL NOT NULL, saved_at REAL,"
-    " result TEXT)",
-    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt)",
-    "CREATE INDEX IF NOT EXISTS outbox_patient ON outbox (fhir_base, patient_id)",
+MIGRATIONS = (
+    Migration(
+        1,
+        "outbox",
+        (
+            "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
+            ' fhir_base TEXT NOT NULL, patient_id TEXT NOT NULL, mode TEXT NOT NULL, "user" TEXT,'
+            " payload TEXT NOT NULL,"
+            " summary TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+            " next_attempt DOUBLE PRECISION NOT NULL, last_error TEXT, created DOUBLE PRECISION NOT NULL,"
+            " saved_at DOUBLE PRECISION, result TEXT)",
+            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt)",
+            "CREATE INDEX IF NOT EXISTS outbox_patient ON outbox (fhir_base, patient_id)",
+        ),
+    ),
+    # Who holds a `sending` lease (instance:pid), so a stopping process can hand its leases back.
+    Migration(2, "outbox lease owner", ("ALTER TABLE outbox ADD COLUMN lease_owner TEXT",)),
 )
+
+
+def default_owner() -> str:
+    """This process as a lease holder: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +104,7 @@ class Reject(Exception):
 
 
 _COLUMNS = (
-    "id, kind, fhir_base, patient_id, mode, user, payload, summary, state, attempts, next_attempt,"
+    'id, kind, fhir_base, patient_id, mode, "user", payload, summary, state, attempts, next_attempt,'
     " last_error, created, saved_at, result"
 )
 
@@ -116,32 +130,32 @@ def _row(row: tuple[Any, ...]) -> OutboxItem:
 
 
 class Outbox:
-    """The SQLite store. Thread-safe; several processes may share the file (leases use BEGIN IMMEDIATE)."""
+    """The store (SQLite or PostgreSQL). Thread-safe; several processes and instances may share it: a send
+    takes a lease (state `sending` until `next_attempt`), so an item is sent by one sender at a time and
+    an item whose sender died is taken over when its lease expires."""
 
     def __init__(
         self,
-        path: Path | str,
+        db: Database | Path | str,
         *,
         backoff: float = 2.0,
         max_backoff: float = 300.0,
         lease: float = 120.0,
         clock: Callable[[], float] = time.time,
+        owner: str | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = as_database(db)
+        self.path = getattr(self.db, "path", None)
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.lease = lease
         self.clock = clock
-        self._lock = threading.RLock()
-        self._conn = open_sqlite(self.path, SCHEMA)
-
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn, self._lock)
+        self.owner = owner or default_owner()
+        self.db.migrate("outbox", MIGRATIONS)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self.db.dialect == "sqlite":  # a shared PostgreSQL pool outlives one store
+            self.db.close()
 
     # ------------------------------------------------------------------ writes
 
@@ -162,10 +176,10 @@ class Outbox:
         if kind not in KINDS:
             raise ValueError(f"unknown outbox kind {kind!r}")
         now = self.clock()
-        with self._tx() as c:
-            c.execute(
-                f"INSERT OR IGNORE INTO outbox ({_COLUMNS})"
-                " VALUES (?,?,?,?,?,?,?,?,'pending',0,?,'',?,NULL,'[]')",
+        with self.db.transaction() as tx:
+            tx.run(
+                f"INSERT INTO outbox ({_COLUMNS})"
+                " VALUES (?,?,?,?,?,?,?,?,'pending',0,?,'',?,NULL,'[]') ON CONFLICT (id) DO NOTHING",
                 (
                     item_id,
                     kind,
@@ -186,21 +200,57 @@ class Outbox:
     def claim(self, item_id: str) -> OutboxItem | None:
         """Take the item for sending (None when saved, rejected, or leased by another sender)."""
         now = self.clock()
-        with self._tx() as c:
-            cur = c.execute(
-                "UPDATE outbox SET state = 'sending', next_attempt = ? WHERE id = ? AND"
-                " (state = 'pending' OR (state = 'sending' AND next_attempt <= ?))",
-                (now + self.lease, item_id, now),
+        with self.db.transaction() as tx:
+            row = tx.one(
+                "UPDATE outbox SET state = 'sending', next_attempt = ?, lease_owner = ? WHERE id = ? AND"
+                f" (state = 'pending' OR (state = 'sending' AND next_attempt <= ?)) RETURNING {_COLUMNS}",
+                (now + self.lease, self.owner, item_id, now),
             )
-            if cur.rowcount != 1:
-                return None
-        return self.get(item_id)
+        return _row(row) if row else None
+
+    def claim_due(self, limit: int = 10) -> list[OutboxItem]:
+        """Lease up to `limit` due items at once (pending and due, or leased by a sender that died).
+
+        PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED`, so instances polling together take disjoint items
+        without waiting on each other; SQLite: the write transaction is exclusive.
+        """
+        now = self.clock()
+        with self.db.transaction() as tx:
+            ids = [
+                r[0]
+                for r in tx.all(
+                    "SELECT id FROM outbox WHERE state IN ('pending', 'sending') AND next_attempt <= ?"
+                    " ORDER BY created LIMIT ?" + tx.skip_locked,
+                    (now, limit),
+                )
+            ]
+            if not ids:
+                return []
+            marks = ",".join("?" * len(ids))
+            rows = tx.all(
+                "UPDATE outbox SET state = 'sending', next_attempt = ?, lease_owner = ?"
+                f" WHERE id IN ({marks}) RETURNING {_COLUMNS}",
+                (now + self.lease, self.owner, *ids),
+            )
+        return sorted((_row(r) for r in rows), key=lambda i: i.created)
+
+    def release(self, owner: str | None = None) -> int:
+        """Hand back the leases `owner` (default: this process) holds: due again now, for any sender."""
+        with self.db.transaction() as tx:
+            n = tx.run(
+                "UPDATE outbox SET state = 'pending', next_attempt = ?, lease_owner = NULL"
+                " WHERE state = 'sending' AND lease_owner = ?",
+                (self.clock(), owner or self.owner),
+            )
+        if n:
+            log.info("outbox: released %d leased item(s)", n)
+        return n
 
     def mark_saved(self, item_id: str, result: list[str]) -> None:
-        with self._tx() as c:
-            c.execute(
+        with self.db.transaction() as tx:
+            tx.run(
                 "UPDATE outbox SET state = 'saved', saved_at = ?, last_error = '', result = ?,"
-                " attempts = attempts + 1 WHERE id = ?",
+                " attempts = attempts + 1, lease_owner = NULL WHERE id = ?",
                 (self.clock(), json.dumps(result), item_id),
             )
         log.info("outbox item %s saved", item_id)
@@ -209,89 +259,87 @@ class Outbox:
         self, item_id: str, error: str, *, count: bool = True, delay: float | None = None
     ) -> float:
         """Back to pending with exponential backoff (and jitter); returns the delay in seconds."""
-        with self._lock:
-            row = self._conn.execute("SELECT attempts FROM outbox WHERE id = ?", (item_id,)).fetchone()
+        with self.db.read() as tx:
+            row = tx.one("SELECT attempts FROM outbox WHERE id = ?", (item_id,))
         attempts = (row[0] if row else 0) + (1 if count else 0)
         if delay is None:
             delay = min(self.max_backoff, self.backoff * 2 ** max(0, attempts - 1)) * random.uniform(0.8, 1.2)
-        with self._tx() as c:
-            c.execute(
-                "UPDATE outbox SET state = 'pending', attempts = ?, next_attempt = ?, last_error = ?"
-                " WHERE id = ? AND state != 'saved'",
+        with self.db.transaction() as tx:
+            tx.run(
+                "UPDATE outbox SET state = 'pending', attempts = ?, next_attempt = ?, last_error = ?,"
+                " lease_owner = NULL WHERE id = ? AND state != 'saved'",
                 (attempts, self.clock() + delay, error[:500], item_id),
             )
         log.info("outbox item %s pending (attempt %d): retry in %.1f s", item_id, attempts, delay)
         return delay
 
     def mark_rejected(self, item_id: str, error: str) -> None:
-        with self._tx() as c:
-            c.execute(
-                "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?"
-                " WHERE id = ? AND state != 'saved'",
+        with self.db.transaction() as tx:
+            tx.run(
+                "UPDATE outbox SET state = 'rejected', attempts = attempts + 1, last_error = ?,"
+                " lease_owner = NULL WHERE id = ? AND state != 'saved'",
                 (error[:500], item_id),
             )
         log.warning("outbox item %s rejected by the server", item_id)
 
     def purge_saved(self, max_age: float) -> int:
         """Forget items saved over `max_age` seconds ago (the server has them; notes need not stay here)."""
-        with self._tx() as c:
-            cur = c.execute(
+        with self.db.transaction() as tx:
+            return tx.run(
                 "DELETE FROM outbox WHERE state = 'saved' AND saved_at < ?", (self.clock() - max_age,)
             )
-            return cur.rowcount
 
     def requeue(self, item_id: str) -> bool:
         """Queue a rejected item again (after the cause was fixed, e.g. a scope granted)."""
-        with self._tx() as c:
-            cur = c.execute(
+        with self.db.transaction() as tx:
+            changed = tx.run(
                 "UPDATE outbox SET state = 'pending', next_attempt = ? WHERE id = ? AND state = 'rejected'",
                 (self.clock(), item_id),
             )
-            return cur.rowcount == 1
+        return changed == 1
 
     # ------------------------------------------------------------------ reads
 
+    def _select(self, where: str, params: tuple[Any, ...] = ()) -> list[OutboxItem]:
+        with self.db.read() as tx:
+            return [_row(r) for r in tx.all(f"SELECT {_COLUMNS} FROM outbox {where}", params)]
+
     def get(self, item_id: str) -> OutboxItem | None:
-        with self._lock:
-            row = self._conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (item_id,)).fetchone()
-        return _row(row) if row else None
+        found = self._select("WHERE id = ?", (item_id,))
+        return found[0] if found else None
 
     def due(self, limit: int = 50) -> list[OutboxItem]:
         """Pending items whose time has come, and items whose sender died (expired lease)."""
-        now = self.clock()
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE state IN ('pending', 'sending') AND next_attempt <= ?"
-                " ORDER BY created LIMIT ?",
-                (now, limit),
-            ).fetchall()
-        return [_row(r) for r in rows]
+        return self._select(
+            "WHERE state IN ('pending', 'sending') AND next_attempt <= ? ORDER BY created LIMIT ?",
+            (self.clock(), limit),
+        )
 
     def for_patient(
         self, fhir_base: str, patient_id: str, states: tuple[str, ...] = STATES
     ) -> list[OutboxItem]:
         marks = ",".join("?" * len(states))
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE fhir_base = ? AND patient_id = ? AND state IN ({marks})"
-                " ORDER BY created",
-                (fhir_base.rstrip("/"), patient_id, *states),
-            ).fetchall()
-        return [_row(r) for r in rows]
+        return self._select(
+            f"WHERE fhir_base = ? AND patient_id = ? AND state IN ({marks}) ORDER BY created",
+            (fhir_base.rstrip("/"), patient_id, *states),
+        )
 
     def unsaved_time(self, performer: str) -> list[OutboxItem]:
         """Time entries of one performer not yet on the server (any patient): for the overlap check."""
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM outbox WHERE kind = 'time' AND state IN ('pending', 'sending')"
-            ).fetchall()
-        items = [_row(r) for r in rows]
+        items = self._select("WHERE kind = 'time' AND state IN ('pending', 'sending')")
         return [i for i in items if i.summary.get("performer") == performer]
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._conn.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+        with self.db.read() as tx:
+            rows = tx.all("SELECT state, COUNT(*) FROM outbox GROUP BY state")
         return {state: n for state, n in rows}
+
+    def backlog(self) -> tuple[int, float | None]:
+        """Items not yet on the server (pending or being sent) and the age in seconds of the oldest."""
+        with self.db.read() as tx:
+            row = tx.one("SELECT COUNT(*), MIN(created) FROM outbox WHERE state IN ('pending', 'sending')")
+        n, oldest = (row or (0, None))
+        return int(n or 0), (None if oldest is None else max(0.0, self.clock() - float(oldest)))
 
     # ------------------------------------------------------------------ sending
 
@@ -300,6 +348,10 @@ class Outbox:
         item = self.claim(item_id)
         if item is None:
             return self.get(item_id)
+        return self.send_claimed(item, client)
+
+    def send_claimed(self, item: OutboxItem, client: Client) -> OutboxItem | None:
+        """Send an item this process holds the lease of; returns its new state."""
         try:
             result = deliver(client, item)
         except Retry as exc:
@@ -311,7 +363,7 @@ class Outbox:
             self.mark_retry(item.id, f"unexpected problem ({type(exc).__name__}); will retry")
         else:
             self.mark_saved(item.id, result)
-        return self.get(item_id)
+        return self.get(item.id)
 
 
 # ---------------------------------------------------------------------- delivery
@@ -550,30 +602,48 @@ class OutboxWorker:
             self._thread = threading.Thread(target=self._loop, name="ccm-outbox", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the send in flight (if any) finishes, then hand back leases still held."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        try:
+            self.outbox.release()
+        except Exception:  # the database may be gone at shutdown; the leases then expire by themselves
+            log.warning("outbox: could not release leases at stop")
 
-    def run_once(self) -> int:
-        """Try every due item once; returns how many were saved."""
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def run_once(self, batch: int = 10) -> int:
+        """Lease due items a batch at a time and send them; returns how many were saved."""
         saved = 0
-        for item in self.outbox.due():
-            client = self.client(item)
-            if client is None:
-                self.outbox.mark_retry(
-                    item.id,
-                    "waiting for a session with access to this FHIR server (open the app again)",
-                    count=False,
-                    delay=self.wait_for_session,
-                )
-                continue
-            after = self.outbox.send(item.id, client)
-            if after is not None and after.state in ("saved", "rejected"):
-                with self._lock:
-                    self._clients.pop(item.id, None)
-                saved += after.state == "saved"
+        while not self._stop.is_set() or self._thread is None:
+            items = self.outbox.claim_due(batch)
+            for n, item in enumerate(items):
+                if self._stop.is_set() and self._thread is not None:  # stopping: hand the rest back
+                    for rest in items[n:]:
+                        self.outbox.mark_retry(rest.id, rest.last_error or "instance stopping", count=False,
+                                               delay=0.0)
+                    return saved
+                client = self.client(item)
+                if client is None:
+                    self.outbox.mark_retry(
+                        item.id,
+                        "waiting for a session with access to this FHIR server (open the app again)",
+                        count=False,
+                        delay=self.wait_for_session,
+                    )
+                    continue
+                after = self.outbox.send_claimed(item, client)
+                if after is not None and after.state in ("saved", "rejected"):
+                    with self._lock:
+                        self._clients.pop(item.id, None)
+                    saved += after.state == "saved"
+            if len(items) < batch:
+                break
         return saved
 
     def _loop(self) -> None:

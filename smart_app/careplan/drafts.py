@@ -1,4 +1,5 @@
-"""Care-plan drafts kept on this server: the SQLite store, JSON round trip, and the editor form parsed.
+"""Care-plan drafts kept on this server: the store (SQLite or PostgreSQL, see smart_app.storage), JSON
+round trip, and the editor form parsed.
 
 The editor stores whatever the user typed BEFORE any write is attempted (see smart_app.careplan.views).
 """
@@ -7,44 +8,42 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from rules.careplan_validation import TEXT_SECTIONS, ActivityDraft, CarePlanDraft, GoalDraft, Problem
 from smart_app.context import LaunchContext
+from smart_app.storage import Database, Migration, as_database
 
 MAX_ROWS = 30
 
 
+MIGRATIONS = (
+    Migration(
+        1,
+        "careplan drafts",
+        (
+            "CREATE TABLE IF NOT EXISTS drafts (key TEXT PRIMARY KEY, payload TEXT NOT NULL, "
+            "state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', updated DOUBLE PRECISION NOT NULL)",
+        ),
+    ),
+)
+
+
 class DraftStore:
-    """One kept draft per (FHIR server, patient, user or browser session); JSON in SQLite."""
+    """One kept draft per (FHIR server, patient, user or browser session); JSON in the app's database."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with self._tx() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS drafts (key TEXT PRIMARY KEY, payload TEXT NOT NULL, "
-                "state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', updated REAL NOT NULL)"
-            )
-
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:
-                yield db
-        finally:
-            db.close()
+    def __init__(self, db: Database | Path | str) -> None:
+        self.db = as_database(db)
+        self.path = getattr(self.db, "path", None)
+        self.db.migrate("careplan_drafts", MIGRATIONS)
 
     def put(self, key: str, payload: dict[str, Any], state: str, error: str = "") -> None:
-        with self._tx() as db:
-            db.execute(
+        with self.db.transaction() as tx:
+            tx.run(
                 "INSERT INTO drafts (key, payload, state, error, updated) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(key) DO UPDATE SET payload=excluded.payload, state=excluded.state, "
                 "error=excluded.error, updated=excluded.updated",
@@ -52,15 +51,13 @@ class DraftStore:
             )
 
     def get(self, key: str) -> tuple[dict[str, Any], str, str, float] | None:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT payload, state, error, updated FROM drafts WHERE key=?", (key,)
-            ).fetchone()
+        with self.db.read() as tx:
+            row = tx.one("SELECT payload, state, error, updated FROM drafts WHERE key=?", (key,))
         return (json.loads(row[0]), row[1], row[2], row[3]) if row else None
 
     def delete(self, key: str) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM drafts WHERE key=?", (key,))
+        with self.db.transaction() as tx:
+            tx.run("DELETE FROM drafts WHERE key=?", (key,))
 
 
 def draft_to_json(d: CarePlanDraft, plan_key: str) -> dict[str, Any]:

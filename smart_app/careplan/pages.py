@@ -8,7 +8,6 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 from flask import (
@@ -56,7 +55,9 @@ class CarePlanError(AppError):
 def _store() -> DraftStore:
     store = current_app.extensions.get("ccm_ready_careplan_drafts")
     if store is None:
-        store = DraftStore(Path(current_app.config["DATA_DIR"]) / "careplan_drafts.sqlite3")
+        from smart_app.storage import database_for
+
+        store = DraftStore(database_for(current_app.config, "careplan_drafts"))
         current_app.extensions["ccm_ready_careplan_drafts"] = store
     return store
 

@@ -84,7 +84,20 @@ def _defaults(state: Any) -> None:
 
 def _state(app: Flask) -> dict[str, Any]:
     with _ext_lock:
-        return app.extensions.setdefault(_EXT, {"replay": ReplayCache(), "jwks": JwksFetcher()})
+        state = app.extensions.get(_EXT)
+        if state is None:
+            state = app.extensions[_EXT] = {"replay": _replay_cache(app), "jwks": JwksFetcher()}
+        return state
+
+
+def _replay_cache(app: Flask) -> Any:
+    """The jti memory shared by every process and instance (the app's database); in memory if told so."""
+    if app.config.get("CDS_REPLAY_IN_MEMORY"):
+        return ReplayCache()
+    from smart_app.cds.replay_store import StoredReplayCache
+    from smart_app.storage import database_for
+
+    return StoredReplayCache(database_for(app.config, "cds_replay"))
 
 
 @bp.after_app_request

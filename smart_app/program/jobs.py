@@ -6,7 +6,9 @@ export ($export or paged searches) -> NDJSON files -> population (bucketed, one 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import shutil
 import tempfile
 import threading
@@ -14,14 +16,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from rules.month import Month, zone
 from rules.packs import resolve_pack
 from smart_app.fhir.bulk_export import ExportRequest, ExportResult, export_population
 from smart_app.program.population import PatientResult, map_population, warm_up
-from smart_app.program.worklist import WorklistRow, build_row
+from smart_app.program.worklist import Blocker, WorklistRow, build_row
 from smart_app.readiness.options import practice_now
+from smart_app.storage import Database, Migration, as_database
 
 StageFn = Callable[[str], None]
 CountFn = Callable[[int, int], None]
@@ -133,3 +138,195 @@ def _rows_of(
     row = build_row(result.facts, current, today=today, keep_verdict=keep_verdict)
     old = [build_row(result.facts, v, today=today, keep_verdict=False) for v in earlier]
     return (row if row.on_worklist else None), [r for r in old if r.on_worklist]
+
+
+# ---------------------------------------------------------------------- jobs kept in the app's database
+
+JOB_MIGRATIONS = (
+    Migration(
+        1,
+        "worklist jobs",
+        (
+            "CREATE TABLE IF NOT EXISTS worklist_jobs (key TEXT PRIMARY KEY, stage TEXT NOT NULL,"
+            " done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, error TEXT, result TEXT,"
+            " started DOUBLE PRECISION NOT NULL, finished DOUBLE PRECISION, owner TEXT,"
+            " heartbeat DOUBLE PRECISION NOT NULL)",
+        ),
+    ),
+)
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 60.0  # a running job not heard from this long died with its instance: run it again
+
+
+@dataclass
+class JobState:
+    """A worklist job as stored: progress while running, then its result or error."""
+
+    key: str
+    stage: str = "starting"
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+    result: WorklistResult | None = None
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    heartbeat: float = field(default_factory=time.time)
+
+    @property
+    def state(self) -> str:
+        return "error" if self.error else ("done" if self.result is not None else "running")
+
+    def status_json(self) -> dict[str, object]:
+        return {
+            "state": self.state,
+            "stage": self.stage,
+            "done": self.done,
+            "total": self.total,
+            "error": self.error,
+        }
+
+
+def _blocker_json(b: Blocker) -> dict[str, str]:
+    return {"category": b.category, "rule": b.rule, "message": b.message}
+
+
+def row_to_json(row: WorklistRow) -> dict[str, Any]:
+    """A worklist row as JSON (Decimals as strings, tuples as lists)."""
+    data: dict[str, Any] = {}
+    for f in dataclasses.fields(row):
+        value = getattr(row, f.name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif f.name == "blockers":
+            value = [_blocker_json(b) for b in value]
+        elif f.name in ("codes", "billed_codes"):
+            value = [[c, u] for c, u in value]
+        data[f.name] = value
+    return data
+
+
+def row_from_json(data: dict[str, Any]) -> WorklistRow:
+    values = dict(data)
+    values["payment"] = Decimal(values["payment"])
+    values["billed_payment"] = Decimal(values["billed_payment"])
+    values["blockers"] = tuple(Blocker(**b) for b in values["blockers"])
+    values["codes"] = tuple((c, int(u)) for c, u in values["codes"])
+    values["billed_codes"] = tuple((c, int(u)) for c, u in values["billed_codes"])
+    return WorklistRow(**values)
+
+
+def result_to_json(result: WorklistResult) -> str:
+    return json.dumps(
+        {
+            "month": result.month,
+            "rows": [row_to_json(r) for r in result.rows],
+            "history": {m: [row_to_json(r) for r in rows] for m, rows in result.history.items()},
+            "method": result.method,
+            "patients": result.patients,
+            "export_seconds": result.export_seconds,
+            "evaluate_seconds": result.evaluate_seconds,
+        }
+    )
+
+
+def result_from_json(text: str) -> WorklistResult:
+    d = json.loads(text)
+    return WorklistResult(
+        d["month"],
+        [row_from_json(r) for r in d["rows"]],
+        {m: [row_from_json(r) for r in rows] for m, rows in d["history"].items()},
+        d["method"],
+        d["patients"],
+        d["export_seconds"],
+        d["evaluate_seconds"],
+    )
+
+
+class JobStore:
+    """Worklist jobs and their results in the app's database, so every instance shows the same job.
+
+    The instance that starts a job runs it in a thread and writes its progress; others read it. A running
+    job whose heartbeat stopped (its instance died) is started again by the next request for it.
+    """
+
+    def __init__(self, db: Database | Path | str, *, keep: int = 8) -> None:
+        self.db = as_database(db)
+        self.keep = keep
+        self.db.migrate("worklist_jobs", JOB_MIGRATIONS)
+        self._decoded: dict[tuple[str, float], WorklistResult] = {}
+        self._lock = threading.Lock()
+
+    def _job(self, row: tuple[Any, ...]) -> JobState:
+        key, stage, done, total, error, result, started, finished, heartbeat = row
+        decoded = None
+        if result is not None:
+            with self._lock:
+                decoded = self._decoded.get((key, finished))
+            if decoded is None:
+                decoded = result_from_json(result)
+                with self._lock:
+                    if len(self._decoded) >= self.keep:
+                        self._decoded.pop(next(iter(self._decoded)))
+                    self._decoded[(key, finished)] = decoded
+        return JobState(key, stage, done, total, error, decoded, started, finished, heartbeat)
+
+    _COLS = "key, stage, done, total, error, result, started, finished, heartbeat"
+
+    def get(self, key: str) -> JobState | None:
+        with self.db.read() as tx:
+            row = tx.one(f"SELECT {self._COLS} FROM worklist_jobs WHERE key = ?", (key,))
+        return self._job(row) if row else None
+
+    def begin(self, key: str, *, force: bool = False, owner: str = "") -> tuple[JobState, bool]:
+        """The job for `key`, and True when the caller must run it now (new, forced, failed or orphaned)."""
+        now = time.time()
+        with self.db.transaction() as tx:
+            if tx.dialect == "postgresql":  # one starter per key across instances
+                tx.one("SELECT pg_advisory_xact_lock(hashtext(?))", (key,))
+            row = tx.one(f"SELECT {self._COLS} FROM worklist_jobs WHERE key = ?", (key,))
+            if row is not None:
+                error, result, heartbeat = row[4], row[5], row[8]
+                running = error is None and result is None
+                alive = running and now - heartbeat < STALE_SECONDS
+                if alive or (not force and error is None and result is not None):
+                    return self._job(row), False
+            tx.run(
+                "INSERT INTO worklist_jobs (key, stage, done, total, error, result, started, finished, owner,"
+                " heartbeat) VALUES (?, 'starting', 0, 0, NULL, NULL, ?, NULL, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET stage = excluded.stage, done = 0, total = 0, error = NULL,"
+                " result = NULL,"
+                " started = excluded.started, finished = NULL, owner = excluded.owner,"
+                " heartbeat = excluded.heartbeat",
+                (key, now, owner, now),
+            )
+            tx.run(
+                "DELETE FROM worklist_jobs WHERE finished IS NOT NULL AND key NOT IN (SELECT key FROM"
+                " worklist_jobs WHERE finished IS NOT NULL ORDER BY finished DESC LIMIT ?)",
+                (self.keep,),
+            )
+        return JobState(key, started=now, heartbeat=now), True
+
+    def progress(
+        self, key: str, *, stage: str | None = None, done: int | None = None, total: int | None = None
+    ) -> None:
+        with self.db.transaction() as tx:
+            tx.run(
+                "UPDATE worklist_jobs SET stage = COALESCE(?, stage), done = COALESCE(?, done),"
+                " total = COALESCE(?, total), heartbeat = ? WHERE key = ? AND finished IS NULL",
+                (stage, done, total, time.time(), key),
+            )
+
+    def finish(self, key: str, *, result: WorklistResult | None = None, error: str | None = None) -> None:
+        with self.db.transaction() as tx:
+            tx.run(
+                "UPDATE worklist_jobs SET stage = ?, error = ?, result = ?, finished = ?, heartbeat = ?"
+                " WHERE key = ?",
+                (
+                    "done" if error is None else "failed",
+                    error,
+                    None if result is None else result_to_json(result),
+                    time.time(),
+                    time.time(),
+                    key,
+                ),
+            )

@@ -8,10 +8,12 @@ its progress and refreshes itself (a meta refresh without JavaScript; static/pro
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,7 +25,7 @@ from smart_app.context import LaunchContext
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.program import charts, metrics
-from smart_app.program.jobs import WorklistResult, build_worklist
+from smart_app.program.jobs import HEARTBEAT_SECONDS, JobState, JobStore, build_worklist
 from smart_app.program.mark_billed import BillingRefused, mark_billed
 from smart_app.program.worklist import (
     DEFAULT_CLOSE_MINUTES,
@@ -35,40 +37,30 @@ from smart_app.program.worklist import (
     to_csv,
 )
 from smart_app.readiness.options import options_from
+from smart_app.storage import database_for
 from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
 bp = Blueprint("program", __name__)
 HISTORY_MONTHS = 5  # the trend shows the month and the five before it
-MAX_JOBS = 8  # worklists kept in memory (per server, group, month, zone, policy)
+MAX_JOBS = 8  # finished worklists kept (per server, group, month, zone, policy)
 
 
-@dataclass
-class Job:
-    key: tuple[str, ...]
-    stage: str = "starting"
-    done: int = 0
-    total: int = 0
-    error: str | None = None
-    result: WorklistResult | None = None
-    started: float = field(default_factory=time.time)
-    finished: float | None = None
-
-    @property
-    def state(self) -> str:
-        return "error" if self.error else ("done" if self.result is not None else "running")
-
-    def status_json(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "stage": self.stage,
-            "done": self.done,
-            "total": self.total,
-            "error": self.error,
-        }
+Job = JobState  # what the page and /program/status show
 
 
-_jobs: dict[tuple[str, ...], Job] = {}
+def _store() -> JobStore:
+    """The app's worklist jobs (shared by every process and instance through the app's database)."""
+    store = current_app.extensions.get("ccm_ready_worklist_jobs")
+    if store is None:
+        with _lock:
+            store = current_app.extensions.get("ccm_ready_worklist_jobs")
+            if store is None:
+                store = JobStore(database_for(current_app.config, "worklist_jobs"), keep=MAX_JOBS)
+                current_app.extensions["ccm_ready_worklist_jobs"] = store
+    return store
+
+
 _lock = threading.Lock()
 
 
@@ -154,32 +146,39 @@ def _client(base: str) -> Any:
     return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""))
 
 
+def _job_key(base: str, p: dict[str, Any]) -> str:
+    return json.dumps(_key(base, p))
+
+
 def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
-    key = _key(base, p)
-    with _lock:
-        job = _jobs.get(key)
-        if job is not None and not force and job.state != "error":
-            return job
-        if job is not None and job.state == "running":
-            return job
-        job = Job(key)
-        _jobs[key] = job
-        finished = sorted(
-            (j for j in _jobs.values() if j.finished is not None), key=lambda j: j.finished or 0
-        )
-        for old in finished[: max(0, len(_jobs) - MAX_JOBS)]:
-            _jobs.pop(old.key, None)  # keep the memory bounded: oldest finished worklists go first
+    store = _store()
+    key = _job_key(base, p)
+    job, run_it = store.begin(key, force=force, owner=f"{socket.gethostname()}:{os.getpid()}")
+    if not run_it:
+        return job
     prefer_bulk = bool(current_app.config.get("PROGRAM_BULK", True))
+    finished = threading.Event()
+    last = {"at": 0.0}
 
     def stage(text: str) -> None:
-        job.stage = text
+        store.progress(key, stage=text)
 
     def count(done: int, total: int) -> None:
-        job.done, job.total = done, total
+        now = time.monotonic()
+        if done == total or now - last["at"] >= 0.5:  # progress is for people: twice a second is plenty
+            last["at"] = now
+            store.progress(key, done=done, total=total)
+
+    def heartbeat() -> None:
+        while not finished.wait(HEARTBEAT_SECONDS):
+            try:
+                store.progress(key)
+            except Exception:  # the database may be briefly away; the job goes on
+                log.warning("worklist job heartbeat failed")
 
     def work() -> None:
         try:
-            job.result = build_worklist(
+            result = build_worklist(
                 base,
                 p["month"],
                 group=p["group"],
@@ -191,13 +190,14 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
                 on_stage=stage,
                 on_patient=count,
             )
-            job.stage = "done"
+            store.finish(key, result=result)
         except Exception as exc:  # shown on the page; the worker must never die silently
             log.warning("worklist job failed: %s", type(exc).__name__)
-            job.error = str(exc) or type(exc).__name__
+            store.finish(key, error=str(exc) or type(exc).__name__)
         finally:
-            job.finished = time.time()
+            finished.set()
 
+    threading.Thread(target=heartbeat, name="program-worklist-heartbeat", daemon=True).start()
     threading.Thread(target=work, name="program-worklist", daemon=True).start()
     return job
 
@@ -301,7 +301,7 @@ def status() -> Any:
         return {"error": "no FHIR server chosen"}, 400
     except ProgramError as err:
         return {"error": err.message}, err.status
-    job = _jobs.get(_key(base, p))
+    job = _store().get(_job_key(base, p))
     if job is None:
         return {"state": "none"}, 404
     return job.status_json()
@@ -313,7 +313,7 @@ def program_csv() -> Any:
         base, p = _chosen()
     except ProgramError as err:
         return _error(err)
-    job = _jobs.get(_key(base, p))
+    job = _store().get(_job_key(base, p))
     if job is None or job.result is None:
         return _error(ProgramError("The worklist is not ready yet; wait for it on the program page.", 409))
     rows = apply_filter(sort_rows(job.result.rows), p["filter"], n=p["n"], reason=p["reason"])

@@ -1,1 +1,85 @@
-"""Local state on disk (SQLite by default): one opener and one transaction helper."""
+"""The app's state behind one storage layer: SQLite files under DATA_DIR (default) or PostgreSQL.
+
+Set `CCM_READY_DATABASE_URL=postgresql://user:pass@host/db` and every stateful part (sessions, the outbox,
+care-plan drafts, the CDS `jti` replay cache, worklist jobs) shares that database, so several app
+instances behind a load balancer see the same state. Without it, each part keeps its own SQLite file in
+DATA_DIR (`sessions.sqlite3`, `outbox.sqlite3`, ...), as before.
+
+Schemas are versioned per component and applied on start (`Database.migrate`, under a PostgreSQL advisory
+lock / a SQLite write lock, so instances starting together apply each step once); `schema_migrations`
+records what was applied. Migrations are append-only: never edit a released one, add the next version.
+
+Adding a table (e.g. an append-only ledger):
+
+    from smart_app.storage import Database, Migration, as_database, database_for
+
+    MIGRATIONS = (
+        Migration(1, "ledger", ("CREATE TABLE IF NOT EXISTS ledger (seq INTEGER PRIMARY KEY, entry TEXT"
+                                " NOT NULL, hash TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)",),
+                  postgresql=("CREATE TABLE IF NOT EXISTS ledger (seq BIGINT PRIMARY KEY, ...)",)),
+    )
+
+    class Ledger:
+        def __init__(self, db: Database | str | Path) -> None:
+            self.db = as_database(db)              # a Database, a SQLite path, or a postgresql:// URL
+            self.db.migrate("ledger", MIGRATIONS)  # on start; idempotent
+
+        def append(self, entry: str) -> None:
+            with self.db.transaction() as tx:      # committed at the end, rolled back on error
+                # serialise appenders: SQLite's write transaction is exclusive; on PostgreSQL lock a row
+                # or the table (tx.run("LOCK TABLE ledger IN EXCLUSIVE MODE") when tx.dialect == "postgresql")
+                last = tx.one("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+                tx.run("INSERT INTO ledger (seq, entry, hash, created) VALUES (?, ?, ?, ?)", (...))
+
+    # in the blueprint / init_app: Ledger(database_for(app.config, "ledger"))
+
+SQL rules for both engines are in `smart_app.storage.database`'s docstring (placeholders `?`, `ON CONFLICT`,
+`DOUBLE PRECISION`, `tx.skip_locked` for leases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from smart_app.storage.database import (
+    Database,
+    Migration,
+    PostgresDatabase,
+    SqliteDatabase,
+    Tx,
+    is_postgres_url,
+    open_database,
+)
+
+__all__ = [
+    "Database",
+    "Migration",
+    "PostgresDatabase",
+    "SqliteDatabase",
+    "Tx",
+    "as_database",
+    "database_for",
+    "is_postgres_url",
+    "open_database",
+]
+
+
+def as_database(target: Database | str | Path) -> Database:
+    """A Database as is; a `postgresql://` URL or a SQLite file path opened."""
+    return target if isinstance(target, Database) else open_database(target)
+
+
+def database_for(config: Mapping[str, Any], name: str, explicit: str | Path | None = None) -> Database:
+    """The database a component named `name` uses under this configuration.
+
+    An explicit path (e.g. OUTBOX_DB in tests) wins; then DATABASE_URL (shared PostgreSQL); else
+    DATA_DIR/<name>.sqlite3.
+    """
+    if explicit:
+        return open_database(explicit if isinstance(explicit, Path) else str(explicit))
+    url = config.get("DATABASE_URL")
+    if url:
+        return open_database(str(url), pool_size=int(config.get("DATABASE_POOL_SIZE") or 10))
+    return SqliteDatabase(Path(config.get("DATA_DIR") or ".ccm-ready") / f"{name}.sqlite3")

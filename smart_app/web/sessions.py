@@ -7,12 +7,10 @@ only by `start_session()` and by token refreshes, so a stale request cannot over
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -25,16 +23,22 @@ from flask.sessions import SecureCookieSession, SessionInterface
 
 from smart_app.context import LaunchContext, Token
 from smart_app.fhir.patient_scope import PatientScopedClient, PatientScopeError
-from smart_app.storage.sqlite import immediate, open_sqlite
+from smart_app.storage import Database, Migration, as_database, database_for
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_SECONDS = 8 * 3600
 REFRESH_LEEWAY_SECONDS = 60
 TOUCH_INTERVAL_SECONDS = 60
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, data TEXT NOT NULL,"
-    " context TEXT, oauth TEXT, touched REAL NOT NULL)",
+MIGRATIONS = (
+    Migration(
+        1,
+        "sessions",
+        (
+            "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, data TEXT NOT NULL,"
+            " context TEXT, oauth TEXT, touched DOUBLE PRECISION NOT NULL)",
+        ),
+    ),
 )
 
 
@@ -95,29 +99,26 @@ def _digest(key: str) -> str:
 
 
 class SessionStore:
-    """Thread-safe SQLite store: one row per browser session (data, launch context, OAuth metadata)."""
+    """Thread-safe store (SQLite or the shared PostgreSQL database): one row per browser session (data,
+    launch context, OAuth metadata), so any instance behind a load balancer serves any session."""
 
-    def __init__(self, path: Path | str, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
-        self.path = Path(path)
+    def __init__(self, db: Database | Path | str, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
+        self.db = as_database(db)
+        self.path = getattr(self.db, "path", None)
         self.idle_seconds = idle_seconds
         self._lock = threading.RLock()
         self._refresh_locks: dict[str, threading.Lock] = {}
-        self._conn = open_sqlite(self.path, SCHEMA)
-
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn, self._lock)
+        self.db.migrate("sessions", MIGRATIONS)
 
     def _row(self, key: str) -> tuple[str, str | None, str | None, float] | None:
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT data, context, oauth, touched FROM sessions WHERE id = ?", (_digest(key),)
-            ).fetchone()
+        with self.db.read() as tx:
+            row = tx.one("SELECT data, context, oauth, touched FROM sessions WHERE id = ?", (_digest(key),))
         if row is None:
             return None
         if time.time() - row[3] > self.idle_seconds:
             self.delete(key)
             return None
-        return row
+        return row  # type: ignore[return-value]
 
     def exists(self, key: str) -> bool:
         return self._row(key) is not None
@@ -137,21 +138,21 @@ class SessionStore:
         return context_from_json(json.loads(row[1])), json.loads(row[2] or "{}")
 
     def save_data(self, key: str, data: dict[str, Any]) -> None:
-        with self._tx() as c:
-            c.execute(
+        with self.db.transaction() as tx:
+            tx.run(
                 "INSERT INTO sessions (id, data, touched) VALUES (?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET data = excluded.data, touched = excluded.touched",
                 (_digest(key), json.dumps(data), time.time()),
             )
 
     def touch(self, key: str) -> None:
-        with self._tx() as c:
-            c.execute("UPDATE sessions SET touched = ? WHERE id = ?", (time.time(), _digest(key)))
+        with self.db.transaction() as tx:
+            tx.run("UPDATE sessions SET touched = ? WHERE id = ?", (time.time(), _digest(key)))
 
     def set_context(self, key: str, ctx: LaunchContext | None, oauth: dict[str, Any] | None = None) -> None:
         ctx_json = None if ctx is None else json.dumps(context_to_json(ctx))
-        with self._tx() as c:
-            c.execute(
+        with self.db.transaction() as tx:
+            tx.run(
                 "INSERT INTO sessions (id, data, context, oauth, touched) VALUES (?, '{}', ?, ?, ?)"
                 " ON CONFLICT(id) DO UPDATE SET context = excluded.context, oauth = excluded.oauth,"
                 " touched = excluded.touched",
@@ -172,13 +173,12 @@ class SessionStore:
         self.set_context(key, ctx, oauth)
 
     def delete(self, key: str) -> None:
-        with self._tx() as c:
-            c.execute("DELETE FROM sessions WHERE id = ?", (_digest(key),))
+        with self.db.transaction() as tx:
+            tx.run("DELETE FROM sessions WHERE id = ?", (_digest(key),))
 
     def purge_idle(self) -> int:
-        with self._tx() as c:
-            cur = c.execute("DELETE FROM sessions WHERE touched < ?", (time.time() - self.idle_seconds,))
-            return cur.rowcount
+        with self.db.transaction() as tx:
+            return tx.run("DELETE FROM sessions WHERE touched < ?", (time.time() - self.idle_seconds,))
 
     def refresh_lock(self, key: str) -> threading.Lock:
         with self._lock:
@@ -399,9 +399,8 @@ def _expired(exc: SessionExpired) -> tuple[Any, int]:
 
 def init_app(app: Flask) -> None:
     """Install the server-side session interface and the patient-scope error page."""
-    data_dir = Path(app.config.get("DATA_DIR") or ".ccm-ready")
-    path = app.config.get("SESSION_DB") or data_dir / "sessions.sqlite3"
-    store = SessionStore(path, float(app.config.get("SESSION_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)))
+    db = database_for(app.config, "sessions", app.config.get("SESSION_DB"))
+    store = SessionStore(db, float(app.config.get("SESSION_IDLE_SECONDS", DEFAULT_IDLE_SECONDS)))
     store.purge_idle()
     app.extensions["ccm_ready_sessions"] = store
     app.session_interface = ServerSessionInterface(store)

@@ -1,0 +1,55 @@
+"""The CDS `jti` replay cache in the app's database, shared by every process and instance.
+
+Same contract as `smart_app.cds.auth.ReplayCache` (which stays the in-memory version for tests and
+single-process use): `check_and_remember(iss, jti, exp, now)` is True once per (iss, jti) until it expires.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from smart_app.cds.auth import LEEWAY
+from smart_app.storage import Database, Migration, as_database
+
+MIGRATIONS = (
+    Migration(
+        1,
+        "cds replay",
+        (
+            "CREATE TABLE IF NOT EXISTS cds_replay (iss TEXT NOT NULL, jti TEXT NOT NULL,"
+            " expires DOUBLE PRECISION NOT NULL, PRIMARY KEY (iss, jti))",
+            "CREATE INDEX IF NOT EXISTS cds_replay_expires ON cds_replay (expires)",
+        ),
+    ),
+)
+PURGE_EVERY = 200  # inserts between purges of expired rows
+
+
+class StoredReplayCache:
+    """(iss, jti) pairs remembered in a table until their token expires (plus the clock-skew leeway)."""
+
+    def __init__(self, db: Database | Path | str) -> None:
+        self.db = as_database(db)
+        self.db.migrate("cds_replay", MIGRATIONS)
+        self._inserts = 0
+        self._lock = threading.Lock()
+
+    def check_and_remember(self, iss: str, jti: str, exp: float, now: float) -> bool:
+        """True when (iss, jti) is new (and remember it); False when it is a replay."""
+        with self._lock:
+            self._inserts += 1
+            purge = self._inserts % PURGE_EVERY == 1
+        with self.db.transaction() as tx:
+            if purge:
+                tx.run("DELETE FROM cds_replay WHERE expires < ?", (now - LEEWAY,))
+            # An expired row for the same pair no longer counts: replace it.
+            tx.run(
+                "DELETE FROM cds_replay WHERE iss = ? AND jti = ? AND expires < ?", (iss, jti, now - LEEWAY)
+            )
+            added = tx.run(
+                "INSERT INTO cds_replay (iss, jti, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (iss, jti) DO NOTHING",
+                (iss, jti, float(exp)),
+            )
+        return added == 1

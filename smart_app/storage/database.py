@@ -1,0 +1,229 @@
+"""One way to reach the app's state: a SQLite file (the default) or a shared PostgreSQL database.
+
+`Database.transaction()` gives a `Tx` whose `run` / `one` / `all` take SQL with `?` placeholders (translated
+to psycopg's `%s` for PostgreSQL). Write SQL both engines understand: `ON CONFLICT ... DO NOTHING/UPDATE`,
+`RETURNING`, `DOUBLE PRECISION` for epoch seconds (PostgreSQL's REAL is 4 bytes), `"user"` quoted. Where
+they must differ, branch on `db.dialect` ("sqlite" | "postgresql"), e.g. `Tx.skip_locked` (appends
+`FOR UPDATE SKIP LOCKED` on PostgreSQL; a SQLite write transaction is already exclusive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from smart_app.storage.sqlite import immediate, open_sqlite
+
+log = logging.getLogger(__name__)
+
+# pg_advisory_xact_lock key serialising schema migrations across instances ("ccmready" in ASCII, truncated).
+MIGRATION_LOCK_KEY = 0x63636D7265616479 & 0x7FFFFFFFFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step of a component: `statements` for both engines, or `postgresql` when they differ."""
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+    postgresql: tuple[str, ...] | None = None
+
+    def for_dialect(self, dialect: str) -> tuple[str, ...]:
+        return self.postgresql if dialect == "postgresql" and self.postgresql is not None else self.statements
+
+
+class Tx:
+    """A transaction (or a read) on one connection; SQL uses `?` placeholders on both engines."""
+
+    def __init__(self, cursor: Any, dialect: str) -> None:
+        self._cur = cursor
+        self.dialect = dialect
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Execute; returns the number of rows changed."""
+        self._cur.execute(self._sql(sql), tuple(params))
+        return int(self._cur.rowcount or 0)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        self._cur.execute(self._sql(sql), tuple(params))
+        row = self._cur.fetchone()
+        return tuple(row) if row is not None else None
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._cur.execute(self._sql(sql), tuple(params))
+        return [tuple(r) for r in self._cur.fetchall()]
+
+    @property
+    def skip_locked(self) -> str:
+        """Suffix for a SELECT whose rows this transaction leases (other instances skip them)."""
+        return " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+
+
+class Database:
+    """A SQLite file or a PostgreSQL pool; thread-safe; subclasses provide `_transaction` and `_read`."""
+
+    dialect = "sqlite"
+    label = ""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """A write transaction: committed on success, rolled back on any error."""
+        with self._transaction() as tx:
+            yield tx
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read (no write lock taken on SQLite)."""
+        with self._read() as tx:
+            yield tx
+
+    def _transaction(self) -> contextlib.AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def _read(self) -> contextlib.AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def ping(self) -> None:
+        """Raise when the database cannot be reached."""
+        with self.read() as tx:
+            tx.one("SELECT 1")
+
+    def close(self) -> None:
+        """Release connections (the object must not be used afterwards)."""
+
+    def migrate(self, component: str, migrations: Sequence[Migration]) -> list[int]:
+        """Apply `component`'s migrations not applied yet, in version order, under a lock; returns them."""
+        applied: list[int] = []
+        with self.transaction() as tx:
+            if self.dialect == "postgresql":
+                tx.one("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
+            tx.run(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER"
+                " NOT NULL, name TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL,"
+                " PRIMARY KEY (component, version))"
+            )
+            done = {
+                r[0]
+                for r in tx.all("SELECT version FROM schema_migrations WHERE component = ?", (component,))
+            }
+            for m in sorted(migrations, key=lambda m: m.version):
+                if m.version in done:
+                    continue
+                for statement in m.for_dialect(self.dialect):
+                    tx.run(statement)
+                tx.run(
+                    "INSERT INTO schema_migrations (component, version, name, applied) VALUES (?, ?, ?, ?)",
+                    (component, m.version, m.name, time.time()),
+                )
+                applied.append(m.version)
+        if applied:
+            log.info("schema %s: applied migrations %s on %s", component, applied, self.dialect)
+        return applied
+
+
+class SqliteDatabase(Database):
+    """One SQLite file (WAL), one connection shared by the process's threads under a lock."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.label = f"sqlite:{self.path.name}"
+        self._lock = threading.RLock()
+        self._conn = open_sqlite(self.path, ())
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Tx]:
+        with immediate(self._conn, self._lock) as conn:
+            yield Tx(conn.cursor(), "sqlite")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Tx]:
+        with self._lock:
+            yield Tx(self._conn.cursor(), "sqlite")
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._conn.close()
+
+
+class PostgresDatabase(Database):
+    """A psycopg 3 connection pool, opened lazily in each process (safe across gunicorn's fork)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
+        self.url = url
+        self.label = "postgresql"
+        self.pool_size = max(2, pool_size)
+        self.connect_timeout = connect_timeout
+        self._pool: Any = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def _get_pool(self) -> Any:
+        if self._pool is None or self._pid != os.getpid():
+            with self._lock:
+                if self._pool is None or self._pid != os.getpid():
+                    from psycopg_pool import ConnectionPool
+
+                    self._pool = ConnectionPool(
+                        self.url,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        kwargs={"autocommit": True, "connect_timeout": int(self.connect_timeout)},
+                        check=ConnectionPool.check_connection,
+                        timeout=self.connect_timeout,
+                        name="ccm-ready",
+                        open=True,
+                    )
+                    self._pid = os.getpid()
+        return self._pool
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Tx]:
+        with self._get_pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+            yield Tx(cur, "postgresql")
+
+    def _read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self._transaction()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+
+_shared: dict[tuple[str, int], PostgresDatabase] = {}
+_shared_lock = threading.Lock()
+
+
+def is_postgres_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
+def open_database(target: str | Path, *, pool_size: int = 10) -> Database:
+    """`postgresql://...` -> the process's shared pool for that URL; anything else -> a SQLite file path."""
+    if isinstance(target, str) and is_postgres_url(target):
+        with _shared_lock:
+            key = (target, os.getpid())
+            db = _shared.get(key)
+            if db is None:
+                db = _shared[key] = PostgresDatabase(target, pool_size=pool_size)
+            return db
+    if isinstance(target, str) and "://" in target:
+        raise ValueError("CCM_READY_DATABASE_URL must start with postgresql:// (or be unset for SQLite)")
+    return SqliteDatabase(target)
