@@ -34,11 +34,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from smart_app.panel import views as panel
     from smart_app.program import payer_views
     from smart_app.program import views as program
-    from smart_app.web import home, security, sessions
+    from smart_app.web import health, home, request_log, security, sessions
 
     errors.init_app(app)
     app.jinja_env.globals["rule_ids"] = rule_ids  # templates name rules by constant, never by literal
     app.jinja_env.globals["wording"] = wording
+    request_log.init_app(app)
     sessions.init_app(app)
     security.init_app(app)
     app.register_blueprint(launch.bp)
@@ -50,4 +51,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(capture.bp)
     app.register_blueprint(careplan.bp)
     app.register_blueprint(packet.bp)
+    app.register_blueprint(health.bp)
     return app

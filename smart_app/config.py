@@ -86,8 +86,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CSRF_EXEMPT_BLUEPRINTS", lambda: ("cds_hooks",), doc="blueprints authenticated otherwise (JWT)"),
     Setting("DEMO_MANIFEST", lambda: None, "CCM_READY_DEMO_MANIFEST", doc="the demo's patient list"),
     Setting("FHIR_CLIENT_FACTORY", lambda: None, doc="tests: build FHIR clients (a hand-written fake)"),
+    # production: shared state, the server, operations (see README "Run it for a practice")
+    Setting("DATABASE_URL", lambda: None, "CCM_READY_DATABASE_URL",
+            doc="postgresql://user:pass@host/db: all state in PostgreSQL (needed for more than one instance);"
+                " none = SQLite files in DATA_DIR"),
+    Setting("DATABASE_POOL_SIZE", lambda: 10, "CCM_READY_DATABASE_POOL_SIZE", int,
+            "PostgreSQL connections per process (at least THREADS + 2)"),
+    Setting("WORKERS", lambda: 2, "CCM_READY_WORKERS", int, "gunicorn worker processes (ccm-ready serve)"),
+    Setting("THREADS", lambda: 8, "CCM_READY_THREADS", int, "threads per gunicorn worker process"),
+    Setting("GRACEFUL_TIMEOUT", lambda: 30, "CCM_READY_GRACEFUL_TIMEOUT", int,
+            "seconds a stopping worker gets to finish requests and outbox sends in flight"),
+    Setting("PROXIES", lambda: 0, "CCM_READY_PROXIES", int,
+            "reverse proxies in front: X-Forwarded-* trusted from exactly that many hops (0 = none)"),
+    Setting("LOG_FORMAT", lambda: "", "CCM_READY_LOG_FORMAT",
+            doc="json | text; empty = json under gunicorn, text with --dev"),
+    Setting("LOG_LEVEL", lambda: "INFO", "CCM_READY_LOG_LEVEL", doc="log level"),
     # capture
     Setting("OUTBOX_DB", lambda: None, doc="outbox database file (default DATA_DIR/outbox.sqlite3)"),
+    Setting("OUTBOX_LEASE_SECONDS", lambda: 120.0, "CCM_READY_OUTBOX_LEASE_SECONDS", float,
+            "how long a sender holds an item; after it another instance takes the item over"),
+    Setting("OUTBOX_WORKER_LOCK", lambda: None, "CCM_READY_OUTBOX_WORKER_LOCK",
+            doc="set by ccm-ready serve: lock file electing one outbox worker per instance"),
     Setting("OUTBOX_BACKOFF", lambda: 2.0, "CCM_READY_OUTBOX_BACKOFF", float, "first retry delay, seconds"),
     Setting("OUTBOX_INTERVAL", lambda: 5.0, "CCM_READY_OUTBOX_INTERVAL", float, "worker wake-up, seconds"),
     Setting("OUTBOX_KEEP_SAVED_DAYS", lambda: 7.0, "CCM_READY_OUTBOX_KEEP_SAVED_DAYS", float,
@@ -116,6 +135,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CDS_ALLOW_UNAUTHENTICATED", lambda: False, "CCM_READY_CDS_ALLOW_UNAUTHENTICATED", _flag,
             "accept CDS calls without a JWT (local testing only)"),
     Setting("CDS_CLOCK", lambda: None, doc="tests: the CDS service's clock"),
+    Setting("CDS_REPLAY_IN_MEMORY", lambda: False,
+            doc="keep the jti replay cache in memory (one process only)"),
 )
 ENVIRONMENT_ONLY: dict[str, str] = {
     "CCM_READY_LAUNCH_JSON": "another launch.json",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import date, datetime, tzinfo
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
@@ -27,7 +26,8 @@ from smart_app.capture.entries import performer_ref, server_entries
 from smart_app.capture.forms import _practice_tz
 from smart_app.capture.outbox import Client, Outbox, OutboxItem, OutboxWorker
 from smart_app.context import LaunchContext
-from smart_app.web import sessions
+from smart_app.storage import database_for
+from smart_app.web import lifecycle, sessions
 
 bp = Blueprint("timelog", __name__)
 log = logging.getLogger(__name__)
@@ -64,10 +64,10 @@ def _client_for_app(app: Flask) -> Any:
 @bp.record_once
 def _setup(state: BlueprintSetupState) -> None:
     app = state.app
-    data_dir = Path(app.config.get("DATA_DIR") or ".ccm-ready")
     outbox = Outbox(
-        app.config.get("OUTBOX_DB") or data_dir / "outbox.sqlite3",
+        database_for(app.config, "outbox", app.config.get("OUTBOX_DB")),
         backoff=float(app.config.get("OUTBOX_BACKOFF", 2.0)),
+        lease=float(app.config.get("OUTBOX_LEASE_SECONDS", 120.0)),
     )
     worker = OutboxWorker(
         outbox, _client_for_app(app), interval=float(app.config.get("OUTBOX_INTERVAL", 5.0))
@@ -76,8 +76,16 @@ def _setup(state: BlueprintSetupState) -> None:
     outbox.purge_saved(float(app.config.get("OUTBOX_KEEP_SAVED_DAYS", 7)) * 86400)
     app.jinja_env.globals["timelog_items"] = _template_items
     app.jinja_env.globals["timelog_form"] = _template_form
-    if app.config.get("OUTBOX_WORKER", True):
+    if not app.config.get("OUTBOX_WORKER", True):
+        return
+    lock = app.config.get("OUTBOX_WORKER_LOCK")
+    if lock:  # a multi-process server: one process of this instance runs the worker, the others assist
+        worker.assist = True
+        give_up = lifecycle.once_per_instance("outbox worker", lock, worker.start)
+        lifecycle.on_stop(app, give_up)
+    else:
         worker.start()  # resumes whatever was pending when the app stopped
+    lifecycle.on_stop(app, worker.stop)  # runs first: finish the send in flight, hand back leases
 
 
 # --------------------------------------------------------------------------- views: time

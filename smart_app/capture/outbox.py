@@ -582,6 +582,8 @@ class OutboxWorker:
         self._thread: threading.Thread | None = None
         self._clients: dict[str, Client] = {}
         self._lock = threading.Lock()
+        self.assist = False  # set when another process of this instance runs the loop (see wake)
+        self._assisting = False
 
     def remember(self, item_id: str, client: Client) -> None:
         """Keep the client a request used (it carries the session's token provider) for retries."""
@@ -594,7 +596,34 @@ class OutboxWorker:
         return known if known is not None else self.client_for(item)
 
     def wake(self) -> None:
+        """Retry due items now. In a process that does not run the worker (`assist`: another process of
+        this instance does), send the items this process holds a session's client for, once, now."""
         self._wake.set()
+        if self.assist and not self.running:
+            with self._lock:
+                if self._assisting:
+                    return
+                self._assisting = True
+            threading.Thread(target=self._assist_once, name="ccm-outbox-assist", daemon=True).start()
+
+    def _assist_once(self) -> None:
+        try:
+            with self._lock:
+                remembered = list(self._clients.items())
+            now = self.outbox.clock()
+            for item_id, client in remembered:
+                item = self.outbox.get(item_id)
+                waiting = item is not None and item.last_error.startswith("waiting for a session")
+                if item is not None and item.state == "pending" and (item.next_attempt <= now or waiting):
+                    item = self.outbox.send(item_id, client)
+                if item is None or item.state in ("saved", "rejected"):
+                    with self._lock:
+                        self._clients.pop(item_id, None)
+        except Exception:
+            log.exception("outbox assist round failed")
+        finally:
+            with self._lock:
+                self._assisting = False
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
