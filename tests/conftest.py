@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PostgresCluster, PostgresMissing, start_postgres
 from tests.support.sekmet import SekmetServer, start_sekmet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,3 +32,18 @@ def sekmet() -> Iterator[SekmetServer]:
         yield server
     finally:
         server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster for the whole test session (tests/support/postgres.py)."""
+    try:
+        cluster = start_postgres()
+    except PostgresMissing as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()
