@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         "worker_exit": _worker_exit,
         "on_exit": lambda _arbiter: lock.unlink(missing_ok=True),
     }
+    _preload_modules()
     try:
         ProductionServer(options).run()
     finally:
@@ -75,6 +76,34 @@ def run(args: argparse.Namespace) -> int:
 
 
 _app: Any = None
+# Imported once in the master so each forked worker starts fast; the app itself (and its database
+# connections) is built in each worker, after the fork.
+PRELOAD = (
+    "smart_app.app",
+    "smart_app.auth.views",
+    "smart_app.capture.blueprint",
+    "smart_app.capture.consent_views",
+    "smart_app.capture.time_views",
+    "smart_app.careplan.views",
+    "smart_app.cds.service",
+    "smart_app.packet.views",
+    "smart_app.panel.views",
+    "smart_app.program.views",
+    "smart_app.web.home",
+    "smart_app.web.health",
+    "psycopg",
+    "psycopg_pool",
+)
+
+
+def _preload_modules() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a renamed module must not stop the server; the worker imports what it needs
+            continue
 
 
 def _load_app() -> Any:

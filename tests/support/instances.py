@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,8 +10,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
+
+from benchmarks.latency_proxy import LatencyProxy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,10 +31,8 @@ class AppInstance:
 
     def kill(self) -> None:
         """SIGKILL the whole instance (master and workers), as when its machine dies."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=10)
 
     def terminate(self, timeout: float = 30) -> int:
@@ -83,3 +85,21 @@ def start_instance(
         time.sleep(0.2)
     instance.kill()
     raise RuntimeError(f"the app did not become ready: {log.read_text(errors='replace')[-3000:]}")
+
+
+class SwitchableProxy(LatencyProxy):
+    """The latency proxy with an off switch: while `down`, every request answers 502."""
+
+    down = False
+
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        if self.down:
+            raise OSError("switched off")
+        return super()._forward(method, path, headers, body)
+
+
+def proxied_base(proxy: LatencyProxy, base: str) -> str:
+    """`base` as seen through `proxy` (same path, the proxy's origin)."""
+    return proxy.origin + urlsplit(base).path.rstrip("/")
