@@ -54,3 +54,24 @@ if ! command -v pdftoppm >/dev/null 2>&1; then
     log "pdftoppm missing: run 'sudo apt-get install poppler-utils' (the packet PDF test skips without it)"
   fi
 fi
+
+# 6. PostgreSQL server binaries: the storage tests and the two-instance test start a throwaway cluster
+#    (tests/support/postgres.py: initdb + pg_ctl on a loopback port; no system service is used).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${CCM_READY_PG_BINDIR:-}" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing Debian postgresql"
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+      postgresql >/dev/null
+    # The package may start a system cluster; the tests use their own, so stop it (ignore if none).
+    if command -v pg_ctlcluster >/dev/null 2>&1; then
+      for conf in /etc/postgresql/*/main; do
+        [ -d "$conf" ] || continue
+        v=$(basename "$(dirname "$conf")")
+        pg_ctlcluster "$v" main stop >/dev/null 2>&1 || true
+      done
+    fi
+  else
+    log "PostgreSQL missing: run 'sudo apt-get install postgresql' or set CCM_READY_PG_BINDIR"; exit 1
+  fi
+fi
