@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 DESCRIPTION = "Run the CCM Ready web app (gunicorn; --dev for the development server)."
 
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         "worker_exit": _worker_exit,
         "on_exit": lambda _arbiter: lock.unlink(missing_ok=True),
     }
+    if os.environ["CCM_READY_LOG_FORMAT"] == "json":
+        options["logger_class"] = JsonGunicornLogger
     _preload_modules()
     try:
         ProductionServer(options).run()
@@ -123,6 +126,18 @@ def _worker_exit(_server: Any, _worker: Any) -> None:
         from smart_app.web import lifecycle
 
         lifecycle.stop(_app)
+
+
+class JsonGunicornLogger(Logger):  # type: ignore[misc]
+    """gunicorn's own messages (booting, signals, worker timeouts) as JSON lines too."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        from smart_app.web.request_log import JsonFormatter, RequestIdFilter
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+            handler.addFilter(RequestIdFilter())
 
 
 class ProductionServer(BaseApplication):  # type: ignore[misc]

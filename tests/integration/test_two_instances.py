@@ -9,6 +9,7 @@ A clean stop (SIGTERM) with entries pending loses none either.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -116,6 +117,16 @@ def _outbox_rows(url: str) -> list[tuple[str, str, str | None]]:
         return [tuple(r) for r in conn.execute("SELECT id, state, lease_owner FROM outbox").fetchall()]
 
 
+def _states(url: str | None, data_dir: Path) -> dict[str, str]:
+    """Outbox item states from PostgreSQL (`url`) or the instance's SQLite file."""
+    if url:
+        return {i: s for i, s, _ in _outbox_rows(url)}
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(data_dir / "outbox.sqlite3")) as conn:
+        return dict(conn.execute("SELECT id, state FROM outbox").fetchall())
+
+
 def _new_patient(base: str) -> str:
     fhir = FhirClient(base)
     return str(
@@ -215,6 +226,8 @@ def test_two_instances_one_killed_mid_burst_lose_and_duplicate_nothing(shared: d
         on_server.update(_on_server(base, patient))
     assert set(on_server) == ids, f"lost: {len(ids - set(on_server))}"
     assert max(on_server.values()) == 1, "duplicated on the FHIR server"
+    # One outbox worker per instance, not one per gunicorn worker process (B runs two).
+    assert b.log.read_text().count("outbox worker runs in process") == 1
     # Only B is alive: the entries A had leased were delivered by the survivor; the sessions still work.
     for http, _ in sessions:
         pending = http.get(f"{b.origin}/time/pending", headers={"Accept": "application/json"}, timeout=30)
@@ -256,6 +269,8 @@ def test_a_restart_with_entries_pending_loses_none(
             assert first.terminate() == 0  # a clean stop with the entries pending
         finally:
             first.kill()
+        states = _states(env.get("CCM_READY_DATABASE_URL"), data_dir)
+        assert {states[i] for i in ids} == {"pending"}  # none left leased ("sending") by the stopped instance
         assert _on_server(sekmet.base, patient) == Counter()
         proxy.down = False
         second = start_instance(free_port(), data_dir, env, workers=1, threads=4)  # same data / database
