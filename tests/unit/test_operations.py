@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from flask import Flask, request
 
 from smart_app.app import create_app
@@ -150,12 +149,3 @@ def test_the_outbox_worker_stops_cleanly_and_hands_back_its_leases(tmp_path: Pat
     assert not worker.running
     counts = outbox.counts()
     assert counts.get("sending", 0) == 0 and sum(counts.values()) == 3  # finished or handed back, none lost
-
-
-def test_a_bad_number_in_the_environment_exits_2(monkeypatch: pytest.MonkeyPatch) -> None:
-    from smart_app import config
-
-    monkeypatch.setenv("CCM_READY_WORKERS", "many")
-    with pytest.raises(SystemExit) as exc:
-        config.defaults()
-    assert exc.value.code == 2
