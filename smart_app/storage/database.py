@@ -10,6 +10,8 @@ they must differ, branch on `db.dialect` ("sqlite" | "postgresql"), e.g. `Tx.ski
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import logging
 import os
 import sqlite3
@@ -95,6 +97,11 @@ class Database:
     def _read(self) -> contextlib.AbstractContextManager[Tx]:
         raise NotImplementedError
 
+    def named_lock(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """A lock every process and instance sharing this database respects (e.g. one token refresh at a
+        time per session). Not re-entrant; keep what it guards short."""
+        raise NotImplementedError
+
     def ping(self) -> None:
         """Raise when the database cannot be reached."""
         with self.read() as tx:
@@ -154,6 +161,22 @@ class SqliteDatabase(Database):
         with self._lock:
             yield Tx(self._conn.cursor(), "sqlite")
 
+    @contextlib.contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        """One byte of `<file>.locks`, locked with `lockf` (processes) under a thread lock (threads)."""
+        offset = _lock_key(name) % (1 << 30)
+        with self._named_lock(offset), open(f"{self.path}.locks", "a+b") as fh:
+            fcntl.lockf(fh.fileno(), fcntl.LOCK_EX, 1, offset)
+            try:
+                yield
+            finally:
+                fcntl.lockf(fh.fileno(), fcntl.LOCK_UN, 1, offset)
+
+    def _named_lock(self, offset: int) -> threading.Lock:
+        """The thread half, shared by every SqliteDatabase of this file here (POSIX locks are per process)."""
+        with _shared_lock:
+            return _thread_locks.setdefault((str(self.path.resolve()), offset), threading.Lock())
+
     def close(self) -> None:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._conn.close()
@@ -200,6 +223,17 @@ class PostgresDatabase(Database):
     def _read(self) -> contextlib.AbstractContextManager[Tx]:
         return self._transaction()
 
+    @contextlib.contextmanager
+    def named_lock(self, name: str) -> Iterator[None]:
+        """A session-level advisory lock held on one pooled connection for the block."""
+        key = _lock_key(name)
+        with self._get_pool().connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
     def close(self) -> None:
         with self._lock:
             if self._pool is not None and self._pid == os.getpid():
@@ -207,8 +241,14 @@ class PostgresDatabase(Database):
             self._pool = None
 
 
+def _lock_key(name: str) -> int:
+    """A stable signed 63-bit number for a lock name (PostgreSQL advisory keys are bigint)."""
+    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big") & 0x7FFFFFFFFFFFFFFF
+
+
 _shared: dict[tuple[str, int], PostgresDatabase] = {}
 _shared_lock = threading.Lock()
+_thread_locks: dict[tuple[str, int], threading.Lock] = {}
 
 
 def is_postgres_url(url: str | None) -> bool:

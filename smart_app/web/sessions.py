@@ -7,11 +7,11 @@ only by `start_session()` and by token refreshes, so a stale request cannot over
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -106,8 +106,6 @@ class SessionStore:
         self.db = as_database(db)
         self.path = getattr(self.db, "path", None)
         self.idle_seconds = idle_seconds
-        self._lock = threading.RLock()
-        self._refresh_locks: dict[str, threading.Lock] = {}
         self.db.migrate("sessions", MIGRATIONS)
 
     def _row(self, key: str) -> tuple[str, str | None, str | None, float] | None:
@@ -180,9 +178,10 @@ class SessionStore:
         with self.db.transaction() as tx:
             return tx.run("DELETE FROM sessions WHERE touched < ?", (time.time() - self.idle_seconds,))
 
-    def refresh_lock(self, key: str) -> threading.Lock:
-        with self._lock:
-            return self._refresh_locks.setdefault(_digest(key), threading.Lock())
+    def refresh_lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """One token refresh at a time per session, across threads, processes and instances (a rotated
+        refresh token is usable once); the provider re-reads the token once it holds the lock."""
+        return self.db.named_lock(f"session-refresh:{_digest(key)}")
 
 
 # --------------------------------------------------------------------------- Flask session interface

@@ -291,3 +291,49 @@ def test_as_database_accepts_a_database_path_or_url(target: Target) -> None:
     db = _db(target)
     assert as_database(db) is db
     assert as_database(target()).dialect == db.dialect
+
+
+def test_a_named_lock_excludes_other_threads_and_processes(target: Target) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time\n"
+                "from smart_app.storage import open_database\n"
+                "db = open_database(sys.argv[1])\n"
+                "with db.named_lock('refresh:k'):\n"
+                "    print('held', flush=True)\n"
+                "    time.sleep(0.6)\n"
+            ),
+            target(),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    db = _db(target)
+    t0 = time.monotonic()
+    with db.named_lock("refresh:k"):
+        waited = time.monotonic() - t0
+    child.wait(10)
+    assert waited > 0.3  # the other process held it
+    with db.named_lock("refresh:other"):  # another name is independent
+        pass
+    inside: list[int] = []
+
+    def hold() -> None:
+        with _db(target).named_lock("refresh:k"):
+            inside.append(1)
+            time.sleep(0.2)
+            inside.append(-1)
+
+    threads = [threading.Thread(target=hold) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert inside == [1, -1, 1, -1, 1, -1]  # never two holders at once
