@@ -149,3 +149,23 @@ def test_the_outbox_worker_stops_cleanly_and_hands_back_its_leases(tmp_path: Pat
     assert not worker.running
     counts = outbox.counts()
     assert counts.get("sending", 0) == 0 and sum(counts.values()) == 3  # finished or handed back, none lost
+
+
+def test_a_process_not_running_the_worker_sends_what_its_requests_hold_a_client_for(tmp_path: Path) -> None:
+    """gunicorn: the worker loop runs in one process; another process that served the request (and holds
+    the session's client, e.g. a SMART token) sends that item itself when woken."""
+    from smart_app.capture.outbox import Outbox, OutboxWorker
+    from tests.unit.test_outbox import FakeServer, draft, queue
+
+    outbox = Outbox(tmp_path / "o.sqlite3")
+    item_id = queue(outbox, draft())
+    worker = OutboxWorker(outbox, lambda item: None)  # no client of its own (SMART items need a session)
+    worker.assist = True
+    server = FakeServer()
+    worker.remember(item_id, server)  # type: ignore[arg-type]
+    worker.wake()
+    deadline = time.monotonic() + 5
+    while outbox.counts() != {"saved": 1} and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert outbox.counts() == {"saved": 1}
+    assert len(server.of("Encounter")) == 1
