@@ -651,12 +651,9 @@ class OutboxWorker:
         saved = 0
         while not self._stop.is_set() or self._thread is None:
             items = self.outbox.claim_due(batch)
-            for n, item in enumerate(items):
-                if self._stop.is_set() and self._thread is not None:  # stopping: hand the rest back
-                    for rest in items[n:]:
-                        self.outbox.mark_retry(rest.id, rest.last_error or "instance stopping", count=False,
-                                               delay=0.0)
-                    return saved
+            for item in items:
+                if self._stop.is_set() and self._thread is not None:
+                    return saved  # stopping: stop() hands the rest of the batch back (release)
                 client = self.client(item)
                 if client is None:
                     self.outbox.mark_retry(
