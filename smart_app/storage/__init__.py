@@ -26,12 +26,19 @@ Adding a table (e.g. an append-only ledger):
 
         def append(self, entry: str) -> None:
             with self.db.transaction() as tx:      # committed at the end, rolled back on error
-                # serialise appenders: SQLite's write transaction is exclusive; on PostgreSQL lock a row
-                # or the table (tx.run("LOCK TABLE ledger IN EXCLUSIVE MODE") when tx.dialect == "postgresql")
+                # Serialise appenders across processes and instances: a SQLite write transaction is
+                # already exclusive; on PostgreSQL take a transaction-scoped lock first.
+                if tx.dialect == "postgresql":
+                    tx.run("LOCK TABLE ledger IN EXCLUSIVE MODE")  # readers still read
                 last = tx.one("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
                 tx.run("INSERT INTO ledger (seq, entry, hash, created) VALUES (?, ?, ?, ?)", (...))
 
     # in the blueprint / init_app: Ledger(database_for(app.config, "ledger"))
+
+Other tools: `tx.skip_locked` (lease rows: `SELECT ... LIMIT n` + tx.skip_locked, as the outbox does),
+`db.named_lock(name)` (a lock across processes and instances outside any transaction, e.g. one token refresh
+per session), `db.ping()` (readiness). Test a store on both engines with the `target` fixture of
+tests/storage/conftest.py (a SQLite path or a fresh database of the throwaway PostgreSQL cluster).
 
 SQL rules for both engines are in `smart_app.storage.database`'s docstring (placeholders `?`, `ON CONFLICT`,
 `DOUBLE PRECISION`, `tx.skip_locked` for leases).
