@@ -56,7 +56,7 @@ def _rows(base: str | None, p: dict[str, Any]) -> list[Any] | None:
     """The month's worklist rows when the program page's job has finished (None otherwise)."""
     if base is None:
         return None
-    job = program_views._jobs.get(program_views._key(base, p))
+    job = program_views.job_for(base, p)
     return job.result.rows if job is not None and job.result is not None else None
 
 

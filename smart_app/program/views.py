@@ -25,7 +25,7 @@ from smart_app.context import LaunchContext
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.program import charts, metrics
-from smart_app.program.jobs import HEARTBEAT_SECONDS, JobState, JobStore, build_worklist
+from smart_app.program.jobs import HEARTBEAT_SECONDS, JobState, JobStore, WorklistResult, build_worklist
 from smart_app.program.mark_billed import BillingRefused, mark_billed
 from smart_app.program.worklist import (
     DEFAULT_CLOSE_MINUTES,
@@ -148,6 +148,22 @@ def _client(base: str) -> Any:
 
 def _job_key(base: str, p: dict[str, Any]) -> str:
     return json.dumps(_key(base, p))
+
+
+def job_for(base: str, p: dict[str, Any]) -> Job | None:
+    """The worklist job for this server and these parameters as stored (any instance may have run it)."""
+    return _store().get(_job_key(base, p))
+
+
+def store_result(base: str, p: dict[str, Any], result: WorklistResult) -> Job:
+    """Record a finished worklist for this server and these parameters (tests; a run made elsewhere)."""
+    store = _store()
+    key = _job_key(base, p)
+    store.begin(key, force=True, owner="stored")
+    store.finish(key, result=result)
+    job = store.get(key)
+    assert job is not None
+    return job
 
 
 def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
@@ -301,7 +317,7 @@ def status() -> Any:
         return {"error": "no FHIR server chosen"}, 400
     except ProgramError as err:
         return {"error": err.message}, err.status
-    job = _store().get(_job_key(base, p))
+    job = job_for(base, p)
     if job is None:
         return {"state": "none"}, 404
     return job.status_json()
@@ -313,7 +329,7 @@ def program_csv() -> Any:
         base, p = _chosen()
     except ProgramError as err:
         return _error(err)
-    job = _store().get(_job_key(base, p))
+    job = job_for(base, p)
     if job is None or job.result is None:
         return _error(ProgramError("The worklist is not ready yet; wait for it on the program page.", 409))
     rows = apply_filter(sort_rows(job.result.rows), p["filter"], n=p["n"], reason=p["reason"])

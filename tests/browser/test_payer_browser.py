@@ -36,11 +36,9 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
             "PROGRAM_CLIENT_FACTORY": lambda base: FakeServer(),
         }
     )
+    built = WorklistResult("2026-10", list(demo_rows().values()))  # the month's worklist, already built
     with app.test_request_context("/program/payer?month=2026-10"):
-        key = program_views._key(*program_views._chosen())
-    job = program_views.Job(key)  # the program page's worklist for the month, already built
-    job.result = WorklistResult("2026-10", list(demo_rows().values()))
-    program_views._jobs[key] = job
+        program_views.store_result(*program_views._chosen(), built)
     with serving(app) as live:
         page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         page.goto(f"{live.url}/program/payer?month=2026-10")
@@ -78,4 +76,3 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
             )
             assert overflow <= 0, f"horizontal scroll at {width}px: {overflow}px ({wide})"
         page.close()
-    program_views._jobs.pop(key, None)

@@ -46,14 +46,8 @@ def client(tmp_path: Path, rows: list[Any]):  # type: ignore[no-untyped-def]
         }
     )
     with app.test_request_context("/program/payer?month=2026-10"):
-        key = program_views._key(*program_views._chosen())
-    job = program_views.Job(key)
-    job.result = WorklistResult("2026-10", rows)
-    program_views._jobs[key] = job
-    try:
-        yield app.test_client()
-    finally:
-        program_views._jobs.pop(key, None)
+        program_views.store_result(*program_views._chosen(), WorklistResult("2026-10", rows))
+    return app.test_client()
 
 
 def _token(client) -> str:  # type: ignore[no-untyped-def]
