@@ -53,8 +53,21 @@ def run(args: argparse.Namespace) -> int:
     lock = Path(tempfile.gettempdir()) / f"ccm-ready-outbox-{os.getpid()}.lock"
     os.environ["CCM_READY_OUTBOX_WORKER_LOCK"] = str(lock)
     os.environ.setdefault("CCM_READY_LOG_FORMAT", str(settings["LOG_FORMAT"] or "json"))
-    options = {
-        "bind": f"{args.host}:{args.port}",
+    options = gunicorn_options(args.host, args.port, workers, threads, settings, lock)
+    _preload_modules()
+    try:
+        ProductionServer(options).run()
+    finally:
+        lock.unlink(missing_ok=True)
+    return 0
+
+
+def gunicorn_options(
+    host: str, port: int, workers: int, threads: int, settings: dict[str, Any], lock: Path
+) -> dict[str, Any]:
+    """gunicorn's settings for one instance."""
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread",
@@ -64,18 +77,15 @@ def run(args: argparse.Namespace) -> int:
         "accesslog": None,  # the app writes its own access line (route pattern, no query string)
         "errorlog": "-",
         "loglevel": str(settings["LOG_LEVEL"]).lower(),
-        "forwarded_allow_ips": "127.0.0.1",  # ProxyFix (PROXIES) decides what X-Forwarded-* is trusted
+        # gunicorn itself trusts no X-Forwarded-* header: ProxyFix (PROXIES) alone decides what is trusted.
+        "forwarded_allow_ips": "",
+        "secure_scheme_headers": {},
         "worker_exit": _worker_exit,
         "on_exit": lambda _arbiter: lock.unlink(missing_ok=True),
     }
-    if os.environ["CCM_READY_LOG_FORMAT"] == "json":
+    if os.environ.get("CCM_READY_LOG_FORMAT", "json") == "json":
         options["logger_class"] = JsonGunicornLogger
-    _preload_modules()
-    try:
-        ProductionServer(options).run()
-    finally:
-        lock.unlink(missing_ok=True)
-    return 0
+    return options
 
 
 _app: Any = None

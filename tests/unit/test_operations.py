@@ -169,3 +169,14 @@ def test_a_process_not_running_the_worker_sends_what_its_requests_hold_a_client_
         time.sleep(0.02)
     assert outbox.counts() == {"saved": 1}
     assert len(server.of("Encounter")) == 1
+
+
+def test_gunicorn_trusts_no_forwarded_header_itself(tmp_path: Path) -> None:
+    """ProxyFix (PROXIES) alone decides; gunicorn's own X-Forwarded-* handling is off."""
+    from smart_app import config
+    from smart_app.web import serve
+
+    options = serve.gunicorn_options("127.0.0.1", 5000, 2, 4, config.defaults(), tmp_path / "l.lock")
+    server = serve.ProductionServer(options)
+    assert server.cfg.forwarded_allow_ips == [] and server.cfg.secure_scheme_headers == {}
+    assert (server.cfg.workers, server.cfg.threads, server.cfg.worker_class_str) == (2, 4, "gthread")
