@@ -189,13 +189,18 @@ def timeline(evs: list[Event], practitioner: str | None, tz: tzinfo) -> _Timelin
 
 
 def resolve_practitioner(
-    facts: PatientFacts, explicit: str | None, month_end: datetime, tz: tzinfo
+    facts: PatientFacts,
+    explicit: str | None,
+    month_end: datetime,
+    tz: tzinfo,
+    evs: list[Event] | None = None,
 ) -> tuple[str | None, str]:
     """Billing practitioner: explicit option, else the latest given consent's PPRF actor, else the GP."""
     aliases = dict(facts.aliases)
     if explicit and explicit.strip():
         return canonical(explicit.strip(), aliases), "option"
-    named = [e for e in events(facts, tz, aliases) if e.practitioner and e.kind == "given"]
+    evs = events(facts, tz, aliases) if evs is None else evs
+    named = [e for e in evs if e.practitioner and e.kind == "given"]
     if named:
         in_time = [e for e in named if e.at is None or e.at < month_end]
         return (in_time or named)[-1].practitioner, "consent"
@@ -293,9 +298,9 @@ def _blocked(pm: PatientMonth, evs: list[Event], tl: _Timeline) -> ConsentState:
     return ConsentState((_consent(rule_ids.CONSENT_MISSING, "blocker", message, pending),), None)
 
 
-def check(pm: PatientMonth) -> ConsentState:
+def check(pm: PatientMonth, evs: list[Event] | None = None) -> ConsentState:
     """The consent findings for the month and the windows in which minutes may count."""
-    evs = events(pm.facts, pm.tz, dict(pm.aliases))
+    evs = events(pm.facts, pm.tz, dict(pm.aliases)) if evs is None else evs
     tl = timeline(evs, pm.practitioner, pm.tz)
     in_month = [
         (a, b, e)
