@@ -97,6 +97,19 @@ _YEARS = {"a": 1.0, "yr": 1.0, "year": 1.0, "years": 1.0, "mo": 1 / 12, "month":
           "days": 1 / 365.25}
 
 
+def _categories(value: Any) -> tuple[str, ...]:
+    """HL7 / US Core condition-category codes (local categories are not read)."""
+    if not isinstance(value, list):
+        return ()
+    out: list[str] = []
+    for concept in value:
+        for c in concept.get("coding") or () if isinstance(concept, dict) else ():
+            code = c.get("code") if isinstance(c, dict) else None
+            if isinstance(code, str) and canonical_system(c.get("system")) in CATEGORY_SYSTEMS:
+                out.append(code.strip().lower())
+    return tuple(out)
+
+
 def abatement_age(res: dict[str, Any]) -> float | None:
     """Years of age at abatement from `abatementAge` or `abatementRange` (low, else high); None if none."""
     age = res.get("abatementAge")
@@ -142,9 +155,7 @@ def read_condition(res: dict[str, Any], key: str, ctx: ReadContext) -> Condition
         onset=_onset(res, "onset", ctx),
         abatement=abatement,
         abated=abatement is not None or abated_without_date(res),
-        categories=tuple(
-            c.code.strip().lower() for c in codings(res.get("category") or []) if c.system in CATEGORY_SYSTEMS
-        ),
+        categories=_categories(res.get("category")),
     )
 
 

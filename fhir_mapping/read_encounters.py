@@ -64,20 +64,15 @@ def _class_codes(value: Any) -> list[str]:
 def _program(types: Any, service_type: Any = None) -> str | None:
     """The care program of a time entry, from `type` and `serviceType`. When several are named, another
     program wins over CCM: time that is also tagged TCM, RPM, RTM or BHI never counts for CCM."""
-    concepts = [*types, service_type] if isinstance(service_type, dict) else list(types)
-    found: list[str] = []
-    for concept in concepts:
-        if not isinstance(concept, dict):
-            continue
-        for c in concept.get("coding") or ():
-            if (
-                isinstance(c, dict)
-                and c.get("code") in PROGRAMS
-                and canonical_system(c.get("system")) == CARE_PROGRAM
-            ):
-                found.append(c["code"])
-    others = [p for p in found if p != "ccm"]
-    return others[0] if others else (found[0] if found else None)
+    found: str | None = None
+    for concept in (*types, service_type) if service_type is not None else types:
+        for c in concept.get("coding") or () if isinstance(concept, dict) else ():
+            code = c.get("code") if isinstance(c, dict) else None
+            if code in PROGRAMS and canonical_system(c.get("system")) == CARE_PROGRAM:
+                if code != "ccm":
+                    return str(code)
+                found = "ccm"
+    return found
 
 
 def performer_of(res: dict[str, Any], ctx: ReadContext) -> str | None:

@@ -28,10 +28,7 @@ def in_effect(pm: PatientMonth, plan: CarePlanRecord) -> bool:
         return False
     if (plan.intent or "").lower() not in ESTABLISHED:
         return False
-    begins = plan.period_start or plan.created
-    if begins is not None and not pm.before_end(begins):
-        return False
-    return plan.period_end is None or pm.aware(plan.period_end) >= pm.end
+    return pm.runs_through(plan.period_start or plan.created, plan.period_end)
 
 
 def check(pm: PatientMonth) -> tuple[Finding, ...]:

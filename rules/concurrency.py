@@ -32,11 +32,10 @@ class _Hit:
 
 
 def in_month(pm: PatientMonth, b: BilledService) -> bool:
+    """A service with a known date that meets the month (an undated one cannot be placed)."""
     start = b.start or b.end
     end = b.end or b.start
-    if start is None or end is None:
-        return False
-    return pm.aware(start) < pm.end and pm.aware(end) >= pm.start
+    return start is not None and pm.overlaps(start, end)
 
 
 def billed_ccm(pm: PatientMonth) -> tuple[BilledService, ...]:

@@ -55,6 +55,7 @@ class Event:
     kind: str  # given | declined | stopped | expired
     record: ConsentRecord
     practitioner: str | None  # canonical billing practitioner the record names
+    stated: datetime | None = None  # stopped: the stop date the record states (`at` is the end of that day)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,9 +128,10 @@ def events(facts: PatientFacts, tz: tzinfo, aliases: dict[str, str]) -> list[Eve
         else:  # inactive: it was given once (when a start is known), and stopped
             start = given_from(c, tz) if c.period_start is not None or c.stop_date is not None else None
             stop = _stop_date(c, tz)
-            if start is not None and (stop is None or start <= stop):
+            last = _aware(c.period_end, tz) if c.period_end is not None else stop  # a date end: its whole day
+            if start is not None and (last is None or start <= last):
                 out.append(Event(start, "given", c, who))
-            out.append(Event(stop, "stopped", c, who))
+            out.append(Event(last, "stopped", c, who, stop))
     indexed = list(enumerate(out))
     indexed.sort(key=lambda ie: (ie[1].at is not None, ie[1].at or EARLIEST, ie[0]))
     return [e for _, e in indexed]
@@ -178,7 +180,7 @@ def timeline(evs: list[Event], practitioner: str | None, tz: tzinfo) -> _Timelin
                 open_from = None
                 last_end = ("stopped", e)
             elif open_from is not None or last_end is None:
-                close(_month_after(e.at, tz), "stopped", e)
+                close(_month_after(e.stated or e.at, tz), "stopped", e)
         elif e.kind == "declined" and _names(e, practitioner):
             close(e.at, "declined", e)
     if open_from is not None:
@@ -187,13 +189,18 @@ def timeline(evs: list[Event], practitioner: str | None, tz: tzinfo) -> _Timelin
 
 
 def resolve_practitioner(
-    facts: PatientFacts, explicit: str | None, month_end: datetime, tz: tzinfo
+    facts: PatientFacts,
+    explicit: str | None,
+    month_end: datetime,
+    tz: tzinfo,
+    evs: list[Event] | None = None,
 ) -> tuple[str | None, str]:
     """Billing practitioner: explicit option, else the latest given consent's PPRF actor, else the GP."""
     aliases = dict(facts.aliases)
     if explicit and explicit.strip():
         return canonical(explicit.strip(), aliases), "option"
-    named = [e for e in events(facts, tz, aliases) if e.practitioner and e.kind == "given"]
+    evs = events(facts, tz, aliases) if evs is None else evs
+    named = [e for e in evs if e.practitioner and e.kind == "given"]
     if named:
         in_time = [e for e in named if e.at is None or e.at < month_end]
         return (in_time or named)[-1].practitioner, "consent"
@@ -241,15 +248,15 @@ def _blocked(pm: PatientMonth, evs: list[Event], tl: _Timeline) -> ConsentState:
             )
             return ConsentState((_consent(rule_ids.CONSENT_DECLINED, "blocker", message, ids),), e.record)
         if why == "stopped":
-            if e.at is None or e.record.stop_date is None:
-                taken = f"; its record date ({_day(e.at, pm.tz)}) is taken as the stop date" if e.at else ""
+            if e.stated is None or e.record.stop_date is None:
+                taken = f"; its record date ({_day(e.stated, pm.tz)}) is the stop date" if e.stated else ""
                 message = (
                     "The CCM consent is inactive (the patient stopped CCM) but the stop date is not recorded"
                     f"{taken}. Record the stop date: CCM stays billable through the end of the month of the "
                     "stop."
                 )
             else:
-                stop = pm.month_of(e.at)
+                stop = pm.month_of(e.stated)
                 message = (
                     f"The patient stopped CCM in {stop}; the stop took effect at the end of that month, so "
                     f"{pm.month} cannot be billed. A new consent is needed to restart."
@@ -291,9 +298,9 @@ def _blocked(pm: PatientMonth, evs: list[Event], tl: _Timeline) -> ConsentState:
     return ConsentState((_consent(rule_ids.CONSENT_MISSING, "blocker", message, pending),), None)
 
 
-def check(pm: PatientMonth) -> ConsentState:
+def check(pm: PatientMonth, evs: list[Event] | None = None) -> ConsentState:
     """The consent findings for the month and the windows in which minutes may count."""
-    evs = events(pm.facts, pm.tz, dict(pm.aliases))
+    evs = events(pm.facts, pm.tz, dict(pm.aliases)) if evs is None else evs
     tl = timeline(evs, pm.practitioner, pm.tz)
     in_month = [
         (a, b, e)
@@ -312,7 +319,7 @@ def check(pm: PatientMonth) -> ConsentState:
         why, ender = tl.last_end
         message = f"The CCM consent {why} on {_day(ender.at, pm.tz)}; time after that does not count."
         findings.append(_consent(rule_ids.CONSENT_STOP_EFFECTIVE, "info", message, (ender.record.id,)))
-    stops = [e for e in evs if e.kind == "stopped" and e.at is not None and pm.in_month(e.at)]
+    stops = [e for e in evs if e.kind == "stopped" and e.stated is not None and pm.in_month(e.stated)]
     if stops and any(b is not None and b >= pm.end for _a, b, _e in in_month):
         message = (
             f"The patient stopped CCM during {pm.month}; the stop takes effect at the end of this month, "

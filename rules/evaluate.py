@@ -94,7 +94,10 @@ def evaluate(
     tzinfo = zone(tz)
     policy = resolve_pack(pack, m)
     start, end = m.bounds(tzinfo)
-    practitioner, _source = consent.resolve_practitioner(facts, billing_practitioner, end, tzinfo)
+    consent_events = consent.events(facts, tzinfo, dict(facts.aliases))
+    practitioner, _source = consent.resolve_practitioner(
+        facts, billing_practitioner, end, tzinfo, consent_events
+    )
     pm = PatientMonth(facts, m, tzinfo, tz, start, end, policy, practitioner, dict(facts.aliases))
     classify = classifier if classifier is not None else default_classifier()
 
@@ -105,7 +108,7 @@ def evaluate(
     if not chronic.findings:
         findings += eligibility.risk_attestation(pm)
     findings += consent.practitioner_unknown(pm)
-    state = consent.check(pm)
+    state = consent.check(pm, consent_events)
     findings += state.findings
     findings += care_plan.check(pm)
     findings += initiating_visit.check(pm, state.consent)

@@ -169,6 +169,8 @@ def _visits(pm: PatientMonth, lo: float, hi: float) -> list[Span]:
     for v in pm.facts.visits:
         if (v.status or "").lower() not in VISIT_DONE or v.start is None or v.end is None:
             continue
+        if not pm.overlaps(v.start, v.end):
+            continue
         s, e = pm.aware(v.start).timestamp(), pm.aware(v.end).timestamp()
         if 0 < e - s <= MAX_VISIT_SECONDS and e > lo and s < hi:
             spans.append((max(s, lo), min(e, hi)))
@@ -189,6 +191,7 @@ def count(
     lo, hi = pm.start.timestamp(), pm.end.timestamp()
     allowed = _allowed(pm, windows, lo, hi)
     first_ts = allowed[0][0] if allowed else hi
+    whole_month = allowed == [(lo, hi)]  # the common case: consent in force all month
     ended_ts = _ts(pm, ended)
     death_ts = _ts(pm, died_at)
     stays = _stays(pm, lo, hi)
@@ -230,11 +233,11 @@ def count(
             b = min(b, death_ts)
         if b <= a:
             continue
-        outside = _outside((a, b), allowed)
+        outside = [] if whole_month else _outside((a, b), allowed)
         for s, e in outside:
             late = (ended_ts is not None and s >= ended_ts) or (bool(allowed) and s >= first_ts)
             (after_stop if late else before).add(e - s, entry.id)
-        inside, _ = subtract([(a, b)], [(s, e) for s, e in outside]) if outside else ([(a, b)], 0.0)
+        inside, _ = subtract([(a, b)], outside) if outside else ([(a, b)], 0.0)
         kept_spans: list[Span] = []
         cut = 0.0
         for piece in inside:

@@ -42,6 +42,23 @@ class PatientMonth:
         """True when `moment` is known and falls before the month is over."""
         return moment is not None and self.aware(moment) < self.end
 
+    def overlaps(self, start: datetime | None, end: datetime | None) -> bool:
+        """Does the period [start, end) meet the month? None is unbounded; a point (start == end) counts
+        when it lies in the month. Ends are exclusive instants: the reader turns FHIR's inclusive
+        `Period.end` (a date end covers its whole day) into the next instant."""
+        s = self.aware(start) if start is not None else None
+        e = self.aware(end) if end is not None else None
+        if s is not None and s >= self.end:
+            return False
+        if e is None:
+            return True
+        return e > self.start or (s is not None and s == e and s >= self.start)
+
+    def runs_through(self, start: datetime | None, end: datetime | None) -> bool:
+        """Did the period begin before the month ended and not end before the month's end?"""
+        begun = start is None or self.aware(start) < self.end
+        return begun and (end is None or self.aware(end) >= self.end)
+
     def month_of(self, moment: datetime) -> Month:
         """The calendar month of `moment` in the practice's time zone."""
         return Month.of(self.aware(moment).astimezone(self.tz))

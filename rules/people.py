@@ -12,7 +12,7 @@ def kind(key: str | None) -> str | None:
     """The resource type a person key names ("Practitioner", "RelatedPerson", ...); None for no one."""
     if not key:
         return None
-    return key.split("/", 1)[0].split("?", 1)[0]
+    return key.partition("/")[0].partition("?")[0]
 
 
 def is_staff(key: str | None) -> bool:

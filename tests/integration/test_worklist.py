@@ -286,7 +286,8 @@ def test_program_page(server, pop, first, tmp_path) -> None:
     csv_text = http.get("/program.csv", query_string={**query, "filter": "enroll"}).get_data(as_text=True)
     assert csv_text.count("\n") == 1 + COPIES and "no-consent" not in csv_text
     blocked = http.get("/program", query_string={**query, "filter": "blocked", "reason": "conflict"})
-    assert blocked.get_data(as_text=True).count('<tr class="state-blocked"') == 4 * COPIES
+    # + up to the two billed by the test above: CCM already billed this month blocks (cms-rules.md §2, §5.3)
+    assert 4 * COPIES <= blocked.get_data(as_text=True).count('<tr class="state-blocked"') <= 4 * COPIES + 2
 
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     target = ready_rows[0]

@@ -141,3 +141,16 @@ def test_time_inside_a_face_to_face_visit_is_the_visits_own() -> None:
     )
     v = ev(facts)
     assert v.minutes.clinical_staff == 25 and finding(v, "time.during-visit").severity == "info"
+
+
+def test_consent_given_and_stopped_the_same_day_covers_that_month() -> None:
+    """§3.3: the stop takes effect at the end of the month; a date-precision stop covers its whole day."""
+    c = replace(
+        consent("s", "2026-03-03T10:00:00", status="inactive", stop="2026-03-03T00:00:00"),
+        period_start=at("2026-03-03T00:00:00"),
+        period_end=at("2026-03-04T00:00:00"),
+    )
+    facts = ready_facts(consents=(c,), time_entries=(entry("a", "2026-03-10T14:00:00", 25),))
+    v = ev(facts)
+    assert v.status == "ready" and finding(v, "consent.stop-effective").severity == "info"
+    assert ev(facts, "2026-04").consent_state == "stopped"
