@@ -79,6 +79,7 @@ def evaluate_facts(facts: PatientFacts, options: EvaluationOptions) -> Verdict:
         pack=options.policy or None,
         tz=options.tz,
         billing_practitioner=options.billing_practitioner,
+        month_closed=options.today is not None and options.today >= options.month.next().first_day,
     )
 
 
