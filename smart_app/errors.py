@@ -7,9 +7,10 @@ JSON for JSON clients) and the status. No view formats its own error page.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, jsonify, render_template, request
+if TYPE_CHECKING:
+    from flask import Flask
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,16 @@ class AppError(Exception):
 
 def wants_json() -> bool:
     """True when the client asked for JSON (Accept, a .json route or a JSON body)."""
+    from flask import request  # Flask is imported only when the web app runs (the CLI stays light)
+
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return bool(request.is_json or best == "application/json" or request.path.endswith(".json"))
 
 
 def render(err: AppError) -> tuple[Any, int]:
     """The response for an AppError: JSON for JSON clients, else the error page."""
+    from flask import jsonify, render_template
+
     if wants_json():
         return jsonify(err.to_json()), err.status
     return render_template(err.template, title=err.title, message=err.message), err.status

@@ -1,10 +1,16 @@
-"""`ccm-ready` command line: each subcommand lives in its own module."""
+"""`ccm-ready` command line: each subcommand lives in its own module, imported only when it runs.
+
+Building the parser imports nothing but argparse: the subcommand list is declared here, and only the
+module of the subcommand on the command line is imported (for its arguments and its `run`). So
+`ccm-ready evaluate` never loads requests, Flask, joserfc or multiprocessing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 
 # subcommand -> module with `add_arguments(parser)` and `run(args) -> int`
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -20,13 +26,30 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first argument that is not an option), if known."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in SUBCOMMANDS else None
+    return None
+
+
+def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `ccm-ready` parser; subcommands outside `only` are listed but their modules are not imported.
+
+    `only=None` builds every subcommand fully (imports them all: for tests and documentation).
+    """
     parser = argparse.ArgumentParser(
         prog="ccm-ready",
         description="CCM Ready: Medicare Chronic Care Management billing readiness from FHIR R4 data.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if only is not None and name not in only:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(
             name,
@@ -41,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = chosen_command(argv)
+    args = build_parser(only=[chosen] if chosen else []).parse_args(argv)
     return int(args._run(args) or 0)
 
 

@@ -7,10 +7,11 @@ import json
 import re
 import sys
 import textwrap
-from typing import Any, TextIO
+from typing import TextIO
 
-from fhir_mapping.reader import patient_ids, patient_key
-from fhir_mapping.sources import SourceError, load_path
+from fhir_mapping.reader import patient_key
+from fhir_mapping.sources import SourceError
+from fhir_mapping.stream import Selection, iter_resources, select_patient
 from rules import rule_ids
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import UnknownPolicy, load_pack
@@ -122,8 +123,8 @@ def _validate(args: argparse.Namespace) -> Month:
     return month
 
 
-def _choose_patient(resources: list[Any], path: str, wanted: str | None) -> str | None:
-    found = patient_ids(resources)
+def _choose_patient(selection: Selection, path: str, wanted: str | None) -> str | None:
+    found = selection.patients
     if wanted is not None:
         key = patient_key(wanted)
         if found and key not in found:
@@ -142,12 +143,15 @@ def _list(keys: list[str], limit: int = 5) -> str:
 
 
 def evaluate_path(args: argparse.Namespace) -> Verdict:
-    """Read the file and evaluate the month. Raises InputError/SourceError/ValueError for bad input."""
+    """Read the file and evaluate the month. Raises InputError/SourceError/ValueError for bad input.
+
+    The file is streamed: only the chosen patient's resources (and those about no patient) are kept.
+    """
     month = _validate(args)
-    resources = load_path(args.path)
-    chosen = _choose_patient(resources, args.path, args.patient)
+    selection = select_patient(iter_resources(args.path), args.patient)
+    chosen = _choose_patient(selection, args.path, args.patient)
     options = EvaluationOptions(month, args.timezone, args.policy or "", args.billing_practitioner)
-    return verdict_for(ResourceSource(resources), chosen, options).verdict
+    return verdict_for(ResourceSource(selection.resources), chosen, options).verdict
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
@@ -17,8 +17,10 @@ from rules.month import Month, zone
 from rules.packs import PolicyPack
 from rules.records import PatientFacts, Skipped
 from rules.verdict import Verdict
-from smart_app.readiness.fetch import ReadinessClient, fetch_patient_data
 from smart_app.readiness.options import EvaluationOptions
+
+if TYPE_CHECKING:  # the FHIR fetch (requests) is imported only by faces that read a server
+    from smart_app.readiness.fetch import ReadinessClient
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class ServerSource:
     def load(self, patient_id: str | None, options: EvaluationOptions) -> Loaded:
         if patient_id is None:
             raise ValueError("a FHIR server source needs the patient id")
+        from smart_app.readiness.fetch import fetch_patient_data
+
         fetched = fetch_patient_data(
             self.client, patient_id, options.month, options.tz, options.billing_practitioner
         )

@@ -1,0 +1,224 @@
+"""FHIR files read as streams: one resource at a time, so memory stays flat in the file's size.
+
+`iter_resources` yields the resources of an NDJSON file line by line and of a JSON file (Bundle of any
+type, resource, array) as `fhir_mapping.sources` flattens them; a JSON document larger than
+`LARGE_DOCUMENT` bytes is read entry by entry with ijson instead of being loaded whole.
+`select_patient` keeps only one patient's resources while reading (the CLI's `--patient`), and
+`patient_runs` cuts a patient-grouped stream (one patient's resources together, as a per-patient export
+or a file of per-patient Bundles) into one list per patient. `paused_gc` keeps the garbage collector
+out of bulk loads: parsed JSON holds no reference cycles, so the collector would only rescan it.
+
+The reader itself (`read_facts`) is called per patient by the caller, with the same resources the whole
+file would have given it for that patient.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from fhir_mapping.reader import SUBJECT_FIELD, patient_key
+from fhir_mapping.references import relative_key
+from fhir_mapping.sources import NDJSON_SUFFIXES, SourceError, load_path, resources_from_json
+
+LARGE_DOCUMENT = 64 << 20  # JSON documents above this size are streamed entry by entry
+_BLANK = frozenset(b" \t\r\n\x0b\x0c")
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for a bulk load (restored afterwards, even on error)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _open(p: Path) -> IO[bytes]:
+    try:
+        return p.open("rb")
+    except FileNotFoundError:
+        raise SourceError(f"no such file: {p}") from None
+    except IsADirectoryError:
+        raise SourceError(f"{p} is a directory, not a FHIR JSON or NDJSON file") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read {p}: {_one_line(exc.strerror or exc)}") from None
+
+
+def _first_line(p: Path) -> bytes:
+    with _open(p) as fh:
+        for line in fh:
+            if line.strip():
+                return line
+    raise SourceError(f"{p} is empty")
+
+
+def iter_resources(path: str | Path) -> Iterator[Any]:
+    """Every resource in the file at `path`, one at a time (SourceError for a file that is not FHIR JSON).
+
+    The same resources, in the same order, as `sources.load_path`; an invalid NDJSON line raises
+    SourceError when the stream reaches it.
+    """
+    p = Path(path)
+    first = _first_line(p)
+    size = p.stat().st_size
+    if p.name.lower().endswith(NDJSON_SUFFIXES):
+        yield from _ndjson(p)
+    elif size <= LARGE_DOCUMENT:
+        yield from load_path(p)  # small enough to parse whole (and to tell JSON from suffix-less NDJSON)
+    elif _is_json_object(first):
+        yield from _ndjson(p)  # several JSON objects, one per line
+    else:
+        yield from _large_document(p)
+
+
+def _is_json_object(line: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _ndjson(p: Path) -> Iterator[Any]:
+    loads = orjson.loads
+    name = str(p)
+    with _open(p) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if line[0] in _BLANK and not line.strip():
+                continue
+            try:
+                obj = loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise SourceError(f"{name} line {lineno} is not valid JSON: {_one_line(exc.msg)}") from None
+            if isinstance(obj, dict) and obj.get("resourceType") not in (None, "Bundle"):
+                yield obj  # the common case, kept cheap
+                continue
+            try:
+                yield from resources_from_json(obj)
+            except SourceError as exc:
+                raise SourceError(f"{name} line {lineno}: {exc}") from None
+
+
+def _large_document(p: Path) -> Iterator[Any]:
+    """A JSON document too large to load whole: a Bundle's entries (or an array's items) one by one."""
+    import ijson  # only for very large documents
+
+    with _open(p) as fh:
+        head = fh.read(4096).lstrip()
+        fh.seek(0)
+        prefix = "item" if head[:1] == b"[" else "entry.item"
+        try:
+            for item in ijson.items(fh, prefix, use_float=True):
+                if prefix == "item":
+                    yield from resources_from_json([item])
+                else:  # one entry at a time, with the Bundle's entry rules (fullUrl ids, outcomes, nesting)
+                    yield from resources_from_json({"resourceType": "Bundle", "entry": [item]})
+        except ijson.JSONError as exc:
+            raise SourceError(f"{p} is not valid JSON: {_one_line(exc)}") from None
+
+
+# ------------------------------------------------------------------ which patient a resource is about
+
+
+def subject_key(resource: Any) -> str | None:
+    """ "Patient/ID" for the patient a resource is about (a Patient: itself); None if about no patient.
+
+    `urn:uuid:X` subjects (Synthea-style Bundles) are taken as Patient/X, as the Bundle's Patient
+    carries the id X.
+    """
+    if not isinstance(resource, dict):
+        return None
+    rtype = resource.get("resourceType")
+    if rtype == "Patient":
+        rid = resource.get("id")
+        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
+    element = SUBJECT_FIELD.get(rtype) if isinstance(rtype, str) else None
+    ref = resource.get(element) if element else None
+    if isinstance(ref, list):  # lenient: a repeated element where one is expected
+        ref = ref[0] if ref else None
+    target = ref.get("reference") if isinstance(ref, dict) else ref
+    if not isinstance(target, str) or not target:
+        return None
+    if target.startswith("urn:uuid:"):
+        return f"Patient/{target[9:]}" if target[9:] else None
+    key = relative_key(target)
+    if not key or not key.startswith("Patient/") or any(ch.isspace() for ch in key):
+        return None  # a FHIR id never holds white space
+    return key
+
+
+@dataclass
+class Selection:
+    """One patient's resources picked from a stream, and every patient the stream named."""
+
+    patient: str | None
+    resources: list[Any] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)  # Patient resources seen, in order
+
+
+def select_patient(resources: Iterable[Any], patient_id: str | None = None) -> Selection:
+    """Keep, while reading, the resources of `patient_id` and those about no patient.
+
+    Without `patient_id` the file's only patient is meant: resources are kept until a second Patient
+    resource appears, after which the stream is only scanned (to list the patients), not kept.
+    """
+    target = patient_key(patient_id) if patient_id else None
+    out = Selection(target)
+    seen: set[str] = set()
+    kept = out.resources
+    keep_all = target is None
+    with paused_gc():
+        for res in resources:
+            key = subject_key(res)
+            is_patient = isinstance(res, dict) and res.get("resourceType") == "Patient"
+            if is_patient and key is not None and key not in seen:
+                seen.add(key)
+                out.patients.append(key)
+                if keep_all and len(seen) > 1:
+                    keep_all = False
+                    kept.clear()  # several patients and none chosen: the caller reports it
+                    continue
+            if keep_all or (target is not None and (key is None or key == target)):
+                kept.append(res)
+    if target is None and len(out.patients) == 1:
+        out.patient = out.patients[0]
+    return out
+
+
+def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
+    """(patient key, resources) for each patient of a patient-grouped stream, one patient in memory.
+
+    Resources about no patient go with the patient being read. A patient whose resources reappear after
+    another patient's raises SourceError (the stream is not grouped by patient: per-type bulk export
+    files go through the worklist's bucketed pipeline instead).
+    """
+    done: set[str] = set()
+    current: str | None = None
+    group: list[Any] = []
+    for res in resources:
+        key = subject_key(res)
+        if key is not None and key != current:
+            if current is not None:
+                done.add(current)
+                yield current, group
+            if key in done:
+                raise SourceError(
+                    f"the resources of {key} are not together: the file is not grouped by patient"
+                )
+            current, group = key, []
+        group.append(res)
+    if current is not None:
+        yield current, group
