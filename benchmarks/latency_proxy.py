@@ -3,11 +3,17 @@
 It forwards GET/POST to one upstream origin on 127.0.0.1 and rewrites the upstream's origin in
 response bodies and Location headers to its own, so `next` links stay on the proxy (as a real
 FHIR proxy such as smart-launcher does).
+
+Honest timing: every socket (client side and upstream) has TCP_NODELAY, and each response goes out in
+ONE write (status line, headers and body together), so a small response never waits ~40 ms for a
+delayed ACK (Nagle + delayed ACK on keep-alive connections would tax many small pages and flatter a
+single large batch). Upstream connections are kept alive per proxy thread.
 """
 
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,6 +48,7 @@ class LatencyProxy:
         self.timeout = timeout
         self.requests = 0
         self._lock = threading.Lock()
+        self._local = threading.local()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self.origin = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -68,24 +75,44 @@ class LatencyProxy:
         with self._lock:
             self.requests += 1
         time.sleep(self.delay)
-        conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=self.timeout)
+        try:
+            status, out_headers, data = self._upstream(method, path, headers, body)
+        except (OSError, http.client.HTTPException):
+            self._local.conn = None  # a stale keep-alive connection: one fresh try
+            status, out_headers, data = self._upstream(method, path, headers, body)
+        data = data.replace(self.upstream_origin.encode(), self.origin.encode())
+        out_headers = [(k, v.replace(self.upstream_origin, self.origin)) for k, v in out_headers]
+        return status, out_headers, data
+
+    def _upstream(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(self.upstream_host, self.upstream_port, timeout=self.timeout)
+            conn.connect()
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.conn = conn
         try:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
-            status = resp.status
-        finally:
+        except BaseException:
             conn.close()
-        data = data.replace(self.upstream_origin.encode(), self.origin.encode())
-        out_headers = [(k, v.replace(self.upstream_origin, self.origin)) for k, v in out_headers]
-        return status, out_headers, data
+            self._local.conn = None
+            raise
+        if resp.will_close:
+            conn.close()
+            self._local.conn = None
+        out_headers = [(k, v) for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP]
+        return resp.status, out_headers, data
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # TCP_NODELAY on every accepted connection
 
             def _relay(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -95,12 +122,11 @@ class LatencyProxy:
                     status, out_headers, data = proxy._forward(self.command, self.path, headers, body)
                 except OSError:
                     status, out_headers, data = 502, [("Content-Type", "text/plain")], b"upstream unreachable"
-                self.send_response(status)
-                for key, value in out_headers:
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                reason = self.responses.get(status, ("",))[0]
+                head = [f"HTTP/1.1 {status} {reason}"]
+                head += [f"{key}: {value}" for key, value in out_headers]
+                head.append(f"Content-Length: {len(data)}")
+                self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data)  # one write
 
             do_GET = do_POST = do_PUT = do_DELETE = _relay
 

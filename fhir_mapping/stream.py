@@ -15,11 +15,12 @@ file would have given it for that patient.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import orjson
 
@@ -28,12 +29,22 @@ from fhir_mapping.references import relative_key
 from fhir_mapping.sources import NDJSON_SUFFIXES, SourceError, load_path, resources_from_json
 
 LARGE_DOCUMENT = 64 << 20  # JSON documents above this size are streamed entry by entry
+COLLECT_EVERY = 1000  # patients between garbage collections while the collector is paused
 _BLANK = frozenset(b" \t\r\n\x0b\x0c")
+# The resource types read_facts reads (it ignores every other type, so a stream may drop them early).
+READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"}
+T = TypeVar("T")
+_KEYS: dict[str, str | None] = {}  # reference string -> patient key (bounded memo)
+_TYPE_FIRST = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
 
 
 @contextmanager
 def paused_gc() -> Iterator[None]:
-    """The cyclic garbage collector off for a bulk load (restored afterwards, even on error)."""
+    """The cyclic garbage collector off for a bulk load (restored afterwards, even on error).
+
+    Parsed JSON and the reader's records hold no reference cycles: reference counting frees them, and
+    the collector would only rescan every live object again and again.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -41,6 +52,14 @@ def paused_gc() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def collected(items: Iterable[T], every: int = COLLECT_EVERY) -> Iterator[T]:
+    """`items` with one garbage collection every `every` items (for loops run under `paused_gc`)."""
+    for n, item in enumerate(items, start=1):
+        yield item
+        if n % every == 0:
+            gc.collect()
 
 
 def _one_line(text: object) -> str:
@@ -66,21 +85,23 @@ def _first_line(p: Path) -> bytes:
     raise SourceError(f"{p} is empty")
 
 
-def iter_resources(path: str | Path) -> Iterator[Any]:
+def iter_resources(path: str | Path, *, only: frozenset[str] | None = None) -> Iterator[Any]:
     """Every resource in the file at `path`, one at a time (SourceError for a file that is not FHIR JSON).
 
     The same resources, in the same order, as `sources.load_path`; an invalid NDJSON line raises
-    SourceError when the stream reaches it.
+    SourceError when the stream reaches it. With `only` (e.g. READ_TYPES), an NDJSON line that starts
+    with `{"resourceType":"X"` for an X outside `only` is skipped without being parsed (Bundles are
+    always unpacked); other sources may still yield other types, which the reader ignores.
     """
     p = Path(path)
     first = _first_line(p)
     size = p.stat().st_size
     if p.name.lower().endswith(NDJSON_SUFFIXES):
-        yield from _ndjson(p)
+        yield from _ndjson(p, only)
     elif size <= LARGE_DOCUMENT:
         yield from load_path(p)  # small enough to parse whole (and to tell JSON from suffix-less NDJSON)
     elif _is_json_object(first):
-        yield from _ndjson(p)  # several JSON objects, one per line
+        yield from _ndjson(p, only)  # several JSON objects, one per line
     else:
         yield from _large_document(p)
 
@@ -92,13 +113,19 @@ def _is_json_object(line: bytes) -> bool:
         return False
 
 
-def _ndjson(p: Path) -> Iterator[Any]:
+def _ndjson(p: Path, only: frozenset[str] | None = None) -> Iterator[Any]:
     loads = orjson.loads
     name = str(p)
+    wanted = {t.encode() for t in only} | {b"Bundle"} if only is not None else None
+    first_type = _TYPE_FIRST.match
     with _open(p) as fh:
         for lineno, line in enumerate(fh, start=1):
             if line[0] in _BLANK and not line.strip():
                 continue
+            if wanted is not None:
+                m = first_type(line)
+                if m is not None and m.group(1) not in wanted:
+                    continue  # a type the caller does not read: not even parsed
             try:
                 obj = loads(line)
             except orjson.JSONDecodeError as exc:
@@ -152,12 +179,29 @@ def subject_key(resource: Any) -> str | None:
     target = ref.get("reference") if isinstance(ref, dict) else ref
     if not isinstance(target, str) or not target:
         return None
+    key = _KEYS.get(target, "")
+    if key == "":
+        if len(_KEYS) > 50_000:
+            _KEYS.clear()
+        key = _KEYS[target] = _reference_key(target)
+    return key
+
+
+def _reference_key(target: str) -> str | None:
     if target.startswith("urn:uuid:"):
         return f"Patient/{target[9:]}" if target[9:] else None
     key = relative_key(target)
-    if not key or not key.startswith("Patient/") or any(ch.isspace() for ch in key):
+    if not key or not key.startswith("Patient/") or len(key.split()) != 1:
         return None  # a FHIR id never holds white space
     return key
+
+
+def _unread(res: Any) -> bool:
+    """True for a resource of a type read_facts ignores (Observation, MedicationRequest, ...)."""
+    if not isinstance(res, dict):
+        return False
+    rtype = res.get("resourceType")
+    return isinstance(rtype, str) and bool(rtype) and rtype not in READ_TYPES
 
 
 @dataclass
@@ -172,6 +216,7 @@ class Selection:
 def select_patient(resources: Iterable[Any], patient_id: str | None = None) -> Selection:
     """Keep, while reading, the resources of `patient_id` and those about no patient.
 
+    Types read_facts ignores are dropped as they are read, so memory holds one patient's resources.
     Without `patient_id` the file's only patient is meant: resources are kept until a second Patient
     resource appears, after which the stream is only scanned (to list the patients), not kept.
     """
@@ -182,6 +227,8 @@ def select_patient(resources: Iterable[Any], patient_id: str | None = None) -> S
     keep_all = target is None
     with paused_gc():
         for res in resources:
+            if _unread(res):
+                continue
             key = subject_key(res)
             is_patient = isinstance(res, dict) and res.get("resourceType") == "Patient"
             if is_patient and key is not None and key not in seen:
@@ -201,7 +248,8 @@ def select_patient(resources: Iterable[Any], patient_id: str | None = None) -> S
 def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
     """(patient key, resources) for each patient of a patient-grouped stream, one patient in memory.
 
-    Resources about no patient go with the patient being read. A patient whose resources reappear after
+    Resources about no patient go with the patient being read; types read_facts ignores are dropped.
+    A patient whose resources reappear after
     another patient's raises SourceError (the stream is not grouped by patient: per-type bulk export
     files go through the worklist's bucketed pipeline instead).
     """
@@ -209,6 +257,8 @@ def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
     current: str | None = None
     group: list[Any] = []
     for res in resources:
+        if _unread(res):
+            continue
         key = subject_key(res)
         if key is not None and key != current:
             if current is not None:

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from fhir_mapping.reader import patient_key
 from fhir_mapping.sources import SourceError
-from fhir_mapping.stream import Selection, iter_resources, select_patient
+from fhir_mapping.stream import READ_TYPES, Selection, iter_resources, select_patient
 from rules import rule_ids
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import UnknownPolicy, load_pack
@@ -148,7 +148,7 @@ def evaluate_path(args: argparse.Namespace) -> Verdict:
     The file is streamed: only the chosen patient's resources (and those about no patient) are kept.
     """
     month = _validate(args)
-    selection = select_patient(iter_resources(args.path), args.patient)
+    selection = select_patient(iter_resources(args.path, only=READ_TYPES), args.patient)
     chosen = _choose_patient(selection, args.path, args.patient)
     options = EvaluationOptions(month, args.timezone, args.policy or "", args.billing_practitioner)
     return verdict_for(ResourceSource(selection.resources), chosen, options).verdict
