@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             rss.append(max(float(p["rss_mb"]) for p in pipes))  # type: ignore[arg-type]
             print(
                 f"  floor (stream, orjson parse-and-drop): {floor['seconds']:.2f} s, "
-                f"peak RSS {floor['rss_mb']:.0f} MB\n  pipeline (stream -> verdict_for per patient): {pipe['seconds']:.2f} s "
+                f"peak RSS {floor['rss_mb']:.0f} MB\n"
+                f"  pipeline (stream -> verdict_for per patient): {pipe['seconds']:.2f} s "
                 f"({size / float(pipe['seconds']):,.0f} patients/s), peak RSS {rss[-1]:.0f} MB; "  # type: ignore[arg-type]
                 f"ratio {ratio:.2f}\n  statuses: {pipe['statuses']}"
             )
