@@ -5,11 +5,18 @@ unknown search parameters, as HAPI does by default). `Authorization: Bearer` is 
 token provider exists *and* returns a token: open servers answer 403 to tokens they do not know.
 
 Logging records the method, the resource type and the status only: never query values, ids or bodies.
+
+Connections are pooled per FHIR origin for the whole process (`pooled_session`): every FhirClient built
+for a request reuses the keep-alive connections of the ones before it, so a page view pays no new TCP/TLS
+handshake. The shared sessions never store cookies (no state crosses users) and are dropped in a forked
+child (sockets are never shared across processes).
 """
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
+import os
 import re
 import threading
 import time
@@ -20,6 +27,7 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +36,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_PAGES = 50
 MAX_RETRY_AFTER = 30.0  # seconds; a server asking for longer is treated as unavailable
 _TYPE = re.compile(r"^[A-Z][A-Za-z]{1,63}$")
+POOL_SIZE = 16  # keep-alive connections per origin (the no-batch fallback runs up to 9 GETs at once)
 
 Params = Mapping[str, str | int | Sequence[str]] | Sequence[tuple[str, str]]
 
@@ -203,6 +212,53 @@ def checked_base(base: str) -> str:
     return base.strip().rstrip("/")
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """A shared session must not carry one user's cookies into another user's request."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+_POOLS: dict[tuple[str, str, int | None], requests.Session] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def pooled_session(base: str) -> requests.Session:
+    """The process-wide requests.Session (keep-alive pool) for `base`'s origin, created on first use."""
+    origin = _origin(base)
+    with _POOLS_LOCK:
+        session = _POOLS.get(origin)
+        if session is None:
+            session = requests.Session()
+            session.cookies.set_policy(_NoCookies())
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _POOLS[origin] = session
+        return session
+
+
+def close_pools() -> None:
+    """Close every pooled connection (tests; a long-lived process never needs it)."""
+    with _POOLS_LOCK:
+        sessions = list(_POOLS.values())
+        _POOLS.clear()
+    for session in sessions:
+        session.close()
+
+
+def _forget_pools_in_child() -> None:
+    global _POOLS_LOCK
+    _POOLS_LOCK = threading.Lock()
+    _POOLS.clear()  # the parent's sockets stay the parent's
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
 def bearer(token_provider: Callable[[], str | None] | None) -> dict[str, str]:
     """The Authorization header when a token provider gives a token, else none (open servers get none)."""
     token = token_provider() if token_provider is not None else None
@@ -230,7 +286,7 @@ class FhirClient:
         self.max_retries = max(0, max_retries)
         self.backoff = max(0.0, backoff)
         self.max_pages = max(1, max_pages)
-        self.session = session or requests.Session()
+        self.session = session or pooled_session(self.base)
         self.round_trips = 0
         self._sleep = sleep
         self._lock = threading.Lock()

@@ -4,7 +4,9 @@ The whole fetch is ONE batch Bundle of searches (Patient read; Conditions; CareP
 month's Encounters with their Tasks; initiating-visit Encounters; attestation Tasks; Communications
 that share a plan; the month's ChargeItems). Visits are filtered by code, not by date, so an old
 consent never needs a second look-up; a second round trip happens only for paging or a fallback.
-Servers that refuse batches get the same searches as concurrent GETs.
+Servers that refuse batches get the same searches as concurrent GETs, all at once (one thread per
+query, over the FHIR client's pooled keep-alive connections), so the fallback costs one round trip of
+wall time, not one per wave.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from smart_app.fhir.client import BatchResult, FhirError, FhirUnauthorized, Fhir
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 500  # HAPI caps _count at 500; sekmet at 1000
-MAX_WORKERS = 6
+MAX_WORKERS = 16  # the no-batch fallback sends every planned query at once (one wave, not two)
 # Initiating-visit codes (CPT E/M and HCPCS AWV/IPPE), used only as a server-side search filter:
 # code-only tokens so that variant system URLs still match. The policy pack decides what counts.
 VISIT_CODES = (
