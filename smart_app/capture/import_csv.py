@@ -3,8 +3,9 @@
 Columns: patient, performer, start, minutes, program, activity, note, and optionally id (a UUID). Every row is
 checked first (the same rules as the capture form) and each bad row is reported by line number; the valid
 rows are then written with the same write-back as the app (Encounter + Task + Provenance in one transaction,
-conditional on our identifier). A row without an id gets one derived from its content, so running the same
-file again writes nothing new. The last line printed is `imported=N duplicates=M errors=K`.
+conditional on our identifier), 50 rows per transaction Bundle after one batch of look-ups per 100 patients.
+A row without an id gets one derived from its content, so running the same file again (or again after a
+failure part-way) writes nothing twice. The last line printed is `imported=N duplicates=M errors=K`.
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ import csv
 import io
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 from fhir_mapping.reader import read_facts
 from fhir_mapping.write_provenance import WriteError, now_utc
 from fhir_mapping.write_time import (
     TIME_ENTRY_ID,
     TimeEntryDraft,
-    entry_transaction,
+    entry_requests,
+    transaction,
     valid_entry_id,
 )
 from rules.entry_validation import ProposedEntry, validate
@@ -261,22 +265,59 @@ def _draft(row: Row, check: Any) -> TimeEntryDraft:
 
 # ---------------------------------------------------------------------- server side
 
+ROWS_PER_TRANSACTION = 50  # 150 conditional creates per transaction Bundle
+SEARCHES_PER_BATCH = 100  # per-patient look-ups sent together in one batch Bundle
 
-def _server_state(
-    client: Any, rows: list[Row], tz_name: str
-) -> tuple[dict[str, list[TimeEntry]], dict[str, str]]:
-    """Per patient: its time entries around the file's dates, and our entry ids already stored."""
-    existing: dict[str, list[TimeEntry]] = {}
-    known: dict[str, str] = {}
+
+def _lookups(rows: list[Row]) -> list[tuple[str, str]]:
+    """(patient, relative search URL) for each patient: its Encounters around the file's dates."""
     by_patient: dict[str, list[datetime]] = {}
     for row in rows:
         if row.proposed.start is not None:
             by_patient.setdefault(row.patient_id, []).append(row.proposed.start)
+    out = []
     for patient, starts in by_patient.items():
         low, high = min(starts) - timedelta(days=1), max(starts) + timedelta(days=2)
-        encounters = client.search(
-            "Encounter", {"patient": f"Patient/{patient}", "date": [f"ge{low.date()}", f"le{high.date()}"]}
+        query = urlencode(
+            [("patient", f"Patient/{patient}"), ("date", f"ge{low.date()}"), ("date", f"le{high.date()}"),
+             ("_count", "500")],
+            safe="/",
         )
+        out.append((patient, f"Encounter?{query}"))
+    return out
+
+
+def _encounters(client: Any, lookups: list[tuple[str, str]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """Each patient's Encounters, the look-ups sent as batch Bundles (one search each without batches)."""
+    from smart_app.fhir.client import FhirError, FhirUnauthorized, FhirUnavailable
+
+    for start in range(0, len(lookups), SEARCHES_PER_BATCH):
+        chunk = lookups[start : start + SEARCHES_PER_BATCH]
+        try:
+            results = client.batch([url for _, url in chunk])
+        except (FhirUnauthorized, FhirUnavailable):
+            raise
+        except (FhirError, AttributeError):  # no batch support: the same searches one by one
+            for patient, url in chunk:
+                rtype, _, qs = url.partition("?")
+                yield patient, client.search(rtype, parse_qsl(qs))
+            continue
+        for (patient, _), result in zip(chunk, results, strict=True):
+            if not result.ok:
+                raise result.error()
+            yield patient, result.resources
+
+
+def _server_state(
+    client: Any, rows: list[Row], tz_name: str
+) -> tuple[dict[str, list[TimeEntry]], dict[str, str]]:
+    """Per patient: its time entries around the file's dates, and our entry ids already stored.
+
+    One batch request per SEARCHES_PER_BATCH patients, not one search per patient.
+    """
+    existing: dict[str, list[TimeEntry]] = {}
+    known: dict[str, str] = {}
+    for patient, encounters in _encounters(client, _lookups(rows)):
         existing[patient] = list(read_facts(encounters, patient, tz_name).time_entries)
         for enc in encounters:
             for ident in enc.get("identifier") or []:
@@ -285,46 +326,90 @@ def _server_state(
     return existing, known
 
 
-def write_rows(
-    client: Any, good: list[tuple[Row, TimeEntryDraft]], known: dict[str, str]
-) -> tuple[int, int, list[RowError]]:
-    """Write the valid rows; returns (imported, duplicates, write errors)."""
+def _entries(draft: TimeEntryDraft) -> list[dict[str, Any]]:
     from rules.packs import DEFAULT_PACK, UnknownPolicy, load_pack, pack_for_month
+
+    try:
+        pack = pack_for_month(Month.of(draft.start))
+    except UnknownPolicy:
+        pack = load_pack(DEFAULT_PACK)
+    return entry_requests(
+        draft, user=draft.performer, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
+    )
+
+
+def _created(answer: dict[str, Any], index: int) -> bool:
+    entries = answer.get("entry") if isinstance(answer, dict) else None
+    entry = entries[index] if isinstance(entries, list) and index < len(entries) else {}
+    status = (entry.get("response") or {}).get("status", "") if isinstance(entry, dict) else ""
+    return str(status).startswith("201")
+
+
+def _send(client: Any, chunk: list[tuple[Row, list[dict[str, Any]]]]) -> list[bool]:
+    """Write a chunk of rows in ONE transaction; per row, whether its Encounter was created (not found)."""
     from smart_app.capture.outbox import conditional_creates
     from smart_app.fhir.client import FhirError
 
+    bundle = transaction([e for _, entries in chunk for e in entries])
+    try:
+        answer = client.transaction(bundle)
+    except FhirError as exc:
+        if exc.status not in (404, 405, 501):
+            raise
+        for _, entries in chunk:  # the server takes no transactions: conditional creates, row by row
+            conditional_creates(client, transaction(entries))
+        return [True] * len(chunk)
+    return [_created(answer, 3 * i) for i in range(len(chunk))]
+
+
+def write_rows(
+    client: Any,
+    good: list[tuple[Row, TimeEntryDraft]],
+    known: dict[str, str],
+    *,
+    per_transaction: int = ROWS_PER_TRANSACTION,
+) -> tuple[int, int, list[RowError]]:
+    """Write the valid rows, `per_transaction` rows per transaction; returns (imported, duplicates, errors).
+
+    Every create is conditional on our identifier, so a rerun after a failure (or a transaction the
+    server applied but whose answer was lost) writes only what is missing, never a duplicate. A chunk the
+    server rejects (4xx) is retried row by row, so one bad row does not fail its neighbours.
+    """
+    from smart_app.fhir.client import FhirError, FhirUnavailable
+
     imported = duplicates = 0
     failures: list[RowError] = []
-    written: set[str] = set()
+    pending: list[tuple[Row, list[dict[str, Any]]]] = []
+    queued: set[str] = set()
     for row, draft in good:
-        if draft.entry_id in known or draft.entry_id in written:
+        if draft.entry_id in known or draft.entry_id in queued:
             duplicates += 1
             continue
         try:
-            pack = pack_for_month(Month.of(draft.start))
-        except UnknownPolicy:
-            pack = load_pack(DEFAULT_PACK)
-        try:
-            bundle = entry_transaction(
-                draft, user=draft.performer, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
-            )
-            try:
-                answer = client.transaction(bundle)
-                first = (answer.get("entry") or [{}])[0].get("response", {}).get("status", "")
-                created = str(first).startswith("201")
-            except FhirError as exc:
-                if exc.status not in (404, 405, 501):
-                    raise
-                conditional_creates(client, bundle)
-                created = True
-        except (FhirError, WriteError) as exc:
-            failures.append(RowError(row.line, f"not written: {getattr(exc, 'message', str(exc))}"))
+            pending.append((row, _entries(draft)))
+        except WriteError as exc:
+            failures.append(RowError(row.line, f"not written: {exc}"))
             continue
-        written.add(draft.entry_id)
-        if created:
-            imported += 1
-        else:
-            duplicates += 1
+        queued.add(draft.entry_id)
+    size = max(1, per_transaction)
+    for start in range(0, len(pending), size):
+        chunk = pending[start : start + size]
+        try:
+            created = _send(client, chunk)
+        except FhirError as exc:
+            if len(chunk) == 1 or isinstance(exc, FhirUnavailable):
+                failures.extend(RowError(row.line, f"not written: {exc.message}") for row, _ in chunk)
+                continue
+            created = []
+            for one in chunk:  # find the row the server refused; write the others
+                try:
+                    created += _send(client, [one])
+                except FhirError as row_exc:
+                    failures.append(RowError(one[0].line, f"not written: {row_exc.message}"))
+                    created.append(None)  # type: ignore[arg-type]
+        imported += sum(1 for c in created if c is True)
+        duplicates += sum(1 for c in created if c is False)
+    failures.sort(key=lambda e: e.line)
     return imported, duplicates, failures
 
 

@@ -231,6 +231,7 @@ def prefetch(resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
         "consents": searchset(by_type.get("Consent", [])),
         "careplans": searchset(by_type.get("CarePlan", [])),
         "encounters": searchset(by_type.get("Encounter", [])),
+        "visits": searchset([]),  # the visits are among the encounters above (a superset is fine)
         "tasks": searchset(by_type.get("Task", [])),
         "communications": searchset([]),
         "chargeitems": searchset(by_type.get("ChargeItem", [])),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,6 +20,7 @@ from smart_app.capture.import_csv import (
     parse_rows,
     write_rows,
 )
+from smart_app.fhir.client import FhirError
 from tests.unit.test_outbox import FakeServer
 
 TZ = ZoneInfo("America/New_York")
@@ -208,3 +210,98 @@ def test_any_rows_become_a_valid_draft_or_a_clear_error(table: list[list[str]]) 
         assert row.patient_id and d.performer.startswith(("Practitioner/", "PractitionerRole/"))
     for e in errors:
         assert e.message
+
+
+# ------------------------------------------------------------------------------------ batching
+
+
+class BatchingServer(FakeServer):
+    """FakeServer that also answers batch searches (Encounters by patient) and counts its requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+        self.transactions: list[int] = []
+
+    def batch(self, urls: list[str]) -> list[Any]:
+        from smart_app.fhir.client import BatchResult
+
+        self._fail()
+        self.batches.append(len(urls))
+        out = []
+        for url in urls:
+            pid = url.split("patient=Patient/", 1)[1].split("&", 1)[0]
+            found = [
+                r for r in self.resources
+                if r["resourceType"] == "Encounter" and r["subject"]["reference"] == f"Patient/{pid}"
+            ]
+            out.append(BatchResult(200, found, request=url))
+        return out
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        self.transactions.append(len(bundle["entry"]) // 3)
+        return super().transaction(bundle)
+
+
+def many_rows(n: int) -> str:
+    return csv_text(
+        *(
+            f"p{i % 250},Practitioner/rn{i},2026-11-{1 + i % 15:02d}T{8 + i % 9:02d}:00,20,"
+            f'ccm,patient-call,"{NOTE}"'
+            for i in range(n)
+        )
+    )
+
+
+def test_rows_are_written_fifty_per_transaction_and_a_rerun_writes_nothing() -> None:
+    from smart_app.capture.import_csv import _server_state
+
+    server = BatchingServer()
+    rows = parse_rows(many_rows(120), TZ)
+    good, errors, _ = check_rows(rows, now=NOW, tz=TZ)
+    assert not errors and len(good) == 120
+    assert write_rows(server, good, {}) == (120, 0, [])
+    assert server.transactions == [50, 50, 20]
+    assert len(server.of("Encounter")) == 120
+    parsed = [r for r in rows if isinstance(r, Row)]
+    existing, known = _server_state(server, parsed, "America/New_York")
+    assert server.batches == [100, 20]  # 120 patients' look-ups in two batch requests
+    assert len(known) == 120 and sum(len(v) for v in existing.values()) == 120
+    calls = server.calls
+    assert write_rows(server, good, known) == (0, 120, [])
+    assert server.calls == calls  # nothing sent
+
+
+def test_an_import_that_fails_part_way_resumes_without_duplicates() -> None:
+    from smart_app.capture.import_csv import _server_state
+    from smart_app.fhir.client import FhirUnavailable
+
+    server = BatchingServer()
+    rows = parse_rows(many_rows(120), TZ)
+    good, _, _ = check_rows(rows, now=NOW, tz=TZ)
+
+    def second_call_fails() -> None:
+        if server.calls == 2:
+            raise FhirUnavailable(None, "FHIR server could not connect")
+
+    server.on_call = second_call_fails
+    imported, duplicates, failures = write_rows(server, good, {})
+    assert (imported, duplicates) == (70, 0)
+    assert len(failures) == 50 and all("could not connect" in f.message for f in failures)
+    server.on_call = None
+    _, known = _server_state(server, [r for r in rows if isinstance(r, Row)], "UTC")
+    assert write_rows(server, good, known) == (50, 70, [])
+    assert len(server.of("Encounter")) == 120  # every row once
+
+
+def test_a_rejected_chunk_is_retried_row_by_row() -> None:
+    server = BatchingServer()
+    good, _, _ = check_rows(parse_rows(many_rows(5), TZ), now=NOW, tz=TZ)
+
+    def refuse_big_transactions() -> None:
+        if server.transactions and server.transactions[-1] > 1:
+            raise FhirError(422, "HTTP 422 from FHIR server: unprocessable resource")
+
+    server.on_call = refuse_big_transactions
+    assert write_rows(server, good, {}) == (5, 0, [])
+    assert server.transactions == [5, 1, 1, 1, 1, 1]
