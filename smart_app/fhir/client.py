@@ -26,6 +26,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -518,16 +519,16 @@ class FhirClient:
 
 def _decode(response: requests.Response) -> Any:
     try:
-        return response.json()
-    except ValueError:
+        return orjson.loads(response.content)  # several times faster than json for large Bundles
+    except orjson.JSONDecodeError:
         raise FhirError(response.status_code, f"HTTP {response.status_code} from FHIR server: "
                         "the answer is not JSON") from None
 
 
 def _maybe_outcome(response: requests.Response) -> dict[str, Any] | None:
     try:
-        data = response.json()
-    except ValueError:
+        data = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
         return None
     return data if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome" else None
 
