@@ -1,168 +1,223 @@
-"""Benchmark: the practice worklist for 2,000 patients against the bulk-export floor.
+"""Benchmark: the practice worklist after the bulk export against the parse-only floor, all processes' memory.
 
-Starts sekmet-fhir on loopback, seeds N patients (the demo's crafted cases, repeated) and a Group of
-them, then times
-(a) the floor: Group-level $export (kick-off, polling, NDJSON download) plus parsing every NDJSON line
-    with orjson, and
-(b) the worklist: `build_worklist` as `ccm-ready worklist` runs it (the same export, then bucketed
-    grouping, read_facts, evaluate and one row per patient, buckets spread over the CPUs),
-each three times, alternating (the fastest run of each counts). Peak memory is measured with
-tracemalloc on separate runs of the evaluation pipeline over the downloaded files: for all N
-patients and for a quarter of them without keeping rows (the pipeline's memory does not grow with
-N), and for N with the rows kept.
+    .venv/bin/python benchmarks/worklist.py [--sizes 2000,10000]
 
-The last line printed is `ratio_to_export_floor=X.XX` (target <= 1.5).
+For each size N, a bulk export as a server leaves it is written: one NDJSON file per resource type
+(benchmarks/realistic.py patients: 12 months of history, ~160 resources each, so most lines are types the
+rules never read). Both measurements start where the export has completed and its files are on disk
+(the server's queueing and Retry-After polling are the server's time, not ours), each in a fresh process:
 
-Run: .venv/bin/python benchmarks/worklist.py [--patients 2000] [--data-dir DIR]
-(`--data-dir` keeps the server's database so a second run skips the seeding.)
+  floor     parse-only: every line of every file parsed with orjson and dropped (one process);
+  worklist  what `ccm-ready worklist` runs after the download: program.population.map_population with
+            the worklist's row builder, buckets spread over the CPUs in forked workers (as the CLI).
+
+Memory is the peak, sampled every 20 ms, of the PSS summed over the measured process AND its worker
+processes (PSS splits the pages forked workers share with their parent, so nothing is counted twice).
+Targets: worklist <= 1.3 x floor at every size; peak memory at the largest size <= 1.5 x the smallest.
+The LAST line is `ratio_to_parse_floor=X.XX memory_ratio=Y.YY` (the worst size's ratio).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import resource
+import random
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-import tracemalloc
-import uuid
-from datetime import UTC, datetime
+from datetime import date
 from pathlib import Path
 
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.realistic import patient_history  # noqa: E402
 from rules.month import Month  # noqa: E402
-from smart_app.fhir.bulk_export import BulkExporter, ExportRequest  # noqa: E402
-from smart_app.fhir.client import FhirClient  # noqa: E402
-from smart_app.program.jobs import build_worklist  # noqa: E402
-from smart_app.program.population import evaluate_population, patient_key  # noqa: E402
-from tests.support.population import seed_population  # noqa: E402
-from tests.support.sekmet import start_sekmet  # noqa: E402
 
+MONTH = "2026-10"
+ARCHETYPES = 64
+PLACEHOLDER = "zzpidzz"
 WORKERS = max(1, min(4, os.cpu_count() or 1))  # as `ccm-ready worklist` does
-RUNS = 3  # each timing is the best of RUNS (the floor too)
 
 
-def floor(base: str, group: str, folder: Path) -> tuple[float, list[Path], int]:
-    """Seconds for $export + download + orjson parse of every line; the files; the line count."""
-    t = time.perf_counter()
-    result = BulkExporter(base).run(ExportRequest(level="group", group=group), folder)
+def write_export(folder: Path, patients: int, seed: int) -> list[Path]:
+    """Per-type NDJSON files of `patients` realistic patients (like a $export download)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    month = Month.parse(MONTH)
+    templates: list[dict[str, bytes]] = []
+    for a in range(min(ARCHETYPES, patients)):
+        by_type: dict[str, list[bytes]] = {}
+        for r in patient_history(f"{PLACEHOLDER}{a}x", rng, month):
+            by_type.setdefault(r["resourceType"], []).append(orjson.dumps(r))
+        templates.append({t: b"\n".join(lines) + b"\n" for t, lines in by_type.items()})
+    types = sorted({t for tpl in templates for t in tpl})
+    handles = {t: (folder / f"{i:03d}-{t}.ndjson").open("wb") for i, t in enumerate(types)}
+    try:
+        for i in range(patients):
+            a = i % len(templates)
+            old, new = f"{PLACEHOLDER}{a}x".encode(), f"w{i}".encode()
+            for t, block in templates[a].items():
+                handles[t].write(block.replace(old, new))
+    finally:
+        for h in handles.values():
+            h.close()
+    return [folder / f"{i:03d}-{t}.ndjson" for i, t in enumerate(types)]
+
+
+# ---------------------------------------------------------------------- measured in child processes
+
+
+def _floor(files: list[Path]) -> dict[str, object]:
+    loads = orjson.loads
+    started = time.perf_counter()
     n = 0
-    for _rtype, path in result.files:
+    for path in files:
         with path.open("rb") as fh:
             for line in fh:
-                orjson.loads(line)
-                n += 1
-    return time.perf_counter() - t, [p for _t, p in result.files], n
+                if line.strip():
+                    loads(line)
+                    n += 1
+    return {"seconds": time.perf_counter() - started, "resources": n}
 
 
-def subset(files: list[Path], keep: set[str], folder: Path) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for path in files:
-        target = folder / path.name
-        with path.open("rb") as src, target.open("wb") as dst:
-            for line in src:
-                if patient_key(orjson.loads(line)) in keep:
-                    dst.write(line)
-        out.append(target)
-    return out
+def _worklist(files: list[Path], patients: int) -> dict[str, object]:
+    from smart_app.program.jobs import _rows_of
+    from smart_app.program.population import map_population
+
+    fn = functools.partial(_rows_of, today=date(2026, 11, 3), keep_verdict=False)
+    started = time.perf_counter()
+    rows = seen = 0
+    for row, _earlier in map_population(files, [MONTH], fn, patients=patients, workers=WORKERS):
+        seen += 1
+        rows += row is not None
+    return {"seconds": time.perf_counter() - started, "patients": seen, "rows": rows}
 
 
-def pipeline_peak(files: list[Path], month: Month, workdir: Path) -> tuple[float, int]:
-    """Peak traced MB of evaluating every patient while keeping nothing, and the patient count."""
-    tracemalloc.start()
-    count = sum(1 for _r in evaluate_population(files, [month], workdir=workdir))
-    _now, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak / 1e6, count
+def _child(kind: str, folder: str, patients: str) -> int:
+    files = sorted(Path(folder).glob("*.ndjson"))
+    result = _floor(files) if kind == "floor" else _worklist(files, int(patients))
+    print(json.dumps(result))
+    return 0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--patients", type=int, default=2000)
-    ap.add_argument("--data-dir", help="keep sekmet's database here (reused when it holds a seeded Group)")
-    args = ap.parse_args()
-    month = Month.of(datetime.now(UTC))
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    server = start_sekmet(data_dir=data_dir)
-    tmp = Path(tempfile.mkdtemp(prefix="ccm-bench-worklist-"))
+def _pss_kb(pid: int) -> int:
     try:
-        client = FhirClient(server.base, timeout=120.0)
-        marker = data_dir / "worklist-bench.json" if data_dir else None
-        if marker and marker.is_file() and json.loads(marker.read_text())["patients"] == args.patients:
-            group = json.loads(marker.read_text())["group"]
-            print(f"reusing {args.patients} seeded patients (Group/{group})")
-        else:
-            t = time.perf_counter()
-
-            def tick(done: int) -> None:
-                if done % 250 == 0:
-                    print(f"  seeded {done}/{args.patients}", flush=True)
-
-            pop = seed_population(
-                client, args.patients, f"bench-{uuid.uuid4().hex[:8]}", workers=8, progress=tick
-            )
-            group = pop.group_id
-            print(f"seeded {args.patients} patients in {time.perf_counter() - t:.1f} s")
-            if marker:
-                marker.write_text(json.dumps({"patients": args.patients, "group": group}))
-
-        floors, runs = [], []
-        files: list[Path] = []
-        lines = 0
-        for i in range(RUNS):
-            secs, files, lines = floor(server.base, group, tmp / f"floor-{i}")
-            floors.append(secs)
-            t = time.perf_counter()
-            # As `ccm-ready worklist` (CSV) runs it: buckets over the CPUs, rows without the verdict JSON.
-            result = build_worklist(
-                server.base, month, group=f"Group/{group}", workers=WORKERS, keep_verdict=False
-            )
-            runs.append(time.perf_counter() - t)
-            print(
-                f"run {i + 1}: floor {secs:.2f} s ({lines} resources); worklist {runs[-1]:.2f} s "
-                f"(export {result.export_seconds:.2f} s + evaluate {result.evaluate_seconds:.2f} s, "
-                f"{len(result.rows)} rows)"
-            )
-        best_floor, best_run = min(floors), min(runs)
-        print(f"patients_per_second={result.patients / best_run:.1f} (worklist, end to end)")
-        print(f"evaluate_patients_per_second={result.patients / max(result.evaluate_seconds, 1e-9):.1f}")
-
-        peak_all, n_all = pipeline_peak(files, month, tmp)
-        ids = sorted({patient_key(orjson.loads(line)) for line in files_lines(files, "Patient")} - {None})
-        quarter = subset(files, set(ids[: max(1, len(ids) // 4)]), tmp / "quarter")  # type: ignore[arg-type]
-        peak_quarter, n_quarter = pipeline_peak(quarter, month, tmp)
-        tracemalloc.start()
-        kept = build_worklist(server.base, month, group=f"Group/{group}")
-        _now, peak_rows = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        print(
-            f"peak_memory_pipeline_mb={peak_all:.1f} for {n_all} patients; "
-            f"{peak_quarter:.1f} for {n_quarter} patients (rows not kept)"
-        )
-        print(f"peak_memory_worklist_mb={peak_rows / 1e6:.1f} with {len(kept.rows)} verdict rows kept")
-        print(f"max_rss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
-        print(f"ratio_to_export_floor={best_run / best_floor:.2f}")
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except OSError:
         return 0
-    finally:
-        server.stop() if data_dir else server.cleanup()
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def files_lines(files: list[Path], rtype: str) -> list[bytes]:
-    out: list[bytes] = []
-    for path in files:
-        if rtype.lower() in path.name.lower():
-            out.extend(line for line in path.read_bytes().splitlines() if line.strip())
-    return out
+def tree_pss_mb(root: int) -> float:
+    """PSS of `root` and all its descendants, in MB."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += _pss_kb(pid)
+        stack.extend(children.get(pid, ()))
+    return total / 1024
+
+
+def measure(kind: str, folder: Path, patients: int) -> dict[str, object]:
+    """Run one measurement in a fresh interpreter, sampling the memory of its whole process tree."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", kind, str(folder), str(patients)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    peak = 0.0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_pss_mb(proc.pid))
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, _ = proc.communicate()
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the {kind} measurement failed")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_mb"] = peak
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="2000,10000", help="comma-separated patient counts")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--runs", type=int, default=2, help="timings are the best of RUNS")
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "FOLDER", "PATIENTS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child(*args.child)
+    sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    if not sizes or sizes[0] < 1:
+        parser.error("--sizes needs positive patient counts")
+    ratios, peaks = [], []
+    with tempfile.TemporaryDirectory(prefix="ccm-bench-worklist-") as tmp:
+        for size in sizes:
+            folder = Path(tmp) / f"export-{size}"
+            files = write_export(folder, size, args.seed)
+            mb = sum(f.stat().st_size for f in files) / 1e6
+            print(f"export: {size} patients, {len(files)} NDJSON files, {mb:.0f} MB; {WORKERS} workers")
+            floors, lists = [], []
+            for _ in range(max(1, args.runs)):  # alternating, best of each
+                floors.append(measure("floor", folder, size))
+                lists.append(measure("worklist", folder, size))
+            floor = min(floors, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
+            work = min(lists, key=lambda r: float(r["seconds"]))  # type: ignore[arg-type]
+            ratio = float(work["seconds"]) / float(floor["seconds"])  # type: ignore[arg-type]
+            peak = max(float(r["peak_mb"]) for r in lists)  # type: ignore[arg-type]
+            ratios.append(ratio)
+            peaks.append(peak)
+            print(
+                f"  floor (parse-only, orjson): {floor['seconds']:.2f} s, peak {floor['peak_mb']:.0f} MB\n"
+                f"  worklist (map_population + rows): {work['seconds']:.2f} s "
+                f"for {work['patients']} patients "
+                f"({work['rows']} rows), peak {peak:.0f} MB over all its processes; ratio {ratio:.2f}"
+            )
+            for f in files:
+                f.unlink()
+    print(
+        "targets: ratio_to_parse_floor <= 1.3 at every size; memory_ratio <= 1.5 "
+        f"({sizes[0]} -> {sizes[-1]} patients)"
+    )
+    print(f"ratio_to_parse_floor={max(ratios):.2f} memory_ratio={peaks[-1] / peaks[0]:.2f}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -106,6 +106,18 @@ def iter_resources(path: str | Path, *, only: frozenset[str] | None = None) -> I
         yield from _large_document(p)
 
 
+_READ_BYTES = frozenset(t.encode() for t in READ_TYPES)
+
+
+def unread_line(line: bytes) -> bool:
+    """True for an NDJSON line starting `{"resourceType":"X"` with X a type read_facts ignores.
+
+    Such a line can be skipped without parsing it (Bundles are read types: they are always unpacked).
+    """
+    m = _TYPE_FIRST.match(line)
+    return m is not None and m.group(1) not in _READ_BYTES
+
+
 def _is_json_object(line: bytes) -> bool:
     try:
         return isinstance(orjson.loads(line), dict)

@@ -16,11 +16,15 @@ sends back only what the caller's function returns (a worklist row).
 Peak memory is therefore one bucket (about `per_bucket` patients' resources) plus whatever the caller
 keeps per patient (the worklist keeps one small row). Small populations (one bucket) skip the disk
 round trip entirely. Resources about no patient (Practitioner, Organization, ...) are not needed by
-the rules and are dropped, exactly as the reader would ignore them.
+the rules and are dropped, exactly as the reader would ignore them; so are lines of types the reader
+never reads (Observation, MedicationRequest, DocumentReference, ...), recognised by their leading
+`{"resourceType":"X"` without being parsed. Bulk loads run with the garbage collector paused (parsed
+JSON holds no cycles) and the warmed-up packs are frozen before the workers fork.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import multiprocessing
 import shutil
@@ -34,8 +38,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
-from fhir_mapping.reader import SUBJECT_FIELD
-from fhir_mapping.references import relative_key
+from fhir_mapping.stream import paused_gc, subject_key, unread_line
 from rules.month import Month, zone
 from rules.packs import PolicyPack
 from rules.records import PatientFacts
@@ -62,28 +65,15 @@ class PatientResult:
 
 def patient_key(resource: Any) -> str | None:
     """ "Patient/ID" for the patient a resource is about (None: about no patient, or unreadable)."""
-    if not isinstance(resource, dict):
-        return None
-    rtype = resource.get("resourceType")
-    if rtype == "Patient":
-        rid = resource.get("id")
-        return f"Patient/{rid}" if isinstance(rid, str) and rid else None
-    element = SUBJECT_FIELD.get(rtype) if isinstance(rtype, str) else None
-    ref = resource.get(element) if element else None
-    if isinstance(ref, list):  # lenient: a repeated element where one is expected
-        ref = ref[0] if ref else None
-    target = ref.get("reference") if isinstance(ref, dict) else None
-    key = relative_key(target) if isinstance(target, str) else None
-    if not key or not key.startswith("Patient/") or any(ch.isspace() for ch in key):
-        return None  # a FHIR id never holds white space
-    return key
+    return subject_key(resource)
 
 
 def _lines(paths: Iterable[Path]) -> Iterator[bytes]:
+    """The non-blank lines of the files, except those of types the reader ignores (never parsed)."""
     for path in paths:
         with path.open("rb") as fh:
             for line in fh:
-                if line.strip():
+                if line.strip() and not unread_line(line):
                     yield line
 
 
@@ -117,21 +107,23 @@ def _keyed(key: str, line: bytes) -> bytes:
 
 def _group_keyed(lines: Iterable[bytes]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
-    for line in lines:
-        key, _, body = line.partition(b"\t")
-        res = _parse(body)
-        if isinstance(res, dict):
-            groups.setdefault(key.decode(), []).append(res)
+    with paused_gc():  # a bulk load: parsed JSON has no cycles for the collector to find
+        for line in lines:
+            key, _, body = line.partition(b"\t")
+            res = _parse(body)
+            if isinstance(res, dict):
+                groups.setdefault(key.decode(), []).append(res)
     return groups
 
 
 def _group(lines: Iterable[bytes]) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
-    for line in lines:
-        res = _parse(line)
-        key = patient_key(res)
-        if key is not None:
-            groups.setdefault(key, []).append(res)
+    with paused_gc():
+        for line in lines:
+            res = _parse(line)
+            key = patient_key(res)
+            if key is not None:
+                groups.setdefault(key, []).append(res)
     return groups
 
 
@@ -280,6 +272,7 @@ def map_population(
         return
     buckets = max(bucket_count(expected, per_bucket), 2 * workers)
     warm_up(wanted[0], policy)
+    gc.freeze()  # packs and value sets: shared with the forked workers, never rescanned or copied
     folder = Path(tempfile.mkdtemp(prefix="ccm-buckets-", dir=workdir))
     try:
         done = 0
@@ -312,6 +305,7 @@ def map_population(
                     progress(done, max(expected, done))
                 yield from out
     finally:
+        gc.unfreeze()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -360,7 +354,7 @@ def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, b
                 if not line:
                     break
                 pos += len(line)
-                key = patient_key(_parse(line)) if line.strip() else None
+                key = patient_key(_parse(line)) if line.strip() and not unread_line(line) else None
                 if key is None:
                     continue
                 b = _bucket_of(key, buckets)

@@ -1,4 +1,4 @@
-"""benchmarks/evaluate.py runs end to end on a small population (timings are printed, never asserted)."""
+"""benchmarks/evaluate.py runs end to end on a tiny population (timings are printed, never asserted)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fhir_mapping.reader import group_by_patient, read_facts
-from fhir_mapping.sources import load_path
+from fhir_mapping.reader import read_facts
+from fhir_mapping.stream import iter_resources, patient_runs
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "evaluate.py"
 
@@ -23,21 +23,20 @@ def load_benchmark():
 
 
 def test_benchmark_smoke(capsys: pytest.CaptureFixture[str]) -> None:
-    assert load_benchmark().main(["--patients", "15"]) == 0
+    assert load_benchmark().main(["--sizes", "3", "--runs", "1", "--startup-runs", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("population: 15 patients")
-    assert re.fullmatch(r"ratio_to_parse_floor=\d+\.\d\d", lines[-1])
+    assert lines[0].startswith("population: 3 patients")
+    assert re.fullmatch(
+        r"ratio_to_parse_floor=\d+\.\d\d rss_ratio=\d+\.\d\d patient_ratio=\d+\.\d\d startup_ratio=\d+\.\d\d",
+        lines[-1],
+    )
 
 
 def test_generated_patients_read_cleanly(tmp_path: Path) -> None:
     bench = load_benchmark()
     path = tmp_path / "p.ndjson"
     bench.write_population(path, 5, seed=7)
-    groups = group_by_patient(load_path(path))
-    assert len(groups) == 5
-    for key, resources in groups.items():
-        facts = read_facts(resources, key)
-        assert facts.skipped == ()
-        assert 2 <= len(facts.time_entries) <= 15
-        assert all(entry.notes for entry in facts.time_entries)
-        assert facts.consents and facts.care_plans and facts.visits and facts.conditions
+    runs = list(patient_runs(iter_resources(path)))
+    assert [k for k, _ in runs] == [f"Patient/b{i}" for i in range(5)]
+    for key, resources in runs:
+        assert read_facts(resources, key).skipped == ()
