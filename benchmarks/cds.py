@@ -180,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--patients", type=int, default=5, help="distinct patients the calls cycle through")
     parser.add_argument("--no-fetch", action="store_true", help="skip the fetch path (no sekmet-fhir)")
     args = parser.parse_args(argv)
     key = ECKey.generate_key("P-384", parameters={"kid": "bench", "alg": "ES384"}, private=True)
     now = datetime.now(UTC)
     month = Month.of(now)
     rng = random.Random(7)
-    patients = [patient_history(f"cds-{i}", rng, month) for i in range(5)]
+    patients = [patient_history(f"cds-{i}", rng, month) for i in range(max(1, args.patients))]
     bounded, unbounded = [], []
     for i, resources in enumerate(patients):
         b, u = prefetches(resources, now)

@@ -23,7 +23,7 @@ class _Server:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 server.connections.add(self.client_address)
                 server.cookies_seen.append(self.headers.get("Cookie") or "")
                 body = json.dumps({"resourceType": "Patient", "id": "p1"}).encode()

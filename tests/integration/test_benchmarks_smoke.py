@@ -1,0 +1,41 @@
+"""The server benchmarks run end to end on tiny inputs (they print timings; nothing here asserts one)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def last_line(capsys: pytest.CaptureFixture[str]) -> str:
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_panel_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import panel
+
+    assert panel.main(["--patients", "1", "--latency-ms", "1"]) == 0
+    assert re.fullmatch(
+        r"requests_per_panel=1 ratio_to_floor=\S+ speedup_vs_fhirclient=\S+ speedup_vs_fallback=\S+",
+        last_line(capsys),
+    )
+
+
+def test_import_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import import_time
+
+    assert import_time.main(["--rows", "20", "--baseline-rows", "2", "--latency-ms", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "[imported=20 duplicates=0 errors=0]" in out and "[imported=0 duplicates=20 errors=0]" in out
+    # 20 rows: one batch of look-ups + one transaction; the rerun only looks up
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"requests_per_row=0\.1000 rerun_requests_per_row=0\.0500 ratio_to_baseline=.+", last)
+
+
+def test_cds_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import cds
+
+    assert cds.main(["--requests", "6", "--clients", "2", "--latency-ms", "1", "--patients", "1"]) == 0
+    assert re.fullmatch(r"p95_ms=\d+ ratio_to_unbounded=\S+ fetch_p95_ms=\d+", last_line(capsys))
