@@ -113,7 +113,7 @@ def _patient(path: Path, patient: str) -> dict[str, object]:
     _warm()
     options = EvaluationOptions(Month.parse(MONTH), "America/New_York")
     started = time.perf_counter()
-    selection = select_patient(iter_resources(path, only=READ_TYPES), patient)
+    selection = select_patient(iter_resources(path, only=READ_TYPES, about=patient), patient)
     verdict = verdict_for(ResourceSource(selection.resources), selection.patient, options).verdict
     return {"seconds": time.perf_counter() - started, "status": verdict.status}
 

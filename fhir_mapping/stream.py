@@ -36,6 +36,7 @@ READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"
 T = TypeVar("T")
 _KEYS: dict[str, str | None] = {}  # reference string -> patient key (bounded memo)
 _TYPE_FIRST = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
+_SUBJECT_REF = re.compile(rb'"(?:subject|patient|for)"\s*:\s*\{\s*"reference"\s*:\s*"([^"\\]{1,512})"')
 
 
 @contextmanager
@@ -85,23 +86,27 @@ def _first_line(p: Path) -> bytes:
     raise SourceError(f"{p} is empty")
 
 
-def iter_resources(path: str | Path, *, only: frozenset[str] | None = None) -> Iterator[Any]:
+def iter_resources(
+    path: str | Path, *, only: frozenset[str] | None = None, about: str | None = None
+) -> Iterator[Any]:
     """Every resource in the file at `path`, one at a time (SourceError for a file that is not FHIR JSON).
 
     The same resources, in the same order, as `sources.load_path`; an invalid NDJSON line raises
     SourceError when the stream reaches it. With `only` (e.g. READ_TYPES), an NDJSON line that starts
     with `{"resourceType":"X"` for an X outside `only` is skipped without being parsed (Bundles are
-    always unpacked); other sources may still yield other types, which the reader ignores.
+    always unpacked); other sources may still yield other types, which the reader ignores. With `about`
+    (a patient id), an NDJSON line that does not contain the id but names a patient as its subject is
+    skipped unparsed too: it is another patient's (`select_patient` still checks every parsed resource).
     """
     p = Path(path)
     first = _first_line(p)
     size = p.stat().st_size
     if p.name.lower().endswith(NDJSON_SUFFIXES):
-        yield from _ndjson(p, only)
+        yield from _ndjson(p, only, about)
     elif size <= LARGE_DOCUMENT:
         yield from load_path(p)  # small enough to parse whole (and to tell JSON from suffix-less NDJSON)
     elif _is_json_object(first):
-        yield from _ndjson(p, only)  # several JSON objects, one per line
+        yield from _ndjson(p, only, about)  # several JSON objects, one per line
     else:
         yield from _large_document(p)
 
@@ -118,6 +123,16 @@ def unread_line(line: bytes) -> bool:
     return m is not None and m.group(1) not in _READ_BYTES
 
 
+def _names_another_patient(line: bytes, needle: bytes) -> bool:
+    """True when the line's subject reference names a patient and the wanted id is nowhere in the line."""
+    if needle in line:
+        return False
+    m = _SUBJECT_REF.search(line)
+    if m is None:
+        return False
+    return _reference_key(m.group(1).decode("utf-8", "replace")) is not None
+
+
 def _is_json_object(line: bytes) -> bool:
     try:
         return isinstance(orjson.loads(line), dict)
@@ -125,10 +140,11 @@ def _is_json_object(line: bytes) -> bool:
         return False
 
 
-def _ndjson(p: Path, only: frozenset[str] | None = None) -> Iterator[Any]:
+def _ndjson(p: Path, only: frozenset[str] | None = None, about: str | None = None) -> Iterator[Any]:
     loads = orjson.loads
     name = str(p)
     wanted = {t.encode() for t in only} | {b"Bundle"} if only is not None else None
+    needle = patient_key(about).split("/", 1)[1].encode() if about else None
     first_type = _TYPE_FIRST.match
     with _open(p) as fh:
         for lineno, line in enumerate(fh, start=1):
@@ -138,6 +154,8 @@ def _ndjson(p: Path, only: frozenset[str] | None = None) -> Iterator[Any]:
                 m = first_type(line)
                 if m is not None and m.group(1) not in wanted:
                     continue  # a type the caller does not read: not even parsed
+            if needle is not None and _names_another_patient(line, needle):
+                continue
             try:
                 obj = loads(line)
             except orjson.JSONDecodeError as exc:

@@ -148,7 +148,7 @@ def evaluate_path(args: argparse.Namespace) -> Verdict:
     The file is streamed: only the chosen patient's resources (and those about no patient) are kept.
     """
     month = _validate(args)
-    selection = select_patient(iter_resources(args.path, only=READ_TYPES), args.patient)
+    selection = select_patient(iter_resources(args.path, only=READ_TYPES, about=args.patient), args.patient)
     chosen = _choose_patient(selection, args.path, args.patient)
     options = EvaluationOptions(month, args.timezone, args.policy or "", args.billing_practitioner)
     return verdict_for(ResourceSource(selection.resources), chosen, options).verdict

@@ -126,7 +126,7 @@ def test_select_patient_gives_the_same_verdict_as_the_whole_file(tmp_path: Path)
     everything = population(4)
     path = write_ndjson(tmp_path / "pop.ndjson", everything)
     for pid in ("s0", "s2", "s3"):
-        picked = select_patient(iter_resources(path, only=READ_TYPES), f"Patient/{pid}")
+        picked = select_patient(iter_resources(path, only=READ_TYPES, about=pid), f"Patient/{pid}")
         assert picked.patient == f"Patient/{pid}"
         assert picked.patients == ["Patient/s0", "Patient/s1", "Patient/s2", "Patient/s3"]
         assert {subject_key(r) for r in picked.resources} <= {f"Patient/{pid}", None}
@@ -171,3 +171,15 @@ def test_paused_gc_restores_the_collector() -> None:
         assert not gc.isenabled()
         raise RuntimeError
     assert gc.isenabled()
+
+
+def test_about_skips_other_patients_lines_unparsed_and_keeps_subjectless_ones(tmp_path: Path) -> None:
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(
+        b'{"resourceType":"Patient","id":"a1"}\n'
+        b'{"resourceType":"Encounter","id":"e9","subject":{"reference":"Patient/zz"}, broken json\n'
+        b'{"resourceType":"Encounter","id":"e1","subject":{"reference":"https://x/Patient/a1"}}\n'
+        b'{"resourceType":"Task","id":"t0","status":"completed"}\n'
+    )
+    got = [r["id"] for r in iter_resources(path, only=READ_TYPES, about="Patient/a1")]
+    assert got == ["a1", "e1", "t0"]
