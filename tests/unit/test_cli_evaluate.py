@@ -187,3 +187,29 @@ def test_subprocess_entry_point(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [f"ccm-ready: error: no such file: {tmp_path / 'nope.json'}"]
+
+
+def test_the_cli_imports_only_what_the_subcommand_runs(tmp_path: Path) -> None:
+    """Building the parser imports no subcommand; `evaluate` loads no web, HTTP, JOSE or process pool."""
+    code = (
+        "import sys\n"
+        "from smart_app.cli.commands import build_parser, main\n"
+        "build_parser(only=[])\n"
+        "assert not any(m.startswith(('smart_app.program', 'smart_app.demo', 'smart_app.packet',"
+        " 'smart_app.capture', 'smart_app.web')) for m in sys.modules), sorted(sys.modules)\n"
+        f"main(['evaluate', {str(SCENARIO)!r}, '--month', '2026-10'])\n"
+        "heavy = {'requests', 'flask', 'joserfc', 'cryptography', 'multiprocessing', 'werkzeug'}\n"
+        "heavy &= set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["status"] == "ready"
+
+
+def test_help_lists_every_subcommand_without_importing_them(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("evaluate", "demo", "serve", "worklist", "packet", "import-time"))

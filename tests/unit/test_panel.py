@@ -397,3 +397,14 @@ def test_panel_links_the_audit_packet_for_the_month(client: FlaskClient) -> None
     html = page(client, "p-ready", "2026-11")
     for fmt in ("", "&amp;format=pdf", "&amp;format=json"):
         assert f'href="/packet?month=2026-11{fmt}"' in html
+
+
+def test_a_panel_page_is_one_fhir_request_with_the_patient_from_the_batch(
+        app_for: Callable[..., tuple[Flask, FlaskClient]]) -> None:
+    app, c = app_for("ready")
+    fake = app.extensions["fake_fhir"]
+    open_session(c, "p-ready")
+    before = fake.round_trips
+    html = c.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)
+    assert fake.round_trips - before == 1 and len(fake.batches) == 1
+    assert "Ada Lovelace" in html  # the banner's Patient came in the same batch
