@@ -133,6 +133,33 @@ def _names_another_patient(line: bytes, needle: bytes) -> bool:
     return _reference_key(m.group(1).decode("utf-8", "replace")) is not None
 
 
+_FIELD_REF = {
+    rtype.encode(): (
+        f'"{field}"'.encode(),
+        re.compile(rf'"{field}"\s*:\s*\{{\s*"reference"\s*:\s*"([^"\\\\]{{1,512}})"'.encode()),
+    )
+    for rtype, field in SUBJECT_FIELD.items()
+}
+
+
+def line_subject_key(line: bytes) -> str | None:
+    """subject_key of an NDJSON line, read from its bytes when that is unambiguous, else by parsing it.
+
+    Unambiguous: the line starts `{"resourceType":"X"`, names X's subject element exactly once, holds no
+    contained resources, and the element's first key is `reference`. Unreadable lines give None.
+    """
+    m = _TYPE_FIRST.match(line)
+    known = _FIELD_REF.get(m.group(1)) if m is not None else None
+    if known is not None and b'"contained"' not in line and line.count(known[0]) == 1:
+        ref = known[1].search(line)
+        if ref is not None:
+            return _reference_key(ref.group(1).decode("utf-8", "replace"))
+    try:
+        return subject_key(orjson.loads(line))
+    except orjson.JSONDecodeError:
+        return None
+
+
 def _is_json_object(line: bytes) -> bool:
     try:
         return isinstance(orjson.loads(line), dict)

@@ -38,7 +38,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
-from fhir_mapping.stream import paused_gc, subject_key, unread_line
+from fhir_mapping.stream import line_subject_key, paused_gc, subject_key, unread_line
 from rules.month import Month, zone
 from rules.packs import PolicyPack
 from rules.records import PatientFacts
@@ -315,7 +315,7 @@ def _partition(files: list[Path], folder: Path, buckets: int) -> list[Path]:
     handles: list[BinaryIO] = [p.open("wb") for p in paths]
     try:
         for line in _lines(files):
-            key = patient_key(_parse(line))
+            key = line_subject_key(line)
             if key is not None:
                 handles[_bucket_of(key, buckets)].write(_keyed(key, line))
     finally:
@@ -354,7 +354,7 @@ def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, b
                 if not line:
                     break
                 pos += len(line)
-                key = patient_key(_parse(line)) if line.strip() and not unread_line(line) else None
+                key = line_subject_key(line) if line.strip() and not unread_line(line) else None
                 if key is None:
                     continue
                 b = _bucket_of(key, buckets)
