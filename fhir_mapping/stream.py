@@ -36,6 +36,8 @@ READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"
 T = TypeVar("T")
 _KEYS: dict[str, str | None] = {}  # reference string -> patient key (bounded memo)
 _TYPE_FIRST = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
+_PREFIX = b'{"resourceType":"'
+_AT = len(_PREFIX)
 _SUBJECT_REF = re.compile(rb'"(?:subject|patient|for)"\s*:\s*\{\s*"reference"\s*:\s*"([^"\\]{1,512})"')
 
 
@@ -178,9 +180,14 @@ def _ndjson(p: Path, only: frozenset[str] | None = None, about: str | None = Non
             if line[0] in _BLANK and not line.strip():
                 continue
             if wanted is not None:
-                m = first_type(line)
-                if m is not None and m.group(1) not in wanted:
-                    continue  # a type the caller does not read: not even parsed
+                if line.startswith(_PREFIX):  # the usual spelling, read without a regex
+                    end = line.find(b'"', _AT)
+                    if end > _AT and line[_AT:end] not in wanted:
+                        continue  # a type the caller does not read: not even parsed
+                else:
+                    m = first_type(line)
+                    if m is not None and m.group(1) not in wanted:
+                        continue
             if needle is not None and _names_another_patient(line, needle):
                 continue
             try:
