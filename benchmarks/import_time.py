@@ -4,7 +4,7 @@ Starts sekmet-fhir on loopback, seeds the 250 patients and 40 performers the row
 benchmarks/latency_proxy.py (TCP_NODELAY, one write per response, a fixed delay per request) in front.
 Then imports the CSV through the proxy, counting the requests the proxy forwards:
 
-  first run   every row new: one batch of look-ups per 100 patients, 50 rows per transaction;
+  first run   every row new: one batch of look-ups per 50 patients, 50 rows per transaction;
   rerun       the same file again: the look-ups find every row, nothing is written;
   baseline    the same code with one row per transaction and one search per patient (how the import
               worked before batching), on the first `--baseline-rows` rows of a second file (fewer rows,
@@ -74,7 +74,11 @@ def run_import(path: Path, base: str) -> tuple[float, str]:
     started = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         import_csv.run(args)
-    return time.perf_counter() - started, out.getvalue().strip().splitlines()[-1]
+    seconds = time.perf_counter() - started
+    summary = out.getvalue().strip().splitlines()[-1]
+    if not summary.endswith("errors=0"):
+        print("  " + "\n  ".join(err.getvalue().strip().splitlines()[:3]))
+    return seconds, summary
 
 
 @contextlib.contextmanager

@@ -3,7 +3,7 @@
 Columns: patient, performer, start, minutes, program, activity, note, and optionally id (a UUID). Every row is
 checked first (the same rules as the capture form) and each bad row is reported by line number; the valid
 rows are then written with the same write-back as the app (Encounter + Task + Provenance in one transaction,
-conditional on our identifier), 50 rows per transaction Bundle after one batch of look-ups per 100 patients.
+conditional on our identifier), 50 rows per transaction Bundle after one batch of look-ups per 50 patients.
 A row without an id gets one derived from its content, so running the same file again (or again after a
 failure part-way) writes nothing twice. The last line printed is `imported=N duplicates=M errors=K`.
 """
@@ -266,7 +266,8 @@ def _draft(row: Row, check: Any) -> TimeEntryDraft:
 # ---------------------------------------------------------------------- server side
 
 ROWS_PER_TRANSACTION = 50  # 150 conditional creates per transaction Bundle
-SEARCHES_PER_BATCH = 100  # per-patient look-ups sent together in one batch Bundle
+SEARCHES_PER_BATCH = 50  # per-patient look-ups sent together in one batch Bundle
+TIMEOUT = 120.0  # seconds per request: a batch of look-ups or a 150-entry transaction takes a while
 
 
 def _lookups(rows: list[Row]) -> list[tuple[str, str]]:
@@ -462,7 +463,9 @@ def run(args: argparse.Namespace) -> int:
             summary(0, 0, 1)
             return 2
     try:
-        client = FhirClient(args.fhir_base, token_provider=(lambda: token) if token else None)
+        client = FhirClient(
+            args.fhir_base, token_provider=(lambda: token) if token else None, timeout=TIMEOUT
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         summary(0, 0, 1)

@@ -265,7 +265,7 @@ def test_rows_are_written_fifty_per_transaction_and_a_rerun_writes_nothing() -> 
     assert len(server.of("Encounter")) == 120
     parsed = [r for r in rows if isinstance(r, Row)]
     existing, known = _server_state(server, parsed, "America/New_York")
-    assert server.batches == [100, 20]  # 120 patients' look-ups in two batch requests
+    assert server.batches == [50, 50, 20]  # 120 patients' look-ups in three batch requests
     assert len(known) == 120 and sum(len(v) for v in existing.values()) == 120
     calls = server.calls
     assert write_rows(server, good, known) == (0, 120, [])
