@@ -121,6 +121,10 @@ def unread_line(line: bytes) -> bool:
 
     Such a line can be skipped without parsing it (Bundles are read types: they are always unpacked).
     """
+    if line.startswith(_PREFIX):
+        end = line.find(b'"', _AT)
+        if end > _AT:
+            return line[_AT:end] not in _READ_BYTES
     m = _TYPE_FIRST.match(line)
     return m is not None and m.group(1) not in _READ_BYTES
 
@@ -132,7 +136,7 @@ def _names_another_patient(line: bytes, needle: bytes) -> bool:
     m = _SUBJECT_REF.search(line)
     if m is None:
         return False
-    return _reference_key(m.group(1).decode("utf-8", "replace")) is not None
+    return _memo_key(m.group(1).decode("utf-8", "replace")) is not None
 
 
 _FIELD_REF = {
@@ -155,7 +159,7 @@ def line_subject_key(line: bytes) -> str | None:
     if known is not None and b'"contained"' not in line and line.count(known[0]) == 1:
         ref = known[1].search(line)
         if ref is not None:
-            return _reference_key(ref.group(1).decode("utf-8", "replace"))
+            return _memo_key(ref.group(1).decode("utf-8", "replace"))
     try:
         return subject_key(orjson.loads(line))
     except orjson.JSONDecodeError:
@@ -243,6 +247,11 @@ def subject_key(resource: Any) -> str | None:
     target = ref.get("reference") if isinstance(ref, dict) else ref
     if not isinstance(target, str) or not target:
         return None
+    return _memo_key(target)
+
+
+def _memo_key(target: str) -> str | None:
+    """_reference_key, memoised (a patient's resources repeat the same reference)."""
     key = _KEYS.get(target, "")
     if key == "":
         if len(_KEYS) > 50_000:

@@ -73,7 +73,7 @@ def _lines(paths: Iterable[Path]) -> Iterator[bytes]:
     for path in paths:
         with path.open("rb") as fh:
             for line in fh:
-                if line.strip() and not unread_line(line):
+                if line and not line.isspace() and not unread_line(line):
                     yield line
 
 
