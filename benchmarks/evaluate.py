@@ -14,7 +14,8 @@ process (so peak RSS is its own):
 On the 10k file (or the largest below it) `--patient` is timed as `ccm-ready evaluate` runs it
 (select_patient while streaming, then verdict_for) against the same floor. Finally the start-up of
 `ccm-ready evaluate` on a one-patient file is compared with `python -c "import orjson"` plus the
-evaluation itself (measured in process).
+evaluation itself (the first evaluation in a process with the modules imported: packs and value sets
+load; only the imports are start-up).
 
 Targets: pipeline <= 3.0 x floor at every size; peak RSS of the largest size <= 1.5 x the smallest;
 --patient <= 2.0 x floor; start-up <= 1.5 x (orjson start + evaluation). The LAST line carries the ratios:
@@ -118,12 +119,31 @@ def _patient(path: Path, patient: str) -> dict[str, object]:
     return {"seconds": time.perf_counter() - started, "status": verdict.status}
 
 
+def _cold(path: Path) -> dict[str, object]:
+    """The first evaluation in a process whose modules are imported: it loads the packs and value sets."""
+    from smart_app.cli.evaluate import evaluate_path
+
+    args = argparse.Namespace(
+        path=str(path),
+        month=MONTH,
+        timezone="UTC",
+        policy=None,
+        billing_practitioner=None,
+        patient=None,
+        format="json",
+    )
+    started = time.perf_counter()
+    evaluate_path(args)
+    return {"seconds": time.perf_counter() - started}
+
+
 def _child(kind: str, path: str, extra: str) -> int:
     p = Path(path)
     result = {
         "floor": lambda: _floor(p),
         "pipeline": lambda: _pipeline(p),
         "patient": lambda: _patient(p, extra),
+        "cold": lambda: _cold(p),
     }[kind]()
     result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(result))
@@ -154,7 +174,11 @@ def _best_wall(cmd: list[str], runs: int) -> float:
 
 
 def startup(tmp: Path, runs: int) -> tuple[float, float, float]:
-    """(ccm-ready evaluate wall, python -c 'import orjson' wall, the evaluation itself in process)."""
+    """(ccm-ready evaluate wall, python -c 'import orjson' wall, the evaluation itself).
+
+    The evaluation itself is the first evaluation in a process that has imported the modules: it includes
+    loading the policy pack and value sets, which every evaluation needs once; only imports are excluded.
+    """
     from smart_app.cli.evaluate import evaluate_path
 
     small = tmp / "one-patient.json"
@@ -182,7 +206,9 @@ def startup(tmp: Path, runs: int) -> tuple[float, float, float]:
     started = time.perf_counter()
     for _ in range(5):
         evaluate_path(args)
-    own = (time.perf_counter() - started) / 5
+    warm = (time.perf_counter() - started) / 5
+    print(f"start-up: a warm evaluation of the file takes {warm * 1000:.1f} ms in process")
+    own = min(float(measure("cold", small)["seconds"]) for _ in range(runs))  # type: ignore[arg-type]
     cli = _best_wall([sys.executable, "-m", "smart_app.cli", "evaluate", str(small), "--month", MONTH], runs)
     bare = _best_wall([sys.executable, "-c", "import orjson"], runs)
     return cli, bare, own
@@ -246,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_ratio = rss[-1] / rss[0]
     print(
         f"start-up: ccm-ready evaluate {cli * 1000:.0f} ms; python -c 'import orjson' {bare * 1000:.0f} ms "
-        f"+ the evaluation itself {own * 1000:.0f} ms"
+        f"+ the evaluation itself {own * 1000:.0f} ms (first in its process: packs and value sets loaded)"
     )
     print(
         f"targets: ratio <= 3.0 at every size, rss_ratio <= 1.5 ({sizes[0]} -> {sizes[-1]} patients), "
