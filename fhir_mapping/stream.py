@@ -24,6 +24,7 @@ from typing import IO, Any, TypeVar
 
 import orjson
 
+from fhir_mapping.people import PERSON_TYPES
 from fhir_mapping.reader import SUBJECT_FIELD, patient_key
 from fhir_mapping.references import relative_key
 from fhir_mapping.sources import NDJSON_SUFFIXES, SourceError, load_path, resources_from_json
@@ -31,8 +32,9 @@ from fhir_mapping.sources import NDJSON_SUFFIXES, SourceError, load_path, resour
 LARGE_DOCUMENT = 64 << 20  # JSON documents above this size are streamed entry by entry
 COLLECT_EVERY = 1000  # patients between garbage collections while the collector is paused
 _BLANK = frozenset(b" \t\r\n\x0b\x0c")
-# The resource types read_facts reads (it ignores every other type, so a stream may drop them early).
-READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"}
+# The resource types read_facts reads (it ignores every other type, so a stream may drop them early):
+# those about a patient, the Patient, outcomes, and the people (resolving references by role or NPI).
+READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"} | PERSON_TYPES
 T = TypeVar("T")
 _KEYS: dict[str, str | None] = {}  # reference string -> patient key (bounded memo)
 _TYPE_FIRST = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
@@ -322,21 +324,26 @@ def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
     """(patient key, resources) for each patient of a patient-grouped stream, one patient in memory.
 
     Resources about no patient go with the patient being read; types read_facts ignores are dropped.
-    A patient whose resources reappear after
-    another patient's raises SourceError (the stream is not grouped by patient: per-type bulk export
-    files go through the worklist's bucketed pipeline instead).
+    Practitioners and PractitionerRoles (people named by role or NPI resolve through them) go with
+    every patient from the one being read on, as `group_by_patient` does. A patient whose resources
+    reappear after another patient's raises SourceError (the stream is not grouped by patient: per-type
+    bulk export files go through the worklist's bucketed pipeline instead).
     """
     done: set[str] = set()
+    people: dict[str, Any] = {}
     current: str | None = None
     group: list[Any] = []
     for res in resources:
         if _unread(res):
             continue
+        if isinstance(res, dict) and res.get("resourceType") in PERSON_TYPES:
+            people[f"{res.get('resourceType')}/{res.get('id')}"] = res
+            continue
         key = subject_key(res)
         if key is not None and key != current:
             if current is not None:
                 done.add(current)
-                yield current, group
+                yield current, [*group, *people.values()]
             if key in done:
                 raise SourceError(
                     f"the resources of {key} are not together: the file is not grouped by patient"
@@ -344,4 +351,4 @@ def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
             current, group = key, []
         group.append(res)
     if current is not None:
-        yield current, group
+        yield current, [*group, *people.values()]
