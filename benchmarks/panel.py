@@ -96,6 +96,8 @@ def fhirclient_style(client: FhirClient, pid: str, month: Month, tz: str) -> tup
         ("Task", {"code": ",".join(ATTESTATION_CODES)}),
         ("Communication", {"status": "completed"}),
         ("ChargeItem", {"occurrence": [f"ge{month.previous().first_day}", f"lt{month.shift(2).first_day}"]}),
+        ("Claim", {}),
+        ("ExplanationOfBenefit", {}),
     ):
         resources += client.search(rtype, {"patient": pid, **params})
     options = EvaluationOptions(month, tz)
