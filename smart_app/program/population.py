@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, TypeVar
 
 import orjson
 
+from fhir_mapping.people import PERSON_TYPES
 from fhir_mapping.stream import line_subject_key, paused_gc, subject_key, unread_line
 from rules.month import Month, zone
 from rules.packs import PolicyPack
@@ -122,9 +123,25 @@ def _group(lines: Iterable[bytes]) -> dict[str, list[dict[str, Any]]]:
         for line in lines:
             res = _parse(line)
             key = patient_key(res)
+            if key is None and _is_person(res):
+                key = PEOPLE
             if key is not None:
                 groups.setdefault(key, []).append(res)
     return groups
+
+
+# People (Practitioners, PractitionerRoles) are about no patient, yet a time entry by a role or a consent
+# naming an NPI resolves only through them: they travel with every patient's group under this key.
+PEOPLE = ""
+
+
+def _is_person(res: Any) -> bool:
+    return isinstance(res, dict) and res.get("resourceType") in PERSON_TYPES
+
+
+def _person_line(line: bytes) -> bool:
+    """A Practitioner or PractitionerRole line (checked by parsing only lines that could be one)."""
+    return b"Practitioner" in line and _is_person(_parse(line))
 
 
 def patient_groups(
@@ -158,10 +175,11 @@ def patient_groups(
 
 
 def _with_patient(groups: dict[str, list[dict[str, Any]]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    people = groups.pop(PEOPLE, [])
     for key in sorted(groups):
         resources = groups[key]
         if any(r.get("resourceType") == "Patient" for r in resources):
-            yield key, resources
+            yield key, [*resources, *people] if people else resources
 
 
 def _evaluate_group(
@@ -318,6 +336,9 @@ def _partition(files: list[Path], folder: Path, buckets: int) -> list[Path]:
             key = line_subject_key(line)
             if key is not None:
                 handles[_bucket_of(key, buckets)].write(_keyed(key, line))
+            elif _person_line(line):
+                for h in handles:  # every bucket: people go with every patient
+                    h.write(_keyed(PEOPLE, line))
     finally:
         for h in handles:
             h.close()
@@ -355,13 +376,17 @@ def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, b
                     break
                 pos += len(line)
                 key = line_subject_key(line) if line.strip() and not unread_line(line) else None
-                if key is None:
+                if key is None and line.strip() and _person_line(line):
+                    targets, key = range(buckets), PEOPLE  # people go with every patient
+                elif key is None:
                     continue
-                b = _bucket_of(key, buckets)
-                out = handles.get(b)
-                if out is None:
-                    out = handles[b] = (folder / f"b{b:03d}-{job:05d}.ndjson").open("wb")
-                out.write(_keyed(key, line))
+                else:
+                    targets = range(_bucket_of(key, buckets), _bucket_of(key, buckets) + 1)
+                for b in targets:
+                    out = handles.get(b)
+                    if out is None:
+                        out = handles[b] = (folder / f"b{b:03d}-{job:05d}.ndjson").open("wb")
+                    out.write(_keyed(key, line))
     finally:
         for h in handles.values():
             h.close()

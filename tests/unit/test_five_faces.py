@@ -246,8 +246,8 @@ def test_faces_agree_on_the_export_shape_corpus(story: str, shape: str, tmp_path
     card = _cds(app, resources, pid)
     if card is not None:
         faces["cds"] = card
-    if story == "superseded-consent" and shape in ("epic", "hapi", "ndjson"):
-        pytest.xfail("TODO(lead, this session): people by NPI in the worklist's groups and the CDS prefetch")
     assert faces["cli"]["status"] == spec["status"], (faces["cli"], spec["why"])
     disagree = {face: got for face, got in faces.items() if got != faces["cli"]}
+    if set(disagree) == {"cds"} and story == "superseded-consent":
+        pytest.xfail("TODO(lead, this session): the CDS prefetch has no template for people named by NPI")
     assert not disagree, f"faces disagree with the CLI {faces['cli']}: {disagree}"

@@ -78,13 +78,14 @@ def test_population_equals_each_patient_alone(population, tmp_path: Path, per_bu
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("ccm-buckets-")]  # spill files removed
 
 
-def test_patient_groups_drop_resources_about_no_patient(tmp_path: Path) -> None:
+def test_patient_groups_keep_people_and_drop_other_resources_about_no_patient(tmp_path: Path) -> None:
     path = tmp_path / "mixed.ndjson"
     path.write_bytes(
         b"\n".join(
             [
                 orjson.dumps({"resourceType": "Patient", "id": "a"}),
                 orjson.dumps({"resourceType": "Practitioner", "id": "x"}),
+                orjson.dumps({"resourceType": "Organization", "id": "o"}),
                 orjson.dumps({"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/a"}}),
                 orjson.dumps(
                     {"resourceType": "Condition", "id": "d", "subject": {"reference": "Patient/ghost"}}
@@ -94,9 +95,11 @@ def test_patient_groups_drop_resources_about_no_patient(tmp_path: Path) -> None:
         )
         + b"\n"
     )
-    groups = dict(patient_groups([path], per_bucket=1, patients=4, workdir=tmp_path))
-    assert list(groups) == ["Patient/a"]  # no Patient resource for "ghost": not a patient we can name
-    assert [r["id"] for r in groups["Patient/a"]] == ["a", "c"]
+    for per_bucket in (1, 100):  # bucketed on disk, and all in memory
+        groups = dict(patient_groups([path], per_bucket=per_bucket, patients=4, workdir=tmp_path))
+        assert list(groups) == ["Patient/a"]  # no Patient resource for "ghost": not a patient we can name
+        # the Practitioner goes with every patient (people named by role or NPI resolve through it)
+        assert sorted(r["id"] for r in groups["Patient/a"]) == ["a", "c", "x"]
 
 
 @pytest.fixture(scope="module")
