@@ -35,6 +35,12 @@ if [ ! -d tests/oauth/node_modules/oauth2-mock-server ]; then
   (cd tests/oauth && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# 3b. axe-core for the accessibility gate of the browser tests (npm, pinned by package-lock.json).
+if [ ! -f tests/browser/axe/node_modules/axe-core/axe.min.js ]; then
+  log "installing axe-core (npm)"
+  (cd tests/browser/axe && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # 4. Debian chromium for the browser tests (Playwright drives it; never `playwright install`).
 if [ -z "${CCM_READY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then

@@ -114,10 +114,76 @@
 
   /* ---------------------------------------------------------------- submit and outbox status */
   var result = document.getElementById("tl-result");
+  var FLASH = "ccm-ready-flash";
   function show(text, kind) {
     if (!result) { return; }
     result.textContent = text;
     result.className = "timelog-result timelog-" + kind;
+  }
+  /* A success message stays until the user dismisses it (kept across the panel's reload). */
+  function showSaved(text) {
+    if (!result) { return; }
+    result.textContent = "";
+    result.className = "timelog-result";
+    var box = document.createElement("div");
+    box.className = "notice-saved timelog-saved";
+    var p = document.createElement("p");
+    p.textContent = text;
+    var btn = document.createElement("button");
+    btn.type = "button";
+    btn.textContent = "Dismiss";
+    btn.addEventListener("click", function () {
+      try { window.sessionStorage.removeItem(FLASH); } catch (e) { /* private mode */ }
+      box.parentNode.removeChild(box);
+    });
+    box.appendChild(p);
+    box.appendChild(btn);
+    result.appendChild(box);
+  }
+  try {
+    var kept = window.sessionStorage.getItem(FLASH);
+    if (kept) { showSaved(kept); }
+  } catch (e) { /* no storage: nothing kept */ }
+  /* Field-level errors: each message under its field, linked by aria-describedby, aria-invalid set. */
+  function clearFieldErrors() {
+    Array.prototype.forEach.call(document.querySelectorAll("#timelog-form .field-error"), function (el) {
+      var field = document.getElementById(el.id.replace(/-error$/, ""));
+      if (field) {
+        field.removeAttribute("aria-invalid");
+        var ids = (field.getAttribute("aria-describedby") || "").split(" ").filter(function (x) {
+          return x && x !== el.id;
+        });
+        if (ids.length) { field.setAttribute("aria-describedby", ids.join(" ")); }
+        else { field.removeAttribute("aria-describedby"); }
+      }
+      el.parentNode.removeChild(el);
+    });
+  }
+  function markFields(errors) {
+    clearFieldErrors();
+    var first = null;
+    var unplaced = [];
+    errors.forEach(function (e) {
+      var field = e.field ? document.getElementById("tl-" + e.field) : null;
+      if (!field) { unplaced.push(e.message); return; }
+      var id = field.id + "-error";
+      var msg = document.getElementById(id);
+      if (!msg) {
+        msg = document.createElement("p");
+        msg.className = "field-error";
+        msg.id = id;
+        var after = field.nextElementSibling && /-hint$/.test(field.nextElementSibling.id || "") ?
+          field.nextElementSibling : field;
+        after.parentNode.insertBefore(msg, after.nextSibling);
+        var ids = (field.getAttribute("aria-describedby") || "").split(" ").filter(Boolean);
+        ids.push(id);
+        field.setAttribute("aria-describedby", ids.join(" "));
+      }
+      msg.textContent = (msg.textContent ? msg.textContent + " " : "") + e.message;
+      field.setAttribute("aria-invalid", "true");
+      first = first || field;
+    });
+    return {first: first, unplaced: unplaced};
   }
   function pollPending() {
     fetch(root.getAttribute("data-pending-url"), {credentials: "same-origin", headers: {"Accept": "application/json"}})
@@ -153,13 +219,20 @@
         .then(function (res) {
           var b = res.body;
           if (res.status === 422 || res.status === 403) {
-            show((b.errors || [{message: b.message}]).map(function (e) { return e.message; }).join(" "), "error");
+            var placed = markFields(b.errors || []);
+            var n = (b.errors || []).length;
+            show("Not saved: " + (placed.unplaced.length ? placed.unplaced.join(" ") :
+              "please fix the " + (n === 1 ? "field" : n + " fields") + " marked below."), "error");
+            if (placed.first) { placed.first.focus(); }
             return;
           }
+          clearFieldErrors();
           var warn = (b.warnings || []).map(function (w) { return w.message; }).join(" ");
           if (b.state === "saved") {
-            show("Saved on the FHIR server. " + warn, "saved");
-            window.setTimeout(function () { window.location.reload(); }, warn ? 2500 : 600);
+            var saved = "Saved on the FHIR server: " + (data.minutes ? data.minutes + " min. " : "") + warn;
+            try { window.sessionStorage.setItem(FLASH, saved); } catch (e) { /* shown below anyway */ }
+            showSaved(saved);
+            window.setTimeout(function () { window.location.reload(); }, 600);
           } else if (b.state === "pending") {
             show("Pending: kept here and retried until the FHIR server accepts it. " + warn, "pending");
             document.getElementById("tl-id").value = "";  /* next entry gets a new id */

@@ -35,7 +35,7 @@ from smart_app.capture.blueprint import (
 )
 from smart_app.capture.entries import pack_info, performer_ref
 from smart_app.capture.forms import _data, _practice_tz, _text
-from smart_app.web import sessions
+from smart_app.web import people, sessions
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def new_consent() -> Any:
             form["billing_practitioner"] = performer_ref(str(gps[0].get("reference", ""))) or ""
     except Exception as exc:  # the form works without the prefill
         log.info("consent form prefill skipped: %s", type(exc).__name__)
+    form["billing_practitioner"] = people.billing_practitioner() or form.get("billing_practitioner", "")
     return render_template(
         "timelog/consent.html", errors=(), form=form, missing=missing, user=performer_ref(ctx.user)
     ), 403 if missing else 200
@@ -70,7 +71,7 @@ def record_consent() -> Any:
         day=_text(data, "date"),
         method=_text(data, "method"),
         disclosures=tuple(disclosures or ()) if isinstance(disclosures, (list, tuple)) else (),
-        obtained_by=performer_ref(ctx.user) or performer_ref(_text(data, "obtained_by")),
+        obtained_by=performer_ref(_text(data, "obtained_by")) or performer_ref(ctx.user),
         billing_practitioner=performer_ref(_text(data, "billing_practitioner")),
     )
     result = validate_consent(form, today=datetime.now(tz).date())

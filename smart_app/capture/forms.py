@@ -60,11 +60,19 @@ def proposed_from(
     """The entry a form/JSON body describes, plus parse problems (unreadable numbers and times)."""
     problems: list[Problem] = []
     day = _text(data, "date")
-    start = parse_moment(day, _text(data, "start"), tz)
-    if start is None and (day or _text(data, "start")):
-        problems.append(
-            Problem("start", "start-unreadable", "Enter the date as YYYY-MM-DD and the start time as HH:MM.")
-        )
+    clock = _text(data, "start")
+    start = parse_moment(day, clock, tz)
+    if start is None and day and not clock:
+        problems.append(Problem("start", "start-missing", "Enter the start time as HH:MM."))
+    elif start is None and clock and not day and "T" not in clock:
+        problems.append(Problem("date", "date-missing", "Enter the date as YYYY-MM-DD."))
+    elif start is None and (day or clock):
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            problems.append(Problem("date", "date-unreadable", "Enter the date as YYYY-MM-DD."))
+        else:
+            problems.append(Problem("start", "start-unreadable", "Enter the start time as HH:MM."))
     end = None
     if _text(data, "end"):
         end = parse_moment(day or (start.date().isoformat() if start else ""), _text(data, "end"), tz)
@@ -76,7 +84,13 @@ def proposed_from(
             minutes = int(_text(data, "minutes"))
         except ValueError:
             problems.append(Problem("minutes", "minutes-unreadable", "Minutes must be a whole number."))
-    performer = performer_ref(ctx.user) or performer_ref(_text(data, "performer"))
+    # Who did the work: the person chosen on the form, else the signed-in user (never a typed id).
+    typed = _text(data, "performer")
+    performer = performer_ref(typed) or performer_ref(ctx.user)
+    if typed and performer_ref(typed) is None:
+        problems.append(
+            Problem("performer", "performer-unknown", "Choose who did the work from the list.")
+        )
     conditions = data.get("conditions") or []
     if isinstance(conditions, str):
         conditions = [conditions]

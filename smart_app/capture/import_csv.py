@@ -31,7 +31,7 @@ from fhir_mapping.write_time import (
     transaction,
     valid_entry_id,
 )
-from rules.entry_validation import ProposedEntry, validate
+from rules.entry_validation import ACTIVITIES, PROGRAM_LABELS, ProposedEntry, validate
 from rules.month import BadTimezone, Month, zone
 from rules.records import TimeEntry
 
@@ -42,6 +42,12 @@ EPILOG = """example:
 CSV header (any order; program defaults to ccm, activity to care-coordination):
   patient,performer,start,minutes,program,activity,note,id
   p1,Practitioner/rn-1,2026-10-05T14:00,25,ccm,patient-call,"BP 150s (HTN); raised lisinopril; recheck Fri",
+  MRN:000123,1234567893,2026-10-06T09:30,20,CCM,Medication review,"Reconciled meds after discharge; ..."
+
+patient: a FHIR id (123, Patient/123) or MRN:<value>; performer: Practitioner/<id>, PractitionerRole/<id>
+or an NPI (10 digits, or NPI:<value>); identifiers are looked up on the FHIR server. activity: a code or its
+label, any case, or a common synonym ("medication review", "phone call", ...); anything else is imported as
+"other" with the original text kept at the start of the note, and a warning.
 """
 REQUIRED = ("patient", "performer", "start", "minutes", "note")
 OPTIONAL = ("program", "activity", "id")
@@ -65,16 +71,81 @@ class RowError:
     message: str
 
 
+# Common ways spreadsheets name an activity -> our activity code (matched case-insensitively).
+ACTIVITY_SYNONYMS: dict[str, str] = {
+    "call": "patient-call", "phone call": "patient-call", "telephone call": "patient-call",
+    "phone": "patient-call", "patient call": "patient-call", "caregiver call": "patient-call",
+    "coordination": "care-coordination", "care coordination": "care-coordination",
+    "referral": "care-coordination", "provider coordination": "care-coordination",
+    "medication review": "medication-reconciliation", "med review": "medication-reconciliation",
+    "med rec": "medication-reconciliation", "medication reconciliation": "medication-reconciliation",
+    "medications": "medication-reconciliation", "care plan": "care-plan",
+    "care plan review": "care-plan", "care plan update": "care-plan", "careplan": "care-plan",
+    "transition": "transition-follow-up", "post discharge": "transition-follow-up",
+    "discharge follow up": "transition-follow-up", "transition of care": "transition-follow-up",
+    "teaching": "education", "patient education": "education", "self management education": "education",
+    "lab review": "data-review", "results review": "data-review", "data review": "data-review",
+    "monitoring review": "data-review", "rpm review": "data-review",
+}
+NPI_SYSTEM = "http://hl7.org/fhir/sid/us-npi"
+# A spreadsheet has no list to choose from: refusals say what is accepted.
+IMPORT_WORDING: dict[str, str] = {
+    "performer-missing": "performer: give Practitioner/<id>, PractitionerRole/<id> or a 10-digit NPI.",
+    "activity-unknown": f"activity: use one of {', '.join(ACTIVITIES)} (or its label).",
+    "program-unknown": f"program: use one of {', '.join(PROGRAM_LABELS)} (any case).",
+}
+
+
+def _words(text: str) -> str:
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in text.lower()).split())
+
+
+def match_activity(text: str) -> tuple[str, str | None]:
+    """(activity code, original text when it matched nothing and became "other")."""
+    raw = text.strip()
+    if not raw:
+        return "care-coordination", None
+    words = _words(raw)
+    by_code = {_words(code): code for code in ACTIVITIES}
+    by_label = {_words(label): code for code, label in ACTIVITIES.items()}
+    synonyms = {_words(k): v for k, v in ACTIVITY_SYNONYMS.items()}
+    for table in (by_code, by_label, synonyms):
+        if words in table:
+            return table[words], None
+    return "other", raw
+
+
+def match_program(text: str) -> str:
+    """A program code from a code or its label, any case ("CCM", "Chronic care management")."""
+    words = _words(text or "ccm")
+    for code, label in PROGRAM_LABELS.items():
+        long_name = label.partition("(")[2].rstrip(")")  # "CCM (chronic care management)"
+        if words in (_words(code), _words(label), _words(long_name)):
+            return code
+    return words.replace(" ", "-")
+
+
 class ImportFileError(ValueError):
     """The file as a whole cannot be read (no header, missing columns, not text)."""
 
 
 def _patient_id(value: str) -> str | None:
     value = value.strip()
+    if value.lower().startswith("mrn:") and value[4:].strip():
+        return "mrn:" + value[4:].strip()  # resolved on the server (resolve_identifiers)
     if value.startswith("Patient/"):
         value = value[len("Patient/") :]
     if not value or len(value) > 64 or not all(ch.isalnum() or ch in "-." for ch in value):
         return None
+    return value
+
+
+def _performer(value: str) -> str:
+    """Practitioner/..., PractitionerRole/..., or "npi:<digits>" for an NPI (resolved on the server)."""
+    value = value.strip()
+    digits = value[4:].strip() if value.lower().startswith("npi:") else value
+    if digits.isdigit() and len(digits) == 10:
+        return f"npi:{digits}"
     return value
 
 
@@ -155,7 +226,7 @@ def _row(line: int, cells: dict[str, str], tz: tzinfo) -> Row | RowError:
     problems: list[str] = []
     patient = _patient_id(cells.get("patient", ""))
     if patient is None:
-        problems.append("patient: give the FHIR Patient id (e.g. 123 or Patient/123)")
+        problems.append("patient: give the FHIR Patient id (123 or Patient/123) or the MRN as MRN:<value>")
     start = _moment(cells.get("start", ""), tz)
     if start is None:
         problems.append("start: use an ISO date and time, e.g. 2026-10-05T14:00 (or with an offset)")
@@ -170,15 +241,65 @@ def _row(line: int, cells: dict[str, str], tz: tzinfo) -> Row | RowError:
     if problems:
         return RowError(line, "; ".join(problems))
     assert patient is not None
+    activity, unmatched = match_activity(cells.get("activity") or "")
+    note = cells.get("note", "")
+    if unmatched:  # kept, not refused: the original words go to the note and a warning says so
+        note = f"Activity: {unmatched}. {note}".strip()
     proposed = ProposedEntry(
         start=start,
         minutes=minutes,
-        performer=cells.get("performer", "").strip(),
-        program=(cells.get("program") or "ccm").strip().lower(),
-        activity=(cells.get("activity") or "care-coordination").strip(),
-        note=cells.get("note", ""),
+        performer=_performer(cells.get("performer", "")),
+        program=match_program(cells.get("program") or "ccm"),
+        activity=activity,
+        note=note,
     )
     return Row(line, entry_id or derived_id(patient, cells), patient, proposed)
+
+
+def resolve_identifiers(client: Any, rows: list[Row | RowError]) -> list[Row | RowError]:
+    """Patients given by MRN and performers given by NPI, looked up on the FHIR server (one batch)."""
+    mrns = sorted({r.patient_id[4:] for r in rows if isinstance(r, Row) and r.patient_id.startswith("mrn:")})
+    npis = sorted({
+        str(r.proposed.performer)[4:] for r in rows
+        if isinstance(r, Row) and str(r.proposed.performer or "").startswith("npi:")
+    })
+    if not mrns and not npis:
+        return rows
+    urls = [f"Patient?identifier={m}&_elements=id" for m in mrns]
+    urls += [f"Practitioner?identifier={NPI_SYSTEM}|{n}&_elements=id" for n in npis]
+    results = client.batch(urls)
+    found: dict[str, list[str]] = {}
+    for key, result in zip([*(f"mrn:{m}" for m in mrns), *(f"npi:{n}" for n in npis)], results, strict=False):
+        found[key] = [str(r.get("id")) for r in (result.resources if result.ok else []) if r.get("id")]
+
+    def one(key: str, what: str) -> tuple[str | None, str]:
+        ids = found.get(key, [])
+        if len(ids) == 1:
+            return ids[0], ""
+        if not ids:
+            return None, f"no {what} with {key.split(':', 1)[0].upper()} {key.split(':', 1)[1]} on the server"
+        return None, f"{key.split(':', 1)[0].upper()} {key.split(':', 1)[1]} matches {len(ids)} {what}s"
+
+    out: list[Row | RowError] = []
+    for row in rows:
+        if isinstance(row, RowError):
+            out.append(row)
+            continue
+        problems: list[str] = []
+        patient, performer = row.patient_id, row.proposed.performer
+        if patient.startswith("mrn:"):
+            pid, why = one(patient, "patient")
+            problems += [f"patient: {why}"] if pid is None else []
+            patient = pid or patient
+        if str(performer or "").startswith("npi:"):
+            prid, why = one(str(performer), "practitioner")
+            problems += [f"performer: {why}"] if prid is None else []
+            performer = f"Practitioner/{prid}" if prid else performer
+        if problems:
+            out.append(RowError(row.line, "; ".join(problems)))
+        else:
+            out.append(replace(row, patient_id=patient, proposed=replace(row.proposed, performer=performer)))
+    return out
 
 
 def check_rows(
@@ -211,9 +332,18 @@ def check_rows(
         others = [*existing.get(row.patient_id, []), *accepted.get(str(proposed.performer), [])]
         check = validate(proposed, now=now, tz=tz, others=others)
         if not check.ok:
-            errors.append(RowError(row.line, " ".join(check.messages())))
+            said = " ".join(IMPORT_WORDING.get(e.code, e.message) for e in check.errors)
+            errors.append(RowError(row.line, said))
             continue
         warnings.extend(RowError(row.line, f"warning: {w.message}") for w in check.warnings)
+        if row.proposed.activity == "other" and row.proposed.note.startswith("Activity: "):
+            warnings.append(
+                RowError(
+                    row.line,
+                    "warning: activity not recognised; imported as 'other' with the original text in the "
+                    f"note (accepted: {', '.join(ACTIVITIES)})",
+                )
+            )
         draft = _draft(row, check)
         seen.add(row.entry_id)
         if row.entry_id in known_ids:  # already on the server, so already among `existing`
@@ -470,6 +600,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         summary(0, 0, 1)
         return 2
+    try:
+        rows = resolve_identifiers(client, rows)
+    except FhirError as exc:
+        print(f"error: cannot look up MRNs / NPIs on the FHIR server: {exc.message}", file=sys.stderr)
+        summary(0, 0, len(rows))
+        return 1
     parsed = [r for r in rows if isinstance(r, Row)]
     try:
         existing, known = _server_state(client, parsed, args.timezone)

@@ -43,7 +43,7 @@ from smart_app.capture.blueprint import (
 )
 from smart_app.capture.entries import entry_draft, pack_info, performer_ref, time_item, unsaved_entries
 from smart_app.capture.forms import _data, _practice_tz, _text, proposed_from
-from smart_app.web import sessions
+from smart_app.web import people, sessions
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,9 @@ def record_time() -> Any:
                 "overlap with entries already on it was not checked.",
             )
         )
-    errors = [*problems, *check.errors]
+    parsed = {p.field for p in problems}
+    said = parsed & {"start", "date"}  # the parse problem already names the missing part
+    errors = [*problems, *(e for e in check.errors if not (e.code == "start-missing" and said))]
     if errors:
         return _invalid_form(
             errors, "timelog/new.html", warnings=check.warnings, form=data, **_form_context(ctx)
@@ -97,6 +99,7 @@ def record_time() -> Any:
     except WriteError as exc:
         return _invalid("", "write", str(exc))
     item = _send_now(item, client)
+    people.remember_choice(proposed.performer)  # offered first on the next form of this session
     return _answer(item, (*check.warnings, *warnings))
 
 
@@ -155,10 +158,30 @@ def new_time() -> Any:
     return render_template("timelog/new.html", errors=(), warnings=(), form={}, **_form_context(ctx))
 
 
+def _original(entry: str, ctx: Any) -> TimeEntry | None:
+    """The saved entry being corrected (None when it cannot be read)."""
+    tz_name, _ = _practice_tz()
+    try:
+        client = sessions.fhir_client()
+        found = client.search(
+            "Encounter",
+            [("patient", f"Patient/{ctx.patient_id}"), ("_id", entry), ("_revinclude", "Task:encounter")],
+        )
+        facts = read_facts(found, ctx.patient_id, tz_name)
+    except Exception as exc:
+        log.info("entry to correct unavailable: %s", type(exc).__name__)
+        return None
+    return next((t for t in facts.time_entries if t.id == f"Encounter/{entry}"), None)
+
+
 @bp.get("/time/<entry>/correct")
 def correct_form(entry: str) -> Any:
     ctx = sessions.require_context()
-    return render_template("timelog/correct.html", entry=entry, errors=(), form={}, **_form_context(ctx))
+    original = _original(entry, ctx)
+    return render_template(
+        "timelog/correct.html", entry=entry, original=original, tz=_practice_tz()[1], errors=(), form={},
+        **_form_context(ctx),
+    )
 
 
 @bp.post("/time/<entry>/correct")
@@ -193,7 +216,10 @@ def correct_time(entry: str) -> Any:
         if not errors and check.start is not None and check.minutes is not None:
             replacement_json = draft_to_json(entry_draft(new_entry_id(), ctx.patient_id, check, proposed))
     if errors:
-        return _invalid_form(errors, "timelog/correct.html", entry=entry, form=data, **_form_context(ctx))
+        return _invalid_form(
+            errors, "timelog/correct.html", entry=entry, original=_original(entry, ctx), tz=tz, form=data,
+            **_form_context(ctx),
+        )
     user = performer_ref(ctx.user) or performer_ref(_text(data, "performer")) or ""
     if not user:
         return _invalid("performer", "performer-missing", "Say who is making the correction.")

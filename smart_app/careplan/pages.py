@@ -165,6 +165,7 @@ def _editor(
         problem_labels_json=json.dumps(known),
         can_write=ctx.can_write("CarePlan"),
         pending=pending,
+        on_file=prefill.plan_on_file(chart),
     )
     return body, status
 

@@ -70,6 +70,8 @@ def print_copy() -> Response | tuple[str, int]:
         team=team,
         today=today,
         problems=[draft.problem_labels.get(c, c) for c in draft.conditions],
+        contacts=chart.contacts,
+        on_file=prefill.plan_on_file(chart),
     )
     if request.args.get("format") == "pdf":
         try:

@@ -23,6 +23,7 @@ from fhir_mapping.read_chart import (
     newest_ccm_plan,
     person_display,
     plan_references,
+    text_of,
 )
 from fhir_mapping.write_careplan import draft_from_resources
 from rules.careplan_validation import ActivityDraft, CarePlanDraft, GoalDraft
@@ -75,6 +76,75 @@ class Chart:
     plan: dict[str, Any] | None = None  # the stored CCM CarePlan (newest active) when there is one
     goals: list[dict[str, Any]] = field(default_factory=list)  # its Goals
     problems_loading: list[str] = field(default_factory=list)  # parts of the chart that could not be read
+    contacts: list[str] = field(default_factory=list)  # how to reach the care team ("Phone: 555-0100")
+
+
+@dataclass(frozen=True)
+class OnFile:
+    """The stored plan as it is on file (what "Review" shows before anyone edits)."""
+
+    description: str
+    problems: list[str]
+    goals: list[str]
+    activities: list[str]
+    notes: list[str]
+    period: str
+
+    @property
+    def empty(self) -> bool:
+        return not (self.description or self.problems or self.goals or self.activities or self.notes)
+
+
+TELECOM_LABELS = {"phone": "Phone", "email": "Email", "fax": "Fax", "sms": "Text", "url": "Web"}
+
+
+def telecom_lines(resource: dict[str, Any]) -> list[str]:
+    """ "Phone: 555-0100 (work)" lines from a resource's ContactPoints."""
+    out = []
+    for cp in resource.get("telecom") or ():
+        if not isinstance(cp, dict) or not isinstance(cp.get("value"), str) or not cp["value"].strip():
+            continue
+        label = TELECOM_LABELS.get(str(cp.get("system") or ""), "Contact")
+        use = f" ({cp['use']})" if isinstance(cp.get("use"), str) and cp["use"] in ("work", "mobile") else ""
+        out.append(f"{label}: {cp['value'].strip()}{use}")
+    return out
+
+
+def plan_on_file(chart: Chart) -> OnFile | None:
+    """What the stored CCM plan says, read straight from the resource and its Goals (None: no plan)."""
+    plan = chart.plan
+    if plan is None:
+        return None
+    labels = dict(chart.problems)
+    problems = []
+    for ref in plan.get("addresses") or ():
+        if isinstance(ref, dict):
+            value = ref.get("reference")
+            text = ref.get("display") or labels.get(value or "", "") or ""
+            if text or value:
+                problems.append(str(text or "a condition on the problem list"))
+    goals = [
+        text_of(g.get("description")) for g in chart.goals if text_of(g.get("description"))
+    ]
+    activities = []
+    for act in plan.get("activity") or ():
+        detail = (act or {}).get("detail") or {} if isinstance(act, dict) else {}
+        text = detail.get("description") or text_of(detail.get("code"))
+        if not text and isinstance(act, dict) and isinstance(act.get("reference"), dict):
+            text = act["reference"].get("display") or ""
+        if text:
+            activities.append(str(text))
+    notes = [str(n.get("text")) for n in plan.get("note") or () if isinstance(n, dict) and n.get("text")]
+    period = plan.get("period") or {}
+    since = period.get("start") if isinstance(period, dict) else None
+    return OnFile(
+        description=str(plan.get("description") or ""),
+        problems=problems,
+        goals=goals,
+        activities=activities,
+        notes=notes,
+        period=f"since {since}" if isinstance(since, str) and since else "",
+    )
 
 
 @cache
@@ -219,6 +289,21 @@ def load_chart(client: Any, patient_id: str, options: EvaluationOptions) -> Char
     chart.medications.extend(medicines(loaded))
     chart.allergies.extend(allergies(loaded))
     team = care_team(loaded)
+    orgs: list[str] = []
+    for res in loaded:  # how to reach the care team: its own telecom, else its organization's
+        if res.get("resourceType") != "CareTeam":
+            continue
+        chart.contacts.extend(x for x in telecom_lines(res) if x not in chart.contacts)
+        org = ((res.get("managingOrganization") or [None])[0] or {}).get("reference")
+        if isinstance(org, str) and org.startswith("Organization/") and org not in orgs:
+            orgs.append(org)
+    if not chart.contacts and orgs:
+        try:
+            for got in client.batch(orgs[:3]):
+                for res in got.resources if got.ok else ():
+                    chart.contacts.extend(x for x in telecom_lines(res) if x not in chart.contacts)
+        except FhirError as exc:
+            log.info("care team organization unavailable: status %s", exc.status)
     refs = list(
         dict.fromkeys(
             [*(x for x in [verdict.billing_practitioner] if x), *team, *facts.patient.general_practitioners]

@@ -22,7 +22,9 @@ def style_csp_source(css: str = CSS) -> str:
     return printing.style_csp_source(css)
 
 
-def render_html(packet: Packet, packet_sha256: str | None = None) -> str:
+def render_html(
+    packet: Packet, packet_sha256: str | None = None, names: dict[str, str] | None = None
+) -> str:
     """Reviewer HTML: patient, month, verdict, findings + citations, consent, plan, time log, hashes."""
     v, facts = packet.verdict, packet.facts
     tz = zone(v.timezone)
@@ -54,4 +56,6 @@ def render_html(packet: Packet, packet_sha256: str | None = None) -> str:
         generated=packet.generated_at.isoformat(),
         canonicalisation=narrative.CANONICALISATION,
         packet_sha256=packet_sha256,
+        names=names or {},
+        money=wording.format_money,
     )

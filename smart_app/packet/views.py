@@ -66,7 +66,11 @@ def packet() -> Any:
     name = f"ccm-packet-{month}"
     if fmt == "json":
         return _attachment(Response(data, mimetype="application/fhir+json"), f"{name}.json")
-    html = render_html(built, hashlib.sha256(data).hexdigest())
+    from smart_app.web import people
+
+    who = built.verdict.billing_practitioner
+    names = {who: people.person_name(who)} if who else {}
+    html = render_html(built, hashlib.sha256(data).hexdigest(), names)
     if fmt == "pdf":
         return _pdf(html, f"{name}.pdf")
     return _html(html)

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from fhir_mapping.read_clinical import human_name
+from rules import rule_ids
 from rules.month import Month
 from rules.packs import PolicyPack, Track
 from rules.verdict import CATEGORIES, Finding, Verdict
@@ -44,9 +45,13 @@ PROGRAM_LABELS: dict[str, str] = {
 }
 
 
-def track_marks(track: Track) -> tuple[tuple[int, str], ...]:
-    """(total minutes, code) for a track's base and each add-on unit its bar shows (cap None: one add-on)."""
+def track_marks(track: Track, reach: int = 0) -> tuple[tuple[int, str], ...]:
+    """(total minutes, code) for a track's base and each add-on unit its bar shows (cap None: one add-on,
+    or as many as it takes to show the mark at `reach` minutes, so the bar never ends before the headline's
+    next threshold)."""
     steps = track.add_on_cap if track.add_on_cap is not None else 1
+    if track.add_on_cap is None and track.add_on_minutes > 0 and reach > track.base_minutes:
+        steps = max(steps, -(-(reach - track.base_minutes) // track.add_on_minutes))
     add_ons = ((track.base_minutes + track.add_on_minutes * i, track.add_on) for i in range(1, steps + 1))
     return ((track.base_minutes, track.base), *add_ons)
 
@@ -82,6 +87,7 @@ class ProgressBar:
     maximum: int
     marks: tuple[Mark, ...]
     active: bool  # the track the verdict billed or is heading for
+    quiet: str = ""  # blocked, not eligible or a closed month: why the bar talks of minutes only
 
     @property
     def value(self) -> int:
@@ -125,6 +131,8 @@ class ProgressBar:
         """The bar's text equivalent (screen readers, no-CSS)."""
         reached = [m for m in self.marks if m.reached]
         head = f"{self.minutes} of {self.maximum} min"
+        if self.quiet:
+            return f"{head}; {self.quiet}"
         nxt = self.next_mark
         if nxt is None:
             return f"{head}; every threshold met"
@@ -139,24 +147,6 @@ class Headline:
     next_step: str
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One prerequisite row: state is "met", "warning" or "missing"."""
-
-    category: str
-    label: str
-    state: str
-    findings: tuple[Finding, ...]
-
-    @property
-    def symbol(self) -> str:
-        return {"met": "✔", "warning": "⚠", "missing": "✖"}[self.state]
-
-    @property
-    def state_text(self) -> str:
-        return {"met": "Met", "warning": "Met, with a warning", "missing": "Missing"}[self.state]
-
-
 def track_specs(pack: PolicyPack) -> tuple[Track, ...]:
     """The CCM tracks of a policy pack with their thresholds (staff 20/40/60, practitioner 30/60/90, ...)."""
     return pack.tracks
@@ -169,14 +159,23 @@ def code_labels(pack: PolicyPack) -> dict[str, str]:
 
 def progress_bars(verdict: Verdict, specs: Sequence[Track]) -> tuple[ProgressBar, ...]:
     """One bar per track; the complex track only when the verdict is on it or heading for it."""
-    heading = verdict.next_threshold.track if verdict.next_threshold else None
+    nt = verdict.next_threshold
+    heading = nt.track if nt else None
+    quiet = (
+        "nothing is billable while blocked" if verdict.status in ("blocked", "not-eligible")
+        else "the month is over" if getattr(verdict, "month_closed", False) and verdict.status != "ready"
+        else ""
+    )
     bars: list[ProgressBar] = []
     for spec in specs:
         active = spec.id in (verdict.track, heading)
         if spec.id == "complex" and not active:
             continue
         minutes = int(getattr(verdict.minutes, spec.minutes, 0) or 0)
-        marks = tuple(Mark(total, code, minutes >= total) for total, code in track_marks(spec))
+        reach = 0
+        if nt is not None and nt.track == spec.id:
+            reach = nt.threshold_total or minutes + nt.minutes_needed
+        marks = tuple(Mark(total, code, minutes >= total) for total, code in track_marks(spec, reach))
         bars.append(
             ProgressBar(
                 track=spec.id,
@@ -185,6 +184,7 @@ def progress_bars(verdict: Verdict, specs: Sequence[Track]) -> tuple[ProgressBar
                 maximum=marks[-1].minutes,
                 marks=marks,
                 active=active,
+                quiet=quiet,
             )
         )
     return tuple(bars)
@@ -230,7 +230,11 @@ def group_findings(findings: Iterable[Finding]) -> list[tuple[str, list[Finding]
 
 
 def next_step(verdict: Verdict, today: date) -> str:
-    """The single most useful next step for the clinician, in one sentence."""
+    """The single next step: the verdict's own (rules/next_step.py), so every face says the same thing;
+    a verdict built without one (older callers, tests) gets the same sentence computed here."""
+    carried = getattr(verdict, "next_step", "")
+    if carried:
+        return str(carried)
     month = Month.parse(verdict.month)
     over = today > month.last_day
     days = days_left_text(days_left(month, today), month, today)
@@ -256,25 +260,113 @@ def next_step(verdict: Verdict, today: date) -> str:
 def headline(verdict: Verdict, today: date) -> Headline:
     return Headline(
         status=verdict.status,
-        title=STATUS_HEADLINES.get(verdict.status, verdict.status),
+        title=wording.status_label(
+            verdict.status,
+            bool(getattr(verdict, "month_closed", False)) or today > Month.parse(verdict.month).last_day,
+        ),
         next_step=next_step(verdict, today),
     )
 
 
-def prerequisites(verdict: Verdict) -> tuple[Check, ...]:
-    """Consent, care plan and initiating visit: missing on a blocker, warning on a warning, else met."""
-    checks: list[Check] = []
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What to do about one checklist line, in place: a link, or the billing-practitioner chooser."""
+
+    kind: str  # "link" | "choose-practitioner" | "advice"
+    label: str
+    endpoint: str = ""  # Flask endpoint for links
+    anchor_id: str = ""
+    text: str = ""
+
+
+EMPTY_PLAN_RULE = "care-plan.empty"  # a face-level warning (the plan on file has no content)
+CONSENT_ACTION_RULES = frozenset({*rule_ids.NO_CONSENT, rule_ids.CONSENT_SUPERSEDED,
+                                  rule_ids.CONSENT_DISCLOSURES_INCOMPLETE, rule_ids.CONSENT_UNDATED})
+
+
+def _has_content(plan: dict[str, Any]) -> bool:
+    return any(plan.get(k) for k in ("activity", "goal", "addresses", "description", "note"))
+
+
+def empty_plan_finding(resources: Iterable[Any], verdict: Verdict) -> Finding | None:
+    """A warning when every CCM care plan the verdict relied on is empty (no goals, activities, problems)."""
+    if any(f.rule == rule_ids.CARE_PLAN_MISSING for f in verdict.findings):
+        return None
+    plans = [
+        r for r in resources
+        if isinstance(r, dict) and r.get("resourceType") == "CarePlan" and r.get("status") == "active"
+        and any(c.get("code") == "ccm" for cat in r.get("category") or () if isinstance(cat, dict)
+                for c in cat.get("coding") or () if isinstance(c, dict))
+    ]
+    if not plans or any(_has_content(p) for p in plans):
+        return None
+    return Finding(
+        EMPTY_PLAN_RULE, "care-plan", "warning",
+        "The care plan on file is empty: it lists no problems, goals or interventions. Review it and fill "
+        "it in; an empty plan does not meet CMS's comprehensive care plan requirement.",
+        "CMS MLN909188; cms-rules.md §3.4 [S1,S3]",
+        tuple(f"CarePlan/{p.get('id')}" for p in plans),
+    )
+
+
+def _actions(category: str, rules: set[str]) -> tuple[Action, ...]:
+    out: list[Action] = []
+    if category == "consent":
+        if rules & CONSENT_ACTION_RULES or not rules:
+            label = "Record consent" if rules & CONSENT_ACTION_RULES else "Record a consent change"
+            out.append(Action("link", label, "timelog.new_consent", "consent-link"))
+        if rule_ids.BILLING_PRACTITIONER_UNKNOWN in rules:
+            out.append(Action("choose-practitioner", "Choose the billing practitioner"))
+    elif category == "care-plan":
+        label = "Build care plan" if rule_ids.CARE_PLAN_MISSING in rules else "Review care plan"
+        out.append(Action("link", label, "careplan.editor", "care-plan-link"))
+    elif category == "initiating-visit" and rule_ids.INITIATING_VISIT_MISSING in rules:
+        out.append(Action(
+            "advice", "Record the initiating visit", anchor_id="initiating-visit-action",
+            text="Book a face-to-face visit (E/M, AWV or IPPE) with the billing practitioner and record "
+                 "it in the EHR as a finished Encounter; this line turns green once it is in the chart.",
+        ))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckLine:
+    """One prerequisite row: state is "met", "warning" or "missing", with its actions."""
+
+    category: str
+    label: str
+    state: str
+    findings: tuple[Finding, ...]
+    actions: tuple[Action, ...] = ()
+
+    @property
+    def symbol(self) -> str:
+        return {"met": "✔", "warning": "⚠", "missing": "✖"}[self.state]
+
+    @property
+    def state_text(self) -> str:
+        return {"met": "Met", "warning": "Met, with a warning", "missing": "Missing"}[self.state]
+
+
+def prerequisites(verdict: Verdict, resources: Iterable[Any] = ()) -> tuple[CheckLine, ...]:
+    """Consent, care plan and initiating visit: missing on a blocker, warning on a warning, else met;
+    each with the action that fixes it (an empty care plan on file is a warning, never "Met")."""
+    extra = empty_plan_finding(resources, verdict)
+    checks: list[CheckLine] = []
     for category, label in PREREQUISITES:
-        found = tuple(sort_findings(verdict.by_category(category)))
+        found = tuple(sort_findings([
+            *verdict.by_category(category), *([extra] if extra and extra.category == category else []),
+        ]))
         severities = {f.severity for f in found}
         state = "missing" if "blocker" in severities else "warning" if "warning" in severities else "met"
-        checks.append(Check(category, label, state, found))
+        checks.append(CheckLine(category, label, state, found, _actions(category, {f.rule for f in found})))
     return tuple(checks)
 
 
 def distinct_conditions(verdict: Verdict) -> int:
     """How many distinct chronic conditions the verdict counted (the CCM minimum is 2)."""
-    return len({c.condition_key for c in verdict.chronic_conditions})
+    carried = getattr(verdict, "distinct_conditions", 0)
+    return int(carried) if carried else len({c.condition_key for c in verdict.chronic_conditions})
 
 
 def other_program_minutes(verdict: Verdict) -> list[tuple[str, int]]:

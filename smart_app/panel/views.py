@@ -17,16 +17,20 @@ from smart_app.fhir.patient_scope import PatientScopeError
 from smart_app.panel import view_model as panel_view
 from smart_app.readiness.options import options_from
 from smart_app.readiness.use_case import PatientMonth, ServerSource, verdict_for
-from smart_app.web import sessions
+from smart_app.web import people, sessions
 
 bp = Blueprint("panel", __name__)
 log = logging.getLogger(__name__)
+bp.record_once(lambda state: people.install(state.app))
 
 
 def _evaluate(ctx: LaunchContext) -> PatientMonth:
     """The verdict for the launch patient (with the Patient resource from the same batch)."""
     options = options_from(
-        current_app.config, raw_month=request.args.get("month"), app_context=ctx.app_context
+        current_app.config,
+        raw_month=request.args.get("month"),
+        app_context=ctx.app_context,
+        billing_practitioner=people.billing_practitioner(),
     )
     try:
         return verdict_for(ServerSource(sessions.fhir_client()), ctx.patient_id, options)
@@ -60,6 +64,9 @@ def panel() -> Response | tuple[str, int] | str:
     today = result.options.today if result.options else panel_view.practice_today(verdict.timezone)
     patient = result.patient if ctx.need_patient_banner else None
     pack = load_pack(verdict.policy)
+    checks = panel_view.prerequisites(verdict, result.resources)
+    people.know_patient(result.patient)
+    people.preload([verdict.billing_practitioner, *people.care_team(), *people.directory().recent()])
     return render_template(
         "panel/panel.html",
         v=verdict,
@@ -72,7 +79,8 @@ def panel() -> Response | tuple[str, int] | str:
         banner=panel_view.patient_banner(patient, ctx.patient_id) if patient is not None else None,
         bars=panel_view.progress_bars(verdict, panel_view.track_specs(pack)),
         labels=panel_view.code_labels(pack),
-        checks=panel_view.prerequisites(verdict),
+        checks=checks,
+        chosen_practitioner=people.billing_practitioner(),
         groups=panel_view.group_findings(verdict.findings),
         days_left=panel_view.days_left_text(month.days_left(today), month, today),
     )
@@ -87,3 +95,6 @@ def panel_json() -> Response | tuple[Response, int]:
     except AppError as err:
         return jsonify(err.to_json()), err.status
     return jsonify(to_json(verdict))
+
+
+from smart_app.panel import people_views as _people_views  # noqa: E402,F401  (routes on this blueprint)

@@ -15,6 +15,7 @@ from typing import Any
 
 from fhir_mapping.reader import read_facts
 from fhir_mapping.write_charge import CHARGE_ID, charge_transaction
+from fhir_mapping.write_provenance import provenance
 from rules.month import Month, zone
 from rules.packs import resolve_pack
 from rules.verdict import Verdict
@@ -133,3 +134,56 @@ def mark_billed(
     return MarkResult(
         f"Patient/{patient_id}", str(m), True, tuple(refs), tuple((c.code, c.units) for c in verdict.codes)
     )
+
+
+@dataclass(frozen=True)
+class UndoResult:
+    patient: str
+    month: str
+    charge_items: tuple[str, ...]  # set to entered-in-error
+    codes: tuple[tuple[str, int], ...]
+
+
+def undo_billed(
+    client: Any,
+    patient_id: str,
+    month: Month | str,
+    *,
+    tz: str = "UTC",
+    policy: str | None = None,
+    user: str | None = None,
+    now: datetime | None = None,
+) -> UndoResult:
+    """Withdraw our "marked as billed" for a patient-month: each of our ChargeItems becomes
+    `entered-in-error` (its identifier retired so the month can be marked again) with one Provenance."""
+    m = month if isinstance(month, Month) else Month.parse(month)
+    pack = resolve_pack(policy, m)
+    ours, _others = _existing_ccm(client, patient_id, m, tz, pack)
+    if not ours:
+        raise BillingRefused(f"Nothing marked as billed by this app for {m}; nothing to undo.", "not-billed")
+    entered = (now or datetime.now(UTC)).replace(microsecond=0)
+    entries: list[dict[str, Any]] = []
+    refs: list[str] = []
+    for ref, _code, _units in ours:
+        rid = ref.split("/", 1)[1]
+        res = dict(client.read("ChargeItem", rid))
+        res["status"] = "entered-in-error"
+        res["identifier"] = [
+            {**i, "value": f"{i.get('value')}|withdrawn-{entered.strftime('%Y%m%dT%H%M%SZ')}"}
+            if isinstance(i, dict) and i.get("system") == CHARGE_ID else i
+            for i in res.get("identifier") or ()
+        ]
+        refs.append(f"ChargeItem/{rid}")
+        entries.append({"resource": res, "request": {"method": "PUT", "url": f"ChargeItem/{rid}"}})
+    prov = provenance(
+        refs,
+        user=user or "Organization/ccm-ready",
+        recorded=entered,
+        pack_id=pack.id,
+        pack_version=pack.version,
+        activity="UPDATE",
+        reason=f"CCM 'marked as billed' for {m} withdrawn (entered in error)",
+    )
+    entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
+    client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    return UndoResult(f"Patient/{patient_id}", str(m), tuple(refs), tuple((c, u) for _r, c, u in ours))

@@ -14,29 +14,35 @@ import os
 import socket
 import threading
 import time
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
-from rules.month import BadTimezone
+from rules.month import BadTimezone, zone
 from rules.packs import UnknownPolicy
 from smart_app.context import LaunchContext
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.program import charts, metrics
 from smart_app.program.jobs import HEARTBEAT_SECONDS, JobState, JobStore, WorklistResult, build_worklist
-from smart_app.program.mark_billed import BillingRefused, mark_billed
+from smart_app.program.mark_billed import BillingRefused, mark_billed, undo_billed
 from smart_app.program.worklist import (
+    CLOSED_LABELS,
     DEFAULT_CLOSE_MINUTES,
     FILTER_LABELS,
     FILTERS,
+    WorklistRow,
     apply_filter,
     blocked_reasons,
     sort_rows,
     to_csv,
 )
 from smart_app.readiness.options import options_from
+from smart_app.readiness.wording import format_money, status_label
 from smart_app.storage import database_for
 from smart_app.web import sessions
 
@@ -257,6 +263,15 @@ def program() -> Any:
         "query": lambda **o: _query(base, p, **o),
         "notice": request.args.get("notice"),
         "problem": request.args.get("problem"),
+        "undo_patient": request.args.get("undo"),
+        "money": format_money,
+        "status_label": status_label,
+        "closed_labels": CLOSED_LABELS,
+        "panel_link": lambda row: _panel_link(base, row),
+        "as_of": (
+            datetime.fromtimestamp(job.finished, zone(p["tz"])).strftime("%Y-%m-%d %H:%M %Z")
+            if job.finished else ""
+        ),
     }
     if job.result is not None:
         result = job.result
@@ -269,6 +284,7 @@ def program() -> Any:
             {
                 "rows": shown,
                 "all_count": len(rows),
+                "hidden_count": max(0, result.patients - len(rows)),
                 "reasons": blocked_reasons(rows),
                 "m": month_m,
                 "history": history,
@@ -349,15 +365,62 @@ def rerun() -> Any:
     return _back(base, p)
 
 
+def _panel_link(base: str, row: WorklistRow) -> str:
+    """The patient's readiness panel (open-server entry) from a worklist row."""
+    return "/open?" + urlencode({"iss": base, "patient": row.patient.removeprefix("Patient/")})
+
+
+def _row(base: str, p: dict[str, Any], patient: str) -> tuple[Job | None, WorklistRow | None]:
+    job = job_for(base, p)
+    if job is None or job.result is None:
+        return job, None
+    return job, next((r for r in job.result.rows if r.patient == f"Patient/{patient}"), None)
+
+
+def _replace_rows(base: str, p: dict[str, Any], job: Job | None, rows: list[WorklistRow]) -> None:
+    """Store a finished worklist with `rows` in place of its own (no rebuild when a few patients changed)."""
+    if job is None or job.result is None:
+        return
+    _store().finish(_job_key(base, p), result=replace(job.result, rows=rows))
+
+
+def _replace_row(
+    base: str, p: dict[str, Any], job: Job | None, row: WorklistRow | None, **changes: Any
+) -> None:
+    """Update one row of a finished worklist (the rest is kept as it was read)."""
+    if job is None or job.result is None or row is None:
+        return
+    new = replace(row, **changes)
+    _replace_rows(base, p, job, [new if r.patient == row.patient else r for r in job.result.rows])
+
+
+def _patient_param() -> str:
+    patient = (request.form.get("patient") or "").strip().removeprefix("Patient/")
+    if not patient or "/" in patient:
+        raise ProgramError("patient must be Patient/ID.")
+    return patient
+
+
+def _user() -> str | None:
+    ctx = sessions.current_context()
+    return ctx.user if ctx is not None and ctx.user else None
+
+
 @bp.post("/program/mark-billed")
 def mark() -> Any:
+    """Step 1 shows a confirmation naming the patient, codes and amount; step 2 (confirm=yes) writes."""
     try:
         base, p = _chosen()
-        patient = (request.form.get("patient") or "").strip().removeprefix("Patient/")
-        if not patient or "/" in patient:
-            raise ProgramError("patient must be Patient/ID.")
+        patient = _patient_param()
     except ProgramError as err:
         return _error(err)
+    job, row = _row(base, p, patient)
+    if request.form.get("confirm") != "yes":
+        if row is None:
+            return _back(base, p, problem="That patient is not on the worklist; refresh it first.")
+        return render_template(
+            "program/confirm.html", row=row, p=p, query=lambda **o: _query(base, p, **o), money=format_money,
+        )
     try:
         result = mark_billed(
             _client(base),
@@ -366,16 +429,112 @@ def mark() -> Any:
             tz=p["tz"],
             policy=p["policy"],
             billing_practitioner=p["billing_practitioner"],
+            user=_user(),
         )
     except BillingRefused as exc:
         return _back(base, p, problem=exc.message)
     except (FhirError, BadTimezone, UnknownPolicy) as exc:
         return _back(base, p, problem=str(exc))
-    codes = " + ".join(f"{c}x{u}" if u > 1 else c for c, u in result.codes)
+    codes = " + ".join(f"{c} ×{u}" if u > 1 else c for c, u in result.codes)
+    who = row.name if row is not None and row.name else f"Patient/{patient}"
+    amount = f" ({format_money(row.payment)})" if row is not None else ""
     note = (
-        f"Marked as billed: {codes}."
+        f"Marked as billed for {who}: {codes}{amount}."
         if result.created
-        else f"Already marked as billed ({codes}); nothing written again."
+        else f"{who} was already marked as billed ({codes}); nothing written again."
     )
-    _start(base, p, force=True)  # the worklist changed
-    return _back(base, p, notice=note)
+    if row is not None:
+        billed_payment = row.payment if not row.billed else row.billed_payment
+        _replace_row(base, p, job, row, billed_codes=tuple(result.codes), billed_payment=billed_payment)
+    return _back(base, p, notice=note, undo=patient)
+
+
+@bp.post("/program/undo-billed")
+def undo() -> Any:
+    """Withdraw a "marked as billed": our ChargeItems become entered-in-error, with a Provenance."""
+    try:
+        base, p = _chosen()
+        patient = _patient_param()
+    except ProgramError as err:
+        return _error(err)
+    job, row = _row(base, p, patient)
+    user = _user() or (row.billing_practitioner if row is not None else None)
+    try:
+        result = undo_billed(_client(base), patient, p["month"], tz=p["tz"], policy=p["policy"], user=user)
+    except BillingRefused as exc:
+        return _back(base, p, problem=exc.message)
+    except (FhirError, BadTimezone, UnknownPolicy) as exc:
+        return _back(base, p, problem=str(exc))
+    if row is not None:
+        _replace_row(base, p, job, row, billed_codes=(), billed_payment=Decimal(0))
+    who = row.name if row is not None and row.name else f"Patient/{patient}"
+    codes = " + ".join(c for c, _u in result.codes)
+    return _back(base, p, notice=f"Undone: {who} is no longer marked as billed ({codes}).")
+
+
+# What can change a patient's month, and the search parameter naming the patient on each type.
+CHANGE_SEARCHES: tuple[tuple[str, str], ...] = (
+    ("Encounter", "subject"), ("Task", "for"), ("Consent", "patient"), ("CarePlan", "subject"),
+    ("ChargeItem", "subject"), ("Condition", "subject"), ("Provenance", "target"),
+)
+MAX_CHANGED = 100  # more than this: a full refresh is quicker
+
+
+def changed_patients(client: Any, since: datetime) -> set[str] | None:
+    """Bare ids of patients with resources updated after `since` (None: too many, refresh everyone)."""
+    stamp = since.astimezone(zone("UTC")).strftime("%Y-%m-%dT%H:%M:%SZ")
+    found: set[str] = set()
+    for rtype, param in CHANGE_SEARCHES:
+        for res in client.search(rtype, [("_lastUpdated", f"gt{stamp}"), ("_count", "200")]):
+            refs = [res.get(param)] if param != "target" else list(res.get("target") or ())
+            for ref in refs:
+                value = ref.get("reference") if isinstance(ref, dict) else None
+                if isinstance(value, str) and value.startswith("Patient/"):
+                    found.add(value.split("/", 1)[1])
+        if len(found) > MAX_CHANGED:
+            return None
+    return found
+
+
+@bp.post("/program/refresh-changed")
+def refresh_changed() -> Any:
+    """Re-evaluate only the patients whose data changed since the worklist's "as of" time."""
+    from smart_app.program.worklist import build_row
+    from smart_app.readiness.use_case import ServerSource, verdict_for
+
+    try:
+        base, p = _chosen()
+    except ProgramError as err:
+        return _error(err)
+    job = job_for(base, p)
+    if job is None or job.result is None or job.finished is None:
+        _start(base, p, force=True)
+        return _back(base, p)
+    client = _client(base)
+    try:
+        changed = changed_patients(client, datetime.fromtimestamp(job.finished, zone("UTC")))
+    except FhirError as exc:
+        return _back(base, p, problem=f"Changes could not be read ({exc}); use the full refresh.")
+    if changed is None:
+        _start(base, p, force=True)
+        return _back(base, p, notice="Many patients changed: the whole worklist is being rebuilt.")
+    known = {r.patient.removeprefix("Patient/") for r in job.result.rows}
+    if p["group"]:
+        changed &= known  # group membership is the export's; a new member needs the full refresh
+    options = options_from(
+        current_app.config, month=p["month"], tz=p["tz"], policy=p["policy"] or None,
+        billing_practitioner=p["billing_practitioner"],
+    )
+    updated: dict[str, WorklistRow] = {}
+    for pid in sorted(changed):
+        try:
+            pm = verdict_for(ServerSource(client), pid, options)
+        except FhirError:
+            continue
+        row = build_row(pm.facts, pm.verdict, today=options.today or datetime.now(zone(p["tz"])).date())
+        updated[row.patient] = row
+    rows = [updated.pop(r.patient, r) for r in job.result.rows]
+    rows += [r for r in updated.values() if r.on_worklist]
+    _replace_rows(base, p, job, [r for r in rows if r.on_worklist])
+    word = "patient" if len(changed) == 1 else "patients"
+    return _back(base, p, notice=f"Refreshed {len(changed)} changed {word}; the rest were up to date.")

@@ -19,6 +19,7 @@ from rules.month import Month, zone
 from rules.packs import PolicyPack, resolve_pack
 from rules.records import PatientFacts
 from rules.verdict import Verdict, to_json
+from smart_app.readiness import wording
 
 Filter = Literal["all", "ready", "close", "blocked", "enroll"]
 FILTERS: tuple[Filter, ...] = ("all", "ready", "close", "blocked", "enroll")
@@ -43,8 +44,20 @@ CSV_COLUMNS = (
     "minutes_to_next",
     "days_left",
     "blockers",
+    "warnings",
+    "next_step",
+    "month_state",
     "national_payment",
 )
+# A closed month is one of these, with its reason.
+CLOSED_LABELS = {"billed": "Billed", "not-billed": "Ready, not billed", "missed": "Missed"}
+
+
+CATEGORY_WORDS = {
+    "eligibility": "eligibility", "consent": "consent", "care-plan": "care plan",
+    "initiating-visit": "initiating visit", "time": "time", "conflict": "conflict",
+    "documentation": "documentation",
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,39 @@ class WorklistRow:
     entries_with_warnings: int  # of those, named by a documentation warning
     has_ccm_data: bool
     verdict: dict[str, Any] | None = field(default=None, compare=False)  # to_json(verdict)
+    warnings: tuple[Blocker, ...] = ()  # documentation and other warnings (shown on ready rows too)
+    next_step: str = ""  # the verdict's single next step
+    closed: bool = False  # the month is over
+    billing_practitioner: str | None = None
+
+    @property
+    def month_state(self) -> str:
+        """"open" while the month runs; once over: billed / not-billed (ready, still to bill) / missed."""
+        if not self.closed:
+            return "open"
+        if self.billed:
+            return "billed"
+        return "not-billed" if self.status == "ready" else "missed"
+
+    @property
+    def month_state_reason(self) -> str:
+        state = self.month_state
+        if state == "billed":
+            return f"Billed {codes_text(self.billed_codes)}."
+        if state == "not-billed":
+            return f"Ready but not marked as billed: {codes_text(self.codes)}."
+        if state == "missed":
+            return self.blockers[0].message if self.blockers else (self.next_step or "No code was reached.")
+        return ""
+
+    @property
+    def chips(self) -> list[tuple[str, str, int]]:
+        """(severity, category label, count) chips: blockers first, then warnings."""
+        out: list[tuple[str, str, int]] = []
+        for severity, items in (("blocker", self.blockers), ("warning", self.warnings)):
+            counts = Counter(b.category for b in items)
+            out.extend((severity, CATEGORY_WORDS.get(c, c), n) for c, n in counts.items())
+        return out
 
     @property
     def on_worklist(self) -> bool:
@@ -105,14 +151,17 @@ def has_ccm_data(facts: PatientFacts) -> bool:
 
 
 def billed_in_month(
-    facts: PatientFacts, month: Month, tz: str, pack: PolicyPack
+    facts: PatientFacts, month: Month, tz: str, pack: PolicyPack, practitioner: str | None = None
 ) -> tuple[tuple[str, int], ...]:
-    """CCM-family ChargeItems (billable/billed) whose occurrence starts in the month, as (code, units)."""
+    """CCM-family ChargeItems (billable/billed) whose occurrence starts in the month, as (code, units);
+    with `practitioner`, only that practitioner's (another practitioner's claim is a conflict, not ours)."""
     start, end = month.bounds(zone(tz))
     out: list[tuple[str, int]] = []
     for item in facts.billed:
         spec = pack.find(item.code)
         if spec is None or spec.family != CCM_FAMILY or item.status not in BILLED_STATUSES:
+            continue
+        if practitioner and item.performer and item.performer != practitioner:
             continue
         if item.start is not None and start <= item.start < end:
             out.append((item.code, max(1, item.units)))
@@ -145,7 +194,7 @@ def build_row(
         for e in f.evidence
         if e in ccm_ids
     }
-    billed = billed_in_month(facts, month, tz, policy)
+    billed = billed_in_month(facts, month, tz, policy, verdict.billing_practitioner)
     billed_payment = sum(
         (
             (policy.find(code).payment or Decimal(0)) * units
@@ -177,6 +226,12 @@ def build_row(
         entries_with_warnings=len(warned),
         has_ccm_data=has_ccm_data(facts),
         verdict=to_json(verdict) if keep_verdict else None,
+        warnings=tuple(
+            Blocker(f.category, f.rule, f.message) for f in verdict.findings if f.severity == "warning"
+        ),
+        next_step=wording.next_step(verdict),
+        closed=bool(getattr(verdict, "month_closed", False)) or today > month.last_day,
+        billing_practitioner=verdict.billing_practitioner,
     )
 
 
@@ -190,6 +245,7 @@ def is_close(row: WorklistRow, n: int) -> bool:
         and row.minutes_to_next is not None
         and 0 < row.minutes_to_next <= n
         and row.days_left > 0
+        and not row.closed
     )
 
 
@@ -268,6 +324,11 @@ def row_json(row: WorklistRow) -> dict[str, Any]:
             "consented": row.consented,
             "enrollment_opportunity": row.enrollment_opportunity,
             "already_billed": [{"code": c, "units": u} for c, u in row.billed_codes],
+            "warnings": [
+                {"category": b.category, "rule": b.rule, "message": b.message} for b in row.warnings
+            ],
+            "next_step": row.next_step,
+            "month_state": row.month_state,
         }
     )
     return base
@@ -298,6 +359,9 @@ def to_csv(rows: Iterable[WorklistRow]) -> str:
                     r.minutes_to_next,
                     r.days_left,
                     " | ".join(f"{b.category}: {b.message}" for b in r.blockers),
+                    " | ".join(f"{b.category}: {b.message}" for b in r.warnings),
+                    r.next_step,
+                    r.month_state if not r.closed else f"{r.month_state}: {r.month_state_reason}",
                     r.payment,
                 )
             ]

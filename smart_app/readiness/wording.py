@@ -28,7 +28,13 @@ STATUS_WORDS: dict[str, str] = {
 }
 
 
-def status_label(status: str) -> str:
+# A month that is over is never "not yet": it closed without a billable code.
+CLOSED_NOT_YET_LABEL = "Not billed (month closed)"
+
+
+def status_label(status: str, month_closed: bool = False) -> str:
+    if month_closed and status == "not-yet":
+        return CLOSED_NOT_YET_LABEL
     return STATUS_LABELS.get(status, status)
 
 

@@ -50,4 +50,7 @@ def index() -> str:
              "href": open_link(manifest.fhir_base, p.id)}
             for p in _sorted(manifest.patients)
         ]
-    return render_template("home/index.html", manifest=manifest, rows=rows, problem=problem)
+    program_query = urlencode({"iss": manifest.fhir_base, "month": manifest.month}) if manifest else ""
+    return render_template(
+        "home/index.html", manifest=manifest, rows=rows, problem=problem, program_query=program_query
+    )

@@ -15,7 +15,8 @@ from urllib.parse import urlencode
 import pytest
 
 from smart_app.app import create_app
-from tests.browser.conftest import LiveApp, serving
+from smart_app.fhir.client import FhirClient
+from tests.browser.conftest import LiveApp, assert_page_ok, serving
 from tests.integration.test_careplan import seed_patient
 from tests.support.sekmet import SekmetServer
 
@@ -83,9 +84,12 @@ def test_build_plan_from_template_clears_the_blocker(
     open_patient(page, cp_app, sekmet, chart["patient"])
     assert "No CCM care plan is recorded" in page.inner_text("body")
     page.screenshot(path=str(artifacts / "careplan-1-panel-blocked.png"), full_page=True)
+    assert_page_ok(page, artifacts, "careplan-panel-blocked")
     page.click("#care-plan-link")
     page.wait_for_url("**/care-plan**")
     assert "Build the CCM care plan" in page.inner_text("h1")
+    assert "Care Testperson" in page.inner_text(".patient-banner")
+    assert_page_ok(page, artifacts, "careplan-editor-new")
     assert "Metformin 500 mg tablet" in page.input_value("#f-medications")
 
     # An empty required section and a goal without a measure are refused with clear messages; nothing lost.
@@ -97,6 +101,7 @@ def test_build_plan_from_template_clears_the_blocker(
     assert "a goal needs a measure" in problems and "Caregiver assessment: this section is empty" in problems
     assert page.input_value("#f-goal-1-description") == "Walk every day"
     page.screenshot(path=str(artifacts / "careplan-1b-errors.png"))
+    assert_page_ok(page)
     page.check("input[name='goal-1-remove']")
 
     build_from_template(page)
@@ -104,6 +109,10 @@ def test_build_plan_from_template_clears_the_blocker(
     assert page.input_value("#f-goal-1-target") == "< 7.5 %"
     assert "ADA Standards of Care" in page.inner_text("#goal-1")
     page.screenshot(path=str(artifacts / "careplan-2-saved.png"), full_page=True)
+    # "Review" shows the plan on file, read back from the server
+    on_file = page.inner_text("#plan-on-file")
+    assert "The plan on file" in on_file and "is empty" not in on_file and "Goals" in on_file
+    assert_page_ok(page, artifacts, "careplan-editor-on-file")
 
     page.click("text=Back to the panel")
     page.wait_for_url("**/panel**")
@@ -118,6 +127,13 @@ def test_print_patient_copy_pdf(page: Any, cp_app: LiveApp, sekmet: SekmetServer
     if not shutil.which("pdftoppm"):
         pytest.skip("pdftoppm (poppler-utils) is not installed")
     chart = seed_patient(sekmet.base)
+    FhirClient(sekmet.base).create(  # how to reach the care team: the team's own number
+        {
+            "resourceType": "CareTeam", "status": "active", "name": "Diabetes team",
+            "subject": {"reference": f"Patient/{chart['patient']}"},
+            "telecom": [{"system": "phone", "value": "555-0100", "use": "work"}],
+        }
+    )
     open_patient(page, cp_app, sekmet, chart["patient"])
     page.goto(f"{cp_app.url}/care-plan")
     build_from_template(page)
@@ -129,6 +145,13 @@ def test_print_patient_copy_pdf(page: Any, cp_app: LiveApp, sekmet: SekmetServer
     # The inline stylesheet is allowed by the page's CSP hash (large type: 15pt = 20px).
     assert page.evaluate("getComputedStyle(document.body).fontSize") == "20px"
     page.screenshot(path=str(artifacts / "careplan-4-print.png"), full_page=True)
+    body = page.inner_text("body")
+    assert "How to reach your care team" in body and "Phone: 555-0100 (work)" in body
+    assert "HbA1c" in body  # the plan's content, and no empty headings
+    for heading in page.locator("h2").all():
+        following = heading.evaluate("h => (h.nextElementSibling && h.nextElementSibling.textContent) || ''")
+        assert following.strip(), f"empty section {heading.inner_text()}"
+    assert_page_ok(page, artifacts, "careplan-print")
 
     pdf = page.request.get(f"{cp_app.url}/care-plan/print?format=pdf", timeout=120_000)
     assert pdf.status == 200 and pdf.headers["content-type"] == "application/pdf"
@@ -173,5 +196,6 @@ def test_editor_fits_a_phone_width(
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 360, f"horizontal scroll at 360 px ({width} px)"
         page.screenshot(path=str(artifacts / "careplan-5-phone.png"))
+        assert_page_ok(page)
     finally:
         context.close()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import LiveApp
+from tests.browser.conftest import LiveApp, assert_page_ok
 from tests.unit.test_panel import BASE, MONTH
 
 pytestmark = pytest.mark.browser
@@ -62,6 +62,7 @@ def test_ready_patient(page_for: Any, artifacts: Path, viewport: str) -> None:
     assert "25 of 60 min" in (bars["clinical-staff"]["aria-valuetext"] or "")
     assert bars["practitioner"]["aria-valuemax"] == "90"
     assert page.js_errors == []
+    assert_page_ok(page)
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
@@ -73,6 +74,10 @@ def test_blocked_patient(page_for: Any, artifacts: Path, viewport: str) -> None:
     consent = page.locator(".prereq-consent")
     assert "Missing" in consent.inner_text() and "consent.missing" in consent.inner_text()
     assert page.locator("table.codes").count() == 0
+    # the action is on the line that names the problem, and nothing talks of earning codes
+    assert consent.get_by_role("link", name="Record consent").count() == 1
+    assert "more for 99" not in page.locator("#minutes-heading").locator("xpath=..").inner_text()
+    assert_page_ok(page)
 
 
 @pytest.mark.parametrize("viewport", list(VIEWPORTS))
@@ -96,6 +101,7 @@ def test_no_horizontal_scroll_at_360(page_for: Any, pid: str) -> None:
     widest = page.evaluate(
         "Math.max(...[...document.querySelectorAll('main *')].map(e => e.getBoundingClientRect().right))")
     assert widest <= 360
+    assert_page_ok(page)  # axe: no serious or critical violation
 
 
 def test_keyboard_reaches_the_month_switcher(page_for: Any, live_app: LiveApp) -> None:
@@ -183,3 +189,4 @@ def test_bad_month_page_is_readable_at_360(page_for: Any, live_app: LiveApp, art
     page.screenshot(path=str(artifacts / "panel-bad-month-narrow.png"), full_page=True)
     assert "Month not understood" in page.locator("h1").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    assert_page_ok(page)

@@ -11,7 +11,7 @@ from smart_app.app import create_app
 from smart_app.program import views as program_views
 from smart_app.program.jobs import WorklistResult
 from smart_app.program.remittance_store import RemittanceStore
-from tests.browser.conftest import serving
+from tests.browser.conftest import assert_page_ok, serving
 from tests.support.demo_rows import demo_rows
 from tests.unit.test_payer_remittance import _claims, files
 from tests.unit.test_payer_web import BASE, FakeServer
@@ -75,4 +75,5 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
                 "window.innerWidth + 1).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)"
             )
             assert overflow <= 0, f"horizontal scroll at {width}px: {overflow}px ({wide})"
+        assert_page_ok(page)  # the suite's gate: axe (serious/critical) and 360 px
         page.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +17,7 @@ from werkzeug.serving import make_server
 from rules.month import Month
 from smart_app.app import create_app
 from smart_app.fhir.client import FhirClient
-from tests.browser.conftest import LiveApp
+from tests.browser.conftest import LiveApp, assert_page_ok
 from tests.support.population import SeededPopulation, seed_population
 from tests.support.sekmet import SekmetServer
 
@@ -84,6 +85,7 @@ def test_program_page_filters_csv_and_charts(
     rows = list(csv.reader(io.StringIO(Path(download.path()).read_text(encoding="utf-8"))))
     assert rows[0][:3] == ["patient", "name", "status"] and len(rows) == 1 + 2
     assert {r[2] for r in rows[1:]} == {"blocked"}
+    assert {"warnings", "next_step", "month_state"} <= set(rows[0])
 
     for chart in ("chart-funnel", "chart-minutes", "chart-revenue", "chart-trend"):
         box = page.locator(f"svg#{chart}").bounding_box()
@@ -93,4 +95,68 @@ def test_program_page_filters_csv_and_charts(
     page.locator(".metrics").scroll_into_view_if_needed()
     page.screenshot(path=str(artifacts / "program-desktop.png"), full_page=True)
     assert not errors, errors
+    page.close()
+
+
+def test_program_lead_marks_billed_with_confirmation_and_undo(
+    browser, program_app: LiveApp, pop: SeededPopulation, artifacts: Path
+) -> None:
+    """Compact rows with one next step and chips; mark as billed names patient, codes and amount, updates
+    only that row, and can be undone; every page passes the axe and 360 px gate."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(20_000)
+    query = urlencode({"month": MONTH, "group": f"Group/{pop.group_id}", "filter": "ready"})
+    page.goto(f"{program_app.url}/program?{query}")
+    page.wait_for_selector("table#worklist", timeout=60_000)
+    assert "As of" in page.locator("#as-of").inner_text()
+    row = page.locator("table#worklist tbody tr").first
+    name = row.locator("a.patient-link").inner_text()
+    assert name and "Patient/" not in name
+    assert row.locator("td.next-step").inner_text().startswith("Bill ")
+    assert row.locator("a.patient-link").get_attribute("href").startswith("/open?")
+    # a blocked row: a chip per category with its count, details on demand (one row stays short)
+    page.goto(f"{program_app.url}/program?" + urlencode({"month": MONTH, "group": f"Group/{pop.group_id}",
+                                                        "filter": "blocked"}))
+    blocked = page.locator("table#worklist tbody tr").first
+    assert blocked.locator(".chip-blocker").count() >= 1
+    assert blocked.locator("details.row-details").evaluate("d => !d.open")
+    box = blocked.bounding_box()
+    assert box and box["height"] < 220, box
+    assert_page_ok(page, artifacts, "program-blocked")
+    page.goto(f"{program_app.url}/program?{query}")
+    page.wait_for_selector("table#worklist")
+    assert_page_ok(page, artifacts, "program-ready")
+    before = page.locator("table#worklist tbody tr").count()
+    row = page.locator("table#worklist tbody tr").first
+    name = row.locator("a.patient-link").inner_text()
+    payment = row.locator("td.num").inner_text()
+    row.get_by_role("button", name=re.compile("^Mark as billed")).click()
+    page.wait_for_selector("#confirm-heading")
+    assert page.locator("#confirm-patient").inner_text() == name
+    assert page.locator("#confirm-codes").inner_text().startswith("99")
+    assert payment in page.locator("#confirm-amount").inner_text()
+    assert_page_ok(page, artifacts, "program-confirm")
+    page.locator("#confirm-mark").click()
+    page.wait_for_selector("#notice")
+    notice = page.locator("#notice").inner_text()
+    assert f"Marked as billed for {name}" in notice and payment in notice
+    # no rebuild: the page is the finished worklist at once, the row has left the "ready" filter
+    assert page.locator(".progress").count() == 0
+    assert page.locator("table#worklist tbody tr").count() == before - 1
+    page.goto(f"{program_app.url}/program?" + urlencode({"month": MONTH, "group": f"Group/{pop.group_id}",
+                                                        "filter": "all", "undo": page.url.split("undo=")[-1]
+                                                        .split("&")[0]}))
+    undo = page.locator("#undo-billed")
+    assert undo.count() == 1
+    undo.click()
+    page.wait_for_selector("#notice")
+    assert f"Undone: {name} is no longer marked as billed" in page.locator("#notice").inner_text()
+    page.goto(f"{program_app.url}/program?{query}")
+    assert page.locator("table#worklist tbody tr").count() == before
+    # refresh only what changed since "as of": the patient whose ChargeItems were written and withdrawn
+    page.locator("#refresh-changed").click()
+    page.wait_for_selector("#notice")
+    assert re.search(r"Refreshed [1-9]\d* changed patient", page.locator("#notice").inner_text())
+    assert page.locator(".progress").count() == 0
+    assert page.locator("table#worklist tbody tr").count() == before
     page.close()

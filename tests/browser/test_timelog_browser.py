@@ -78,7 +78,7 @@ def test_timer_note_warning_and_honest_save_state(
         assert page.input_value("#tl-minutes") == "1"
         assert page.input_value("#tl-start") and page.input_value("#tl-date")
 
-        page.fill("#tl-performer", "Practitioner/browser-rn")  # open mode: no signed-in user
+        page.select_option("#tl-performer", "Practitioner/dr1")  # open mode: no signed-in user; the GP
         page.type("#tl-note", "followed up")
         page.wait_for_selector("#tl-note-warning:not([hidden])")
         assert "problem addressed" in page.inner_text("#tl-note-warning")
@@ -91,7 +91,7 @@ def test_timer_note_warning_and_honest_save_state(
         assert len([e for e in writes.of("Encounter") if e.get("identifier")]) == 1  # ours, by identifier
 
         writes.failures = [FhirUnavailable(None, "FHIR server could not connect")]
-        page.fill("#tl-performer", "Practitioner/browser-rn")
+        assert page.input_value("#tl-performer") == "Practitioner/dr1"  # remembered for the session
         # Yesterday, so the start is in the past whatever the time of day the test runs.
         page.fill("#tl-date", (datetime.now(UTC) - timedelta(days=1)).date().isoformat())
         page.fill("#tl-start", "00:05")

@@ -155,6 +155,9 @@ def test_home_lists_every_seeded_patient_with_its_link(
         href = "/open?" + urlencode({"iss": manifest.fhir_base, "patient": p.id})
         assert href.replace("&", "&amp;") in html, p.key
         assert str(escape(p.label)) in html, p.key
+    # the program lead's way in: the worklist for the demo's server and month
+    program = "/program?" + urlencode({"iss": manifest.fhir_base, "month": str(manifest.month)})
+    assert 'id="program-entry"' in html and program.replace("&", "&amp;") in html
 
 
 def test_home_without_a_manifest_is_a_landing_page() -> None:

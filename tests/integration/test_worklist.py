@@ -177,7 +177,8 @@ def test_metrics_by_hand(first) -> None:
     assert m.patients == 22 * COPIES
     assert m.eligible == 20 * COPIES  # all but one-condition and deceased
     assert m.consented == 17 * COPIES  # minus no-consent, declined, stopped
-    assert m.billed == 1 * COPIES  # billed-elsewhere: 99490 by Dr. Chen
+    # billed-elsewhere (99490 by Dr. Chen) is a conflict on that row, not a claim of ours: not "billed"
+    assert m.billed == 0
     assert m.consent_rate == Decimal("0.8500")
     assert dict(m.minutes_histogram) == {
         "0": 0,
@@ -195,7 +196,7 @@ def test_metrics_by_hand(first) -> None:
         + (p["99487"] + p["99489"])
     )
     assert m.expected_revenue == COPIES * per_copy
-    assert m.billed_revenue == COPIES * p["99490"]
+    assert m.billed_revenue == Decimal(0)
     assert list(first.history) == [str(MONTH.previous())]
 
 
@@ -247,8 +248,8 @@ def test_mark_billed_refusal_and_retry(server, client, pop, first) -> None:
     assert rows[f"Patient/{staff}"].billed_codes == (("99490", 1),)
     assert f"Patient/{staff}" not in {r.patient for r in apply_filter(after.rows, "ready")}
     m = month_metrics(after.month, after.rows)
-    assert m.billed == COPIES + 2  # + ours + the hand-entered one
-    assert m.billed_revenue == (COPIES + 2) * _payments()["99490"]
+    assert m.billed == 2  # ours + the one the same practitioner entered by hand
+    assert m.billed_revenue == 2 * _payments()["99490"]
 
 
 def _wait(http: Any, query: dict[str, str]) -> None:
@@ -278,7 +279,7 @@ def test_program_page(server, pop, first, tmp_path) -> None:
     assert first_page.status_code == 200
     _wait(http, query)
     page = http.get("/program", query_string={**query, "filter": "ready"}).get_data(as_text=True)
-    ready_rows = re.findall(r'<tr class="state-ready" data-patient="(Patient/[^"]+)"', page)
+    ready_rows = re.findall(r'<tr class="state-ready[^"]*" data-patient="(Patient/[^"]+)"', page)
     fresh = build_worklist(server.base, MONTH, group=f"Group/{pop.group_id}")
     assert sorted(ready_rows) == sorted(r.patient for r in apply_filter(fresh.rows, "ready"))
     assert len(ready_rows) >= len(READY) * COPIES - 2  # at most two were billed by the test above
@@ -286,24 +287,25 @@ def test_program_page(server, pop, first, tmp_path) -> None:
     csv_text = http.get("/program.csv", query_string={**query, "filter": "enroll"}).get_data(as_text=True)
     assert csv_text.count("\n") == 1 + COPIES and "no-consent" not in csv_text
     blocked = http.get("/program", query_string={**query, "filter": "blocked", "reason": "conflict"})
-    # + up to the two billed by the test above: CCM already billed this month blocks (cms-rules.md §2, §5.3)
-    assert 4 * COPIES <= blocked.get_data(as_text=True).count('<tr class="state-blocked"') <= 4 * COPIES + 2
+    # + the two patients billed by the test above (already billed this month by the same practitioner)
+    assert 4 * COPIES <= blocked.get_data(as_text=True).count('<tr class="state-blocked') <= 4 * COPIES + 2
 
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
     target = ready_rows[0]
     refused = http.post("/program/mark-billed", query_string=query, data={"patient": target})
     assert refused.status_code == 400  # no CSRF token
-    resp = http.post(
+    confirm = http.post(
         "/program/mark-billed", query_string=query, data={"patient": target, "csrf_token": token}
     )
+    assert confirm.status_code == 200 and "Mark as billed?" in confirm.get_data(as_text=True)
+    yes = {"patient": target, "csrf_token": token, "confirm": "yes"}
+    resp = http.post("/program/mark-billed", query_string=query, data=yes)
     assert resp.status_code == 303
-    assert parse_qs(urlsplit(resp.headers["Location"]).query)["notice"][0].startswith("Marked as billed: ")
-    again = http.post(
-        "/program/mark-billed", query_string=query, data={"patient": target, "csrf_token": token}
-    )
-    assert parse_qs(urlsplit(again.headers["Location"]).query)["notice"][0].startswith("Already marked")
+    assert parse_qs(urlsplit(resp.headers["Location"]).query)["notice"][0].startswith("Marked as billed for ")
+    again = http.post("/program/mark-billed", query_string=query, data=yes)
+    assert "was already marked as billed" in parse_qs(urlsplit(again.headers["Location"]).query)["notice"][0]
     shown = http.get(again.headers["Location"]).get_data(as_text=True)
-    assert "Already marked as billed" in shown
+    assert "was already marked as billed" in shown
 
 
 def test_patient_level_export_and_resume_on_sekmet(server, pop, first, tmp_path) -> None:

@@ -18,7 +18,7 @@ from rules.month import Month, zone
 from rules.verdict import to_json
 from smart_app.demo.seed import demo_cases
 from smart_app.program.population import evaluate_population, patient_groups, patient_key
-from smart_app.program.worklist import apply_filter, blocked_reasons, build_row, row_json, to_csv
+from smart_app.program.worklist import apply_filter, blocked_reasons, build_row, is_close, row_json, to_csv
 
 TZ = "America/Chicago"
 NOW = datetime(2026, 10, 20, 15, 0, tzinfo=zone(TZ))
@@ -121,7 +121,9 @@ def test_rows_carry_the_verdict(rows) -> None:
     assert (staff.next_code, staff.minutes_to_next) == ("99439", 15)
     assert rows["ready-practitioner"].practitioner_minutes == 92
     assert rows["no-consent"].blockers[0].category == "consent"
-    assert rows["billed-elsewhere"].billed_codes == (("99490", 1),)
+    # another practitioner's claim is a conflict on this row, never counted as billed by us
+    assert rows["billed-elsewhere"].billed_codes == ()
+    assert any(b.category == "conflict" for b in rows["billed-elsewhere"].blockers)
     assert rows["vague-notes"].entries_with_warnings == 2 and rows["vague-notes"].ccm_entries == 2
     j = row_json(staff)
     assert j["patient"].startswith("Patient/") and j["codes"] == [{"code": "99490", "units": 1}]
@@ -257,3 +259,27 @@ def test_progress_bar_only_on_a_terminal() -> None:
         bar.done()
     assert "export in progress" in tty.getvalue() and "10/10" in tty.getvalue() and "#" * 30 in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_ready_rows_show_warnings_next_step_and_csv_columns(rows) -> None:
+    vague = rows["vague-notes"]
+    assert vague.warnings and all(w.category == "documentation" for w in vague.warnings)
+    assert ("warning", "documentation", len(vague.warnings)) in vague.chips
+    assert rows["ready-staff"].next_step.startswith("Bill 99490")
+    text = to_csv([vague])
+    header, line = list(csv.reader(io.StringIO(text)))
+    assert {"warnings", "next_step", "month_state"} <= set(header)
+    assert "documentation:" in line[header.index("warnings")]
+
+
+def test_a_past_month_is_closed_billed_not_billed_or_missed(rows) -> None:
+    from dataclasses import replace as _replace
+
+    staff = rows["ready-staff"]
+    assert staff.month_state == "open"
+    closed = _replace(staff, closed=True)
+    assert closed.month_state == "not-billed" and "99490" in closed.month_state_reason
+    assert _replace(closed, billed_codes=(("99490", 1),)).month_state == "billed"
+    missed = _replace(rows["no-consent"], closed=True)
+    assert missed.month_state == "missed" and missed.month_state_reason == missed.blockers[0].message
+    assert not is_close(_replace(staff, closed=True), 60)
