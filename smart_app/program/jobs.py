@@ -197,7 +197,7 @@ def row_to_json(row: WorklistRow) -> dict[str, Any]:
         value = getattr(row, f.name)
         if isinstance(value, Decimal):
             value = str(value)
-        elif f.name == "blockers":
+        elif f.name in ("blockers", "warnings"):
             value = [_blocker_json(b) for b in value]
         elif f.name in ("codes", "billed_codes"):
             value = [[c, u] for c, u in value]
@@ -210,6 +210,7 @@ def row_from_json(data: dict[str, Any]) -> WorklistRow:
     values["payment"] = Decimal(values["payment"])
     values["billed_payment"] = Decimal(values["billed_payment"])
     values["blockers"] = tuple(Blocker(**b) for b in values["blockers"])
+    values["warnings"] = tuple(Blocker(**b) for b in values.get("warnings") or ())
     values["codes"] = tuple((c, int(u)) for c, u in values["codes"])
     values["billed_codes"] = tuple((c, int(u)) for c, u in values["billed_codes"])
     return WorklistRow(**values)

@@ -283,3 +283,12 @@ def test_a_past_month_is_closed_billed_not_billed_or_missed(rows) -> None:
     missed = _replace(rows["no-consent"], closed=True)
     assert missed.month_state == "missed" and missed.month_state_reason == missed.blockers[0].message
     assert not is_close(_replace(staff, closed=True), 60)
+
+
+def test_rows_with_warnings_survive_the_job_store(rows) -> None:
+    from smart_app.program.jobs import row_from_json, row_to_json
+
+    vague = rows["vague-notes"]
+    back = row_from_json(json.loads(json.dumps(row_to_json(vague))))
+    assert back.warnings == vague.warnings and back.next_step == vague.next_step
+    assert back.closed == vague.closed
