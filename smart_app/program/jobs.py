@@ -317,6 +317,14 @@ class JobStore:
                 (stage, done, total, time.time(), key),
             )
 
+    def replace_result(self, key: str, result: WorklistResult, as_of: float) -> None:
+        """Store a finished job's rows again (a few patients re-read); `as_of`: when its data was read."""
+        with self.db.transaction() as tx:
+            tx.run(
+                "UPDATE worklist_jobs SET result = ?, finished = ? WHERE key = ? AND finished IS NOT NULL",
+                (result_to_json(result), as_of, key),
+            )
+
     def finish(self, key: str, *, result: WorklistResult | None = None, error: str | None = None) -> None:
         with self.db.transaction() as tx:
             tx.run(

@@ -377,11 +377,17 @@ def _row(base: str, p: dict[str, Any], patient: str) -> tuple[Job | None, Workli
     return job, next((r for r in job.result.rows if r.patient == f"Patient/{patient}"), None)
 
 
-def _replace_rows(base: str, p: dict[str, Any], job: Job | None, rows: list[WorklistRow]) -> None:
-    """Store a finished worklist with `rows` in place of its own (no rebuild when a few patients changed)."""
-    if job is None or job.result is None:
+def _replace_rows(
+    base: str, p: dict[str, Any], job: Job | None, rows: list[WorklistRow], as_of: float | None = None
+) -> None:
+    """Store a finished worklist with `rows` in place of its own (no rebuild when a few patients changed).
+
+    The "as of" time stays when its data was read (`as_of` after a refresh of the changed patients); it moves
+    by a microsecond so every instance sees the new rows."""
+    if job is None or job.result is None or job.finished is None:
         return
-    _store().finish(_job_key(base, p), result=replace(job.result, rows=rows))
+    when = max(as_of or 0.0, job.finished + 1e-6)
+    _store().replace_result(_job_key(base, p), replace(job.result, rows=rows), when)
 
 
 def _replace_row(
@@ -510,6 +516,7 @@ def refresh_changed() -> Any:
     if job is None or job.result is None or job.finished is None:
         _start(base, p, force=True)
         return _back(base, p)
+    started = time.time()
     client = _client(base)
     try:
         changed = changed_patients(client, datetime.fromtimestamp(job.finished, zone("UTC")))
@@ -535,6 +542,6 @@ def refresh_changed() -> Any:
         updated[row.patient] = row
     rows = [updated.pop(r.patient, r) for r in job.result.rows]
     rows += [r for r in updated.values() if r.on_worklist]
-    _replace_rows(base, p, job, [r for r in rows if r.on_worklist])
+    _replace_rows(base, p, job, [r for r in rows if r.on_worklist], as_of=started)
     word = "patient" if len(changed) == 1 else "patients"
     return _back(base, p, notice=f"Refreshed {len(changed)} changed {word}; the rest were up to date.")
