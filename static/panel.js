@@ -71,3 +71,30 @@
     start();
   }
 }());
+
+/* Names the panel did not know yet (it makes one FHIR request): asked for once, then cached for the session. */
+(function () {
+  "use strict";
+  var holder = document.querySelector("[data-names-url]");
+  var unnamed = document.querySelectorAll("[data-person-ref]");
+  if (!holder || !unnamed.length) { return; }
+  var refs = [];
+  Array.prototype.forEach.call(unnamed, function (el) {
+    var ref = el.getAttribute("data-person-ref");
+    if (refs.indexOf(ref) < 0) { refs.push(ref); }
+  });
+  var url = holder.getAttribute("data-names-url") + "?" + refs.map(function (r) {
+    return "ref=" + encodeURIComponent(r);
+  }).join("&");
+  fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+    .then(function (r) { return r.ok ? r.json() : {}; })
+    .then(function (names) {
+      Array.prototype.forEach.call(unnamed, function (el) {
+        var name = names[el.getAttribute("data-person-ref")];
+        if (!name) { return; }
+        var detail = el.tagName === "OPTION" ? el.textContent.replace(/^[^(]*/, "") : "";
+        el.textContent = name + (detail ? " " + detail : "");
+        el.removeAttribute("data-person-ref");
+      });
+    }).catch(function () { /* names stay as they are */ });
+})();

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import redirect, render_template, request, url_for
+from flask import jsonify, redirect, render_template, request, url_for
 
 from smart_app.errors import AppError
 from smart_app.fhir.people import person_ref
@@ -27,6 +27,14 @@ def people_search() -> Any:
     back = _local(request.args.get("next"), url_for("panel.panel"))
     found = people.directory().search(name) if name else []
     return render_template("panel/people.html", name=name, found=found, back=back, searched=bool(name))
+
+
+@bp.get("/people/names")
+def people_names() -> Any:
+    """{reference: name} for ?ref=Practitioner/x&ref=... (the panel fills in names it did not know yet)."""
+    sessions.require_context()
+    refs = [r for r in (person_ref(x) for x in request.args.getlist("ref")) if r]
+    return jsonify(people.names_json(refs))
 
 
 @bp.post("/people/choose")

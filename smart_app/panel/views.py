@@ -66,7 +66,7 @@ def panel() -> Response | tuple[str, int] | str:
     pack = load_pack(verdict.policy)
     checks = panel_view.prerequisites(verdict, result.resources)
     people.know_patient(result.patient)
-    people.preload([verdict.billing_practitioner, *people.care_team(), *people.directory().recent()])
+    people.offline()  # one FHIR request per panel page: names from the session, the rest via /people/names
     return render_template(
         "panel/panel.html",
         v=verdict,

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask, g, session
 
 from fhir_mapping.read_clinical import human_name
-from smart_app.fhir.people import Directory, Person, care_team_refs, person_ref
+from smart_app.fhir.people import UNKNOWN, Directory, Person, care_team_refs, person_ref
 from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def directory(client: Any = None, base: str | None = None) -> Directory:
     if found is None:
         ctx = sessions.current_context()
         inner = None
-        if ctx is not None:
+        if ctx is not None and not g.get("ccm_people_offline"):
             try:
                 inner = sessions.fhir_client()
             except Exception:  # no usable client: names fall back to "Unnamed practitioner"
@@ -70,16 +70,30 @@ def _patient_resources() -> list[dict[str, Any]]:
         return found
     ctx = sessions.current_context()
     out: list[dict[str, Any]] = []
+    known = g.get("ccm_patient")
+    if g.get("ccm_people_offline"):  # a one-request page: only what it already read
+        g.ccm_patient_resources = [known] if isinstance(known, dict) else []
+        return g.ccm_patient_resources
     if ctx is not None:
         try:
             client = sessions.fhir_client()
-            known = g.get("ccm_patient")
             out.append(known if isinstance(known, dict) else client.read("Patient", ctx.patient_id))
             out.extend(client.search("CareTeam", [("patient", f"Patient/{ctx.patient_id}")]))
         except Exception as exc:
             log.info("patient or care team unavailable: %s", type(exc).__name__)
     g.ccm_patient_resources = out
     return out
+
+
+def offline() -> None:
+    """This page makes no FHIR request of its own for people (the panel is one request): names come from
+    the session's cache, and the page asks `/people/names` for the rest from the browser."""
+    g.ccm_people_offline = True
+
+
+def names_json(refs: list[str]) -> dict[str, str]:
+    """{reference: name} for `refs` (one batch for the unknown ones), for the page's script."""
+    return {p.ref: p.name for p in directory().resolve(refs[:50]).values()}
 
 
 def know_patient(patient: dict[str, Any] | None) -> None:
@@ -99,7 +113,7 @@ def care_team() -> list[str]:
         return [r for r in cached if isinstance(r, str)]
     found = _patient_resources()
     refs = care_team_refs(r for r in found if isinstance(r, dict))
-    if found:  # a server that could not be read is asked again next time
+    if found and not g.get("ccm_people_offline"):  # unread servers (or a one-request page) ask next time
         session[TEAM_KEY] = {**(session.get(TEAM_KEY) or {}), key: refs}
     return refs
 
@@ -174,3 +188,4 @@ def install(app: Flask) -> None:
     app.add_template_global(choices, "people_choices")
     app.add_template_global(default_person, "default_person")
     app.add_template_global(patient_banner, "patient_banner")
+    app.add_template_global(UNKNOWN, "UNNAMED")
