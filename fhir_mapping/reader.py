@@ -54,6 +54,7 @@ SUBJECT_FIELD: dict[str, str] = {
     "Claim": "patient",
     "ExplanationOfBenefit": "patient",
     "Communication": "subject",
+    "DocumentReference": "subject",  # the app's notes (fhir_mapping.read_note); read_facts itself skips them
 }
 _READ = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"}
 

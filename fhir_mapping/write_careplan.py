@@ -36,6 +36,7 @@ SHARE_ID = "https://ccm-ready.org/fhir/identifier/care-plan-share"
 EXT_SECTION = "https://ccm-ready.org/fhir/StructureDefinition/care-plan-section"
 EXT_SOURCE = "https://ccm-ready.org/fhir/StructureDefinition/suggestion-source"
 PARTICIPATION_MODE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationMode"
+US_CORE_CAREPLAN_CATEGORY = "http://hl7.org/fhir/us/core/CodeSystem/careplan-category"
 COMMUNICATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/communication-category"
 # How a copy reached the patient -> v3 ParticipationMode (R4 Communication.medium's example binding).
 SHARE_METHODS: dict[str, tuple[str, str, str]] = {
@@ -179,7 +180,8 @@ def care_plan(
         "status": "active",
         "intent": "plan",
         "category": [
-            {"coding": [{"system": CARE_PROGRAM, "code": "ccm", "display": "Chronic care management"}]}
+            {"coding": [{"system": US_CORE_CAREPLAN_CATEGORY, "code": "assess-plan"}]},
+            {"coding": [{"system": CARE_PROGRAM, "code": "ccm", "display": "Chronic care management"}]},
         ],
         "title": "CCM comprehensive care plan",
         "subject": {"reference": f"Patient/{draft.patient_id}"},

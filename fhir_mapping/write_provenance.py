@@ -1,8 +1,9 @@
 """Provenance for everything the app writes, and the strict R4 check every writer runs before sending.
 
-Each write carries a Provenance: agent = the user (enterer) and the app (assembler, by identifier), policy =
+Each write carries a Provenance: agent = the user (US Core `author`, and `enterer`) on behalf of the practice
+(US Core provenance-1: a Practitioner agent needs `onBehalfOf`), and the app (assembler, by identifier); policy =
 the policy pack (id and version) in effect, `recorded` = when the app wrote it. See docs/fhir-conventions.md,
-"What the app writes".
+"What the app writes" and "Write profiles".
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ APP_NAME = "CCM Ready"
 POLICY_BASE = "https://ccm-ready.org/fhir/policy"
 PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+# When no Organization reference is configured, onBehalfOf names the practice by display only.
+PRACTICE_DISPLAY = "The practice providing care management"
 
 
 class WriteError(ValueError):
@@ -68,6 +71,13 @@ def app_version() -> str:
         return "0"
 
 
+def on_behalf_of(organization: str | None) -> dict[str, Any]:
+    """The practice a Practitioner agent acts for (US Core provenance-1)."""
+    if organization and organization.startswith("Organization/"):
+        return {"reference": organization}
+    return {"display": PRACTICE_DISPLAY}
+
+
 def provenance(
     targets: Sequence[str],
     *,
@@ -78,12 +88,15 @@ def provenance(
     activity: str = "CREATE",
     reason: str | None = None,
     revises: str | None = None,
+    organization: str | None = None,
 ) -> dict[str, Any]:
-    """A Provenance for `targets` (references or fullUrls) written by `user` through this app."""
+    """A Provenance for `targets` (references or fullUrls) written by `user` through this app, on behalf
+    of `organization` ("Organization/..."; the practice by display when None)."""
     if not targets:
         raise WriteError("a Provenance needs at least one target")
     if activity not in ("CREATE", "UPDATE"):
         raise WriteError(f"unsupported Provenance activity {activity!r}")
+    on_behalf = on_behalf_of(organization)
     resource: dict[str, Any] = {
         "resourceType": "Provenance",
         "target": [{"reference": t} for t in targets],
@@ -92,11 +105,17 @@ def provenance(
         "activity": {"coding": [{"system": DATA_OPERATION, "code": activity}]},
         "agent": [
             {
-                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "enterer"}]},
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "author", "display": "Author"}]},
                 "who": {"reference": user},
+                "onBehalfOf": on_behalf,
             },
             {
-                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler"}]},
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "enterer", "display": "Enterer"}]},
+                "who": {"reference": user},
+                "onBehalfOf": on_behalf,
+            },
+            {
+                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]},
                 "who": {
                     "identifier": {"system": APP_ID_SYSTEM, "value": "ccm-ready"},
                     "display": f"{APP_NAME} {app_version()}",

@@ -15,13 +15,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fhir_mapping.codes import CARE_ACTIVITY, CARE_PROGRAM, UCUM, V3_ACT_CODE
+from fhir_mapping.codes import CARE_ACTIVITY, CARE_PROGRAM, SNOMED, UCUM, V3_ACT_CODE
 from fhir_mapping.reading import as_object
 from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
 
 TIME_ENTRY_ID = "https://ccm-ready.org/fhir/identifier/time-entry"
 TIME_ENTRY_TASK_ID = "https://ccm-ready.org/fhir/identifier/time-entry-task"
 ENTRY_FLAG = "https://ccm-ready.org/fhir/CodeSystem/entry-flag"
+# US Core Encounter.type (extensible; SNOMED CT is-a 308335008 Patient encounter procedure): care-management
+# time is work done for the patient without a visit, an "indirect encounter". Our care-program code sits beside it.
+INDIRECT_ENCOUNTER = "185316007"
+PROGRAM_TEXT = {
+    "ccm": "Chronic care management time",
+    "pcm": "Principal care management time",
+    "rpm": "Remote physiologic monitoring time",
+    "bhi": "Behavioral health integration time",
+}
 _NS = uuid.UUID("5d0b7e38-3c55-4f0e-9a43-0c1b1f8d2a61")  # namespace for deterministic urn:uuid fullUrls
 
 
@@ -95,6 +104,17 @@ def urn(kind: str, entry_id: str) -> str:
     return f"urn:uuid:{uuid.uuid5(_NS, f'{kind}:{entry_id}')}"
 
 
+def encounter_type(program: str) -> dict[str, Any]:
+    """Encounter.type: a standard SNOMED CT code and text (US Core), and our care-program coding (the reader's)."""
+    return {
+        "coding": [
+            {"system": CARE_PROGRAM, "code": program},
+            {"system": SNOMED, "code": INDIRECT_ENCOUNTER, "display": "Indirect encounter"},
+        ],
+        "text": PROGRAM_TEXT.get(program, f"Care management time ({program})"),
+    }
+
+
 def encounter(draft: TimeEntryDraft) -> dict[str, Any]:
     """The Encounter that records the time (status finished, period start AND end, length in UCUM min)."""
     if not draft.patient_id or not draft.performer:
@@ -104,7 +124,7 @@ def encounter(draft: TimeEntryDraft) -> dict[str, Any]:
         "identifier": [{"system": TIME_ENTRY_ID, "value": draft.entry_id}],
         "status": "finished",
         "class": {"system": V3_ACT_CODE, "code": "VR", "display": "virtual"},
-        "type": [{"coding": [{"system": CARE_PROGRAM, "code": draft.program}]}],
+        "type": [encounter_type(draft.program)],
         "subject": {"reference": f"Patient/{draft.patient_id}"},
         "participant": [{"individual": {"reference": draft.performer}}],
         "period": {"start": instant(draft.start), "end": instant(draft.period_end)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from datetime import date, datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
@@ -22,10 +23,14 @@ from rules.entry_validation import (
     validate,
 )
 from rules.records import TimeEntry
+from smart_app.capture.delivery import Delivery, Where
 from smart_app.capture.entries import performer_ref, server_entries
 from smart_app.capture.forms import _practice_tz
+from smart_app.capture.ledger import Ledger
 from smart_app.capture.outbox import Client, Outbox, OutboxItem, OutboxWorker
 from smart_app.context import LaunchContext
+from smart_app.fhir.capabilities import PROFILES_EXT, WriteProfiles
+from smart_app.readiness.captured import LEDGER_EXT
 from smart_app.storage import database_for
 from smart_app.web import lifecycle, sessions
 
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 TIME_TYPES = ("Encounter", "Task", "Provenance")
 CONSENT_TYPES = ("Consent", "Provenance")
 EXT_KEY = "ccm_ready_outbox"
+DELIVERY_KEY = "ccm_ready_delivery"
 
 
 
@@ -43,6 +49,15 @@ EXT_KEY = "ccm_ready_outbox"
 
 def outbox_for(app: Flask) -> tuple[Outbox, OutboxWorker]:
     return app.extensions[EXT_KEY]
+
+
+def delivery_for(app: Flask) -> Delivery:
+    return app.extensions[DELIVERY_KEY]
+
+
+def write_profiles(ctx: LaunchContext, client: Any) -> WriteProfiles:
+    """This launch's write profiles (server capability, scopes, refusals learned so far)."""
+    return delivery_for(current_app).profiles(ctx.fhir_base, client, ctx.can_write)
 
 
 def _client_for_app(app: Flask) -> Any:
@@ -64,11 +79,18 @@ def _client_for_app(app: Flask) -> Any:
 @bp.record_once
 def _setup(state: BlueprintSetupState) -> None:
     app = state.app
+    data_dir = Path(app.config.get("DATA_DIR") or ".ccm-ready")
+    ledger = Ledger(app.config.get("LEDGER_DB") or data_dir / "ledger.sqlite3")
+    delivery = Delivery(ledger)
     outbox = Outbox(
         database_for(app.config, "outbox", app.config.get("OUTBOX_DB")),
         backoff=float(app.config.get("OUTBOX_BACKOFF", 2.0)),
         lease=float(app.config.get("OUTBOX_LEASE_SECONDS", 120.0)),
+        sender=delivery.route,
     )
+    app.extensions[LEDGER_EXT] = ledger
+    app.extensions[DELIVERY_KEY] = delivery
+    app.extensions[PROFILES_EXT] = lambda ctx, client: delivery.profiles(ctx.fhir_base, client, ctx.can_write)
     worker = OutboxWorker(
         outbox, _client_for_app(app), interval=float(app.config.get("OUTBOX_INTERVAL", 5.0))
     )
@@ -137,6 +159,10 @@ def _problems_json(problems: tuple[Problem, ...] | list[Problem]) -> list[dict[s
     return [{"field": p.field, "code": p.code, "message": p.message} for p in problems]
 
 
+WHERE_MESSAGES = {
+    "note": "Saved on the FHIR server as a clinical note.",
+    "none": "Kept in the app's ledger: this EHR accepts no writes from the app (print the monthly summary).",
+}
 STATE_MESSAGES = {
     "saved": "Saved on the FHIR server.",
     "pending": "Pending: kept safely on this server and retried until the FHIR server accepts it.",
@@ -144,14 +170,26 @@ STATE_MESSAGES = {
 }
 
 
+def _message(item: OutboxItem, where: Where) -> str:
+    """What the user is told: the state, where the entry lives, and why it moved if the EHR refused it."""
+    text = STATE_MESSAGES[item.label]
+    if item.label == "saved":
+        text = WHERE_MESSAGES.get(where.profile, text)
+    if where.moved:
+        text += f" ({where.moved[:300]}; the entry was kept and written the way this EHR accepts.)"
+    return text
+
+
 def _answer(item: OutboxItem, warnings: tuple[Problem, ...]) -> tuple[Any, int]:
     state = item.label
     status = {"saved": 201, "pending": 202}.get(state, 422)
+    where = delivery_for(current_app).where(item)
     body = {
         "id": item.id,
         "kind": item.kind,
         "state": state,
-        "message": STATE_MESSAGES[state],
+        "message": _message(item, where),
+        "where": where.to_json(),
         "error": item.last_error or None,
         "resources": item.result,
         "warnings": _problems_json(warnings),
@@ -161,7 +199,7 @@ def _answer(item: OutboxItem, warnings: tuple[Problem, ...]) -> tuple[Any, int]:
         return jsonify(body), status
     return render_template(
         "timelog/result.html",
-        title=STATE_MESSAGES[state],
+        title=_message(item, where).split(" (", 1)[0],
         message=body["message"],
         state=state,
         item=item,
@@ -248,6 +286,7 @@ def _item_json(item: OutboxItem) -> dict[str, Any]:
         "error": item.last_error or None,
         "summary": item.summary,
         "resources": item.result,
+        "where": delivery_for(current_app).where(item).to_json(),
     }
 
 
@@ -255,7 +294,7 @@ def _item_json(item: OutboxItem) -> dict[str, Any]:
 
 
 def _form_context(ctx: LaunchContext) -> dict[str, Any]:
-    writable = not _missing_scopes(ctx, TIME_TYPES)
+    writable = True  # every launch may record: what the EHR does not accept stays in the ledger
     return {
         "programs": PROGRAM_LABELS,
         "activities": ACTIVITIES,

@@ -9,6 +9,7 @@ from typing import Any
 from flask import current_app, render_template, request
 
 from fhir_mapping.write_consent import ConsentDraft, consent_transaction
+from fhir_mapping.write_note import consent_note, consent_to_json
 from fhir_mapping.write_provenance import WriteError, now_utc
 from fhir_mapping.write_time import (
     new_entry_id,
@@ -21,18 +22,18 @@ from rules.entry_validation import (
 )
 from rules.month import Month
 from smart_app.capture.blueprint import (
-    CONSENT_TYPES,
     _answer,
     _invalid,
     _invalid_form,
-    _missing_scopes,
     _same_launch,
     _send_now,
     _write_client,
-    _writer,
     bp,
+    delivery_for,
     outbox_for,
+    write_profiles,
 )
+from smart_app.capture.delivery import capture
 from smart_app.capture.entries import pack_info, performer_ref
 from smart_app.capture.forms import _data, _practice_tz, _text
 from smart_app.web import people, sessions
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 @bp.get("/consent/new")
 def new_consent() -> Any:
     ctx = sessions.require_context()
-    missing = _missing_scopes(ctx, CONSENT_TYPES)
+    missing: list[str] = []  # every launch may record consent: what the EHR does not accept stays in the ledger
     form: dict[str, Any] = {"consent_id": new_entry_id(), "date": datetime.now(_practice_tz()[1]).date()}
     try:
         patient = sessions.fhir_client().read("Patient", ctx.patient_id)
@@ -57,12 +58,12 @@ def new_consent() -> Any:
     form["billing_practitioner"] = people.billing_practitioner() or form.get("billing_practitioner", "")
     return render_template(
         "timelog/consent.html", errors=(), form=form, missing=missing, user=performer_ref(ctx.user)
-    ), 403 if missing else 200
+    )
 
 
 @bp.post("/consent")
 def record_consent() -> Any:
-    ctx = _writer(CONSENT_TYPES)
+    ctx = sessions.require_context()
     _, tz = _practice_tz()
     data = _data()
     disclosures = data.get("disclosures") if request.is_json else request.form.getlist("disclosures")
@@ -106,10 +107,12 @@ def record_consent() -> Any:
     )
     pack = pack_info(Month.of(result.day))
     user = performer_ref(ctx.user) or form.obtained_by
+    recorded = now_utc()
     try:
         bundle = consent_transaction(
-            draft, user=user, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
+            draft, user=user, recorded=recorded, pack_id=pack.id, pack_version=pack.version
         )
+        note = consent_note(draft, recorded)
     except WriteError as exc:
         return _invalid("", "write", str(exc))
     payload: dict[str, Any] = {"bundle": bundle}
@@ -123,17 +126,23 @@ def record_consent() -> Any:
             "pack_id": pack.id,
             "pack_version": pack.version,
         }
-    item = outbox.add(
+    kind = "consent-stop" if form.decision == "stopped" else "consent"
+    client = _write_client()
+    _, item = capture(
+        delivery_for(current_app).ledger,
+        outbox,
         consent_id,
-        "consent-stop" if form.decision == "stopped" else "consent",
+        kind,
         fhir_base=ctx.fhir_base,
         patient_id=ctx.patient_id,
-        payload=payload,
-        mode=ctx.mode,
         user=user,
+        facts={"consent": consent_to_json(draft), "pack_id": pack.id, "pack_version": pack.version},
+        payload={**payload, "note": note},
         summary={"decision": form.decision, "date": result.day.isoformat(), "method": form.method},
+        mode=ctx.mode,
+        profile=write_profiles(ctx, client).profile(kind),
     )
-    item = _send_now(item, _write_client())
+    item = _send_now(item, client)
     return _answer(item, ())
 
 

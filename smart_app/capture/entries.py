@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mapping.reader import read_facts
+from fhir_mapping.write_note import time_note
 from fhir_mapping.write_provenance import now_utc
 from fhir_mapping.write_time import (
     TimeEntryDraft,
+    draft_to_json,
     entry_transaction,
 )
 from rules.entry_validation import (
@@ -19,6 +21,8 @@ from rules.entry_validation import (
 from rules.month import Month
 from rules.packs import DEFAULT_PACK, PolicyPack, UnknownPolicy, load_pack, pack_for_month
 from rules.records import TimeEntry
+from smart_app.capture.delivery import capture
+from smart_app.capture.ledger import Ledger
 from smart_app.capture.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,7 @@ def entry_draft(entry_id: str, patient_id: str, check: EntryCheck, proposed: Pro
 
 
 def time_item(
+    ledger: Ledger,
     outbox: Outbox,
     entry_id: str,
     check: EntryCheck,
@@ -73,14 +78,18 @@ def time_item(
     patient_id: str,
     user: str,
     mode: str,
+    profile: str = "structured",
 ) -> OutboxItem:
-    """Store a validated entry in the outbox (the transaction is built and checked before storing)."""
+    """Append a validated entry to the ledger and queue its delivery in the outbox (both shapes, the
+    structured transaction and the clinical note, are built and checked before storing)."""
     assert check.ok
     draft = entry_draft(entry_id, patient_id, check, proposed)
     pack = pack_info(check.month)
+    recorded = now_utc()
     bundle = entry_transaction(
-        draft, user=user, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
+        draft, user=user, recorded=recorded, pack_id=pack.id, pack_version=pack.version
     )
+    note = time_note(draft, recorded)
     summary = {
         "start": draft.start.isoformat(),
         "end": draft.period_end.isoformat(),
@@ -90,16 +99,22 @@ def time_item(
         "late": draft.late,
         "activity": draft.activity,
     }
-    return outbox.add(
+    facts = {"entry": draft_to_json(draft), "pack_id": pack.id, "pack_version": pack.version}
+    _, item = capture(
+        ledger,
+        outbox,
         entry_id,
         "time",
         fhir_base=fhir_base,
         patient_id=patient_id,
-        payload={"bundle": bundle},
+        user=user,
+        facts=facts,
+        payload={"bundle": bundle, "note": note},
         summary=summary,
         mode=mode,
-        user=user,
+        profile=profile,
     )
+    return item
 
 
 def unsaved_entries(outbox: Outbox, performer: str) -> list[TimeEntry]:

@@ -143,9 +143,11 @@ class Outbox:
         lease: float = 120.0,
         clock: Callable[[], float] = time.time,
         owner: str | None = None,
+        sender: Callable[[Client, OutboxItem], list[str]] | None = None,
     ) -> None:
         self.db = as_database(db)
         self.path = getattr(self.db, "path", None)
+        self.sender = sender  # how an item is written (capture.delivery: per write profile); default deliver
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.lease = lease
@@ -353,7 +355,7 @@ class Outbox:
     def send_claimed(self, item: OutboxItem, client: Client) -> OutboxItem | None:
         """Send an item this process holds the lease of; returns its new state."""
         try:
-            result = deliver(client, item)
+            result = (self.sender or deliver)(client, item)
         except Retry as exc:
             self.mark_retry(item.id, str(exc))
         except Reject as exc:

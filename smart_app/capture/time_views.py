@@ -37,10 +37,12 @@ from smart_app.capture.blueprint import (
     _same_launch,
     _send_now,
     _write_client,
-    _writer,
     bp,
+    delivery_for,
     outbox_for,
+    write_profiles,
 )
+from smart_app.capture.delivery import capture
 from smart_app.capture.entries import entry_draft, pack_info, performer_ref, time_item, unsaved_entries
 from smart_app.capture.forms import _data, _practice_tz, _text, proposed_from
 from smart_app.web import people, sessions
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 
 @bp.post("/time")
 def record_time() -> Any:
-    ctx = _writer(TIME_TYPES)
+    ctx = sessions.require_context()  # a launch that may write nothing still records (ledger only)
     tz_name, tz = _practice_tz()
     data = _data()
     proposed, problems = proposed_from(data, ctx, tz)
@@ -85,8 +87,10 @@ def record_time() -> Any:
             errors, "timelog/new.html", warnings=check.warnings, form=data, **_form_context(ctx)
         )
     user = performer_ref(ctx.user) or str(proposed.performer)
+    profile = write_profiles(ctx, client).profile("time")
     try:
         item = time_item(
+            delivery_for(current_app).ledger,
             outbox,
             entry_id,
             check,
@@ -95,6 +99,7 @@ def record_time() -> Any:
             patient_id=ctx.patient_id,
             user=user,
             mode=ctx.mode,
+            profile=profile,
         )
     except WriteError as exc:
         return _invalid("", "write", str(exc))
@@ -187,7 +192,7 @@ def correct_form(entry: str) -> Any:
 @bp.post("/time/<entry>/correct")
 def correct_time(entry: str) -> Any:
     """Mark a saved entry (Encounter id) entered-in-error with a reason, optionally with a replacement."""
-    ctx = _writer(TIME_TYPES)
+    ctx = sessions.require_context()
     tz_name, tz = _practice_tz()
     data = _data()
     reason = _text(data, "reason")
@@ -229,25 +234,31 @@ def correct_time(entry: str) -> Any:
     taken = outbox.get(correction_id)
     if taken is not None and not _same_launch(taken, ctx):
         correction_id = new_entry_id()
-    item = outbox.add(
+    fix = {
+        "target_encounter_id": entry,
+        "reason": reason,
+        "user": user,
+        "recorded": now_utc().isoformat(),
+        "pack_id": pack.id,
+        "pack_version": pack.version,
+        "replacement": replacement_json,
+    }
+    client = _write_client()
+    _, item = capture(
+        delivery_for(current_app).ledger,
+        outbox,
         correction_id,
         "correction",
         fhir_base=ctx.fhir_base,
         patient_id=ctx.patient_id,
-        payload={
-            "target_encounter_id": entry,
-            "reason": reason,
-            "user": user,
-            "recorded": now_utc().isoformat(),
-            "pack_id": pack.id,
-            "pack_version": pack.version,
-            "replacement": replacement_json,
-        },
+        user=user,
+        facts=fix,
+        payload=fix,
         summary={"corrects": entry, "replacement": bool(replacement_json)},
         mode=ctx.mode,
-        user=user,
+        profile=write_profiles(ctx, client).profile("correction"),
     )
-    item = _send_now(item, _write_client())
+    item = _send_now(item, client)
     return _answer(item, check.warnings if check else ())
 
 

@@ -15,6 +15,7 @@ from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.fhir.patient_scope import PatientScopeError
 from smart_app.panel import view_model as panel_view
+from smart_app.readiness.captured import CapturedSource, ledger_of
 from smart_app.readiness.options import options_from
 from smart_app.readiness.use_case import PatientMonth, ServerSource, verdict_for
 from smart_app.web import people, sessions
@@ -33,7 +34,8 @@ def _evaluate(ctx: LaunchContext) -> PatientMonth:
         billing_practitioner=people.billing_practitioner(),
     )
     try:
-        return verdict_for(ServerSource(sessions.fhir_client()), ctx.patient_id, options)
+        source = CapturedSource(ServerSource(sessions.fhir_client()), ledger_of(current_app), ctx.fhir_base)
+        return verdict_for(source, ctx.patient_id, options)
     except FhirError as exc:
         log.warning("FHIR error while building the panel: status %s", getattr(exc, "status", "?"))
         raise AppError(

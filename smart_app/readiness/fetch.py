@@ -2,7 +2,7 @@
 
 The whole fetch is ONE batch Bundle of searches (Patient read; Conditions; CarePlans; Consents; the
 month's Encounters with their Tasks; initiating-visit Encounters; attestation Tasks; Communications
-that share a plan; the month's ChargeItems). Visits are filtered by code, not by date, so an old
+that share a plan; the month's ChargeItems; DocumentReferences, where the app's notes are). Visits are filtered by code, not by date, so an old
 consent never needs a second look-up; a second round trip happens only for paging or a fallback.
 Servers that refuse batches get the same searches as concurrent GETs, all at once (one thread per
 query, over the FHIR client's pooled keep-alive connections), so the fallback costs one round trip of
@@ -121,6 +121,8 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
         # Claims and remittances name services billed by others too (cms-rules.md §4: concurrency).
         Query(q("Claim"), "claims for services in or around the month", required=False),
         Query(q("ExplanationOfBenefit"), "payer decisions on claims", required=False),
+        # The app's own clinical notes (the "note" write profile): time and consent read back from them.
+        Query(q("DocumentReference"), "the app's clinical notes", required=False),
     ]
 
 

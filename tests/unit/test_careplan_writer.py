@@ -79,7 +79,8 @@ def test_new_plan_transaction_shape() -> None:
         strict(res)
     assert bundle["entry"][2]["request"]["ifNoneExist"].startswith("identifier=")
     assert plan["status"] == "active" and plan["intent"] == "plan"
-    assert plan["category"][0]["coding"][0]["code"] == "ccm"
+    assert plan["category"][0]["coding"][0]["code"] == "assess-plan"
+    assert plan["category"][1]["coding"][0]["code"] == "ccm"
     assert plan["author"] == {"reference": "Practitioner/dr"} and plan["period"] == {"start": "2026-11-01"}
     assert plan["goal"] == [
         {"reference": bundle["entry"][0]["fullUrl"]},

@@ -396,17 +396,20 @@ def test_form_post_and_csrf(tmp_path: Path) -> None:
     assert "Saved on the FHIR server" in resp.get_data(as_text=True)
 
 
-def test_without_write_scopes_the_app_is_read_only(tmp_path: Path) -> None:
+def test_without_write_scopes_entries_live_in_the_ledger_only(tmp_path: Path) -> None:
+    """Write profile *none* (no write scope granted): recorded in the ledger, nothing sent to the EHR."""
     server = FakeServer()
     _, client, csrf = app_with(tmp_path, server, scopes=frozenset({"patient/*.rs"}))
     resp = post(client, csrf, "/time", recent())
-    assert resp.status_code == 403 and "Read-only" in resp.get_json()["message"]
+    body = resp.get_json()
+    assert resp.status_code == 201 and body["where"]["profile"] == "none"
+    assert "ledger" in body["message"]
     assert server.resources == []
-    assert "Read-only" in client.get("/time/new").get_data(as_text=True)
-    assert post(client, csrf, "/consent", {"decision": "given"}).status_code == 403
+    assert post(client, csrf, "/consent", {"decision": "given"}).status_code == 422  # validated as usual
     writable = frozenset({"user/Encounter.c", "user/Task.c", "user/Provenance.c"})
     _, client2, csrf2 = app_with(tmp_path / "w", FakeServer(), scopes=writable)
-    assert post(client2, csrf2, "/time", recent()).status_code == 201
+    answer = post(client2, csrf2, "/time", recent())
+    assert answer.status_code == 201 and answer.get_json()["where"]["profile"] == "structured"
 
 
 def test_open_mode_without_a_user_asks_who_did_the_work(tmp_path: Path) -> None:

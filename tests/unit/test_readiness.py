@@ -183,7 +183,7 @@ def test_one_batch_carries_every_search() -> None:
     searches = [dict(parse_qsl(u.partition("?")[2])) | {"type_": u.partition("?")[0]} for u in requests_[1:]]
     assert sorted(s["type_"] for s in searches) == sorted(
         ["Condition", "CarePlan", "Consent", "Encounter", "Encounter", "Task", "Communication", "ChargeItem",
-         "Claim", "ExplanationOfBenefit"]
+         "Claim", "ExplanationOfBenefit", "DocumentReference"]
     )
     assert all(s["patient"] == PID and s["_count"] == "500" for s in searches)
     multi = {u.partition("?")[0] + str(sorted(parse_qsl(u.partition("?")[2]))) for u in requests_}
@@ -230,7 +230,7 @@ def test_a_server_without_batch_gets_concurrent_searches() -> None:
     fetched = fetch_patient_data(fake, PID, MONTH, TZ)
     assert not fetched.used_batch
     assert keys(fetched.resources) == EXPECTED
-    assert len(fake.gets) == 11 and fake.round_trips == 12
+    assert len(fake.gets) == 12 and fake.round_trips == 13
     assert f"Patient/{PID}" in fake.gets
 
 

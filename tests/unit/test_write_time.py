@@ -93,7 +93,9 @@ def test_transaction_is_conditional_on_our_identifiers_and_valid_r4() -> None:
     prov = bundle["entry"][2]["resource"]
     assert [t["reference"] for t in prov["target"]] == [enc_url, bundle["entry"][1]["fullUrl"]]
     assert prov["agent"][0]["who"] == {"reference": "Practitioner/rn1"}
-    assert prov["agent"][1]["who"]["identifier"]["value"] == "ccm-ready"
+    assert prov["agent"][0]["type"]["coding"][0]["code"] == "author"
+    assert prov["agent"][0]["onBehalfOf"]
+    assert prov["agent"][2]["who"]["identifier"]["value"] == "ccm-ready"
     assert prov["policy"] == ["https://ccm-ready.org/fhir/policy/cms-pfs-2026/2026.07"]
     FcProvenance(prov, strict=True)
     again = entry_transaction(

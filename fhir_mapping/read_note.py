@@ -1,0 +1,150 @@
+"""Our captured entries back into the resources the reader understands, merged without double counting.
+
+Sources of a time entry or consent, in order of precedence, all keyed on our identifiers (time-entry|<id>,
+consent|<id>): (1) a structured write on the EHR (Encounter / Consent), (2) our clinical note on the EHR
+(a DocumentReference whose `application/json` attachment holds the facts, see fhir_mapping.write_note),
+(3) the app's ledger. Notes and ledger records are turned into the same Encounter + Task / Consent the
+structured profile writes (with ids `cr-<entry id>`), so `read_facts` and the rules need nothing new.
+Lenient: a note or record that cannot be read is left out, never an exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from fhir_mapping.write_consent import CONSENT_ID, consent
+from fhir_mapping.write_note import NOTE_FORMAT, NOTE_KIND_CONSENT, NOTE_KIND_TIME, consent_from_json
+from fhir_mapping.write_provenance import WriteError
+from fhir_mapping.write_time import TIME_ENTRY_ID, draft_from_json, encounter, task
+
+CAPTURED_PREFIX = "cr-"
+_KEY_SYSTEMS = {"Encounter": TIME_ENTRY_ID, "Consent": CONSENT_ID}
+
+
+def note_facts(doc: Any) -> dict[str, Any] | None:
+    """The structured facts of one of our notes (None for any other DocumentReference)."""
+    if not isinstance(doc, dict) or doc.get("resourceType") != "DocumentReference":
+        return None
+    for content in doc.get("content") or ():
+        att = content.get("attachment") if isinstance(content, dict) else None
+        fmt = content.get("format") if isinstance(content, dict) else None
+        if not isinstance(att, dict) or att.get("contentType") != "application/json":
+            continue
+        if not isinstance(fmt, dict) or fmt.get("code") != NOTE_FORMAT:
+            continue
+        try:
+            facts = json.loads(base64.b64decode(str(att.get("data") or ""), validate=True))
+        except (ValueError, TypeError):
+            return None
+        return facts if isinstance(facts, dict) and facts.get("format") == NOTE_FORMAT else None
+    return None
+
+
+def time_resources(entry: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
+    """Encounter + Task for one captured time entry (its JSON as in write_time.draft_to_json)."""
+    draft = draft_from_json(entry)
+    enc = encounter(draft)
+    enc_id = f"{CAPTURED_PREFIX}{draft.entry_id}"
+    enc = {**enc, "id": enc_id}
+    if status:
+        enc["status"] = status
+    recorded = draft.period_end
+    done = {**task(draft, f"Encounter/{enc_id}", recorded), "id": f"{CAPTURED_PREFIX}task-{draft.entry_id}"}
+    return [enc, done]
+
+
+def consent_resources(data: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
+    draft = consent_from_json(data)
+    res = {**consent(draft), "id": f"{CAPTURED_PREFIX}{draft.consent_id}"}
+    if status:
+        res["status"] = status
+    return [res]
+
+
+def _keys(resources: Iterable[Any]) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for res in resources:
+        if not isinstance(res, dict):
+            continue
+        system = _KEY_SYSTEMS.get(str(res.get("resourceType")))
+        for ident in res.get("identifier") or () if system else ():
+            if isinstance(ident, dict) and ident.get("system") == system and isinstance(ident.get("value"), str):
+                out.add((system, ident["value"]))
+    return out
+
+
+def _from_facts(kind: str, facts: dict[str, Any], status: str | None) -> tuple[tuple[str, str], list[Any]]:
+    if kind in ("time", NOTE_KIND_TIME):
+        entry = facts["entry"]
+        return (TIME_ENTRY_ID, entry["entry_id"]), time_resources(entry, status)
+    if kind in ("consent", "consent-stop", NOTE_KIND_CONSENT):
+        data = facts["consent"]
+        return (CONSENT_ID, data["consent_id"]), consent_resources(data, status)
+    raise KeyError(kind)
+
+
+def merge_captured(
+    resources: Sequence[Any], captured: Iterable[tuple[str, dict[str, Any]]] = ()
+) -> list[Any]:
+    """`resources` (from the EHR) plus what only our notes and the ledger (`(kind, facts)` records in
+    order) know, each entry once; ledger corrections applied (the replaced entry is entered-in-error)."""
+    out = list(resources)
+    seen = _keys(out)
+    for doc in list(out):
+        facts = note_facts(doc)
+        if facts is None:
+            continue
+        status = "entered-in-error" if doc.get("status") == "entered-in-error" else None
+        try:
+            key, derived = _from_facts(str(facts.get("kind")), facts, status)
+        except (KeyError, TypeError, ValueError, WriteError):
+            continue
+        if key not in seen:
+            seen.add(key)
+            out.extend(derived)
+    corrections: list[dict[str, Any]] = []
+    for kind, facts in captured:
+        if kind == "correction":
+            corrections.append(facts)
+            continue
+        try:
+            key, derived = _from_facts(kind, facts, None)
+        except (KeyError, TypeError, ValueError, WriteError):
+            continue
+        if key not in seen:
+            seen.add(key)
+            out.extend(derived)
+    for fix in corrections:
+        out = _corrected(out, fix, seen)
+    return out
+
+
+def _corrected(resources: list[Any], fix: dict[str, Any], seen: set[tuple[str, str]]) -> list[Any]:
+    target = str(fix.get("target_encounter_id") or "")
+    out = []
+    for res in resources:
+        if (
+            isinstance(res, dict)
+            and res.get("resourceType") == "Encounter"
+            and target
+            and res.get("id") in (target, f"{CAPTURED_PREFIX}{target}")
+            and res.get("status") != "entered-in-error"
+        ):
+            res = copy.deepcopy(res)
+            res["status"] = "entered-in-error"
+        out.append(res)
+    replacement = fix.get("replacement")
+    if isinstance(replacement, dict):
+        try:
+            key, derived = _from_facts("time", {"entry": replacement}, None)
+        except (KeyError, TypeError, ValueError, WriteError):
+            return out
+        if key not in seen:
+            seen.add(key)
+            out.extend(derived)
+    return out
+
