@@ -15,6 +15,7 @@ from fhir_mapping.read_clinical import human_name
 from smart_app.auth import smart as smart_auth
 from smart_app.auth.smart import PendingAuthorization, SmartAuthError
 from smart_app.context import LaunchContext, LaunchMode
+from smart_app.fhir.capabilities import profiles_for
 from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,9 @@ def jwks() -> Response:
 def session_summary() -> Response:
     """What this session may do (no tokens), after reading its patient through sessions.fhir_client()."""
     ctx = sessions.require_context()
-    patient = sessions.fhir_client().read("Patient", ctx.patient_id)
+    client = sessions.fhir_client()
+    patient = client.read("Patient", ctx.patient_id)
+    profiles = profiles_for(current_app.extensions, ctx, client)
     token = ctx.token
     fresh = sessions.current_context_fresh()
     return jsonify({
@@ -245,6 +248,7 @@ def session_summary() -> Response:
         "encounter": ctx.encounter_id,
         "need_patient_banner": ctx.need_patient_banner,
         "scopes": sorted(ctx.granted_scopes),
+        "write_profiles": profiles.to_json(),
         "token_expires_in": None if token is None or fresh is None or fresh.token is None
         else int(fresh.token.expires_at - time.time()),
     })

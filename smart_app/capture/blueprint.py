@@ -98,6 +98,7 @@ def _setup(state: BlueprintSetupState) -> None:
     outbox.purge_saved(float(app.config.get("OUTBOX_KEEP_SAVED_DAYS", 7)) * 86400)
     app.jinja_env.globals["timelog_items"] = _template_items
     app.jinja_env.globals["timelog_form"] = _template_form
+    app.jinja_env.globals["write_profile_info"] = _template_write_profile
     if not app.config.get("OUTBOX_WORKER", True):
         return
     lock = app.config.get("OUTBOX_WORKER_LOCK")
@@ -343,3 +344,16 @@ def _resume(worker: OutboxWorker, pending: list[OutboxItem]) -> None:
     for item in pending:
         worker.remember(item.id, client)
     worker.wake()
+
+
+def _template_write_profile() -> dict[str, Any] | None:
+    """What `panel/_write_profile.html` shows: where this launch's entries live (None without a session)."""
+    ctx = sessions.current_context()
+    if ctx is None or DELIVERY_KEY not in current_app.extensions:
+        return None
+    try:
+        profiles = write_profiles(ctx, sessions.fhir_client())
+    except Exception as exc:  # the panel renders without it
+        log.info("write profile unavailable: %s", type(exc).__name__)
+        return None
+    return profiles.to_json()

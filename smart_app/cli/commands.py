@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "claims": ("smart_app.program.claims_cli", "Claim hand-off (CSV or draft FHIR Claims) for ready months."),
     "remit": ("smart_app.program.remit_cli", "Load X12 835 remittances or FHIR EOB / ClaimResponse files."),
     "what-if": ("smart_app.program.what_if_cli", "Revenue what-if: the worth of a lower denial rate."),
+    "ledger": ("smart_app.capture.ledger_cli", "Verify the app's hash-chained ledger of captured entries."),
 }
 
 

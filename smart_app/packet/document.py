@@ -45,6 +45,7 @@ class Packet:
     facts: PatientFacts
     hashes: tuple[tuple[str, str, str], ...]  # (fullUrl, "Type/id", sha256 hex)
     generated_at: datetime
+    ledger: Any = None  # packet.ledger_extract.LedgerExtract, when the app's ledger was included
 
 
 def _key(res: dict[str, Any]) -> str | None:
@@ -110,8 +111,11 @@ def build_packet(
     patient_id: str | None = None,
     fhir_base: str | None = None,
     now: datetime | None = None,
+    ledger: Any = None,
 ) -> Packet:
-    """Evaluate the patient-month and wrap it, with every resource it used, in a document Bundle."""
+    """Evaluate the patient-month and wrap it, with every resource it used, in a document Bundle.
+
+    `ledger` (a packet.ledger_extract.LedgerExtract) adds the app's ledger extract with its chain hashes."""
     m = month if isinstance(month, Month) else Month.parse(month)
     items = list(resources)
     chosen, verdict, facts = select_resources(items, patient_id, m, tz, pack, billing_practitioner)
@@ -132,6 +136,11 @@ def build_packet(
     composition = write_composition(
         verdict, facts, m, tz, pack, billing_practitioner, url_of, hashes, generated
     )
+    if ledger is not None:
+        from smart_app.packet import ledger_extract
+
+        composition["extension"].append(ledger_extract.extension(ledger))
+        composition["section"].append(ledger_extract.section(ledger))
     bundle = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
@@ -141,6 +150,6 @@ def build_packet(
         "entry": [{"fullUrl": f"urn:uuid:{composition['id']}", "resource": composition}, *entries],
     }
     validate_document(bundle)
-    return Packet(bundle, verdict, facts, hashes, generated)
+    return Packet(bundle, verdict, facts, hashes, generated, ledger)
 
 

@@ -41,6 +41,13 @@ def render_html(
         "billed": narrative.table(h["billed"], narrative.billed_rows(facts, tz)),
         "hashes": narrative.table(h["hashes"], list(packet.hashes)),
     }
+    if packet.ledger is not None:
+        tables["ledger"] = narrative.table(
+            ["#", "Kind", "Recorded (UTC)", "Who", "Record id", "SHA-256 (chained)"],
+            [[str(r["seq"]), r["kind"], r["recorded"], r.get("user") or "", r["id"], r["hash"]]
+             for r in packet.ledger.records],
+            "The app's ledger holds no record for this patient.",
+        )
     patient = facts.patient
     return _env.get_template("packet.html").render(
         css=Markup(CSS),  # our own constant stylesheet
@@ -58,4 +65,5 @@ def render_html(
         packet_sha256=packet_sha256,
         names=names or {},
         money=wording.format_money,
+        ledger_status=packet.ledger.status_text if packet.ledger is not None else None,
     )

@@ -12,11 +12,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from fhir_mapping.read_note import merge_captured
 from rules.month import BadMonth
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.packet.document import PacketError, build_packet
+from smart_app.packet.ledger_extract import extract
 from smart_app.packet.render import render_html
+from smart_app.readiness.captured import captured_pairs, ledger_of
 from smart_app.readiness.fetch import fetch_patient_resources
 from smart_app.readiness.options import options_from
 from smart_app.web import sessions
@@ -44,6 +47,8 @@ def packet() -> Any:
         )
         month = options.month
         resources = fetch_patient_resources(sessions.fhir_client(), ctx.patient_id, month, options.tz)
+        ledger = ledger_of(current_app)  # what the app captured: counted like the panel counts it
+        resources = merge_captured(resources, captured_pairs(ledger, ctx.fhir_base, ctx.patient_id))
         built = build_packet(
             resources,
             month,
@@ -52,6 +57,7 @@ def packet() -> Any:
             patient_id=ctx.patient_id,
             fhir_base=ctx.fhir_base,
             billing_practitioner=options.billing_practitioner,
+            ledger=extract(ledger, ctx.fhir_base, ctx.patient_id) if ledger is not None else None,
         )
     except BadMonth as exc:
         return _error(400, str(exc))
