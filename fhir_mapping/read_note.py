@@ -72,7 +72,11 @@ def _keys(resources: Iterable[Any]) -> set[tuple[str, str]]:
             continue
         system = _KEY_SYSTEMS.get(str(res.get("resourceType")))
         for ident in res.get("identifier") or () if system else ():
-            if isinstance(ident, dict) and ident.get("system") == system and isinstance(ident.get("value"), str):
+            if (
+                isinstance(ident, dict)
+                and ident.get("system") == system
+                and isinstance(ident.get("value"), str)
+            ):
                 out.add((system, ident["value"]))
     return out
 
@@ -147,4 +151,3 @@ def _corrected(resources: list[Any], fix: dict[str, Any], seen: set[tuple[str, s
             seen.add(key)
             out.extend(derived)
     return out
-

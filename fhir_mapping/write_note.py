@@ -1,4 +1,4 @@
-"""The *note* write profile: a US Core clinical-note DocumentReference per time entry and per consent captured.
+"""The *note* write profile: a US Core clinical-note DocumentReference per time entry and per consent.
 
 For EHRs that accept no app-written Encounter, Task or Consent but do accept clinical notes (US Core "Writing
 Clinical Notes"). Each note has two attachments: `text/plain` a person reads in the chart (minutes, performer,
@@ -42,7 +42,11 @@ def _attachments(readable: str, facts: dict[str, Any], title: str) -> list[dict[
                 "data": _b64(structured),
                 "title": "CCM Ready structured facts",
             },
-            "format": {"system": "urn:ietf:rfc:3986", "code": NOTE_FORMAT, "display": "CCM Ready note facts v1"},
+            "format": {
+                "system": "urn:ietf:rfc:3986",
+                "code": NOTE_FORMAT,
+                "display": "CCM Ready note facts v1",
+            },
         },
     ]
 
@@ -67,9 +71,17 @@ def _note(
             "identifier": [{"system": identifier[0], "value": identifier[1]}],
             "status": "current",
             "docStatus": "final",
-            "type": {"coding": [{"system": LOINC, "code": loinc, "display": loinc_display}], "text": description},
-            "category": [{"coding": [{"system": US_CORE_DOC_CATEGORY, "code": "clinical-note",
-                                      "display": "Clinical Note"}]}],
+            "type": {
+                "coding": [{"system": LOINC, "code": loinc, "display": loinc_display}],
+                "text": description,
+            },
+            "category": [
+                {
+                    "coding": [
+                        {"system": US_CORE_DOC_CATEGORY, "code": "clinical-note", "display": "Clinical Note"}
+                    ]
+                }
+            ],
             "subject": {"reference": f"Patient/{patient_id}"},
             "date": instant(date),
             "author": [{"reference": author}],

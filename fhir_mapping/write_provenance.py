@@ -1,9 +1,9 @@
 """Provenance for everything the app writes, and the strict R4 check every writer runs before sending.
 
-Each write carries a Provenance: agent = the user (US Core `author`, and `enterer`) on behalf of the practice
-(US Core provenance-1: a Practitioner agent needs `onBehalfOf`), and the app (assembler, by identifier); policy =
-the policy pack (id and version) in effect, `recorded` = when the app wrote it. See docs/fhir-conventions.md,
-"What the app writes" and "Write profiles".
+Each write carries a Provenance: agent = the user (US Core `author`, and `enterer`) on behalf of the
+practice (US Core provenance-1: a Practitioner agent needs `onBehalfOf`), and the app (assembler, by
+identifier); policy = the policy pack (id and version) in effect, `recorded` = when the app wrote it. See
+docs/fhir-conventions.md, "What the app writes" and "Write profiles".
 """
 
 from __future__ import annotations
@@ -115,7 +115,9 @@ def provenance(
                 "onBehalfOf": on_behalf,
             },
             {
-                "type": {"coding": [{"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]},
+                "type": {
+                    "coding": [{"system": PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}]
+                },
                 "who": {
                     "identifier": {"system": APP_ID_SYSTEM, "value": "ccm-ready"},
                     "display": f"{APP_NAME} {app_version()}",

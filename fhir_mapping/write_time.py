@@ -23,7 +23,8 @@ TIME_ENTRY_ID = "https://ccm-ready.org/fhir/identifier/time-entry"
 TIME_ENTRY_TASK_ID = "https://ccm-ready.org/fhir/identifier/time-entry-task"
 ENTRY_FLAG = "https://ccm-ready.org/fhir/CodeSystem/entry-flag"
 # US Core Encounter.type (extensible; SNOMED CT is-a 308335008 Patient encounter procedure): care-management
-# time is work done for the patient without a visit, an "indirect encounter". Our care-program code sits beside it.
+# time is work done for the patient without a visit, an "indirect encounter". Our care-program code is
+# beside it.
 INDIRECT_ENCOUNTER = "185316007"
 PROGRAM_TEXT = {
     "ccm": "Chronic care management time",
@@ -105,7 +106,7 @@ def urn(kind: str, entry_id: str) -> str:
 
 
 def encounter_type(program: str) -> dict[str, Any]:
-    """Encounter.type: a standard SNOMED CT code and text (US Core), and our care-program coding (the reader's)."""
+    """Encounter.type: a standard SNOMED CT code and text (US Core) beside our care-program coding."""
     return {
         "coding": [
             {"system": CARE_PROGRAM, "code": program},

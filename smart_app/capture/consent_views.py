@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 @bp.get("/consent/new")
 def new_consent() -> Any:
     ctx = sessions.require_context()
-    missing: list[str] = []  # every launch may record consent: what the EHR does not accept stays in the ledger
+    missing: list[str] = []  # every launch may record consent (what the EHR refuses stays in the ledger)
     form: dict[str, Any] = {"consent_id": new_entry_id(), "date": datetime.now(_practice_tz()[1]).date()}
     try:
         patient = sessions.fhir_client().read("Patient", ctx.patient_id)

@@ -104,7 +104,7 @@ class Delivery:
         return profile
 
     def route(self, client: Client, item: OutboxItem) -> list[str]:
-        """Write `item` in its profile, moving down on a definite refusal; Retry/Reject as the outbox expects."""
+        """Write `item` in its profile, moving down on a definite refusal; Retry/Reject like deliver."""
         profile = self._current(item)
         moved: list[str] = []
         while True:
@@ -118,7 +118,9 @@ class Delivery:
                         raise
                     types = [tracking.last_type] if tracking.last_type else list(KIND_TYPES[item.kind])
                     self._refused(item.fhir_base, types, "note", refused)
-                    moved.append(f"the EHR refused {', '.join(types)} (HTTP {refused[0]}: {refused[1][:120]})")
+                    moved.append(
+                        f"the EHR refused {', '.join(types)} (HTTP {refused[0]}: {refused[1][:120]})"
+                    )
                     profile = "note" if item.kind in NOTE_KINDS and item.payload.get("note") else "none"
                     continue
             elif profile == "note":
@@ -145,7 +147,9 @@ class Delivery:
     def _refused(self, base: str, types: list[str], to: str, refused: tuple[int, str]) -> None:
         for rtype in types:
             self.ledger.set_profile(base, rtype, to, f"the EHR refused {rtype} (HTTP {refused[0]})")
-        log.warning("FHIR server refused %s (HTTP %s): moved to the %s profile", ",".join(types), refused[0], to)
+        log.warning(
+            "FHIR server refused %s (HTTP %s): moved to the %s profile", ",".join(types), refused[0], to
+        )
 
     def _record(self, item: OutboxItem, profile: str, written: list[str], moved: str) -> None:
         entry = self.ledger.get(item.id)

@@ -1,14 +1,15 @@
 """The ledger: the app's own system of record of what it captured, append-only and hash-chained.
 
 Every time entry, consent capture and correction is appended here BEFORE any write to the EHR, with who
-(`user`), when (`recorded`, UTC), what (`facts`: the entry as JSON) and about whom (`fhir_base`, `patient_id`).
+(`user`), when (`recorded`, UTC), what (`facts`: the entry as JSON) and about whom (`fhir_base`,
+`patient_id`).
 Where it was written is appended later as a `delivery` record naming the entry (`facts.of`), the write profile
 used (structured | note | none) and the references the EHR returned, so rows are never updated. The outbox
 item with the same id is the entry's delivery state (pending / saved / rejected).
 
-Each row carries `hash` = SHA-256 over its canonical content and the previous row's hash; `verify()` recomputes
-the chain and names the first record whose content or link does not match. The SQL is plain (one table plus a
-small table of per-server write profiles) so the store ports to another database unchanged.
+Each row carries `hash` = SHA-256 over its canonical content and the previous row's hash; `verify()`
+recomputes the chain and names the first record whose content or link does not match. The SQL is plain (one
+table plus a small table of per-server write profiles) so the store ports to another database unchanged.
 """
 
 from __future__ import annotations
@@ -122,8 +123,17 @@ def _row(row: tuple[Any, ...]) -> LedgerRecord:
     except (TypeError, ValueError):
         facts = {}
     return LedgerRecord(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], facts if isinstance(facts, dict) else {},
-        row[8], row[9], row[7],
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        facts if isinstance(facts, dict) else {},
+        row[8],
+        row[9],
+        row[7],
     )
 
 
@@ -221,12 +231,16 @@ class Ledger:
         for row in rows:
             seq, rid, kind, base, patient, user, recorded, facts_text, prev_hash, digest = row
             if seq != expected_seq:
-                broken.append(Broken(seq, rid, f"record(s) before #{seq} are missing (expected #{expected_seq})"))
+                broken.append(
+                    Broken(seq, rid, f"record(s) before #{seq} are missing (expected #{expected_seq})")
+                )
             if prev_hash != prev:
                 broken.append(Broken(seq, rid, "its link to the previous record does not match"))
             again = record_hash(seq, rid, kind, base, patient, user, recorded, facts_text, prev_hash)
             if again != digest:
-                broken.append(Broken(seq, rid, "its content does not match its hash (altered after the fact)"))
+                broken.append(
+                    Broken(seq, rid, "its content does not match its hash (altered after the fact)")
+                )
             prev, expected_seq = digest, seq + 1
         return ChainCheck(len(rows), tuple(broken), prev)
 
@@ -235,10 +249,13 @@ class Ledger:
     def set_profile(self, fhir_base: str, resource_type: str, profile: str, reason: str) -> None:
         """Remember that `fhir_base` refused `resource_type` at run time: use `profile` for it from now on."""
         with self._tx() as c:
-            c.execute("DELETE FROM write_profile WHERE fhir_base = ? AND resource_type = ?",
-                      (fhir_base.rstrip("/"), resource_type))
             c.execute(
-                "INSERT INTO write_profile (fhir_base, resource_type, profile, reason, updated) VALUES (?,?,?,?,?)",
+                "DELETE FROM write_profile WHERE fhir_base = ? AND resource_type = ?",
+                (fhir_base.rstrip("/"), resource_type),
+            )
+            c.execute(
+                "INSERT INTO write_profile (fhir_base, resource_type, profile, reason, updated)"
+                " VALUES (?,?,?,?,?)",
                 (fhir_base.rstrip("/"), resource_type, profile, reason[:300], self.clock()),
             )
 

@@ -49,6 +49,7 @@ CCM_TYPES: tuple[str, ...] = (
     "Task",
     "Communication",
     "ChargeItem",
+    "DocumentReference",  # the app's clinical notes (write profile "note"): time and consent read back
 )
 NOT_SUPPORTED = frozenset({404, 405, 501})
 CHUNK = 1 << 16

@@ -6,9 +6,9 @@
   DocumentReference `create` and the launch may create it);
 - *none*: nothing is written to the EHR; the entry lives in the app's ledger only.
 
-A write kind gets the first profile its server and scopes allow. A run-time refusal (403/405/422 answered with an
-OperationOutcome) moves the refused resource type down to the next profile for that server (remembered by the
-ledger), so nothing is retried forever against a server that will never accept it.
+A write kind gets the first profile its server and scopes allow. A run-time refusal (403/405/422 answered
+with an OperationOutcome) moves the refused resource type down to the next profile for that server
+(remembered by the ledger), so nothing is retried forever against a server that will never accept it.
 """
 
 from __future__ import annotations
@@ -169,7 +169,9 @@ class CapabilityCache:
         try:
             writes = server_writes(fetch())
         except Exception as exc:  # unknown: try writes and learn from refusals
-            log.info("CapabilityStatement unavailable (%s); write profiles from scopes only", type(exc).__name__)
+            log.info(
+                "CapabilityStatement unavailable (%s); write profiles from scopes only", type(exc).__name__
+            )
             return ServerWrites(None, True)
         with self._lock:
             self._known[key] = (time.monotonic(), writes)

@@ -64,7 +64,9 @@ def section(ext: LedgerExtract) -> dict[str, Any]:
         "code": {"coding": [{"system": SECTION_SYSTEM, "code": "ledger"}]},
         "text": _div(inner),
         "emptyReason": {
-            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nilknown"}]
+            "coding": [
+                {"system": "http://terminology.hl7.org/CodeSystem/list-empty-reason", "code": "nilknown"}
+            ]
         },
     }
 

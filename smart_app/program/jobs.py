@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -65,12 +65,14 @@ def build_worklist(
     workers: int = 1,
     on_stage: StageFn | None = None,
     on_patient: CountFn | None = None,
+    captured: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
 ) -> WorklistResult:
     """Export the population, evaluate every patient, return the worklist rows (and trend months).
 
     `workers` > 1 evaluates buckets in forked processes (only from a single-threaded caller such as
-    the CLI). `workdir` keeps the export (and its resume state) between runs; without it a temporary folder
-    is used and removed afterwards.
+    the CLI). `captured`: the app's ledger entries by bare patient id (readiness.captured), counted with
+    what the server holds, each entry once. `workdir` keeps the export (and its resume state) between runs;
+    without it a temporary folder is used and removed afterwards.
     """
     m = month if isinstance(month, Month) else Month.parse(month)
     zone(tz)
@@ -115,6 +117,7 @@ def build_worklist(
             workdir=folder,
             progress=on_patient,
             workers=workers,
+            captured=captured,
         ):
             count += 1
             if row is not None:

@@ -30,7 +30,7 @@ import multiprocessing
 import shutil
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ import orjson
 
 from fhir_mapping.people import PERSON_TYPES
 from fhir_mapping.stream import line_subject_key, paused_gc, subject_key, unread_line
+from fhir_mapping.read_note import merge_captured
 from rules.month import Month, zone
 from rules.packs import PolicyPack
 from rules.records import PatientFacts
@@ -189,9 +190,13 @@ def _evaluate_group(
     tz: str,
     policy: str | PolicyPack | None,
     billing_practitioner: str | None,
+    captured: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
 ) -> PatientResult:
     options = EvaluationOptions(months[0], tz, policy or "", billing_practitioner)
-    facts, verdicts = verdicts_for_months(resources, key.split("/", 1)[1], options, months)
+    pid = key.split("/", 1)[1]
+    if captured:  # the app's own notes and ledger entries count too (each entry once)
+        resources = merge_captured(resources, captured.get(pid, ()))
+    facts, verdicts = verdicts_for_months(resources, pid, options, months)
     return PatientResult(key, facts, tuple(verdicts))
 
 
@@ -220,15 +225,18 @@ def evaluate_population(
     per_bucket: int = PER_BUCKET,
     workdir: Path | None = None,
     progress: ProgressFn | None = None,
+    captured: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
 ) -> Iterator[PatientResult]:
-    """read_facts -> evaluate for every patient in the files, for each of `months` (same as one alone)."""
+    """read_facts -> evaluate for every patient in the files, for each of `months` (same as one alone).
+
+    `captured`: the app's ledger entries by bare patient id, merged in (see readiness.captured)."""
     zone(tz)
     wanted = _months(months)
     files = list(files)
     expected = _expected_patients(files, patients)
     groups = patient_groups(files, patients=expected, per_bucket=per_bucket, workdir=workdir)
     for done, (key, resources) in enumerate(groups, start=1):
-        result = _evaluate_group(key, resources, wanted, tz, policy, billing_practitioner)
+        result = _evaluate_group(key, resources, wanted, tz, policy, billing_practitioner, captured)
         if progress:
             progress(done, max(expected, done))
         yield result
@@ -241,11 +249,12 @@ def _bucket_job(
     policy: str | PolicyPack | None,
     billing_practitioner: str | None,
     fn: Callable[[PatientResult], T],
+    captured: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
 ) -> list[T]:
     """In a worker process: evaluate one bucket (its files) and map each patient through `fn`."""
     groups = _group_keyed(_lines(paths))
     return [
-        fn(_evaluate_group(key, res, months, tz, policy, billing_practitioner))
+        fn(_evaluate_group(key, res, months, tz, policy, billing_practitioner, captured))
         for key, res in _with_patient(groups)
     ]
 
@@ -263,6 +272,7 @@ def map_population(
     workdir: Path | None = None,
     progress: ProgressFn | None = None,
     workers: int = 1,
+    captured: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
 ) -> Iterator[T]:
     """`fn(result)` for every patient; with workers > 1 the buckets are evaluated in forked processes.
 
@@ -285,6 +295,7 @@ def map_population(
             per_bucket=per_bucket,
             workdir=workdir,
             progress=progress,
+            captured=captured,
         ):
             yield fn(result)
         return
@@ -313,6 +324,7 @@ def map_population(
                     policy,
                     billing_practitioner,
                     fn,
+                    captured,
                 )
                 for b in range(buckets)
             ]

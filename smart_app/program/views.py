@@ -41,6 +41,7 @@ from smart_app.program.worklist import (
     sort_rows,
     to_csv,
 )
+from smart_app.readiness.captured import captured_by_patient, ledger_of
 from smart_app.readiness.options import options_from
 from smart_app.readiness.wording import format_money, status_label
 from smart_app.storage import database_for
@@ -181,6 +182,7 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
     prefer_bulk = bool(current_app.config.get("PROGRAM_BULK", True))
     finished = threading.Event()
     last = {"at": 0.0}
+    captured = captured_by_patient(ledger_of(current_app), base)  # what the app captured on this server
 
     def stage(text: str) -> None:
         store.progress(key, stage=text)
@@ -211,6 +213,7 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
                 prefer_bulk=prefer_bulk,
                 on_stage=stage,
                 on_patient=count,
+                captured=captured,
             )
             store.finish(key, result=result)
         except Exception as exc:  # shown on the page; the worker must never die silently

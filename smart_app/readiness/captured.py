@@ -35,11 +35,26 @@ def ledger_of(app: Flask) -> CapturedLedger | None:
     return app.extensions.get(LEDGER_EXT)
 
 
-def captured_pairs(ledger: CapturedLedger | None, fhir_base: str, patient_id: str) -> list[tuple[str, dict[str, Any]]]:
+Captured = list[tuple[str, dict[str, Any]]]
+
+
+def captured_pairs(ledger: CapturedLedger | None, fhir_base: str, patient_id: str) -> Captured:
     """(kind, facts) of a patient's captured entries in ledger order (delivery records left out)."""
     if ledger is None:
         return []
     return [(r.kind, r.facts) for r in ledger.records(fhir_base, patient_id) if r.kind != "delivery"]
+
+
+def captured_by_patient(ledger: CapturedLedger | None, fhir_base: str) -> dict[str, Captured]:
+    """Every patient's captured entries on one server, by bare patient id (for the worklist)."""
+    out: dict[str, Captured] = {}
+    if ledger is None:
+        return out
+    base = fhir_base.rstrip("/")
+    for r in ledger.records():
+        if r.fhir_base == base and r.kind != "delivery":
+            out.setdefault(r.patient_id, []).append((r.kind, r.facts))
+    return out
 
 
 @dataclass(frozen=True)

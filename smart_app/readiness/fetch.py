@@ -1,10 +1,10 @@
 """Use case: one patient, one month -> a Verdict, fetching everything in as few round trips as possible.
 
-The whole fetch is ONE batch Bundle of searches (Patient read; Conditions; CarePlans; Consents; the
-month's Encounters with their Tasks; initiating-visit Encounters; attestation Tasks; Communications
-that share a plan; the month's ChargeItems; DocumentReferences, where the app's notes are). Visits are filtered by code, not by date, so an old
-consent never needs a second look-up; a second round trip happens only for paging or a fallback.
-Servers that refuse batches get the same searches as concurrent GETs, all at once (one thread per
+The whole fetch is ONE batch Bundle of searches (Patient read; Conditions; CarePlans; Consents; the month's
+Encounters with their Tasks; initiating-visit Encounters; attestation Tasks; Communications that share a
+plan; the month's ChargeItems; DocumentReferences, where the app's notes are). Visits are filtered by code,
+not by date, so an old consent never needs a second look-up; a second round trip happens only for paging or
+a fallback. Servers that refuse batches get the same searches as concurrent GETs, all at once (one thread per
 query, over the FHIR client's pooled keep-alive connections), so the fallback costs one round trip of
 wall time, not one per wave.
 """

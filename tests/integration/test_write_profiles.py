@@ -82,10 +82,18 @@ class EhrProxy:
                     elif target not in proxy.accepts:
                         self._refuse(target)
                         return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                up = requests.request(self.command, proxy.upstream + path, data=body, headers=headers, timeout=30)
-                self._send(up.status_code, up.content, up.headers.get("Content-Type", "application/fhir+json"),
-                           up.headers.get("Location"))
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
+                }
+                up = requests.request(
+                    self.command, proxy.upstream + path, data=body, headers=headers, timeout=30
+                )
+                self._send(
+                    up.status_code,
+                    up.content,
+                    up.headers.get("Content-Type", "application/fhir+json"),
+                    up.headers.get("Location"),
+                )
 
             def _send(self, status: int, body: bytes, ctype: str, location: str | None = None) -> None:
                 self.send_response(status)
@@ -112,8 +120,13 @@ class EhrProxy:
         if self.transaction:
             rest["interaction"].append({"code": "transaction"})
         return {
-            "resourceType": "CapabilityStatement", "status": "active", "date": "2026-01-01", "kind": "instance",
-            "fhirVersion": "4.0.1", "format": ["json"], "rest": [rest],
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": "2026-01-01",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "rest": [rest],
         }
 
     def close(self) -> None:
@@ -134,8 +147,12 @@ def ehr(request: pytest.FixtureRequest, sekmet: SekmetServer) -> Iterator[EhrPro
 def log_time(client: FlaskClient, csrf: str, minutes: int, hours_ago: float) -> dict[str, Any]:
     start = entry_moment(hours_ago)
     body = {
-        "date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": str(minutes),
-        "program": "ccm", "activity": "patient-call", "note": GOOD_NOTE,
+        "date": start.date().isoformat(),
+        "start": start.strftime("%H:%M"),
+        "minutes": str(minutes),
+        "program": "ccm",
+        "activity": "patient-call",
+        "note": GOOD_NOTE,
     }
     resp = post_json(client, csrf, "/time", body)
     assert resp.status_code == 201, resp.get_json()
@@ -146,7 +163,10 @@ def record_consent(client: FlaskClient, csrf: str) -> dict[str, Any]:
     first = datetime.now(UTC).date().replace(day=1)
     day = max(first - timedelta(days=1), datetime.now(UTC).date() - timedelta(days=1))
     body = {
-        "consent_id": new_entry_id(), "decision": "given", "method": "verbal", "date": day.isoformat(),
+        "consent_id": new_entry_id(),
+        "decision": "given",
+        "method": "verbal",
+        "date": day.isoformat(),
         "billing_practitioner": DOCTOR,
         "disclosures": ["ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"],
     }
@@ -169,8 +189,12 @@ def ledger_kinds(app: Flask, patient: str, base: str) -> list[str]:
 
 def keep_written(fhir: FhirClient, patient: str) -> dict[str, list[dict[str, Any]]]:
     found = {}
-    for rtype, param in (("Encounter", "patient"), ("Task", "patient"), ("Consent", "patient"),
-                         ("DocumentReference", "patient")):
+    for rtype, param in (
+        ("Encounter", "patient"),
+        ("Task", "patient"),
+        ("Consent", "patient"),
+        ("DocumentReference", "patient"),
+    ):
         found[rtype] = fhir.search(rtype, {param: f"Patient/{patient}"})
         WRITTEN.extend((f"{rtype}/{r['id']}", r) for r in found[rtype])
     for enc in found["Encounter"] + found["Consent"]:
@@ -205,9 +229,16 @@ def test_time_and_consent_counted_whatever_the_ehr_accepts(
     # nothing lost: the ledger holds both entries and where they were written
     assert ledger_kinds(app, patient, ehr.base) == ["consent", "delivery", "time", "delivery"]
     stored = keep_written(fhir, patient)
-    ours = [i["value"] for e in stored["Encounter"] for i in e.get("identifier", []) if i["system"] == TIME_ENTRY_ID]
+    ours = [
+        i["value"]
+        for e in stored["Encounter"]
+        for i in e.get("identifier", [])
+        if i["system"] == TIME_ENTRY_ID
+    ]
     notes = [i["value"] for d in stored["DocumentReference"] for i in d.get("identifier", [])]
-    consents = [i["value"] for c in stored["Consent"] for i in c.get("identifier", []) if i["system"] == CONSENT_ID]
+    consents = [
+        i["value"] for c in stored["Consent"] for i in c.get("identifier", []) if i["system"] == CONSENT_ID
+    ]
     expected = {
         "structured": ([entry["id"]], [], [consent["id"]]),
         "note": ([], sorted([entry["id"], consent["id"]]), []),

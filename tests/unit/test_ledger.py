@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,7 +61,7 @@ def test_append_is_idempotent_and_chained(ledger: Ledger) -> None:
     records = ledger.records()
     assert [r.seq for r in records] == [1, 2, 3]
     assert records[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
     check = ledger.verify()
     assert check.ok and check.count == 3 and check.head == records[-1].hash
 
@@ -88,8 +89,9 @@ def test_a_rehashed_change_breaks_the_next_link(ledger: Ledger) -> None:
     rec = ledger.get(ids[1])
     assert rec is not None
     text = rec.facts_text.replace('"minutes":11', '"minutes":50')
-    digest = record_hash(rec.seq, rec.id, rec.kind, rec.fhir_base, rec.patient_id, rec.user, rec.recorded, text,
-                         rec.prev_hash)
+    digest = record_hash(
+        rec.seq, rec.id, rec.kind, rec.fhir_base, rec.patient_id, rec.user, rec.recorded, text, rec.prev_hash
+    )
     _tamper(ledger.path, "UPDATE ledger SET facts = ?, hash = ? WHERE id = ?", text, digest, ids[1])
     check = ledger.verify()
     assert [(b.seq, b.id) for b in check.broken] == [(3, ids[2])]
@@ -146,12 +148,17 @@ def test_profiles_from_the_capability_statement_and_scopes() -> None:
     everything = server_writes(capability(*ALL))
     assert everything.transaction
     assert choose(everything, lambda t: True).by_kind == {
-        "time": "structured", "correction": "structured", "consent": "structured", "consent-stop": "structured"
+        "time": "structured",
+        "correction": "structured",
+        "consent": "structured",
+        "consent-stop": "structured",
     }
     notes_only = server_writes(capability("DocumentReference", transaction=False, reads_only=("Encounter",)))
     chosen = choose(notes_only, lambda t: True)
     assert (chosen.profile("time"), chosen.profile("consent"), chosen.profile("correction")) == (
-        "note", "note", "none"
+        "note",
+        "note",
+        "none",
     )
     assert "does not accept Encounter" in chosen.reasons["time"]
     nothing = server_writes(capability(reads_only=ALL))
@@ -198,14 +205,25 @@ def queued(ledger: Ledger, outbox: Outbox, profile: str = "structured") -> str:
     d = draft(25)
     bundle = entry_transaction(d, user=NURSE, recorded=NOW, pack_id="cms-pfs-2026", pack_version="t")
     capture(
-        ledger, outbox, d.entry_id, "time", fhir_base=BASE, patient_id=PID, user=NURSE,
-        facts={"entry": draft_to_json(d)}, payload={"bundle": bundle, "note": time_note(d, NOW)},
-        summary={"minutes": 25}, mode="open", profile=profile,
+        ledger,
+        outbox,
+        d.entry_id,
+        "time",
+        fhir_base=BASE,
+        patient_id=PID,
+        user=NURSE,
+        facts={"entry": draft_to_json(d)},
+        payload={"bundle": bundle, "note": time_note(d, NOW)},
+        summary={"minutes": 25},
+        mode="open",
+        profile=profile,
     )
     return d.entry_id
 
 
-def test_a_refused_encounter_moves_the_entry_to_a_note_and_is_remembered(ledger: Ledger, tmp_path: Path) -> None:
+def test_a_refused_encounter_moves_the_entry_to_a_note_and_is_remembered(
+    ledger: Ledger, tmp_path: Path
+) -> None:
     delivery = Delivery(ledger)
     outbox = Outbox(tmp_path / "outbox.sqlite3", sender=delivery.route)
     server = RefusingServer({"Encounter"})
@@ -255,3 +273,19 @@ def test_a_422_without_an_operation_outcome_is_a_rejection_not_a_move(ledger: Le
     item = outbox.send(queued(ledger, outbox), Odd(set()))
     assert item is not None and item.state == "rejected"
     assert ledger.refusals(BASE) == {}
+
+
+def test_the_worklist_counts_ledger_entries_for_the_population(tmp_path: Path) -> None:
+    import json
+
+    from rules.month import Month
+    from smart_app.program.population import evaluate_population
+
+    export = tmp_path / "Patient.ndjson"
+    export.write_text(json.dumps({"resourceType": "Patient", "id": PID}) + "\n")
+    month = str(Month.of(NOW - timedelta(hours=2)))
+    captured = {PID: [("time", facts(20)), ("time", facts(15))]}
+    (alone,) = evaluate_population([export], [month], workdir=tmp_path)
+    (merged,) = evaluate_population([export], [month], workdir=tmp_path, captured=captured)
+    assert len(alone.facts.time_entries) == 0
+    assert sum(t.minutes for t in merged.facts.time_entries) == 35

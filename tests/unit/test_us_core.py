@@ -1,8 +1,9 @@
-"""Every shape the app writes: valid R4 for the Medplum validator and fhir.resources, and US Core where it applies.
+"""Every shape the app writes: valid R4 (Medplum's validator, fhir.resources) and US Core where it applies.
 
-Shapes: each write profile (structured transaction, clinical note), each kind of write (time entry, correction,
-consent given / declined / stopped, care plan, charge items) and the audit packet (with a ledger extract). The
-Medplum validator (@medplum/core validateResource, tests/fhir_validate) runs ONCE for the whole module.
+Shapes: each write profile (structured transaction, clinical note), each kind of write (time entry,
+correction, consent given / declined / stopped, care plan, charge items) and the audit packet (with a ledger
+extract). The Medplum validator (@medplum/core validateResource, tests/fhir_validate) runs ONCE for the
+whole module.
 """
 
 from __future__ import annotations
@@ -76,7 +77,11 @@ def _packet(tmp: Path) -> dict[str, Any]:
     resources = [{"resourceType": "Patient", "id": PID, "name": [{"family": "Doe"}]}]
     merged = merge_captured(resources, [("time", facts)])
     packet = build_packet(
-        merged, "2026-11", patient_id=PID, fhir_base="http://ehr/fhir", ledger=extract(ledger, "http://ehr/fhir", PID)
+        merged,
+        "2026-11",
+        patient_id=PID,
+        fhir_base="http://ehr/fhir",
+        ledger=extract(ledger, "http://ehr/fhir", PID),
     )
     ledger.close()
     return packet.bundle
@@ -98,8 +103,14 @@ def written_shapes(tmp: Path) -> dict[str, dict[str, Any]]:
     shapes = {
         "structured time entry": entry_transaction(d, user=NURSE, recorded=NOW, **PACK),
         "correction with replacement": correction_transaction(
-            "http://ehr/fhir", enc, [tsk], "minutes mistyped", user=NURSE, recorded=NOW,
-            replacement=time_draft("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", 15), **PACK,
+            "http://ehr/fhir",
+            enc,
+            [tsk],
+            "minutes mistyped",
+            user=NURSE,
+            recorded=NOW,
+            replacement=time_draft("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f", 15),
+            **PACK,
         ),
         "consent given": consent_tx,
         "consent declined": consent_transaction(consent_draft("declined"), user=NURSE, recorded=NOW, **PACK),
@@ -108,8 +119,15 @@ def written_shapes(tmp: Path) -> dict[str, dict[str, Any]]:
         ),
         "care plan": plan_tx(plan_draft()),
         "charge items": charge_transaction(
-            patient_id=PID, month="2026-11", lines=[("99490", 1, "CCM first 20 min")], practitioner=DOCTOR,
-            start=NOW - timedelta(days=19), end=NOW, entered=NOW, user=DOCTOR, **PACK,
+            patient_id=PID,
+            month="2026-11",
+            lines=[("99490", 1, "CCM first 20 min")],
+            practitioner=DOCTOR,
+            start=NOW - timedelta(days=19),
+            end=NOW,
+            entered=NOW,
+            user=DOCTOR,
+            **PACK,
         ),
         "note: time entry": time_note(d, NOW),
         "note: consent": consent_note(consent_draft(), NOW),
@@ -211,7 +229,9 @@ def test_notes_are_us_core_clinical_notes(shapes: dict[str, dict[str, Any]], nam
     assert doc["status"] == "current"
     assert doc["type"]["coding"][0]["system"] == LOINC and doc["type"]["coding"][0]["code"]
     assert doc["category"][0]["coding"][0] == {
-        "system": US_CORE_DOC_CATEGORY, "code": "clinical-note", "display": "Clinical Note"
+        "system": US_CORE_DOC_CATEGORY,
+        "code": "clinical-note",
+        "display": "Clinical Note",
     }
     assert doc["subject"] == {"reference": f"Patient/{PID}"}
     assert doc["date"] and doc["author"][0]["reference"] == NURSE
