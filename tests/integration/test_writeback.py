@@ -330,7 +330,8 @@ def test_consent_written_read_back_valid_and_read_by_rules(sekmet: SekmetServer,
     assert any(f.rule == "consent.stop-effective" for f in verdict.findings)
 
 
-def test_read_only_launch_writes_nothing(sekmet: SekmetServer, tmp_path: Path) -> None:
+def test_read_only_launch_writes_nothing_to_the_ehr(sekmet: SekmetServer, tmp_path: Path) -> None:
+    """No write scope: write profile *none*, the entry is kept in the app's ledger only."""
     fhir = FhirClient(sekmet.base)
     patient = new_patient(fhir, "ReadOnly")
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False})
@@ -350,10 +351,13 @@ def test_read_only_launch_writes_nothing(sekmet: SekmetServer, tmp_path: Path) -
 
     client = app.test_client()
     csrf = client.get("/_test/start").get_data(as_text=True)
-    resp = post_json(client, csrf, "/time", {"minutes": "5", "note": GOOD_NOTE})
-    assert resp.status_code == 403
-    assert "Read-only" in resp.get_json()["message"]
+    start = entry_moment(2)
+    body = {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "5", "note": GOOD_NOTE}
+    resp = post_json(client, csrf, "/time", body)
+    assert resp.status_code == 201 and resp.get_json()["where"]["profile"] == "none", resp.get_json()
+    assert "ledger" in resp.get_json()["message"]
     assert fhir.search("Encounter", {"patient": f"Patient/{patient}"}) == []
+    assert fhir.search("DocumentReference", {"patient": f"Patient/{patient}"}) == []
 
 
 # ------------------------------------------------------------------------------------ faults
