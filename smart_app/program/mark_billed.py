@@ -20,6 +20,7 @@ from rules.month import Month, zone
 from rules.packs import resolve_pack
 from rules.verdict import Verdict
 from smart_app.program.worklist import BILLED_STATUSES, CCM_FAMILY
+from smart_app.readiness.captured import CapturedSource, ledger_of
 from smart_app.readiness.fetch import ReadinessClient
 from smart_app.readiness.options import EvaluationOptions
 from smart_app.readiness.use_case import ServerSource, verdict_for
@@ -106,7 +107,8 @@ def mark_billed(
             tuple((c, u) for _r, c, u in ours),
         )
     options = EvaluationOptions(m, tz, pack.id, billing_practitioner)
-    verdict: Verdict = verdict_for(ServerSource(client), patient_id, options).verdict
+    source = CapturedSource(ServerSource(client), _ledger(), str(getattr(client, "base", "")))
+    verdict: Verdict = verdict_for(source, patient_id, options).verdict
     if verdict.status != "ready" or not verdict.codes:
         raise BillingRefused(f"This month is not ready to bill (status: {verdict.status}).", "not-ready")
     practitioner = verdict.billing_practitioner
@@ -187,3 +189,10 @@ def undo_billed(
     entries.append({"resource": prov, "request": {"method": "POST", "url": "Provenance"}})
     client.transaction({"resourceType": "Bundle", "type": "transaction", "entry": entries})
     return UndoResult(f"Patient/{patient_id}", str(m), tuple(refs), tuple((c, u) for _r, c, u in ours))
+
+
+def _ledger() -> Any:
+    """The app's ledger when running inside the app (its entries count like the panel counts them)."""
+    from flask import current_app, has_app_context
+
+    return ledger_of(current_app) if has_app_context() else None

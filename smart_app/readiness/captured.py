@@ -38,11 +38,26 @@ def ledger_of(app: Flask) -> CapturedLedger | None:
 Captured = list[tuple[str, dict[str, Any]]]
 
 
+def _pairs(records: list[Any]) -> Captured:
+    """(kind, facts) of captured entries, in ledger order. Delivery records are left out, and so is a consent
+    stop the EHR applied as structured data (it changed the Consent on file, which the EHR's copy shows)."""
+    on_ehr = {
+        r.facts.get("of")
+        for r in records
+        if r.kind == "delivery" and r.facts.get("profile") == "structured" and r.facts.get("written")
+    }
+    return [
+        (r.kind, r.facts)
+        for r in records
+        if r.kind != "delivery" and not (r.kind == "consent-stop" and r.id in on_ehr)
+    ]
+
+
 def captured_pairs(ledger: CapturedLedger | None, fhir_base: str, patient_id: str) -> Captured:
-    """(kind, facts) of a patient's captured entries in ledger order (delivery records left out)."""
+    """(kind, facts) of a patient's captured entries (see `_pairs`)."""
     if ledger is None:
         return []
-    return [(r.kind, r.facts) for r in ledger.records(fhir_base, patient_id) if r.kind != "delivery"]
+    return _pairs(ledger.records(fhir_base, patient_id))
 
 
 def captured_by_patient(ledger: CapturedLedger | None, fhir_base: str) -> dict[str, Captured]:
@@ -51,9 +66,12 @@ def captured_by_patient(ledger: CapturedLedger | None, fhir_base: str) -> dict[s
     if ledger is None:
         return out
     base = fhir_base.rstrip("/")
+    by_patient: dict[str, list[Any]] = {}
     for r in ledger.records():
-        if r.fhir_base == base and r.kind != "delivery":
-            out.setdefault(r.patient_id, []).append((r.kind, r.facts))
+        if r.fhir_base == base:
+            by_patient.setdefault(r.patient_id, []).append(r)
+    for patient, records in by_patient.items():
+        out[patient] = _pairs(records)
     return out
 
 

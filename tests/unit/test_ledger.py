@@ -289,3 +289,15 @@ def test_the_worklist_counts_ledger_entries_for_the_population(tmp_path: Path) -
     (merged,) = evaluate_population([export], [month], workdir=tmp_path, captured=captured)
     assert len(alone.facts.time_entries) == 0
     assert sum(t.minutes for t in merged.facts.time_entries) == 35
+
+
+def test_a_stop_the_ehr_applied_is_not_counted_twice(ledger: Ledger) -> None:
+    from smart_app.readiness.captured import captured_by_patient, captured_pairs
+
+    stop = {"consent": {"consent_id": "s1"}}
+    applied = ledger.append("s1", "consent-stop", fhir_base=BASE, patient_id=PID, user=NURSE, facts=stop)
+    ledger.record_delivery(applied, "structured", ["Consent/c9"])
+    kept = ledger.append("s2", "consent-stop", fhir_base=BASE, patient_id=PID, user=NURSE, facts=stop)
+    ledger.record_delivery(kept, "none", [])
+    assert [k for k, _ in captured_pairs(ledger, BASE, PID)] == ["consent-stop"]
+    assert captured_by_patient(ledger, BASE) == {PID: [("consent-stop", stop)]}
