@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import current_app, jsonify, render_template, request
 
+from fhir_mapping.read_note import CAPTURED_PREFIX, merge_captured
 from fhir_mapping.reader import read_facts
 from fhir_mapping.write_provenance import WriteError, now_utc
 from fhir_mapping.write_time import (
@@ -24,14 +25,12 @@ from rules.entry_validation import (
 from rules.month import Month
 from rules.records import TimeEntry
 from smart_app.capture.blueprint import (
-    TIME_TYPES,
     _answer,
     _checked,
     _form_context,
     _invalid,
     _invalid_form,
     _item_json,
-    _missing_scopes,
     _recent,
     _resume,
     _same_launch,
@@ -45,6 +44,8 @@ from smart_app.capture.blueprint import (
 from smart_app.capture.delivery import capture
 from smart_app.capture.entries import entry_draft, pack_info, performer_ref, time_item, unsaved_entries
 from smart_app.capture.forms import _data, _practice_tz, _text, proposed_from
+from smart_app.fhir.client import FhirError
+from smart_app.readiness.captured import captured_pairs
 from smart_app.web import people, sessions
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,8 @@ def note_check() -> Any:
 
 @bp.get("/time")
 def list_time() -> Any:
-    """This patient's time entries for a month (from the FHIR server), each with a link to correct it."""
+    """This patient's time entries for a month (the FHIR server's, the app's notes on it and the ledger's),
+    each with a link to correct it."""
     ctx = sessions.require_context()
     tz_name, tz = _practice_tz()
     try:
@@ -138,7 +140,9 @@ def list_time() -> Any:
         params = {"patient": f"Patient/{ctx.patient_id}", "date": [f"ge{start.date()}", f"lt{end.date()}"]}
         encounters = client.search("Encounter", params)
         tasks = client.search("Task", {"patient": f"Patient/{ctx.patient_id}"})
-        facts = read_facts([*encounters, *tasks], ctx.patient_id, tz_name)
+        notes = _notes(client, ctx.patient_id)
+        captured = captured_pairs(delivery_for(current_app).ledger, ctx.fhir_base, ctx.patient_id)
+        facts = read_facts(merge_captured([*encounters, *tasks, *notes], captured), ctx.patient_id, tz_name)
         entries = sorted(
             (e for e in facts.time_entries if month.contains(e.start, tz)), key=lambda e: e.start
         )
@@ -153,8 +157,16 @@ def list_time() -> Any:
         tz=tz,
         prev_month=month.previous(),
         next_month=month.next(),
-        writable=not _missing_scopes(ctx, TIME_TYPES),
+        writable=True,  # a correction the EHR does not accept is kept in the ledger
     )
+
+
+def _notes(client: Any, patient_id: str) -> list[dict[str, Any]]:
+    """The patient's DocumentReferences (where the app's notes are); none when the search is refused."""
+    try:
+        return client.search("DocumentReference", {"patient": f"Patient/{patient_id}"})
+    except FhirError:
+        return []
 
 
 @bp.get("/time/new")
@@ -244,6 +256,9 @@ def correct_time(entry: str) -> Any:
         "replacement": replacement_json,
     }
     client = _write_client()
+    # an entry only the app holds (its note or ledger: id cr-<entry>) is corrected in the ledger
+    only_ours = entry.startswith(CAPTURED_PREFIX)
+    profile = "none" if only_ours else write_profiles(ctx, client).profile("correction")
     _, item = capture(
         delivery_for(current_app).ledger,
         outbox,
@@ -256,7 +271,7 @@ def correct_time(entry: str) -> Any:
         payload=fix,
         summary={"corrects": entry, "replacement": bool(replacement_json)},
         mode=ctx.mode,
-        profile=write_profiles(ctx, client).profile("correction"),
+        profile=profile,
     )
     item = _send_now(item, client)
     return _answer(item, check.warnings if check else ())

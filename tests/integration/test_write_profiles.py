@@ -156,7 +156,7 @@ def log_time(client: FlaskClient, csrf: str, minutes: int, hours_ago: float) -> 
     }
     resp = post_json(client, csrf, "/time", body)
     assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
+    return {**resp.get_json(), "body": body}
 
 
 def record_consent(client: FlaskClient, csrf: str) -> dict[str, Any]:
@@ -256,6 +256,15 @@ def test_time_and_consent_counted_whatever_the_ehr_accepts(
         summary = client.get("/ledger/summary").get_data(as_text=True)
         assert "Total minutes: 25" in summary and "ledger only" in summary
     assert ehr.refused == []  # the app never tried what the EHR does not advertise
+
+    if profile != "structured":  # an entry only the app holds is listed and corrected in the ledger
+        ours = f"cr-{entry['id']}"
+        assert ours in client.get("/time").get_data(as_text=True)
+        fix = {**entry["body"], "reason": "minutes mistyped: 15 not 25", "minutes": "15"}
+        fixed = post_json(client, csrf, f"/time/{ours}/correct", fix)
+        assert fixed.status_code == 201 and fixed.get_json()["where"]["profile"] == "none", fixed.get_json()
+        assert verdict(client)["minutes"]["clinical_staff"] == 15
+        assert ledger_kinds(app, patient, ehr.base)[-2:] == ["correction", "delivery"]
 
 
 @pytest.mark.parametrize("ehr", [(WRITE_TYPES, True)], indirect=True)
