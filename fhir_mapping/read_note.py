@@ -71,7 +71,9 @@ def _keys(resources: Iterable[Any]) -> set[tuple[str, str]]:
         if not isinstance(res, dict):
             continue
         system = _KEY_SYSTEMS.get(str(res.get("resourceType")))
-        for ident in res.get("identifier") or () if system else ():
+        if system is None:
+            continue
+        for ident in res.get("identifier") or ():
             if (
                 isinstance(ident, dict)
                 and ident.get("system") == system
