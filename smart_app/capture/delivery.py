@@ -139,6 +139,16 @@ class Delivery:
                     continue
                 written = [f"{NOTE_TYPE}/{stored.get('id')}"]
             else:
+                if self.ledger.get(item.id) is None:  # an item queued before the ledger existed: keep it here
+                    raise Reject(
+                        "; ".join(
+                            [
+                                *moved,
+                                "the EHR accepts no such write and the entry is not in the "
+                                "ledger: it is kept here, not saved",
+                            ]
+                        )
+                    )
                 written = []
             break
         self._record(item, profile, written, "; ".join(moved))

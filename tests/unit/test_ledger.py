@@ -301,3 +301,17 @@ def test_a_stop_the_ehr_applied_is_not_counted_twice(ledger: Ledger) -> None:
     ledger.record_delivery(kept, "none", [])
     assert [k for k, _ in captured_pairs(ledger, BASE, PID)] == ["consent-stop"]
     assert captured_by_patient(ledger, BASE) == {PID: [("consent-stop", stop)]}
+
+
+def test_an_item_queued_before_the_ledger_is_kept_as_rejected_not_dropped(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    delivery = Delivery(ledger)
+    outbox = Outbox(tmp_path / "outbox.sqlite3", sender=delivery.route)
+    d = draft(25)
+    bundle = entry_transaction(d, user=NURSE, recorded=NOW, pack_id="cms-pfs-2026", pack_version="t")
+    outbox.add(
+        d.entry_id, "time", fhir_base=BASE, patient_id=PID, payload={"bundle": bundle}
+    )  # no note either
+    item = outbox.send(d.entry_id, RefusingServer({"Encounter"}))
+    assert item is not None and item.state == "rejected" and "not in the ledger" in item.last_error
