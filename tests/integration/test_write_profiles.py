@@ -257,6 +257,12 @@ def test_time_and_consent_counted_whatever_the_ehr_accepts(
         assert "Total minutes: 25" in summary and "ledger only" in summary
     assert ehr.refused == []  # the app never tried what the EHR does not advertise
 
+    packet = client.get(f"/packet?format=json&month={v['month']}")  # the ledger extract travels with it
+    assert packet.status_code == 200, packet.get_data(as_text=True)[:300]
+    composition = json.loads(packet.get_data())["entry"][0]["resource"]
+    assert any(e["url"].endswith("/ledger-extract") for e in composition["extension"])
+    assert any("Ledger chain verified: 4 records" in sec["text"]["div"] for sec in composition["section"])
+
     if profile != "structured":  # an entry only the app holds is listed and corrected in the ledger
         ours = f"cr-{entry['id']}"
         assert ours in client.get("/time").get_data(as_text=True)
