@@ -39,8 +39,8 @@ from typing import Any, BinaryIO, TypeVar
 import orjson
 
 from fhir_mapping.people import PERSON_TYPES
-from fhir_mapping.stream import line_subject_key, paused_gc, subject_key, unread_line
 from fhir_mapping.read_note import merge_captured
+from fhir_mapping.stream import line_subject_key, paused_gc, subject_key, unread_line
 from rules.month import Month, zone
 from rules.packs import PolicyPack
 from rules.records import PatientFacts

@@ -352,7 +352,8 @@ def test_read_only_launch_writes_nothing_to_the_ehr(sekmet: SekmetServer, tmp_pa
     client = app.test_client()
     csrf = client.get("/_test/start").get_data(as_text=True)
     start = entry_moment(2)
-    body = {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "5", "note": GOOD_NOTE}
+    body = {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "5"}
+    body["note"] = GOOD_NOTE
     resp = post_json(client, csrf, "/time", body)
     assert resp.status_code == 201 and resp.get_json()["where"]["profile"] == "none", resp.get_json()
     assert "ledger" in resp.get_json()["message"]
