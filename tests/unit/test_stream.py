@@ -70,7 +70,7 @@ def test_only_skips_unread_types_unparsed_but_reports_bad_read_lines(tmp_path: P
     path.write_bytes(b'{"resourceType":"Patient","id":"a"}\n{"resourceType":"Encounter", oops\n')
     with pytest.raises(SourceError, match="line 2"):
         list(iter_resources(path, only=READ_TYPES))
-    assert unread_line(b'  { "resourceType" : "DocumentReference", "id": "d"}')
+    assert unread_line(b'  { "resourceType" : "Observation", "id": "d"}')
     assert not unread_line(b'{"resourceType":"Bundle","entry":[]}')
     assert not unread_line(b'{"id":"x","resourceType":"Observation"}')  # not first: parsed, then ignored
 
