@@ -25,8 +25,8 @@ def params(template: str) -> dict[str, list[str]]:
 def test_every_type_the_fetch_reads_has_a_template() -> None:
     fetched = {q.url.split("?")[0].split("/")[0] for q in plan_queries("p1", "2026-10")}
     prefetched = {t.split("?")[0].split("/")[0] for t in templates().values()}
-    # DocumentReference (the app's own notes, write profile "note") is not prefetched: the CDS card does not read
-    # the app's notes or ledger yet (see docs/fhir-conventions.md, "Write profiles").
+    # DocumentReference (the app's own notes, write profile "note") is not prefetched: the CDS card does
+    # not read the app's notes or ledger yet (see docs/fhir-conventions.md, "Write profiles").
     assert fetched - {"DocumentReference"} <= prefetched
 
 
