@@ -174,7 +174,7 @@ def test_home_without_a_manifest_is_a_landing_page() -> None:
 
 def _headline(html: str) -> tuple[str, str]:
     """The panel's status section class (status-<state>) and its headline title."""
-    section = re.search(r'<section class="status status-([a-z-]+)"', html)
+    section = re.search(r'<section[^>]* class="status status-([a-z-]+)"', html)
     title = re.search(r'<span class="status-title">([^<]*)</span>', html)
     assert section and title, html[:2000]
     return section.group(1), title.group(1).strip()
