@@ -5,6 +5,9 @@ conditionally on our care-plan identifier. A revision PUTs the same CarePlan wit
 the user started from, in one transaction with its Goals and Provenance, so a concurrent edit fails as a
 whole (412) and nothing is half written. The server's `_history` is the audit trail.
 `draft_from_resources` reads back what this module writes (for the editor).
+
+Why over 400 lines: the strict writer for CarePlan, Goals, Provenance and the sharing
+Communication, with the reader that turns them back into a draft; both halves share the mapping.
 """
 
 from __future__ import annotations

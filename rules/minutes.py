@@ -4,6 +4,9 @@ Each finished CCM time entry covers [start, start + minutes]. It is clipped to t
 to on/after consent, to before the effective end of a stop (and death), and to outside inpatient stays. Per
 person, overlapping intervals count once, and time the same person logged for another program in the same
 interval never counts twice. Counted minutes = floor(seconds / 60): thresholds are met in full, never rounded.
+
+Why about 400 lines: clipping, de-duplication per person, exclusions and flooring are one computation
+whose steps must stay in order; each step is its own small function.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 A pack holds every number the rules use (thresholds, unit caps, add-on/base pairs, national payments,
 exclusive groups, the same-month concurrency table, the initiating-visit codes), each with its citation.
 Packs are read once, validated on load and cached; `evaluate()` never touches the file system.
+
+Why over 400 lines: the pack loader validates every field of the pack format with its own message;
+the checks are data-shaped and read best in one place.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ with success. Transient failures (unreachable, timeout, 5xx/429, expired token, 
 `pending` with exponential backoff; a refusal of the content itself (4xx) makes it `rejected`, still stored
 and shown with the server's message, and it can be queued again. A background worker retries due items,
 also after an app restart. Logs carry item ids and states only: never notes or patient data.
+
+Why over 400 lines: the outbox's store (leases, state changes) and its worker must agree on every
+state transition; the delivery decisions live in capture/delivery.py.
 """
 
 from __future__ import annotations

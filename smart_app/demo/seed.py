@@ -4,6 +4,8 @@ Every resource carries an identifier `https://ccm-ready.org/fhir/demo|<key>` and
 `request.ifNoneExist` on it, so seeding twice changes nothing. Dates are relative to the current
 month in the practice time zone, so the demo always shows this month. `seed()` posts the bundles
 and returns a manifest: one entry per patient with its server id, a label and the expected state.
+
+Why over 400 lines: mostly data (the demo's crafted cases, one small builder call each).
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ and no second download of a complete file (a partial `.part` file is resumed wit
 request when the server honours it, else downloaded again).
 
 Logging names the step and the HTTP status only: never URLs with ids, tokens or file contents.
+
+Why over 400 lines: the $export protocol (kick-off, polling, download, resume, SMART Backend Services
+tokens) is one state machine; splitting it would scatter its states.
 """
 
 from __future__ import annotations

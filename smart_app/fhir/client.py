@@ -10,6 +10,9 @@ Connections are pooled per FHIR origin for the whole process (`pooled_session`):
 for a request reuses the keep-alive connections of the ones before it, so a page view pays no new TCP/TLS
 handshake. The shared sessions never store cookies (no state crosses users) and are dropped in a forked
 child (sockets are never shared across processes).
+
+Why over 400 lines: one HTTP engine for every FHIR call (retries, paging, batch, errors, connection
+pools); a second engine is what this module replaced.
 """
 
 from __future__ import annotations
