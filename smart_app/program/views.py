@@ -71,11 +71,11 @@ def _store() -> JobStore:
 _lock = threading.Lock()
 
 
-class ProgramError(Exception):
+class ProgramError(AppError):
+    """A program-page problem (the one application error type, shown on the program's error page)."""
+
     def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
+        super().__init__(status, "The worklist cannot be shown", message, template="program/error.html")
 
 
 class NoServerChosen(ProgramError):
