@@ -73,13 +73,19 @@ def time_item(
     patient_id: str,
     user: str,
     mode: str,
+    verification: str | None = None,
 ) -> OutboxItem:
     """Store a validated entry in the outbox (the transaction is built and checked before storing)."""
     assert check.ok
     draft = entry_draft(entry_id, patient_id, check, proposed)
     pack = pack_info(check.month)
     bundle = entry_transaction(
-        draft, user=user, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
+        draft,
+        user=user,
+        recorded=now_utc(),
+        pack_id=pack.id,
+        pack_version=pack.version,
+        verification=verification,
     )
     summary = {
         "start": draft.start.isoformat(),

@@ -23,8 +23,11 @@ from rules.entry_validation import (
 )
 from rules.month import Month
 from rules.records import TimeEntry
+from smart_app.auth import scopes
+from smart_app.auth.performer import PerformerUnverified, establish
 from smart_app.capture.blueprint import (
     TIME_TYPES,
+    ReadOnly,
     _answer,
     _checked,
     _form_context,
@@ -41,7 +44,7 @@ from smart_app.capture.blueprint import (
     bp,
     outbox_for,
 )
-from smart_app.capture.entries import entry_draft, pack_info, performer_ref, time_item, unsaved_entries
+from smart_app.capture.entries import entry_draft, pack_info, time_item, unsaved_entries
 from smart_app.capture.forms import _data, _practice_tz, _text, proposed_from
 from smart_app.web import people, sessions
 
@@ -84,7 +87,13 @@ def record_time() -> Any:
         return _invalid_form(
             errors, "timelog/new.html", warnings=check.warnings, form=data, **_form_context(ctx)
         )
-    user = performer_ref(ctx.user) or str(proposed.performer)
+    try:
+        verified = establish(ctx, proposed.performer, client)
+    except PerformerUnverified as exc:
+        unverified = [Problem("performer", "performer-unverified", str(exc))]
+        return _invalid_form(unverified, "timelog/new.html", form=data, **_form_context(ctx))
+    proposed = replace(proposed, performer=verified.reference)
+    user = verified.reference
     try:
         item = time_item(
             outbox,
@@ -95,6 +104,7 @@ def record_time() -> Any:
             patient_id=ctx.patient_id,
             user=user,
             mode=ctx.mode,
+            verification=verified.how,
         )
     except WriteError as exc:
         return _invalid("", "write", str(exc))
@@ -188,6 +198,8 @@ def correct_form(entry: str) -> Any:
 def correct_time(entry: str) -> Any:
     """Mark a saved entry (Encounter id) entered-in-error with a reason, optionally with a replacement."""
     ctx = _writer(TIME_TYPES)
+    if scopes.missing(ctx, "time-correction"):  # a correction updates the entry: needs update scopes too
+        raise ReadOnly(scopes.missing(ctx, "time-correction"))
     tz_name, tz = _practice_tz()
     data = _data()
     reason = _text(data, "reason")
@@ -220,9 +232,10 @@ def correct_time(entry: str) -> Any:
             errors, "timelog/correct.html", entry=entry, original=_original(entry, ctx), tz=tz, form=data,
             **_form_context(ctx),
         )
-    user = performer_ref(ctx.user) or performer_ref(_text(data, "performer")) or ""
-    if not user:
-        return _invalid("performer", "performer-missing", "Say who is making the correction.")
+    try:
+        user = establish(ctx, _text(data, "performer"), _write_client()).reference
+    except PerformerUnverified as exc:
+        return _invalid("performer", "performer-unverified", str(exc))
     pack = pack_info(check.month if check else None)
     correction_id = _text(data, "id") if valid_entry_id(_text(data, "id")) else new_entry_id()
     outbox, _ = outbox_for(current_app)
