@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mapping.codes import CPT
-from fhir_mapping.write_provenance import WriteError, checked, for_patient, instant, provenance, token_query
+from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
 
 CHARGE_ID = "https://ccm-ready.org/fhir/identifier/charge"
 _NS = uuid.UUID("9c1f0b7e-2a4d-4e8b-8f61-3b5e7d2c9a14")
@@ -99,7 +99,7 @@ def charge_transaction(
                 "request": {
                     "method": "POST",
                     "url": "ChargeItem",
-                    "ifNoneExist": for_patient(token_query("identifier", CHARGE_ID, value), patient_id),
+                    "ifNoneExist": token_query("identifier", CHARGE_ID, value),
                 },
             }
         )
