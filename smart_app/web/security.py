@@ -114,7 +114,10 @@ def _headers(response: Response) -> Response:
 HSTS_SECONDS = 31536000
 DEFAULT_MAX_CONTENT_LENGTH = 256 * 1024  # forms and JSON bodies of the app's own pages
 # Routes that legitimately receive more (a CDS prefetch carries a patient's chart).
-DEFAULT_ROUTE_LIMITS = {"cds_hooks.call_service": 8 * 1024 * 1024}
+DEFAULT_ROUTE_LIMITS = {
+    "cds_hooks.call_service": 8 * 1024 * 1024,  # a CDS prefetch carries a patient's chart
+    "payer.remit_upload": 32 * 1024 * 1024,  # up to 20 remittance (835) files
+}
 DEFAULT_MAX_JSON_DEPTH = 64
 
 

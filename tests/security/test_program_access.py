@@ -29,7 +29,7 @@ def practice_app(tmp: Path, sekmet: SekmetServer, oauth: OAuthServer) -> Any:
     )
 
 
-@pytest.mark.parametrize("path", ["/program", "/program/status", "/program.csv"])
+@pytest.mark.parametrize("path", ["/program", "/program/status", "/program.csv", "/program/payer"])
 def test_anonymous_user_gets_no_practice_data(
     tmp_path: Path, sekmet: SekmetServer, oauth_server: OAuthServer, path: str
 ) -> None:
