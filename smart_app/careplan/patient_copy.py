@@ -128,10 +128,10 @@ def share() -> Response | tuple[str, int]:
     sent = now if when == today else datetime(when.year, when.month, when.day, 12, tzinfo=now.tzinfo)
     share_key = request.form.get("share_key", "").strip() or str(uuid.uuid4())
     try:
-        who = establish(ctx, stored.author if stored else None, sessions.fhir_client())
+        sender = establish(ctx, stored.author if stored else None, sessions.fhir_client())
     except PerformerUnverified as exc:
         return _share_refused(page, stored, 422, str(exc))
-    user = who.reference
+    user = sender.reference
     try:
         comm = share_communication(
             patient_id=ctx.patient_id,
@@ -150,7 +150,7 @@ def share() -> Response | tuple[str, int]:
                 recorded=now,
                 pack_id=pack.id,
                 pack_version=pack.version,
-                verification=who.how,
+                verification=sender.how,
             )
         )
     except WriteError as exc:
