@@ -105,8 +105,8 @@ def record_consent() -> Any:
         patient_id=ctx.patient_id,
         decision=form.decision,
         obtained_at=obtained_at,
-        # Signed in (verified fhirUser): the form may name who obtained the consent; the Provenance's enterer is
-        # the verified user. Otherwise the one who obtained it must be verified against the server.
+        # Signed in (verified fhirUser): the form may name who obtained the consent; the Provenance's
+        # enterer is the verified user. Otherwise whoever obtained it must be verified against the server.
         obtained_by=form.obtained_by if verified.how == "id-token" else verified.reference,
         billing_practitioner=form.billing_practitioner,
         method=form.method,
