@@ -297,8 +297,8 @@ def _with_shared(plan: CarePlanRecord, when: datetime) -> CarePlanRecord:
 def _most_referenced_patient(items: list[Any], refs: References) -> str | None:
     counts: Counter[str] = Counter()
     for res in items:
-        if isinstance(res, dict):
-            field = SUBJECT_FIELD.get(res.get("resourceType"))  # type: ignore[arg-type]
+        if isinstance(res, dict) and isinstance(res.get("resourceType"), str):
+            field = SUBJECT_FIELD.get(res["resourceType"])
             if field:
                 key = refs.key(res.get(field))
                 if key and key.startswith("Patient/"):

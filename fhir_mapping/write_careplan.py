@@ -22,7 +22,7 @@ from typing import Any
 
 from fhir_mapping.codes import CARE_PROGRAM, EXT_CARE_PLAN_REVIEWED, UCUM
 from fhir_mapping.reading import as_object
-from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
+from fhir_mapping.write_provenance import WriteError, checked, for_patient, instant, provenance, token_query
 from fhir_mapping.write_time import transaction
 from rules.careplan_validation import (
     SECTION_LABELS,
@@ -210,6 +210,7 @@ def care_plan_transaction(
     pack_version: str,
     existing: Mapping[str, Any] | None = None,
     stored_goals: Sequence[Mapping[str, Any]] = (),
+    verification: str | None = None,
 ) -> dict[str, Any]:
     """CarePlan + Goals + Provenance in one transaction.
 
@@ -231,7 +232,9 @@ def care_plan_transaction(
             gid, key = g.goal_id, _stored_goal_key(stored.get(g.goal_id)) or g.goal_id
         else:  # a client-chosen id: PUT is idempotent, so a retried save never duplicates a goal
             key = f"{plan_key}-{recorded.strftime('%Y%m%dT%H%M%S')}-{i + 1}"
-            gid = str(uuid.uuid5(_NS, f"goal:{key}"))
+            # The patient is part of the id, so two patients' goals can never share one (same plan key,
+            # same second); PatientScopedClient also reads the target before the PUT.
+            gid = str(uuid.uuid5(_NS, f"goal:Patient/{draft.patient_id}:{key}"))
         res = goal(draft, replace(g, goal_id=gid), key, today)
         full = urn("goal", f"{gid}-{recorded.isoformat()}")
         entries.append({"fullUrl": full, "resource": res, "request": {"method": "PUT", "url": f"Goal/{gid}"}})
@@ -261,7 +264,7 @@ def care_plan_transaction(
         request = {
             "method": "POST",
             "url": "CarePlan",
-            "ifNoneExist": token_query("identifier", CARE_PLAN_ID, plan_key),
+            "ifNoneExist": for_patient(token_query("identifier", CARE_PLAN_ID, plan_key), draft.patient_id),
         }
     entries.append({"fullUrl": plan_url, "resource": plan, "request": request})
     prov = provenance(
@@ -273,12 +276,20 @@ def care_plan_transaction(
         activity="UPDATE" if revising else "CREATE",
         reason="CCM care plan revised" if revising else "CCM care plan established",
         revises=f"CarePlan/{draft.plan_id}/_history/{draft.version}" if revising else None,
+        verification=verification,
     )
+    prov_request: dict[str, Any] = {"method": "POST", "url": "Provenance"}
+    if not revising:  # a create that matched this patient's plan (a retry) writes no second Provenance
+        prov_request["ifNoneExist"] = for_patient(
+            token_query("target:CarePlan.identifier", CARE_PLAN_ID, plan_key),
+            draft.patient_id,
+            "target:CarePlan.patient",
+        )
     entries.append(
         {
             "fullUrl": urn("care-plan-provenance", f"{plan_key}-{recorded.isoformat()}"),
             "resource": prov,
-            "request": {"method": "POST", "url": "Provenance"},
+            "request": prov_request,
         }
     )
     return transaction(entries)
@@ -334,11 +345,19 @@ def share_communication(
 
 
 def share_transaction(
-    communication: dict[str, Any], *, user: str, recorded: datetime, pack_id: str, pack_version: str
+    communication: dict[str, Any],
+    *,
+    user: str,
+    recorded: datetime,
+    pack_id: str,
+    pack_version: str,
+    verification: str | None = None,
 ) -> dict[str, Any]:
-    """Communication + Provenance, conditional on the share identifier (a retry records it once)."""
+    """Communication + Provenance, conditional on the share identifier and the patient (a retry records it
+    once)."""
     key = communication["identifier"][0]["value"]
-    c_url = urn("care-plan-share", key)
+    patient_id = str(communication["subject"]["reference"]).removeprefix("Patient/")
+    c_url = urn("care-plan-share", f"Patient/{patient_id}:{key}")
     prov = provenance(
         [c_url],
         user=user,
@@ -346,6 +365,7 @@ def share_transaction(
         pack_id=pack_id,
         pack_version=pack_version,
         reason="Copy of the CCM care plan given to the patient",
+        verification=verification,
     )
     return transaction(
         [
@@ -355,13 +375,21 @@ def share_transaction(
                 "request": {
                     "method": "POST",
                     "url": "Communication",
-                    "ifNoneExist": token_query("identifier", SHARE_ID, key),
+                    "ifNoneExist": for_patient(token_query("identifier", SHARE_ID, key), patient_id),
                 },
             },
             {
-                "fullUrl": urn("care-plan-share-provenance", key),
+                "fullUrl": urn("care-plan-share-provenance", f"Patient/{patient_id}:{key}"),
                 "resource": prov,
-                "request": {"method": "POST", "url": "Provenance"},
+                "request": {
+                    "method": "POST",
+                    "url": "Provenance",
+                    "ifNoneExist": for_patient(
+                        token_query("target:Communication.identifier", SHARE_ID, key),
+                        patient_id,
+                        "target:Communication.patient",
+                    ),
+                },
             },
         ]
     )

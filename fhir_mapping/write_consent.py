@@ -25,7 +25,7 @@ from fhir_mapping.codes import (
     V3_PARTICIPATION_TYPE,
 )
 from fhir_mapping.reading import as_object
-from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
+from fhir_mapping.write_provenance import WriteError, checked, for_patient, instant, provenance, token_query
 from fhir_mapping.write_time import transaction, urn
 
 CONSENT_ID = "https://ccm-ready.org/fhir/identifier/consent"
@@ -102,11 +102,25 @@ def consent(draft: ConsentDraft) -> dict[str, Any]:
 
 
 def consent_transaction(
-    draft: ConsentDraft, *, user: str, recorded: datetime, pack_id: str, pack_version: str
+    draft: ConsentDraft,
+    *,
+    user: str,
+    recorded: datetime,
+    pack_id: str,
+    pack_version: str,
+    verification: str | None = None,
 ) -> dict[str, Any]:
-    """Consent + Provenance in one transaction, both conditional on our consent identifier."""
+    """Consent + Provenance in one transaction, both conditional on our consent identifier and the patient."""
     c_url, p_url = urn("consent", draft.consent_id), urn("consent-provenance", draft.consent_id)
-    prov = provenance([c_url], user=user, recorded=recorded, pack_id=pack_id, pack_version=pack_version)
+    prov = provenance(
+        [c_url],
+        user=user,
+        recorded=recorded,
+        pack_id=pack_id,
+        pack_version=pack_version,
+        verification=verification,
+    )
+    pid = draft.patient_id
     return transaction(
         [
             {
@@ -115,7 +129,7 @@ def consent_transaction(
                 "request": {
                     "method": "POST",
                     "url": "Consent",
-                    "ifNoneExist": token_query("identifier", CONSENT_ID, draft.consent_id),
+                    "ifNoneExist": for_patient(token_query("identifier", CONSENT_ID, draft.consent_id), pid),
                 },
             },
             {
@@ -124,7 +138,11 @@ def consent_transaction(
                 "request": {
                     "method": "POST",
                     "url": "Provenance",
-                    "ifNoneExist": token_query("target:Consent.identifier", CONSENT_ID, draft.consent_id),
+                    "ifNoneExist": for_patient(
+                        token_query("target:Consent.identifier", CONSENT_ID, draft.consent_id),
+                        pid,
+                        "target:Consent.patient",
+                    ),
                 },
             },
         ]

@@ -62,6 +62,24 @@ def token_query(param: str, system: str, value: str) -> str:
     return f"{param}={quote(f'{system}|{value}', safe=':/')}"
 
 
+def for_patient(query: str, patient_id: str, param: str = "patient") -> str:
+    """`query` limited to one patient: our identifiers are unique per patient, so every conditional create
+    names the patient too (another patient's resource with the same identifier never matches)."""
+    if not patient_id:
+        raise WriteError("a conditional create needs the patient")
+    return f"{query}&{param}={quote(f'Patient/{patient_id}', safe='/')}"
+
+
+# How the user named in a Provenance was established (extension on the Provenance, code below).
+EXT_PERFORMER_VERIFICATION = "https://ccm-ready.org/fhir/StructureDefinition/performer-verification"
+VERIFICATION_CODES = {
+    "id-token": "fhirUser from the verified OpenID Connect id_token of this launch",
+    "care-team": "picked from the patient's CareTeam as read from the FHIR server",
+    "unverified": "typed by the user of an open (test) server session: NOT verified",
+    "operator": "given by the operator who ran the command-line import",
+}
+
+
 def app_version() -> str:
     try:
         from importlib.metadata import version
@@ -89,9 +107,13 @@ def provenance(
     reason: str | None = None,
     revises: str | None = None,
     organization: str | None = None,
+    verification: str | None = None,
 ) -> dict[str, Any]:
     """A Provenance for `targets` (references or fullUrls) written by `user` through this app, on behalf
-    of `organization` ("Organization/..."; the practice by display when None)."""
+    of `organization` ("Organization/..."; the practice by display when None).
+
+    `verification` (a VERIFICATION_CODES key) says how the app established who `user` is.
+    """
     if not targets:
         raise WriteError("a Provenance needs at least one target")
     if activity not in ("CREATE", "UPDATE"):
@@ -127,6 +149,11 @@ def provenance(
     }
     if reason:
         resource["reason"] = [{"text": reason}]
+    if verification is not None:
+        if verification not in VERIFICATION_CODES:
+            raise WriteError(f"unknown performer verification {verification!r}")
+        resource["extension"] = [{"url": EXT_PERFORMER_VERIFICATION, "valueCode": verification}]
+        resource["agent"][0]["who"]["display"] = VERIFICATION_CODES[verification]
     if revises:
         resource["entity"] = [{"role": "revision", "what": {"reference": revises}}]
     return checked(resource)

@@ -17,7 +17,7 @@ from typing import Any
 
 from fhir_mapping.codes import CARE_ACTIVITY, CARE_PROGRAM, SNOMED, UCUM, V3_ACT_CODE
 from fhir_mapping.reading import as_object
-from fhir_mapping.write_provenance import WriteError, checked, instant, provenance, token_query
+from fhir_mapping.write_provenance import WriteError, checked, for_patient, instant, provenance, token_query
 
 TIME_ENTRY_ID = "https://ccm-ready.org/fhir/identifier/time-entry"
 TIME_ENTRY_TASK_ID = "https://ccm-ready.org/fhir/identifier/time-entry-task"
@@ -166,8 +166,10 @@ def entry_requests(
     pack_id: str,
     pack_version: str,
     revises: str | None = None,
+    verification: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The three transaction entries of one time entry (conditional creates keyed on our identifiers)."""
+    """The three transaction entries of one time entry (conditional creates keyed on our identifiers and
+    the patient, so another patient's entry with the same id never matches)."""
     enc_url, task_url, prov_url = (urn(k, draft.entry_id) for k in ("encounter", "task", "provenance"))
     prov = provenance(
         [enc_url, task_url],
@@ -176,7 +178,9 @@ def entry_requests(
         pack_id=pack_id,
         pack_version=pack_version,
         revises=revises,
+        verification=verification,
     )
+    pid = draft.patient_id
     return [
         {
             "fullUrl": enc_url,
@@ -184,7 +188,7 @@ def entry_requests(
             "request": {
                 "method": "POST",
                 "url": "Encounter",
-                "ifNoneExist": token_query("identifier", TIME_ENTRY_ID, draft.entry_id),
+                "ifNoneExist": for_patient(token_query("identifier", TIME_ENTRY_ID, draft.entry_id), pid),
             },
         },
         {
@@ -193,7 +197,9 @@ def entry_requests(
             "request": {
                 "method": "POST",
                 "url": "Task",
-                "ifNoneExist": token_query("identifier", TIME_ENTRY_TASK_ID, draft.entry_id),
+                "ifNoneExist": for_patient(
+                    token_query("identifier", TIME_ENTRY_TASK_ID, draft.entry_id), pid
+                ),
             },
         },
         {
@@ -202,7 +208,11 @@ def entry_requests(
             "request": {
                 "method": "POST",
                 "url": "Provenance",
-                "ifNoneExist": token_query("target:Encounter.identifier", TIME_ENTRY_ID, draft.entry_id),
+                "ifNoneExist": for_patient(
+                    token_query("target:Encounter.identifier", TIME_ENTRY_ID, draft.entry_id),
+                    pid,
+                    "target:Encounter.patient",
+                ),
             },
         },
     ]
@@ -219,10 +229,18 @@ def entry_transaction(
     recorded: datetime,
     pack_id: str,
     pack_version: str,
+    verification: str | None = None,
 ) -> dict[str, Any]:
     """One transaction Bundle writing the entry's Encounter, Task and Provenance."""
     return transaction(
-        entry_requests(draft, user=user, recorded=recorded, pack_id=pack_id, pack_version=pack_version)
+        entry_requests(
+            draft,
+            user=user,
+            recorded=recorded,
+            pack_id=pack_id,
+            pack_version=pack_version,
+            verification=verification,
+        )
     )
 
 

@@ -37,6 +37,8 @@ class Month:
         m = _MONTH.match(text.strip()) if isinstance(text, str) else None
         if not m:
             raise BadMonth(f"month must be YYYY-MM, got {text!r}")
+        if not 1900 <= int(m.group(1)) <= 9998:  # the months around it must exist too (no year 10000)
+            raise BadMonth(f"month must be between 1900-01 and 9998-12, got {text!r}")
         return cls(int(m.group(1)), int(m.group(2)))
 
     @classmethod

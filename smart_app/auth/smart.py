@@ -94,7 +94,8 @@ def open_servers(config: Mapping[str, Any]) -> list[str]:
 
 
 def check_issuer(iss: str | None, config: Mapping[str, Any]) -> str:
-    """The normalised iss when it is on the allow-list; SmartAuthError(403) otherwise. No network."""
+    """The normalised iss when it is on the allow-list and safe for bearer tokens; SmartAuthError(403)
+    otherwise. No network."""
     if not iss:
         raise SmartAuthError("The launch did not say which FHIR server it came from (iss is missing).")
     base = _checked_url(iss, "iss")
@@ -104,7 +105,42 @@ def check_issuer(iss: str | None, config: Mapping[str, Any]) -> str:
             "it to launch.json allowed_issuers (or CCM_READY_ALLOWED_ISSUERS).",
             403,
         )
+    if not token_safe(base):
+        raise SmartAuthError(
+            "This FHIR server uses plain http: the app sends access tokens only over https (or to this "
+            "computer, for local testing). Use the server's https address.",
+            403,
+        )
     return base
+
+
+def token_safe(url: str) -> bool:
+    """True when a bearer token may be sent to `url`: https, or http to a loopback address."""
+    parts = urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(url))
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def check_endpoint_binding(conf: SmartConfiguration) -> None:
+    """The token endpoint must belong to the authorization server that authorizes the launch.
+
+    A hostile (but allow-listed) server could publish another server's authorization endpoint with its own
+    token endpoint, and so receive that server's code and our PKCE verifier (a mix-up). The authorization
+    and token endpoints, and the `issuer` when published, must share one origin.
+    """
+    origins = {_origin(conf.authorization_endpoint), _origin(conf.token_endpoint)}
+    if conf.issuer:
+        origins.add(_origin(conf.issuer))
+    if len(origins) != 1:
+        raise SmartAuthError(
+            "The server's SMART configuration names a token endpoint that does not belong to its "
+            "authorization server; the app will not send a sign-in code there.",
+            502,
+        )
 
 
 def check_open_server(base: str | None, config: Mapping[str, Any]) -> str:
@@ -155,6 +191,7 @@ class SmartConfiguration:
     code_challenge_methods_supported: tuple[str, ...] = ()
     token_endpoint_auth_methods_supported: tuple[str, ...] = ()
     source: str = "well-known"  # well-known | capability-statement | override
+    iss_parameter_supported: bool = False  # RFC 9207 authorization_response_iss_parameter_supported
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str) -> SmartConfiguration:
@@ -172,6 +209,7 @@ class SmartConfiguration:
             code_challenge_methods_supported=strings("code_challenge_methods_supported"),
             token_endpoint_auth_methods_supported=strings("token_endpoint_auth_methods_supported"),
             source=source,
+            iss_parameter_supported=data.get("authorization_response_iss_parameter_supported") is True,
         )
         if source != "capability-statement" and "S256" not in conf.code_challenge_methods_supported:
             raise SmartAuthError(
@@ -371,6 +409,26 @@ class PendingAuthorization:
     def from_json(cls, data: Mapping[str, Any]) -> PendingAuthorization:
         return cls(**data)
 
+    def check_response_issuer(self, iss: str | None, config: Mapping[str, Any]) -> None:
+        """RFC 9207: the authorization response's `iss` must be the server this launch went to.
+
+        Required when the server says it sends it (or SMART_REQUIRE_ISS_PARAMETER is set); checked
+        whenever present. A mismatch means another server answered: the code is never redeemed.
+        """
+        expected = self.conf.get("issuer")
+        required = bool(self.conf.get("iss_parameter_supported")) or bool(
+            config.get("SMART_REQUIRE_ISS_PARAMETER")
+        )
+        if iss is None:
+            if required:
+                raise SmartAuthError("The sign-in answer does not say which server sent it (no iss); "
+                                     "launch the app again.", 400)
+            return
+        if not isinstance(expected, str) or iss.rstrip("/") != expected.rstrip("/"):
+            log.warning("authorization response from an unexpected issuer (mix-up refused)")
+            raise SmartAuthError("The sign-in answer came from a different authorization server than the "
+                                 "one this launch went to; nothing was sent. Launch the app again.", 400)
+
 
 def begin(
     iss: str,
@@ -385,6 +443,7 @@ def begin(
     registration = config.get("REGISTRATION") or {}
     auth_method(registration)
     conf = discover(iss, config, http)
+    check_endpoint_binding(conf)
     scope = choose_scopes(registration, conf, mode)
     pending = PendingAuthorization(
         state=secrets.token_urlsafe(32),  # 256 bits
@@ -531,6 +590,10 @@ def complete(
     if not isinstance(patient, str) or not patient:
         raise SmartAuthError("The EHR did not say which patient this launch is for (no patient context).",
                              502)
+    from smart_app.fhir.patient_scope import valid_fhir_id
+
+    if not valid_fhir_id(patient):
+        raise SmartAuthError("The EHR's patient context is not a valid FHIR id; the launch was refused.", 502)
     user = None
     if token.id_token:
         claims = verify_id_token(token.id_token, issuer=oauth["issuer"], jwks_uri=oauth["jwks_uri"],

@@ -106,7 +106,10 @@ def callback() -> Response | tuple[str, int]:
         if pending_all.pop(request.args.get("state") or "", None) is not None:
             session[PENDING_KEY] = pending_all
         error = re.sub(r"[^A-Za-z0-9_\-]", "", request.args["error"])[:60]
-        raise SmartAuthError(f"The authorization server did not grant access ({error}).", 403)
+        # The server's own words help the user (e.g. "user cancelled"); shown as text (the page escapes it).
+        described = " ".join(str(request.args.get("error_description") or "").split())[:300]
+        detail = f" The server said: \u201c{described}\u201d" if described else ""
+        raise SmartAuthError(f"The authorization server did not grant access ({error}).{detail}", 403)
     state = request.args.get("state")
     code = request.args.get("code")
     if not state:
@@ -121,6 +124,7 @@ def callback() -> Response | tuple[str, int]:
     pending = PendingAuthorization.from_json(data)
     if time.time() - pending.created > PENDING_TTL:
         raise SmartAuthError("The sign-in took too long; launch the app again.", 400)
+    pending.check_response_issuer(request.args.get("iss"), current_app.config)  # RFC 9207 (mix-up)
     if not code:
         raise SmartAuthError("The sign-in answer has no code; launch the app again.", 400)
     ctx, oauth = smart_auth.complete(pending, code, current_app.config)
@@ -161,13 +165,17 @@ def _search_patients(client: Any, name: str) -> list[dict[str, str]]:
     return out
 
 
-@bp.get("/open")
+@bp.route("/open", methods=["GET", "POST"])
 def open_mode() -> Response | tuple[str, int] | str:
-    """Open-server mode (no OAuth): `?iss=<base>&patient=<id>` starts; otherwise a form and a picker."""
+    """Open-server mode (no OAuth): `?iss=<base>&patient=<id>` starts; otherwise a form and a picker.
+
+    A GET never replaces a signed-in SMART session (a cross-site link could otherwise switch it): it asks,
+    and only the confirming POST (with the CSRF token) ends the session and opens the patient.
+    """
     config = current_app.config
     servers = smart_auth.open_servers(config)
-    raw_iss = (request.args.get("iss") or "").strip()
-    patient = (request.args.get("patient") or "").strip()
+    raw_iss = (request.values.get("iss") or "").strip()
+    patient = (request.values.get("patient") or "").strip()
     name = (request.args.get("name") or "").strip()[:100]
     page: dict[str, Any] = {"servers": [s for s in servers if s != "*"], "iss": raw_iss, "name": name,
                             "results": None, "error": None}
@@ -196,6 +204,11 @@ def open_mode() -> Response | tuple[str, int] | str:
         if not isinstance(found, dict) or found.get("resourceType") != "Patient":
             page["error"] = "The FHIR server did not return a Patient."
             return render_template("launch/open.html", **page), 502
+        current = sessions.current_context()
+        if request.method == "GET" and current is not None and current.mode != "open":
+            page = render_template("launch/open_confirm.html", iss=base, patient=patient,
+                                   after=_after_launch_url())
+            return page, 409
         sessions.start_session(LaunchContext(mode="open", fhir_base=base, patient_id=patient))
         log.info("open-mode session started")
         return redirect(_after_launch_url(), code=302)

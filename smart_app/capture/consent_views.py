@@ -21,6 +21,7 @@ from rules.entry_validation import (
     validate_consent,
 )
 from rules.month import Month
+from smart_app.auth.performer import PerformerUnverified, establish
 from smart_app.capture.blueprint import (
     _answer,
     _invalid,
@@ -71,7 +72,9 @@ def record_consent() -> Any:
         decision=_text(data, "decision"),
         day=_text(data, "date"),
         method=_text(data, "method"),
-        disclosures=tuple(disclosures or ()) if isinstance(disclosures, (list, tuple)) else (),
+        disclosures=tuple(d for d in disclosures if isinstance(d, str))
+        if isinstance(disclosures, (list, tuple))
+        else (),
         obtained_by=performer_ref(_text(data, "obtained_by")) or performer_ref(ctx.user),
         billing_practitioner=performer_ref(_text(data, "billing_practitioner")),
     )
@@ -91,6 +94,10 @@ def record_consent() -> Any:
     if existing is not None:
         return _invalid("consent_id", "id-taken", "This consent id is already used.")
     assert result.day is not None and form.obtained_by and form.billing_practitioner
+    try:
+        verified = establish(ctx, form.obtained_by, _write_client())
+    except PerformerUnverified as exc:
+        return _invalid("obtained_by", "performer-unverified", str(exc))
     obtained_at = datetime.combine(result.day, time(12, 0), tzinfo=tz)
     if result.day == datetime.now(tz).date():
         obtained_at = min(obtained_at, datetime.now(tz).replace(microsecond=0))
@@ -99,18 +106,25 @@ def record_consent() -> Any:
         patient_id=ctx.patient_id,
         decision=form.decision,
         obtained_at=obtained_at,
-        obtained_by=form.obtained_by,
+        # Signed in (verified fhirUser): the form may name who obtained the consent; the Provenance's
+        # enterer is the verified user. Otherwise whoever obtained it must be verified against the server.
+        obtained_by=form.obtained_by if verified.how == "id-token" else verified.reference,
         billing_practitioner=form.billing_practitioner,
         method=form.method,
         disclosures=form.disclosures,
         stop_date=result.day if form.decision == "stopped" else None,
     )
     pack = pack_info(Month.of(result.day))
-    user = performer_ref(ctx.user) or form.obtained_by
+    user = verified.reference
     recorded = now_utc()
     try:
         bundle = consent_transaction(
-            draft, user=user, recorded=recorded, pack_id=pack.id, pack_version=pack.version
+            draft,
+            user=user,
+            recorded=recorded,
+            pack_id=pack.id,
+            pack_version=pack.version,
+            verification=verified.how,
         )
         note = consent_note(draft, recorded)
     except WriteError as exc:

@@ -79,6 +79,7 @@ def time_item(
     user: str,
     mode: str,
     profile: str = "structured",
+    verification: str | None = None,
 ) -> OutboxItem:
     """Append a validated entry to the ledger and queue its delivery in the outbox (both shapes, the
     structured transaction and the clinical note, are built and checked before storing)."""
@@ -87,7 +88,12 @@ def time_item(
     pack = pack_info(check.month)
     recorded = now_utc()
     bundle = entry_transaction(
-        draft, user=user, recorded=recorded, pack_id=pack.id, pack_version=pack.version
+        draft,
+        user=user,
+        recorded=recorded,
+        pack_id=pack.id,
+        pack_version=pack.version,
+        verification=verification,
     )
     note = time_note(draft, recorded)
     summary = {

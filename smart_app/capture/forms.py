@@ -94,7 +94,9 @@ def proposed_from(
     conditions = data.get("conditions") or []
     if isinstance(conditions, str):
         conditions = [conditions]
-    conditions = tuple(str(c).strip() for c in conditions if str(c).strip())
+    if not isinstance(conditions, (list, tuple)):  # e.g. "conditions": 5 in a JSON body
+        conditions = []
+    conditions = tuple(c.strip() for c in conditions if isinstance(c, str) and c.strip())
     proposed = ProposedEntry(
         start=start,
         minutes=minutes,

@@ -158,6 +158,8 @@ def _moment(value: str, tz: tzinfo) -> datetime | None:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
+    if not 1900 <= moment.year <= 2999:  # unreadable as a care date (and 9999-12-31 would overflow later)
+        return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 
@@ -469,7 +471,12 @@ def _entries(draft: TimeEntryDraft) -> list[dict[str, Any]]:
     except UnknownPolicy:
         pack = load_pack(DEFAULT_PACK)
     return entry_requests(
-        draft, user=draft.performer, recorded=now_utc(), pack_id=pack.id, pack_version=pack.version
+        draft,
+        user=draft.performer,
+        recorded=now_utc(),
+        pack_id=pack.id,
+        pack_version=pack.version,
+        verification="operator",  # named in the operator's file, not verified by a sign-in
     )
 
 

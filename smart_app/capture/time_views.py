@@ -24,6 +24,7 @@ from rules.entry_validation import (
 )
 from rules.month import Month
 from rules.records import TimeEntry
+from smart_app.auth.performer import PerformerUnverified, establish
 from smart_app.capture.blueprint import (
     _answer,
     _checked,
@@ -42,7 +43,7 @@ from smart_app.capture.blueprint import (
     write_profiles,
 )
 from smart_app.capture.delivery import capture
-from smart_app.capture.entries import entry_draft, pack_info, performer_ref, time_item, unsaved_entries
+from smart_app.capture.entries import entry_draft, pack_info, time_item, unsaved_entries
 from smart_app.capture.forms import _data, _practice_tz, _text, proposed_from
 from smart_app.fhir.client import FhirError
 from smart_app.readiness.captured import captured_pairs
@@ -87,7 +88,13 @@ def record_time() -> Any:
         return _invalid_form(
             errors, "timelog/new.html", warnings=check.warnings, form=data, **_form_context(ctx)
         )
-    user = performer_ref(ctx.user) or str(proposed.performer)
+    try:
+        verified = establish(ctx, proposed.performer, client)
+    except PerformerUnverified as exc:
+        unverified = [Problem("performer", "performer-unverified", str(exc))]
+        return _invalid_form(unverified, "timelog/new.html", form=data, **_form_context(ctx))
+    proposed = replace(proposed, performer=verified.reference)
+    user = verified.reference
     profile = write_profiles(ctx, client).profile("time")
     try:
         item = time_item(
@@ -101,6 +108,7 @@ def record_time() -> Any:
             user=user,
             mode=ctx.mode,
             profile=profile,
+            verification=verified.how,
         )
     except WriteError as exc:
         return _invalid("", "write", str(exc))
@@ -204,7 +212,7 @@ def correct_form(entry: str) -> Any:
 @bp.post("/time/<entry>/correct")
 def correct_time(entry: str) -> Any:
     """Mark a saved entry (Encounter id) entered-in-error with a reason, optionally with a replacement."""
-    ctx = sessions.require_context()
+    ctx = sessions.require_context()  # without update scopes the correction is kept in the ledger only
     tz_name, tz = _practice_tz()
     data = _data()
     reason = _text(data, "reason")
@@ -237,9 +245,10 @@ def correct_time(entry: str) -> Any:
             errors, "timelog/correct.html", entry=entry, original=_original(entry, ctx), tz=tz, form=data,
             **_form_context(ctx),
         )
-    user = performer_ref(ctx.user) or performer_ref(_text(data, "performer")) or ""
-    if not user:
-        return _invalid("performer", "performer-missing", "Say who is making the correction.")
+    try:
+        user = establish(ctx, _text(data, "performer"), _write_client()).reference
+    except PerformerUnverified as exc:
+        return _invalid("performer", "performer-unverified", str(exc))
     pack = pack_info(check.month if check else None)
     correction_id = _text(data, "id") if valid_entry_id(_text(data, "id")) else new_entry_id()
     outbox, _ = outbox_for(current_app)

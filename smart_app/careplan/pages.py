@@ -30,6 +30,7 @@ from rules.careplan_validation import (
 from rules.month import BadMonth, BadTimezone, Month
 from rules.packs import UnknownPolicy
 from smart_app import config
+from smart_app.auth import scopes
 from smart_app.careplan import prefill
 from smart_app.careplan.drafts import DraftStore, draft_to_json
 from smart_app.context import LaunchContext
@@ -163,7 +164,7 @@ def _editor(
         month=page.month,
         share_methods=SHARE_METHODS,
         problem_labels_json=json.dumps(known),
-        can_write=ctx.can_write("CarePlan"),
+        can_write=not scopes.missing(ctx, "care-plan"),
         pending=pending,
         on_file=prefill.plan_on_file(chart),
     )

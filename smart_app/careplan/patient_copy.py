@@ -29,6 +29,8 @@ from rules.careplan_validation import (
     CarePlanDraft,
 )
 from rules.packs import load_pack
+from smart_app.auth import scopes
+from smart_app.auth.performer import PerformerUnverified, establish
 from smart_app.careplan import prefill
 from smart_app.careplan.pages import PRINT_CSS, CarePlanError, _editor, _error, _Page, _page, bp
 from smart_app.fhir.client import FhirError
@@ -116,14 +118,20 @@ def share() -> Response | tuple[str, int]:
     if when is None or when > today:
         errors.append("The date the copy was given must be a date (YYYY-MM-DD), today or earlier.")
     stored = prefill.stored_draft(chart, ctx.patient_id)
+    if scopes.missing(ctx, "care-plan-share"):
+        return _share_refused(page, stored, 403, scopes.cannot_save_message(ctx, "care-plan-share"))
     if errors:
         return _share_refused(page, stored, 422, " ".join(errors))
     assert when is not None
     pack = load_pack(chart.verdict.policy)
     now = now_utc()
     sent = now if when == today else datetime(when.year, when.month, when.day, 12, tzinfo=now.tzinfo)
-    user = ctx.user or (stored.author if stored else "") or "Practitioner/unknown"
     share_key = request.form.get("share_key", "").strip() or str(uuid.uuid4())
+    try:
+        sender = establish(ctx, stored.author if stored else None, sessions.fhir_client())
+    except PerformerUnverified as exc:
+        return _share_refused(page, stored, 422, str(exc))
+    user = sender.reference
     try:
         comm = share_communication(
             patient_id=ctx.patient_id,
@@ -136,7 +144,14 @@ def share() -> Response | tuple[str, int]:
             share_key=share_key,
         )
         sessions.fhir_client().transaction(
-            share_transaction(comm, user=user, recorded=now, pack_id=pack.id, pack_version=pack.version)
+            share_transaction(
+                comm,
+                user=user,
+                recorded=now,
+                pack_id=pack.id,
+                pack_version=pack.version,
+                verification=sender.how,
+            )
         )
     except WriteError as exc:
         return _share_refused(page, stored, 422, f"{exc}.")

@@ -23,6 +23,8 @@ from rules.careplan_validation import (
     GoalDraft,
 )
 from rules.packs import load_pack
+from smart_app.auth import scopes
+from smart_app.auth.performer import PerformerUnverified, establish
 from smart_app.careplan import prefill
 from smart_app.careplan.drafts import draft_to_json
 from smart_app.careplan.pages import _chart, _draft_key, _editor, _failed, _not_saved, _Page, _store
@@ -64,13 +66,21 @@ def _save(
 ) -> Response | tuple[str, int]:
     ctx, chart = page.ctx, page.chart
     store, key = _store(), _draft_key(ctx)
+    refused = _foreign_ids(draft, chart) or scopes.cannot_save_message(ctx, "care-plan")
+    if refused:
+        return _not_saved(page, draft, plan_key, "rejected", error=refused, status=403, notice=refused)
     store.put(key, draft_to_json(draft, plan_key), "pending")
     pack = load_pack(chart.verdict.policy)
+    try:
+        who = establish(ctx, draft.author, sessions.fhir_client())
+    except PerformerUnverified as exc:
+        return _not_saved(page, draft, plan_key, "invalid", error=str(exc), status=422, notice=str(exc))
     try:
         bundle = care_plan_transaction(
             draft,
             plan_key=plan_key,
-            user=ctx.user or draft.author,
+            user=who.reference,
+            verification=who.how,
             recorded=now_utc(),
             pack_id=pack.id,
             pack_version=pack.version,
@@ -117,6 +127,20 @@ def _save(
             notice=f"Your kept draft has now been saved (version {version}).",
         )
     return redirect(url_for("careplan.editor", saved=version or "new"))
+
+
+def _foreign_ids(draft: CarePlanDraft, chart: prefill.Chart) -> str:
+    """Why the draft may not be written when it names a plan or goals that are not this patient's (else "").
+
+    The plan and goal ids come back from the form; only the ones read from this patient's chart may be
+    updated (PatientScopedClient also reads every PUT target before the write)."""
+    plan_id = str((chart.plan or {}).get("id") or "")
+    if draft.plan_id and draft.plan_id != plan_id:
+        return "Not saved: this care plan is not the launch patient's plan. Reload the care plan."
+    goal_ids = {str(g.get("id")) for g in chart.goals if isinstance(g, dict)} if draft.plan_id else set()
+    if any(g.goal_id and g.goal_id not in goal_ids for g in draft.goals):
+        return "Not saved: a goal on the form is not one of this patient's goals. Reload the care plan."
+    return ""
 
 
 def _saved_version(response: dict[str, Any]) -> str:

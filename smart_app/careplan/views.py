@@ -33,6 +33,7 @@ from rules.careplan_validation import (
     CarePlanDraft,
     validate,
 )
+from smart_app.auth import scopes
 from smart_app.careplan import prefill
 from smart_app.careplan.drafts import DraftStore, draft_from_form, draft_from_json, draft_to_json
 from smart_app.careplan.pages import (
@@ -85,7 +86,8 @@ def editor() -> tuple[str, int]:
     if stored is not None:
         key = plan_key_of(chart.plan or {}) or str(uuid.uuid4())
         version = f" (version {stored.version})" if stored.version else ""
-        notice = f"Saved: the care plan is in the chart{version}." if saved else ""
+        writable = not scopes.missing(ctx, "care-plan")  # never "Saved" beside "not permitted"
+        notice = f"Saved: the care plan is in the chart{version}." if saved and writable else ""
         return _editor(page, stored, key, notice=notice, notice_kind="success")
     return _editor(page, prefill.new_draft(chart, ctx.patient_id, today), str(uuid.uuid4()))
 
@@ -135,6 +137,9 @@ def submit() -> Response | tuple[str, int]:
             f"{version} is in the chart). Nothing was overwritten and your changes are kept "
             "below. Compare with their plan, then save yours over it or discard it.",
         )
+    cannot = scopes.cannot_save_message(ctx, "care-plan")
+    if cannot:  # said on the editor before typing; refused here before anything is sent
+        return _not_saved(page, draft, plan_key, "rejected", error=cannot, status=403, notice=cannot)
     problems += list(validate(draft, today))
     if problems:
         return _not_saved(

@@ -24,6 +24,7 @@ ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS
 LEEWAY = 60  # seconds of clock skew tolerated
 MAX_LIFETIME = 3600  # CDS Hooks asks for short-lived tokens (about 5 minutes); refuse anything over an hour
 JWKS_CACHE_SECONDS = 300
+JWKS_MIN_REFETCH_SECONDS = 60  # a forced re-fetch (unknown kid) at most once a minute per URL
 
 
 class CdsAuthError(Exception):
@@ -51,9 +52,15 @@ class ReplayCache:
 
 @dataclass
 class JwksFetcher:
-    """Fetch and cache a client's JWKS by URL (only URLs from our own configuration)."""
+    """Fetch and cache a client's JWKS by URL (only URLs from our own configuration).
+
+    A re-fetch asked for by `refresh=True` (a token names a `kid` the cached set lacks) happens at most
+    once per JWKS_MIN_REFETCH_SECONDS per URL, so forged tokens cannot make the service hammer the EHR.
+    """
 
     timeout: float = 5.0
+    min_refetch: float = JWKS_MIN_REFETCH_SECONDS
+    fetches: int = 0
     _cache: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -61,8 +68,9 @@ class JwksFetcher:
         now = time.monotonic()
         with self._lock:
             hit = self._cache.get(url)
-            if hit and not refresh and now - hit[0] < JWKS_CACHE_SECONDS:
+            if hit and now - hit[0] < JWKS_CACHE_SECONDS and (not refresh or now - hit[0] < self.min_refetch):
                 return hit[1]
+            self.fetches += 1
         try:
             resp = requests.get(url, timeout=self.timeout, headers={"Accept": "application/json"})
             resp.raise_for_status()
@@ -98,18 +106,43 @@ def _keyset(client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]]
         raise CdsAuthError("the issuer's JWKS is not usable") from exc
 
 
+def _header_kid(token: str) -> str | None:
+    try:
+        part = token.split(".")[0]
+        header = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise CdsAuthError("malformed JWT") from exc
+    if not isinstance(header, dict):
+        raise CdsAuthError("malformed JWT")
+    kid = header.get("kid")
+    return kid if isinstance(kid, str) and kid else None
+
+
+def _kids(keys: KeySet) -> set[str]:
+    return {str(k.kid) for k in keys.keys if k.kid}
+
+
 def _decode(
     token: str, client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]]
 ) -> dict[str, Any]:
-    last: Exception | None = None
-    for refresh in (False, True):  # a key rotation: refetch a URL-based JWKS once
-        try:
-            return dict(jwt.decode(token, _keyset(client, fetch_jwks, refresh), algorithms=ALGORITHMS).claims)
-        except (JoseError, ValueError) as exc:
-            last = exc
-            if "jwks_url" not in client or "jwks" in client:
-                break
-    raise CdsAuthError("bad JWT signature") from last
+    """Verify the signature with the key the token's `kid` names (required when the set has several keys).
+
+    A URL-based JWKS is re-fetched only when the `kid` is not in the cached set (a key rotation), and the
+    fetcher rate-limits that; a bad signature with a known key never causes a fetch.
+    """
+    kid = _header_kid(token)
+    keys = _keyset(client, fetch_jwks, False)
+    by_url = "jwks_url" in client and "jwks" not in client
+    if kid is not None and kid not in _kids(keys) and by_url:
+        keys = _keyset(client, fetch_jwks, True)  # maybe rotated: one (rate-limited) re-fetch
+    if kid is None and len(keys.keys) > 1:
+        raise CdsAuthError("JWT header 'kid' is required: the issuer's JWKS holds several keys")
+    if kid is not None and kid not in _kids(keys):
+        raise CdsAuthError("JWT 'kid' is not in the issuer's JWKS")
+    try:
+        return dict(jwt.decode(token, keys, algorithms=ALGORITHMS).claims)
+    except (JoseError, ValueError) as exc:
+        raise CdsAuthError("bad JWT signature") from exc
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float:

@@ -4,8 +4,10 @@ Prefetch first; when it is incomplete, fetch with the client's `fhirServer` + `f
 412 when neither is possible. Every call must carry the EHR's signed JWT (see cds_auth), unless
 CDS_ALLOW_UNAUTHENTICATED is explicitly set for local testing. Never logs the prefetch or a token.
 
-Config: CDS_CLIENTS {iss: {"jwks": {...}} | {"jwks_url": url}, optional "fhir_servers": [bases]},
-CDS_SERVICE_URL (the public ".../cds-services" base; default: from the request), CDS_ALLOW_UNAUTHENTICATED,
+Config: CDS_CLIENTS {iss: {"jwks": {...}} | {"jwks_url": url}, "fhir_servers": [bases]} (the servers the
+service may fetch from for that client; none listed = never fetch), CDS_SERVICE_URL (the public
+".../cds-services" base: the JWT audience; REQUIRED, the service refuses calls without it),
+CDS_ALLOW_UNAUTHENTICATED with CDS_UNAUTHENTICATED_FHIR_SERVERS (local testing only),
 CDS_CLOCK (callable -> aware datetime; tests), TIMEZONE, POLICY, REGISTRATION["launch_url"].
 """
 
@@ -157,8 +159,12 @@ def call_service(service_id: str) -> Any:
 
 
 def _audiences() -> list[str]:
+    """The configured service URL (never the request's Host header, which the caller controls)."""
     configured = current_app.config.get("CDS_SERVICE_URL")
-    base = configured.rstrip("/") if configured else request.url_root.rstrip("/") + CDS_PREFIX
+    if not isinstance(configured, str) or urlsplit(configured).scheme not in ("http", "https"):
+        log.warning("CDS call refused: CDS_SERVICE_URL is not configured")
+        raise CdsError(503, "this CDS service is not configured (CDS_SERVICE_URL); it answers no calls")
+    base = configured.rstrip("/")
     if base.endswith("/" + SERVICE_ID):
         base = base[: -len(SERVICE_ID) - 1]
     return [base, f"{base}/{SERVICE_ID}"]
@@ -166,6 +172,7 @@ def _audiences() -> list[str]:
 
 def _authenticate() -> dict[str, Any] | None:
     """The verified JWT claims, or None when unauthenticated calls are explicitly allowed."""
+    audiences = _audiences()
     header = request.headers.get("Authorization")
     if not header and current_app.config.get("CDS_ALLOW_UNAUTHENTICATED") is True:
         return None
@@ -173,7 +180,7 @@ def _authenticate() -> dict[str, Any] | None:
     return verify(
         bearer_token(header),
         clients=current_app.config.get("CDS_CLIENTS") or {},
-        audiences=_audiences(),
+        audiences=audiences,
         replay=state["replay"],
         fetch_jwks=state["jwks"],
     )
@@ -217,6 +224,8 @@ def prefetch_resources(prefetch: Mapping[str, Any] | None, patient_id: str) -> l
         return None
     out: list[dict[str, Any]] = []
     for key in SERVICE["prefetch"]:
+        if key != "patient" and key in prefetch and prefetch[key] is None:
+            continue  # CDS Hooks: a null prefetch key means the client has no data for it
         value = prefetch.get(key)
         if not isinstance(value, dict) or value.get("resourceType") in (None, "OperationOutcome"):
             return None
@@ -247,11 +256,17 @@ def _resources(body: dict[str, Any], claims: dict[str, Any] | None) -> tuple[lis
             "prefetch incomplete and no fhirServer to fetch from: send the prefetch "
             "templates of GET /cds-services, or fhirServer with fhirAuthorization",
         )
-    allowed = ((current_app.config.get("CDS_CLIENTS") or {}).get(claims["iss"], {}) if claims else {}).get(
-        "fhir_servers"
-    )
-    if allowed and server.rstrip("/") not in {s.rstrip("/") for s in allowed}:
-        raise CdsError(403, "fhirServer is not one this CDS client is configured to use")
+    if claims:
+        allowed = ((current_app.config.get("CDS_CLIENTS") or {}).get(claims["iss"]) or {}).get("fhir_servers")
+    else:
+        allowed = current_app.config.get("CDS_UNAUTHENTICATED_FHIR_SERVERS")
+    listed = {str(s).rstrip("/") for s in allowed or () if isinstance(s, str)}
+    if server.rstrip("/") not in listed:  # an empty list means: never fetch (and never send the token)
+        raise CdsError(
+            412,
+            "prefetch incomplete and fhirServer is not one this CDS client is configured to use "
+            "(CDS_CLIENTS fhir_servers); send the prefetch templates of GET /cds-services",
+        )
     return _fetch(server, (body.get("fhirAuthorization") or {}).get("access_token"), pid), "fhir"
 
 
@@ -270,7 +285,7 @@ def _fetch(server: str, token: str | None, patient_id: str) -> list[dict[str, An
         raise CdsError(412, "the patient in context was not found on fhirServer") from exc
     except FhirError as exc:
         log.warning("CDS fetch from the FHIR server failed (HTTP %s)", exc.status)
-        raise CdsError(502, "could not read the patient's data from fhirServer") from exc
+        raise CdsError(412, "could not read the patient's data from fhirServer; send the prefetch") from exc
 
 
 def _options() -> EvaluationOptions:

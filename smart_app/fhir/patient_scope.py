@@ -9,6 +9,7 @@ must be constrained to the launch patient (`patient=`, `subject=`, `for=`, `bene
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
@@ -21,6 +22,13 @@ DIRECTORY_LOOKUPS = frozenset({"identifier", "_id", "_count"})
 PATIENT_PARAMS = frozenset({"patient", "subject", "for", "beneficiary"})
 # Where each resource we write points at its patient.
 PATIENT_FIELDS = ("subject", "patient", "for", "beneficiary")
+# A FHIR id (R4 `id` datatype): the only shape a launch patient id may have.
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def valid_fhir_id(value: Any) -> bool:
+    """True when `value` is a FHIR resource id (letters, digits, '-', '.', at most 64)."""
+    return isinstance(value, str) and FHIR_ID.fullmatch(value) is not None and value not in (".", "..")
 
 
 class PatientScopeError(PermissionError):
@@ -132,19 +140,75 @@ def belongs_to(resource: Mapping[str, Any], patient_id: str) -> bool:
     return bool(refs) and all(_refers_to(r, patient_id, bare_ok=False) for r in refs)
 
 
+def check_condition(condition: str, patient_id: str) -> None:
+    """A conditional create (`ifNoneExist`) must match only the launch patient's resources.
+
+    Our identifiers are unique per patient, not per server: `identifier=sys|id` alone could match
+    another patient's resource (and the create would silently answer with it). So the condition must
+    carry a patient parameter (`patient=`, `subject=`, or a chained `target:Type.patient=`).
+    """
+    pairs = _pairs(condition)
+    bound = [
+        (k, v) for k, v in pairs if k.rsplit(".", 1)[-1].split(":", 1)[0] in PATIENT_PARAMS
+    ]
+    values = [x for _, v in bound for x in v.split(",")]
+    if not values or not all(_refers_to(x, patient_id, bare_ok=True) for x in values):
+        raise PatientScopeError(
+            "a conditional create must be limited to the launch patient (ifNoneExist without patient=)",
+            "conditional",
+        )
+
+
+def write_targets(bundle: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(resource type, id) of every PUT `Type/id` entry of a transaction (to read before updating)."""
+    out = []
+    for entry in bundle.get("entry") or []:
+        req = entry.get("request") if isinstance(entry, dict) else None
+        req = req if isinstance(req, dict) else {}
+        if str(req.get("method", "")).upper() != "PUT":
+            continue
+        parts = str(req.get("url", "")).split("?", 1)[0].split("/")
+        if len(parts) != 2 or not parts[0].isalpha() or not valid_fhir_id(parts[1]):
+            raise PatientScopeError("updates must name one resource (Type/id)", "write")
+        out.append((parts[0], parts[1]))
+    return out
+
+
 def check_transaction(bundle: Mapping[str, Any], patient_id: str) -> None:
     entries = [e for e in bundle.get("entry") or [] if isinstance(e, dict)]
-    local = frozenset(str(e["fullUrl"]) for e in entries if isinstance(e.get("fullUrl"), str))
+    written = frozenset(
+        str(e["fullUrl"])
+        for e in entries
+        if isinstance(e.get("fullUrl"), str)
+        and isinstance(e.get("request"), dict)
+        and str(e["request"].get("method", "")).upper() in ("POST", "PUT")
+        and not (isinstance(e.get("resource"), dict) and e["resource"].get("resourceType") == "Provenance")
+    )
     for entry in entries:
         req = entry.get("request") if isinstance(entry.get("request"), dict) else {}
         method = str(req.get("method", "")).upper()
         if method == "GET":
             check_request_url(str(req.get("url", "")), patient_id)
         elif method in ("POST", "PUT") and isinstance(entry.get("resource"), dict):
-            check_resource(entry["resource"], patient_id, local)
+            resource = entry["resource"]
+            if resource.get("resourceType") == "Provenance":
+                _check_provenance(resource, written)
+            else:
+                check_resource(resource, patient_id)
+            if method == "POST" and req.get("ifNoneExist"):
+                check_condition(str(req["ifNoneExist"]), patient_id)
         else:
             what = method or "?"
             raise PatientScopeError(f"transaction entries with method {what} are not allowed", "write")
+    write_targets(bundle)
+
+
+def _check_provenance(resource: Mapping[str, Any], written: frozenset[str]) -> None:
+    """A Provenance in a transaction may only point at resources this same transaction writes."""
+    targets = [t.get("reference") for t in resource.get("target") or [] if isinstance(t, dict)]
+    if targets and all(isinstance(t, str) and t in written for t in targets):
+        return
+    raise PatientScopeError("Provenance must target only the resources written with it", "write")
 
 
 class PatientScopedClient:
@@ -153,6 +217,8 @@ class PatientScopedClient:
     def __init__(self, inner: Any, patient_id: str, refresh: Callable[..., Any] | None = None) -> None:
         if not patient_id:
             raise PatientScopeError("this session has no launch patient", "session")
+        if not valid_fhir_id(patient_id):
+            raise PatientScopeError("this session's launch patient is not a valid FHIR id", "session")
         self._inner = inner
         self.patient_id = patient_id
         self._refresh = refresh
@@ -216,7 +282,26 @@ class PatientScopedClient:
 
     def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
         check_transaction(bundle, self.patient_id)
+        for rtype, rid in write_targets(bundle):
+            self._check_owned(rtype, rid)
         return self._call(lambda: self._inner.transaction(bundle))
+
+    def _check_owned(self, resource_type: str, resource_id: str) -> None:
+        """Before an update: read the target and refuse it unless it is the launch patient's (or new)."""
+        from smart_app.fhir.client import FhirNotFound
+
+        try:
+            current = self._call(lambda: self._inner.read(resource_type, resource_id))
+        except FhirNotFound:
+            return  # a client-chosen id not used yet: the PUT creates it (with this patient's subject)
+        if resource_type == "Patient":
+            ok = resource_id == self.patient_id
+        else:
+            ok = isinstance(current, dict) and belongs_to(current, self.patient_id)
+        if not ok:
+            raise PatientScopeError(
+                f"the {resource_type} to update belongs to another patient; nothing was written", "update"
+            )
 
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]:
         check_resource(resource, self.patient_id)

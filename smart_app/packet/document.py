@@ -101,6 +101,19 @@ def select_resources(
     raise PacketError("the input's verdict cannot be reproduced from its resources (resources without ids?)")
 
 
+def _known_type(rtype: Any) -> bool:
+    """True when `rtype` names an R4 resource type (the document is validated against those models)."""
+    if not isinstance(rtype, str) or not rtype.isalpha():
+        return False
+    from fhir.resources.R4B import get_fhir_model_class
+
+    try:
+        get_fhir_model_class(rtype)
+    except (ValueError, KeyError):
+        return False
+    return True
+
+
 def build_packet(
     resources: Iterable[Any],
     month: Month | str,
@@ -117,7 +130,8 @@ def build_packet(
 
     `ledger` (a packet.ledger_extract.LedgerExtract) adds the app's ledger extract with its chain hashes."""
     m = month if isinstance(month, Month) else Month.parse(month)
-    items = list(resources)
+    # Only FHIR resources (a resourceType that is a list, object, number or unknown name is not FHIR).
+    items = [r for r in resources if isinstance(r, dict) and _known_type(r.get("resourceType"))]
     chosen, verdict, facts = select_resources(items, patient_id, m, tz, pack, billing_practitioner)
     generated = (now or datetime.now(UTC)).replace(microsecond=0)
     entries: list[dict[str, Any]] = []

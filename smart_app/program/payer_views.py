@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 
 from rules.denials import AREAS, CAUSES, TABLE, area_label, cause_label
 from rules.revenue import BadFigure, gpci_from, locality_payment, what_if
+from smart_app.auth import program_access
 from smart_app.errors import AppError
 from smart_app.program import charts, claims, denials
 from smart_app.program import views as program_views
@@ -25,6 +26,7 @@ from smart_app.program.remittance_store import RemittanceStore
 from smart_app.readiness.wording import format_money
 
 bp = Blueprint("payer", __name__)
+bp.before_request(program_access.guard)  # signed-in program leads only (anonymous on open servers)
 MAX_UPLOAD_FILES = 20
 ARTICLE_DENIAL_RATE = Decimal(18)  # Health Prime: 18 % (used only when no remittance is loaded)
 FORMULAS: dict[str, str] = {

@@ -24,6 +24,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 
 from rules.month import BadTimezone, zone
 from rules.packs import UnknownPolicy
+from smart_app.auth import program_access
 from smart_app.context import LaunchContext
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
@@ -49,6 +50,7 @@ from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
 bp = Blueprint("program", __name__)
+bp.before_request(program_access.guard)  # signed-in program leads only (anonymous on open servers)
 HISTORY_MONTHS = 5  # the trend shows the month and the five before it
 MAX_JOBS = 8  # finished worklists kept (per server, group, month, zone, policy)
 
@@ -176,9 +178,15 @@ def store_result(base: str, p: dict[str, Any], result: WorklistResult) -> Job:
 def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
     store = _store()
     key = _job_key(base, p)
+    token_provider = program_access.population_token_provider(base)
     job, run_it = store.begin(key, force=force, owner=f"{socket.gethostname()}:{os.getpid()}")
     if not run_it:
         return job
+    try:
+        ticket = program_access.start_job()  # per-user and total limits, running jobs counted (429)
+    except AppError:
+        store.finish(key, error="Not started: too many worklists are being prepared; try again in a minute.")
+        raise
     prefer_bulk = bool(current_app.config.get("PROGRAM_BULK", True))
     finished = threading.Event()
     last = {"at": 0.0}
@@ -211,6 +219,7 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
                 billing_practitioner=p["billing_practitioner"],
                 history_months=HISTORY_MONTHS,
                 prefer_bulk=prefer_bulk,
+                token_provider=token_provider,
                 on_stage=stage,
                 on_patient=count,
                 captured=captured,
@@ -221,6 +230,7 @@ def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
             store.finish(key, error=str(exc) or type(exc).__name__)
         finally:
             finished.set()
+            ticket.release()
 
     threading.Thread(target=heartbeat, name="program-worklist-heartbeat", daemon=True).start()
     threading.Thread(target=work, name="program-worklist", daemon=True).start()

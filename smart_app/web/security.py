@@ -1,4 +1,4 @@
-"""CSRF tokens, security headers, and log redaction (no tokens, codes or query strings in logs)."""
+"""CSRF tokens, security headers, request limits and log redaction (no tokens or query strings in logs)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import Flask, current_app, render_template, request, session
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,7 @@ def content_security_policy(app: Flask, style_src: str | None = None) -> str:
     policy = (
         "default-src 'self'; "
         f"frame-ancestors {frame_ancestors(app.config.get('FRAME_ANCESTORS'))}; "
-        "object-src 'none'; base-uri 'none'"
+        "object-src 'none'; base-uri 'none'; form-action 'self'"
     )
     return f"{policy}; style-src {style_src}" if style_src else policy
 
@@ -102,7 +104,65 @@ def _headers(response: Response) -> Response:
     if request.endpoint != "static":
         # Pages carry patient data: keep them out of shared caches and the back/forward cache.
         response.headers.setdefault("Cache-Control", "no-store")
+    if request.is_secure:  # only over https (browsers ignore it on http; local http must keep working)
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={HSTS_SECONDS}; includeSubDomains")
     return response
+
+
+# --------------------------------------------------------------------------- request limits
+
+HSTS_SECONDS = 31536000
+DEFAULT_MAX_CONTENT_LENGTH = 256 * 1024  # forms and JSON bodies of the app's own pages
+# Routes that legitimately receive more (a CDS prefetch carries a patient's chart).
+DEFAULT_ROUTE_LIMITS = {
+    "cds_hooks.call_service": 8 * 1024 * 1024,  # a CDS prefetch carries a patient's chart
+    "payer.remit_upload": 32 * 1024 * 1024,  # up to 20 remittance (835) files
+}
+DEFAULT_MAX_JSON_DEPTH = 64
+
+
+def _limit_request() -> Response | tuple[Any, int] | None:
+    """Refuse a body over the route's limit before reading it (413); Werkzeug enforces it while streaming."""
+    limits = {**DEFAULT_ROUTE_LIMITS, **(current_app.config.get("ROUTE_MAX_CONTENT_LENGTH") or {})}
+    limit = int(limits.get(request.endpoint or "", current_app.config.get("MAX_CONTENT_LENGTH")
+                           or DEFAULT_MAX_CONTENT_LENGTH))
+    request.max_content_length = limit
+    request.max_form_memory_size = limit
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge()
+    return None
+
+
+def json_depth_ok(value: Any, limit: int) -> bool:
+    """True when `value` (parsed JSON) nests at most `limit` arrays/objects deep (iterative, no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return True
+
+
+class BoundedJSONProvider(DefaultJSONProvider):
+    """Flask's JSON, refusing request bodies nested deeper than MAX_JSON_DEPTH (a ValueError: Flask answers
+    400) instead of letting a 200k-deep body reach RecursionError (500)."""
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        try:
+            value = super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+        limit = int(self._app.config.get("MAX_JSON_DEPTH") or DEFAULT_MAX_JSON_DEPTH)
+        if not json_depth_ok(value, limit):
+            raise ValueError("JSON nested too deeply")
+        return value
 
 
 # --------------------------------------------------------------------------- log redaction
@@ -183,6 +243,8 @@ def install_log_redaction() -> None:
 def init_app(app: Flask) -> None:
     """Install CSRF checks, the Jinja global `csrf_token()`, security headers and log redaction."""
     install_log_redaction()
+    app.json = BoundedJSONProvider(app)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.before_request(_limit_request)
     app.before_request(_check_csrf)
     app.after_request(_headers)

@@ -298,9 +298,15 @@ def require_context() -> LaunchContext:
 
 
 def start_session(ctx: LaunchContext, oauth: dict[str, Any] | None = None) -> None:
-    """Bind `ctx` to this browser under a NEW key (no session fixation); keeps CSRF token etc."""
+    """Bind `ctx` to this browser under a NEW key (no session fixation) and a NEW CSRF token (a token
+    seen before sign-in, or for another patient, is worth nothing after it)."""
+    from smart_app.fhir.patient_scope import valid_fhir_id
+
+    if not valid_fhir_id(ctx.patient_id):
+        raise PatientScopeError("the launch patient is not a valid FHIR id", "session")
     session = _session()
     store = _store()
+    session.pop("csrf", None)
     if session.key is not None:
         store.delete(session.key)
     session.key = secrets.token_urlsafe(32)
@@ -376,6 +382,10 @@ def fhir_client() -> PatientScopedClient:
     ctx = require_context()
     provider: Callable[..., str] | None = None
     if current_app.config.get("FHIR_CLIENT_FACTORY") is None and ctx.mode != "open" and ctx.token is not None:
+        from smart_app.auth.smart import token_safe
+
+        if not token_safe(ctx.fhir_base):  # never a bearer token over plain http to another machine
+            raise SessionExpired("this session's FHIR server is not https; launch the app again")
         key = _session().key
         assert key is not None
         provider = _token_provider(key, current_app._get_current_object())  # type: ignore[attr-defined]

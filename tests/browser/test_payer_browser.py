@@ -33,6 +33,7 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
             "DATA_DIR": str(tmp_path / "data"),
             "TIMEZONE": "America/Chicago",
             "PROGRAM_FHIR_BASE": BASE,
+            "OPEN_SERVERS": [BASE],  # test data: the practice page needs no sign-in
             "PROGRAM_CLIENT_FACTORY": lambda base: FakeServer(),
         }
     )

@@ -40,6 +40,7 @@ def program_app(sekmet: SekmetServer, tmp_path_factory: pytest.TempPathFactory) 
             "DATA_DIR": str(tmp_path_factory.mktemp("program-live")),
             "TIMEZONE": "UTC",
             "PROGRAM_FHIR_BASE": sekmet.base,
+            "OPEN_SERVERS": [sekmet.base],  # public test data: the page needs no sign-in
         }
     )
     live = LiveApp(make_server("127.0.0.1", 0, app, threaded=True))

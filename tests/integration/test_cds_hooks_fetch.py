@@ -27,12 +27,14 @@ def seeded(sekmet: SekmetServer) -> str:
 
 
 @pytest.fixture()
-def client(tmp_path: Any) -> FlaskClient:
+def client(tmp_path: Any, sekmet: SekmetServer) -> FlaskClient:
     app = create_app(
         {
             "TESTING": True,
             "DATA_DIR": str(tmp_path),
+            "CDS_SERVICE_URL": "http://localhost/cds-services",
             "CDS_ALLOW_UNAUTHENTICATED": True,
+            "CDS_UNAUTHENTICATED_FHIR_SERVERS": [sekmet.base],
             "CDS_CLOCK": lambda: NOW,
             "TIMEZONE": "America/Chicago",
         }

@@ -271,6 +271,7 @@ def test_program_page(server, pop, first, tmp_path) -> None:
             "DATA_DIR": str(tmp_path),
             "TIMEZONE": "UTC",
             "PROGRAM_FHIR_BASE": server.base,
+            "OPEN_SERVERS": [server.base],  # public test data: the page needs no sign-in
         }
     )
     http = app.test_client()

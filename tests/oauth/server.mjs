@@ -1,6 +1,6 @@
 // oauth2-mock-server (npm) plus our SMART hook, for the SMART launch tests. Loopback only.
 // Usage: node server.mjs <port>   -> prints "READY <issuer url>" when listening.
-// Adds to token responses: patient, encounter, need_patient_banner, smart_style_url, granted scope;
+// Adds `iss` to authorization responses (RFC 9207). Adds to token responses: patient, encounter, need_patient_banner, smart_style_url, granted scope;
 // adds fhirUser to the id_token; checks client authentication of registered clients
 // (client_secret_basic, private_key_jwt RS384 + kid) and that refresh tokens were really issued.
 // Test-only control routes: POST /test/context, POST /test/clients, GET /test/requests, POST /test/reset.
@@ -32,6 +32,7 @@ service.addRoute('GET', '/test/requests', (req, res) => json(res, log));
 service.addRoute('POST', '/test/reset', (req, res) => { context = {}; clients = {}; log = []; json(res, {}); });
 
 service.on('beforeAuthorizeRedirect', (redirect, req) => {
+  redirect.url.searchParams.set('iss', server.issuer.url); // RFC 9207 authorization response issuer
   const code = redirect.url.searchParams.get('code');
   if (code) codes.set(code, req.query);
   log.push({ endpoint: 'authorize', ...req.query });

@@ -51,6 +51,7 @@ class OAuthServer:
             "jwks_uri": self.jwks_uri,
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,  # server.mjs adds iss (RFC 9207)
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
             "capabilities": ["launch-ehr", "launch-standalone", "client-public",
                              "client-confidential-symmetric", "client-confidential-asymmetric",

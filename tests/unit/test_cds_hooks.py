@@ -51,6 +51,7 @@ def _app(**config: Any) -> Flask:
         "TIMEZONE": "UTC",
         "CDS_CLIENTS": {ISS: {"jwks": jwks()}},
         "CDS_CLOCK": lambda: NOW,
+        "CDS_SERVICE_URL": "http://localhost/cds-services",
     }
     settings.update(config)
     return create_app(settings)
@@ -326,7 +327,8 @@ class FakeJwksServer:
 def test_jwks_url_is_refetched_once_after_key_rotation() -> None:
     from smart_app.cds.auth import verify
 
-    server = FakeJwksServer(OTHER_KEY)  # what a cache still holds: the EHR's old key
+    old = ECKey.generate_key("P-384", parameters={"kid": "ehr-0", "alg": "ES384"}, private=True)
+    server = FakeJwksServer(old)  # what a cache still holds: the EHR's old key (another kid)
     server.rotate(KEY)
     clients = {ISS: {"jwks_url": "https://ehr.example.org/.well-known/jwks.json"}}
     claims = verify(

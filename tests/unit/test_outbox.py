@@ -45,6 +45,23 @@ class FakeServer:
     def _match(self, rtype: str, condition: str | None) -> dict[str, Any] | None:
         if not condition:
             return None
+        condition, _, patient_part = condition.partition("&")  # identifier first, then the patient
+        patient = patient_part.partition("=")[2].replace("%2F", "/")
+        found = self._match_one(rtype, condition)
+        if found is not None and patient and not self._of_patient(found, patient):
+            return None
+        return found
+
+    def _of_patient(self, res: dict[str, Any], patient: str) -> bool:
+        for key in ("subject", "for", "patient"):
+            if isinstance(res.get(key), dict):
+                return bool(res[key].get("reference") == patient)
+        for t in res.get("target", []):  # a Provenance: the patient of its first target
+            ref = self._get(t["reference"])
+            return ref is not None and self._of_patient(ref, patient)
+        return True
+
+    def _match_one(self, rtype: str, condition: str) -> dict[str, Any] | None:
         key, _, value = condition.partition("=")
         value = value.replace("%7C", "|")
         for res in self.resources:
@@ -63,7 +80,7 @@ class FakeServer:
                     if (
                         ref
                         and ref["resourceType"] == target_type
-                        and self._match(target_type, f"identifier={value}")
+                        and self._match_one(target_type, f"identifier={value}")
                     ):
                         return res
         return None

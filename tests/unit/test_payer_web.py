@@ -41,6 +41,7 @@ def client(tmp_path: Path, rows: list[Any]):  # type: ignore[no-untyped-def]
             "DATA_DIR": str(tmp_path),
             "TIMEZONE": "America/Chicago",
             "PROGRAM_FHIR_BASE": BASE,
+            "OPEN_SERVERS": [BASE],  # test data: the practice page needs no sign-in
             "PROGRAM_CLIENT_FACTORY": lambda base: FakeServer(),
             "CLAIMS_BILLING_NPI": "1992753880",
         }

@@ -99,7 +99,7 @@ def test_security_headers(tmp_path: Path) -> None:
     resp = app.test_client().get("/open")
     csp = resp.headers["Content-Security-Policy"]
     assert csp == ("default-src 'self'; frame-ancestors https://ehr.example.org https://*.epic.example; "
-                   "object-src 'none'; base-uri 'none'")
+                   "object-src 'none'; base-uri 'none'; form-action 'self'")
     assert "unsafe-inline" not in csp
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     assert resp.headers["Referrer-Policy"] == "no-referrer"

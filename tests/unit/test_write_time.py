@@ -86,7 +86,9 @@ def test_transaction_is_conditional_on_our_identifiers_and_valid_r4() -> None:
     FcBundle(bundle, strict=True)
     requests = [e["request"] for e in bundle["entry"]]
     assert [r["url"] for r in requests] == ["Encounter", "Task", "Provenance"]
-    assert requests[0]["ifNoneExist"] == f"identifier=https://ccm-ready.org/fhir/identifier/time-entry%7C{ID}"
+    assert requests[0]["ifNoneExist"] == (
+        f"identifier=https://ccm-ready.org/fhir/identifier/time-entry%7C{ID}&patient=Patient/p1"
+    )
     assert requests[2]["ifNoneExist"].startswith("target:Encounter.identifier=")
     enc_url = bundle["entry"][0]["fullUrl"]
     assert bundle["entry"][1]["resource"]["encounter"] == {"reference": enc_url}
