@@ -129,7 +129,16 @@ def discovery() -> Any:
     """The discovery document (no PHI, no authentication needed)."""
     if request.method == "OPTIONS":
         return _preflight()
-    return jsonify(SERVICES)
+    return jsonify({"services": [_definition()]})
+
+
+def _definition() -> dict[str, Any]:
+    """The service as configured: a billing practitioner named by NPI adds a prefetch template for that
+    practitioner, so people named by NPI resolve from the prefetch as they do from the server."""
+    who = str(current_app.config.get("BILLING_PRACTITIONER") or "")
+    if not who.startswith("Practitioner?identifier="):
+        return SERVICE
+    return {**SERVICE, "prefetch": {**SERVICE["prefetch"], BILLING_PREFETCH: who}}
 
 
 @bp.route(f"{CDS_PREFIX}/<service_id>", methods=["POST", "OPTIONS"], provide_automatic_options=False)
@@ -216,6 +225,9 @@ def _validated_body(body: Any) -> dict[str, Any]:
     return body
 
 
+BILLING_PREFETCH = "billingPractitioner"  # optional: a client that does not send it still gets a card
+
+
 def prefetch_resources(prefetch: Mapping[str, Any] | None, patient_id: str) -> list[dict[str, Any]] | None:
     """The resources of a complete prefetch, or None when any template was not (fully) answered."""
     from fhir_mapping.sources import resources_from_json
@@ -223,9 +235,11 @@ def prefetch_resources(prefetch: Mapping[str, Any] | None, patient_id: str) -> l
     if not prefetch:
         return None
     out: list[dict[str, Any]] = []
-    for key in SERVICE["prefetch"]:
+    for key in [*SERVICE["prefetch"], BILLING_PREFETCH]:
         if key != "patient" and key in prefetch and prefetch[key] is None:
             continue  # CDS Hooks: a null prefetch key means the client has no data for it
+        if key == BILLING_PREFETCH and key not in prefetch:
+            continue
         value = prefetch.get(key)
         if not isinstance(value, dict) or value.get("resourceType") in (None, "OperationOutcome"):
             return None
@@ -280,7 +294,9 @@ def _fetch(server: str, token: str | None, patient_id: str) -> list[dict[str, An
     )
     options = _options()
     try:
-        return fetch_patient_resources(client, patient_id, options.month, options.tz)
+        return fetch_patient_resources(
+            client, patient_id, options.month, options.tz, options.billing_practitioner
+        )
     except FhirNotFound as exc:
         raise CdsError(412, "the patient in context was not found on fhirServer") from exc
     except FhirError as exc:

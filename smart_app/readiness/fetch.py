@@ -257,10 +257,14 @@ def _people(
 
 
 def fetch_patient_resources(
-    client: ReadinessClient, patient_id: str, month: Month | str, tz: str = "UTC"
+    client: ReadinessClient,
+    patient_id: str,
+    month: Month | str,
+    tz: str = "UTC",
+    billing_practitioner: str | None = None,
 ) -> list[dict[str, Any]]:
     """Everything the verdict needs for one patient-month (usually one round trip, at most two)."""
-    return fetch_patient_data(client, patient_id, month, tz).resources
+    return fetch_patient_data(client, patient_id, month, tz, billing_practitioner).resources
 
 
 # ------------------------------------------------------------------ internals

@@ -95,10 +95,11 @@ def _panel(app: Any, resources: list[dict[str, Any]], pid: str, month: str) -> d
     return _from_json(resp.get_json())
 
 
-def _prefetch(resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
-    """The EHR's answers to our prefetch templates (each template's resource type, searchset)."""
+def _prefetch(app: Any, resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
+    """The EHR's answers to the prefetch templates the service advertises (type, searchset)."""
     out: dict[str, Any] = {}
-    for key, template in SERVICES["services"][0]["prefetch"].items():
+    templates = app.test_client().get("/cds-services").get_json()["services"][0]["prefetch"]
+    for key, template in templates.items():
         rtype = template.split("?", 1)[0].split("/", 1)[0]
         of_type = [r for r in resources if r["resourceType"] == rtype]
         if "/" in template.split("?", 1)[0]:
@@ -115,7 +116,7 @@ _STATUS = {"ready to bill": "ready", "not yet billable": "not-yet", "blocked": "
 
 
 def _cds(app: Any, resources: list[dict[str, Any]], pid: str) -> dict | None:
-    body = hook_request(pid, prefetch=_prefetch(resources, pid))
+    body = hook_request(pid, prefetch=_prefetch(app, resources, pid))
     resp = app.test_client().post("/cds-services/ccm-readiness", json=body)
     assert resp.status_code == 200, resp.get_data(as_text=True)
     cards = resp.get_json()["cards"]
@@ -248,6 +249,9 @@ def test_faces_agree_on_the_export_shape_corpus(story: str, shape: str, tmp_path
         faces["cds"] = card
     assert faces["cli"]["status"] == spec["status"], (faces["cli"], spec["why"])
     disagree = {face: got for face, got in faces.items() if got != faces["cli"]}
-    if set(disagree) == {"cds"} and story == "superseded-consent":
-        pytest.xfail("TODO(lead, this session): the CDS prefetch has no template for people named by NPI")
+    if set(disagree) == {"cds"} and (story, shape) == ("superseded-consent", "epic"):
+        # Known limit: no prefetch template can name the PractitionerRoles a visit points at, so a
+        # prefetch-only card cannot tie the role to the NPI-named billing practitioner. It errs towards
+        # "blocked" (never a false "ready"); with fhirServer the service reads the roles like the panel.
+        pytest.xfail("a CDS prefetch cannot carry PractitionerRoles named only by the data")
     assert not disagree, f"faces disagree with the CLI {faces['cli']}: {disagree}"
