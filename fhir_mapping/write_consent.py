@@ -191,6 +191,7 @@ def stop_transaction(
     recorded: datetime,
     pack_id: str,
     pack_version: str,
+    verification: str | None = None,
 ) -> dict[str, Any]:
     """PUT the stopped Consent (If-Match on the version read) and a Provenance saying why, atomically."""
     rid = current.get("id")
@@ -209,6 +210,7 @@ def stop_transaction(
         pack_version=pack_version,
         activity="UPDATE",
         reason=f"The patient stopped CCM on {stop_date.isoformat()}",
+        verification=verification,
     )
     return transaction(
         [

@@ -283,6 +283,7 @@ def correction_transaction(
     pack_id: str,
     pack_version: str,
     replacement: TimeEntryDraft | None = None,
+    verification: str | None = None,
 ) -> dict[str, Any]:
     """Mark a stored entry entered-in-error (PUT with If-Match, so a concurrent change fails) and optionally
     add its replacement, atomically. Already-marked resources are left alone (a retry changes nothing)."""
@@ -310,6 +311,7 @@ def correction_transaction(
             pack_version=pack_version,
             activity="UPDATE",
             reason=reason.strip(),
+            verification=verification,
         )
         entries.append(
             {
@@ -328,6 +330,7 @@ def correction_transaction(
                 pack_id=pack_id,
                 pack_version=pack_version,
                 revises=old_ref,
+                verification=verification,
             )
         )
     if not entries:

@@ -135,6 +135,7 @@ def record_consent() -> Any:
             "fallback_bundle": bundle,
             "stop_date": result.day.isoformat(),
             "user": user,
+            "verification": verified.how,  # the Provenance says how the performer was established
             "billing_practitioner": form.billing_practitioner,
             "recorded": now_utc().isoformat(),
             "pack_id": pack.id,

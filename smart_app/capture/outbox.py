@@ -500,6 +500,7 @@ def _correction_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | Non
             pack_id=p["pack_id"],
             pack_version=p["pack_version"],
             replacement=replacement,
+            verification=p.get("verification"),
         )
     except WriteError as exc:
         if "already marked" in str(exc):
@@ -541,6 +542,7 @@ def _stop_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | None:
         recorded=datetime.fromisoformat(p["recorded"]),
         pack_id=p["pack_id"],
         pack_version=p["pack_version"],
+        verification=p.get("verification"),
     )
 
 

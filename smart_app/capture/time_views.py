@@ -246,9 +246,10 @@ def correct_time(entry: str) -> Any:
             **_form_context(ctx),
         )
     try:
-        user = establish(ctx, _text(data, "performer"), _write_client()).reference
+        verified = establish(ctx, _text(data, "performer"), _write_client())
     except PerformerUnverified as exc:
         return _invalid("performer", "performer-unverified", str(exc))
+    user = verified.reference
     pack = pack_info(check.month if check else None)
     correction_id = _text(data, "id") if valid_entry_id(_text(data, "id")) else new_entry_id()
     outbox, _ = outbox_for(current_app)
@@ -259,6 +260,7 @@ def correct_time(entry: str) -> Any:
         "target_encounter_id": entry,
         "reason": reason,
         "user": user,
+        "verification": verified.how,  # the Provenance says how the performer was established
         "recorded": now_utc().isoformat(),
         "pack_id": pack.id,
         "pack_version": pack.version,

@@ -297,3 +297,31 @@ def test_stopping_keeps_the_consent_whole_and_adds_the_stop_date() -> None:
     assert "stopped" in prov["resource"]["reason"][0]["text"]
     (record,) = read_facts([{**after, "id": "c1"}], "p1").consents
     assert record.status == "inactive" and record.stop_date is not None
+
+
+def test_corrections_and_consent_stops_say_how_the_performer_was_established() -> None:
+    """Issue 12: every Provenance the app writes says how the performer was established."""
+    from datetime import date
+
+    from fhir_mapping.write_consent import stop_transaction
+    from fhir_mapping.write_provenance import EXT_PERFORMER_VERIFICATION
+
+    enc = stored(encounter(draft()), "e1", "3")
+    replacement = draft(entry_id="7c9e6679-7425-40de-944b-e07fc1f90ae7", minutes=15)
+    bundle = correction_transaction(
+        "http://fhir.test/fhir/", enc, [], "wrong minutes", user="Practitioner/rn1", recorded=RECORDED,
+        pack_id="p", pack_version="v", replacement=replacement, verification="care-team",
+    )
+    consent = {"resourceType": "Consent", "id": "c1", "status": "active", "meta": {"versionId": "2"},
+               "patient": {"reference": "Patient/p1"}, "scope": {"text": "treatment"},
+               "category": [{"text": "CCM"}], "provision": {"type": "permit"}}
+    stop = stop_transaction("http://fhir.test/fhir", consent, date(2026, 11, 30), user="Practitioner/rn1",
+                            recorded=RECORDED, pack_id="p", pack_version="v", verification="id-token")
+    entries = [e["resource"] for b in (bundle, stop) for e in b["entry"]]
+    provenances = [r for r in entries if r["resourceType"] == "Provenance"]
+    assert len(provenances) == 3  # the correction's, the replacement's and the stop's
+    for prov in provenances:
+        assert {"url": EXT_PERFORMER_VERIFICATION, "valueCode": prov["extension"][0]["valueCode"]} in prov[
+            "extension"
+        ]
+    assert [p["extension"][0]["valueCode"] for p in provenances] == ["care-team", "care-team", "id-token"]
