@@ -165,6 +165,7 @@ def _editor(
         share_methods=SHARE_METHODS,
         problem_labels_json=json.dumps(known),
         can_write=not scopes.missing(ctx, "care-plan"),
+        share_refusal=scopes.cannot_save_message(ctx, "care-plan-share"),
         pending=pending,
         on_file=prefill.plan_on_file(chart),
     )

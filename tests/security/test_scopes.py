@@ -107,3 +107,17 @@ def test_care_plan_editor_says_it_cannot_save_and_never_says_saved(read_only: An
     assert resp.status_code == 403
     assert "cannot save here" in resp.get_data(as_text=True)
     assert len(fake.resources) == before  # nothing sent
+
+
+def test_care_plan_share_says_it_cannot_save_before_the_click(read_only: Any) -> None:
+    """Sharing needs Communication (create): without it the editor says so and the button is disabled."""
+    from datetime import UTC, datetime
+
+    from tests.support.ccm_scenarios import care_plan
+
+    client, fake = read_only
+    fake.resources.append(care_plan(PATIENT, datetime(2026, 1, 5, tzinfo=UTC)))
+    page = client.get("/care-plan").get_data(as_text=True)
+    assert 'id="cp-share-refusal"' in page
+    assert "Communication (create)" in page
+    assert 'id="cp-share-button" disabled' in page
