@@ -148,11 +148,13 @@ def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _client(base: str) -> Any:
-    """PROGRAM_CLIENT_FACTORY(base) when set, else the app's client for that open server (any patient)."""
+    """PROGRAM_CLIENT_FACTORY(base) when set, else a client for the practice's server (any patient) that
+    carries the backend-services token when PROGRAM_CLIENT_ID is configured (no token: open servers)."""
     factory = current_app.config.get("PROGRAM_CLIENT_FACTORY")
     if factory is not None:
         return factory(base)
-    return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""))
+    provider = program_access.population_token_provider(base)
+    return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""), provider)
 
 
 def _job_key(base: str, p: dict[str, Any]) -> str:

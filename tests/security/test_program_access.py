@@ -3,6 +3,7 @@ and sekmet-fhir for the sign-in, a local server that holds requests open for the
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,24 @@ def test_job_limiter_counts_running_jobs_per_user_and_in_total() -> None:
     limiter.admit("c", per_user=1, total=2)
     b1.release()
     assert limiter.running() == 1
+
+
+def test_practice_page_clients_carry_the_backend_services_token(tmp_path: Path) -> None:
+    """Mark-billed and the payer pages read the practice's server with the same system credentials as the
+    worklist (PROGRAM_CLIENT_ID + key), never anonymously, when those are configured."""
+    from joserfc.jwk import RSAKey
+
+    from smart_app.app import create_app
+    from smart_app.auth.backend_services import BackendServicesAuth
+    from smart_app.program import views as program_views
+
+    key_file = tmp_path / "program-key.json"
+    key_file.write_text(json.dumps(RSAKey.generate_key(2048).as_dict(private=True)))
+    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False,
+                      "PROGRAM_CLIENT_ID": "ccm-ready-practice", "PROGRAM_PRIVATE_KEY": str(key_file)})
+    with app.test_request_context("/program"):
+        client = program_views._client("https://ehr.example.org/fhir")
+        assert isinstance(client.token_provider, BackendServicesAuth)
+        plain = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "b"), "OUTBOX_WORKER": False})
+    with plain.test_request_context("/program"):
+        assert program_views._client("http://127.0.0.1:9/fhir").token_provider is None
