@@ -66,7 +66,9 @@ def test_request_ids_are_echoed_or_made_and_carried_by_json_logs(tmp_path: Path)
     root.setLevel(logging.INFO)
     try:
         client = app.test_client()
-        given = client.get("/_t/seen?patient=pt-query-value&code=secret", headers={"X-Request-Id": "proxy-id-0001"})
+        given = client.get(
+            "/_t/seen?patient=pt-query-value&code=secret", headers={"X-Request-Id": "proxy-id-0001"}
+        )
         made = client.get("/_t/seen", headers={"X-Request-Id": "bad id <script>"})
     finally:
         root.removeHandler(handler)
