@@ -19,7 +19,7 @@ import csv
 import io
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -31,13 +31,17 @@ from fhir_mapping.write_provenance import WriteError, now_utc
 from fhir_mapping.write_time import (
     TIME_ENTRY_ID,
     TimeEntryDraft,
+    draft_to_json,
     entry_requests,
     transaction,
     valid_entry_id,
 )
 from rules.entry_validation import ACTIVITIES, PROGRAM_LABELS, ProposedEntry, validate
 from rules.month import BadTimezone, Month, zone
+from rules.packs import DEFAULT_PACK, PolicyPack, UnknownPolicy, load_pack, pack_for_month
 from rules.records import TimeEntry
+from smart_app.capture.ledger import Ledger
+from smart_app.config import defaults
 
 DESCRIPTION = __doc__
 EPILOG = """example:
@@ -463,13 +467,15 @@ def _server_state(
     return existing, known
 
 
-def _entries(draft: TimeEntryDraft) -> list[dict[str, Any]]:
-    from rules.packs import DEFAULT_PACK, UnknownPolicy, load_pack, pack_for_month
-
+def _pack(draft: TimeEntryDraft) -> PolicyPack:
     try:
-        pack = pack_for_month(Month.of(draft.start))
+        return pack_for_month(Month.of(draft.start))
     except UnknownPolicy:
-        pack = load_pack(DEFAULT_PACK)
+        return load_pack(DEFAULT_PACK)
+
+
+def _entries(draft: TimeEntryDraft) -> list[dict[str, Any]]:
+    pack = _pack(draft)
     return entry_requests(
         draft,
         user=draft.performer,
@@ -510,12 +516,14 @@ def write_rows(
     known: dict[str, str],
     *,
     per_transaction: int = ROWS_PER_TRANSACTION,
+    on_written: Callable[[TimeEntryDraft], None] | None = None,
 ) -> tuple[int, int, list[RowError]]:
     """Write the valid rows, `per_transaction` rows per transaction; returns (imported, duplicates, errors).
 
     Every create is conditional on our identifier, so a rerun after a failure (or a transaction the
     server applied but whose answer was lost) writes only what is missing, never a duplicate. A chunk the
     server rejects (4xx) is retried row by row, so one bad row does not fail its neighbours.
+    `on_written(draft)` is called for every row now on the server (written now or found there).
     """
     from smart_app.fhir.client import FhirError, FhirUnavailable
 
@@ -523,6 +531,7 @@ def write_rows(
     failures: list[RowError] = []
     pending: list[tuple[Row, list[dict[str, Any]]]] = []
     queued: set[str] = set()
+    draft_of = {draft.entry_id: draft for _row, draft in good}
     for row, draft in good:
         if draft.entry_id in known or draft.entry_id in queued:
             duplicates += 1
@@ -551,11 +560,36 @@ def write_rows(
                     created.append(None)  # type: ignore[arg-type]
         imported += sum(1 for c in created if c is True)
         duplicates += sum(1 for c in created if c is False)
+        if on_written is not None:
+            for (row, _entries_of_row), done in zip(chunk, created, strict=False):
+                if done is not None:
+                    on_written(draft_of[row.entry_id])
     failures.sort(key=lambda e: e.line)
     return imported, duplicates, failures
 
 
 # ---------------------------------------------------------------------- CLI
+
+
+def record_imported(ledger: Ledger, fhir_base: str, draft: TimeEntryDraft) -> None:
+    """Append an imported entry to the ledger, with where it was written (once: a rerun adds nothing)."""
+    if ledger.get(draft.entry_id) is not None:
+        return
+    pack = _pack(draft)
+    facts = {"entry": draft_to_json(draft), "pack_id": pack.id, "pack_version": pack.version,
+             "source": "import-time"}
+    record = ledger.append(draft.entry_id, "time", fhir_base=fhir_base, patient_id=draft.patient_id,
+                           user=draft.performer, facts=facts)
+    written = [f"Encounter?identifier={TIME_ENTRY_ID}|{draft.entry_id}"]
+    ledger.record_delivery(record, "structured", written, "imported from a spreadsheet")
+
+
+def _ledger(args: argparse.Namespace) -> Ledger:
+    """The app's ledger (DATA_DIR/ledger.sqlite3, or LEDGER_DB), where imported entries are recorded too."""
+    settings = defaults()
+    path = Path(args.ledger or settings.get("LEDGER_DB") or Path(settings["DATA_DIR"]) / "ledger.sqlite3")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Ledger(path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -568,6 +602,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--timezone", default="UTC", help="IANA zone for start times without an offset (default UTC)"
+    )
+    parser.add_argument(
+        "--ledger", metavar="FILE",
+        help="the app's ledger to record imported entries in (default: DATA_DIR/ledger.sqlite3)",
     )
 
 
@@ -627,7 +665,13 @@ def run(args: argparse.Namespace) -> int:
     good, errors, warnings = check_rows(rows, now=datetime.now(tz), tz=tz, existing=existing, known_ids=known)
     for problem in sorted([*errors, *warnings], key=lambda e: e.line):
         print(f"line {problem.line}: {problem.message}", file=sys.stderr)
-    imported, duplicates, failures = write_rows(client, good, known)
+    ledger = _ledger(args)
+    try:
+        imported, duplicates, failures = write_rows(
+            client, good, known, on_written=lambda d: record_imported(ledger, args.fhir_base, d)
+        )
+    finally:
+        ledger.close()
     for problem in failures:
         print(f"line {problem.line}: {problem.message}", file=sys.stderr)
     total_errors = len(errors) + len(failures)

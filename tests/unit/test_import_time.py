@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -305,3 +306,33 @@ def test_a_rejected_chunk_is_retried_row_by_row() -> None:
     server.on_call = refuse_big_transactions
     assert write_rows(server, good, {}) == (5, 0, [])
     assert server.transactions == [5, 1, 1, 1, 1, 1]
+
+
+def test_imported_entries_are_recorded_in_the_ledger_once(tmp_path: Path) -> None:
+    """Issue 15: the ledger is the record of everything the app captured, the spreadsheet import included."""
+    from smart_app.capture.import_csv import record_imported
+    from smart_app.capture.ledger import Ledger
+
+    text = csv_text(
+        f'p1,Practitioner/rn1,2026-11-02T10:00,25,ccm,patient-call,"{NOTE}"',
+        f'p1,Practitioner/rn1,2026-11-02T11:00,25,ccm,patient-call,"{NOTE}"',
+    )
+    server = FakeServer()
+    good, errors, _ = check_rows(parse_rows(text, TZ), now=NOW, tz=TZ)
+    assert not errors
+    ledger = Ledger(tmp_path / "ledger.sqlite3")
+    try:
+        def record(draft: Any) -> None:
+            record_imported(ledger, "http://fhir.test/fhir", draft)
+
+        write_rows(server, good, {}, on_written=record)
+        write_rows(server, good, {}, on_written=record)  # a rerun adds nothing to the ledger
+        records = ledger.records("http://fhir.test/fhir", "p1")
+        entries = [r for r in records if r.kind == "time"]
+        deliveries = [r for r in records if r.kind == "delivery"]
+        assert sorted(r.id for r in entries) == sorted(d.entry_id for _, d in good)
+        assert len(deliveries) == 2 and all(d.facts["profile"] == "structured" for d in deliveries)
+        assert all(r.facts["source"] == "import-time" and r.user == "Practitioner/rn1" for r in entries)
+        assert ledger.verify().ok
+    finally:
+        ledger.close()
