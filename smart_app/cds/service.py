@@ -27,8 +27,9 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from smart_app.cds.auth import CdsAuthError, JwksFetcher, ReplayCache, bearer_token, verify
 from smart_app.cds.card import build_card
 from smart_app.errors import AppError
+from smart_app.readiness.captured import CapturedSource, ledger_of
 from smart_app.readiness.options import EvaluationOptions, options_from, system_clock
-from smart_app.readiness.use_case import ResourceSource, verdict_for
+from smart_app.readiness.use_case import ResourceSource, Source, verdict_for
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def call_service(service_id: str) -> Any:
         claims = _authenticate()
         body = _validated_body(request.get_json(silent=True))
         resources, source = _resources(body, claims)
-        card = _card_for(body["context"]["patientId"], resources)
+        card = _card_for(body["context"]["patientId"], resources, body.get("fhirServer"))
     except CdsError as exc:
         return _error(exc.status, exc.message)
     except CdsAuthError as exc:
@@ -313,9 +314,16 @@ def _options() -> EvaluationOptions:
         raise CdsError(500, exc.message) from exc
 
 
-def _card_for(patient_id: str, resources: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _card_for(
+    patient_id: str, resources: list[dict[str, Any]], fhir_server: Any = None
+) -> dict[str, Any] | None:
+    """The card; with `fhirServer` named, what the app captured for this patient there (its notes on the
+    EHR, its ledger) counts as on the panel, whatever write profile that EHR allows."""
     options = _options()
-    verdict = verdict_for(ResourceSource(resources), patient_id, options).verdict
+    source: Source = ResourceSource(resources)
+    if isinstance(fhir_server, str) and fhir_server:
+        source = CapturedSource(source, ledger_of(current_app), fhir_server)
+    verdict = verdict_for(source, patient_id, options).verdict
     launch_url = current_app.config["REGISTRATION"]["launch_url"]
     origin = urlsplit(launch_url)
     assert options.today is not None

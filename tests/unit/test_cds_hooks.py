@@ -373,3 +373,32 @@ def test_env_settings_configure_clients_and_the_test_switch(tmp_path: Any) -> No
     assert env_settings({"CCM_READY_CDS_ALLOW_UNAUTHENTICATED": "1"}) == {"CDS_ALLOW_UNAUTHENTICATED": True}
     with pytest.raises(ValueError):
         env_settings({"CCM_READY_CDS_CLIENTS": "[1, 2]"})
+
+
+def test_card_counts_what_the_app_captured_in_its_ledger_for_that_server(tmp_path: Any) -> None:
+    """Issue 15: minutes kept only in the app's ledger (an EHR that refused the write) count on the card too,
+    as on the panel, when the request names the fhirServer they belong to."""
+    from datetime import timedelta
+
+    from fhir_mapping.write_time import TimeEntryDraft
+    from smart_app.capture.import_csv import record_imported
+    from smart_app.readiness.captured import ledger_of
+    from tests.support.ccm_scenarios import STAFF
+
+    app = _app(DATA_DIR=str(tmp_path))
+    web = app.test_client()
+    body = with_prefetch("not-yet")
+    pid = body["context"]["patientId"]
+    before = call(web, body).get_json()["cards"][0]["detail"]
+    server = "https://ehr.example.org/fhir"
+    draft = TimeEntryDraft("5e3c6b3a-1d2f-4c6e-9a51-0b7d2c4e8f10", pid, STAFF, NOW - timedelta(days=3), 30,
+                           "ccm", "care-coordination", "Called the pharmacy; refill of metformin arranged.")
+    record_imported(ledger_of(app), server, draft)  # type: ignore[arg-type]
+    named = call(web, {**body, "fhirServer": server}).get_json()["cards"][0]["detail"]
+    unnamed = call(web, body).get_json()["cards"][0]["detail"]
+
+    def staff(detail: str) -> int:
+        return int(detail.split("Clinical staff minutes counted: ", 1)[1].split("\n", 1)[0])
+
+    assert staff(named) == staff(before) + 30
+    assert staff(unnamed) == staff(before)  # another (or no) server: its ledger entries are not this one's
