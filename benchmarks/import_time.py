@@ -69,7 +69,9 @@ def seed(base: str, tag: str) -> None:
 
 
 def run_import(path: Path, base: str) -> tuple[float, str]:
-    args = argparse.Namespace(file=str(path), fhir_base=base, token_file=None, timezone="America/Chicago")
+    ledger = str(path.with_suffix(".ledger.sqlite3"))  # beside the rows, never the app's DATA_DIR
+    args = argparse.Namespace(file=str(path), fhir_base=base, token_file=None, timezone="America/Chicago",
+                              ledger=ledger)
     out, err = io.StringIO(), io.StringIO()
     started = time.perf_counter()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -587,7 +587,8 @@ def record_imported(ledger: Ledger, fhir_base: str, draft: TimeEntryDraft) -> No
 def _ledger(args: argparse.Namespace) -> Ledger:
     """The app's ledger (DATA_DIR/ledger.sqlite3, or LEDGER_DB), where imported entries are recorded too."""
     settings = defaults()
-    path = Path(args.ledger or settings.get("LEDGER_DB") or Path(settings["DATA_DIR"]) / "ledger.sqlite3")
+    chosen = getattr(args, "ledger", None)  # callers that build their own Namespace may leave it out
+    path = Path(chosen or settings.get("LEDGER_DB") or Path(settings["DATA_DIR"]) / "ledger.sqlite3")
     path.parent.mkdir(parents=True, exist_ok=True)
     return Ledger(path)
 
