@@ -18,8 +18,8 @@ NOW = datetime(2026, 10, 20, 15, 0, tzinfo=zone(TZ))
 MONTH = Month(2026, 10)
 
 
-def demo_rows() -> dict[str, Any]:
-    """The demo's crafted cases as server-style resources, one worklist row per case key."""
+def demo_population() -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The crafted demo cases as server-style resources (ids, relative references); case key per patient."""
     resources: list[dict[str, Any]] = []
     spec_of: dict[str, str] = {}
     for case in demo_cases(NOW, TZ, include_copied=False):
@@ -34,6 +34,12 @@ def demo_rows() -> dict[str, Any]:
             if res["resourceType"] == "Patient":
                 spec_of[f"Patient/{res['id']}"] = case.key
             resources.append(res)
+    return resources, spec_of
+
+
+def demo_rows() -> dict[str, Any]:
+    """The demo's crafted cases as server-style resources, one worklist row per case key."""
+    resources, spec_of = demo_population()
     out = {}
     for key, spec in spec_of.items():
         mine = [r for r in resources if patient_key(r) == key]

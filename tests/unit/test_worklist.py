@@ -16,9 +16,9 @@ from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
 from rules.month import Month, zone
 from rules.verdict import to_json
-from smart_app.demo.seed import demo_cases
 from smart_app.program.population import evaluate_population, patient_groups, patient_key
 from smart_app.program.worklist import apply_filter, blocked_reasons, build_row, is_close, row_json, to_csv
+from tests.support.demo_rows import demo_population
 
 TZ = "America/Chicago"
 NOW = datetime(2026, 10, 20, 15, 0, tzinfo=zone(TZ))
@@ -26,28 +26,9 @@ MONTH = Month(2026, 10)
 TODAY = NOW.date()
 
 
-def _population() -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The crafted demo cases as server-style resources (ids, relative references); key per patient."""
-    out: list[dict[str, Any]] = []
-    spec_of: dict[str, str] = {}
-    for case in demo_cases(NOW, TZ, include_copied=False):
-        urls = {
-            e["fullUrl"]: f"{e['resource']['resourceType']}/{e['fullUrl'][9:]}" for e in case.bundle["entry"]
-        }
-        text = json.dumps([e["resource"] for e in case.bundle["entry"]])
-        for url, ref in urls.items():
-            text = text.replace(f'"{url}"', f'"{ref}"')
-        for url, res in zip(urls, json.loads(text), strict=True):
-            res["id"] = url[9:]
-            if res["resourceType"] == "Patient":
-                spec_of[f"Patient/{res['id']}"] = case.key
-            out.append(res)
-    return out, spec_of
-
-
 @pytest.fixture(scope="module")
 def population() -> tuple[list[dict[str, Any]], dict[str, str]]:
-    return _population()
+    return demo_population()
 
 
 def _write_by_type(resources: list[dict[str, Any]], folder: Path) -> list[Path]:
