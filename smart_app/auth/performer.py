@@ -50,9 +50,9 @@ def care_team(client: Any, patient_id: str) -> set[str]:
 
     members: set[str] = set()
     try:
-        teams = client.search("CareTeam", {"subject": f"Patient/{patient_id}"})
+        teams = client.search("CareTeam", {"patient": patient_id})
     except Exception:  # a server that refuses the parameter in a search: a batch entry is lenient
-        (result,) = client.batch([f"CareTeam?subject=Patient/{patient_id}"])
+        (result,) = client.batch([f"CareTeam?patient={patient_id}"])
         if not result.ok:
             raise result.error() from None
         teams = result.resources

@@ -273,7 +273,7 @@ def load_chart(client: Any, patient_id: str, options: EvaluationOptions) -> Char
         f"MedicationRequest?patient={patient_id}&status=active",
         f"MedicationStatement?patient={patient_id}",
         f"AllergyIntolerance?patient={patient_id}",
-        f"CareTeam?subject=Patient/{patient_id}",
+        f"CareTeam?patient={patient_id}",
     ]
     try:
         results = client.batch(urls)

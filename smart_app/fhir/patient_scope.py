@@ -9,12 +9,15 @@ must be constrained to the launch patient (`patient=`, `subject=`, `for=`, `bene
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import is_dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Directory resources that carry no patient data: readable by id (names of practitioners etc.).
 DIRECTORY_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization", "Location"})
@@ -140,6 +143,33 @@ def belongs_to(resource: Mapping[str, Any], patient_id: str) -> bool:
     return bool(refs) and all(_refers_to(r, patient_id, bare_ok=False) for r in refs)
 
 
+def _patient_named(reference: str) -> str | None:
+    """The patient id a reference names (relative, absolute or versioned), else None (not a Patient)."""
+    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
+    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" else None
+
+
+def names_other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
+    """True when a resource a server returned is another patient's (its patient field names someone else).
+
+    Searches are sent with the launch patient, but a server may ignore a parameter (sekmet does for
+    `CareTeam?subject=` inside a batch; a real EHR may for an unsupported one). Resources with no
+    patient field (Practitioner, Organization, Provenance, ...) and references that name no Patient
+    (Group, contained, identifier only) are kept: the server matched them.
+    """
+    if resource.get("resourceType") == "Patient":
+        rid = resource.get("id")
+        return isinstance(rid, str) and rid != patient_id
+    for name in PATIENT_FIELDS:
+        value = resource.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            ref = item.get("reference") if isinstance(item, dict) else None
+            named = _patient_named(ref) if isinstance(ref, str) else None
+            if named is not None and named != patient_id:
+                return True
+    return False
+
+
 def check_condition(condition: str, patient_id: str) -> None:
     """A conditional create (`ifNoneExist`) must match only the launch patient's resources.
 
@@ -259,9 +289,17 @@ class PatientScopedClient:
             raise PatientScopeError(f"{resource_type} read by id is outside the launch patient", "read")
         return resource
 
+    def _own(self, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop what a server returned for another patient (a search parameter it ignored)."""
+        kept = [r for r in resources if not (isinstance(r, dict) and names_other_patient(r, self.patient_id))]
+        if len(kept) != len(resources):
+            dropped = len(resources) - len(kept)
+            log.warning("dropped %d resource(s) of another patient from a search answer", dropped)
+        return kept
+
     def search(self, resource_type: str, params: Any = None, **kwargs: Any) -> list[dict[str, Any]]:
         check_search(resource_type, params, self.patient_id)
-        return self._call(lambda: self._inner.search(resource_type, params, **kwargs))
+        return self._own(self._call(lambda: self._inner.search(resource_type, params, **kwargs)))
 
     def search_bundles(
         self, resource_type: str, params: Any = None, **kwargs: Any
@@ -273,12 +311,16 @@ class PatientScopedClient:
         self, bundle: dict[str, Any], resource_type: str = "", **kwargs: Any
     ) -> list[dict[str, Any]]:
         """Pages after a bundle this client fetched (the inner client keeps them on the same server)."""
-        return self._call(lambda: self._inner.follow_pages(bundle, resource_type, **kwargs))
+        return self._own(self._call(lambda: self._inner.follow_pages(bundle, resource_type, **kwargs)))
 
     def batch(self, requests_: Sequence[str], **kwargs: Any) -> Any:
         for url in requests_:
             check_request_url(str(url), self.patient_id)
-        return self._call(lambda: self._inner.batch(requests_, **kwargs))
+        results = self._call(lambda: self._inner.batch(requests_, **kwargs))
+        return [
+            replace(r, resources=self._own(r.resources)) if is_dataclass(r) and hasattr(r, "resources") else r
+            for r in results
+        ]
 
     def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
         check_transaction(bundle, self.patient_id)

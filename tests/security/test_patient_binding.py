@@ -157,3 +157,58 @@ def test_conditional_creates_without_the_patient_and_foreign_provenance_targets_
             {"fullUrl": "urn:uuid:1", "resource": task, "request": {"method": "POST", "url": "Task"}},
             {"fullUrl": "urn:uuid:2", "resource": prov, "request": {"method": "POST", "url": "Provenance"}},
         ]}, "pa")
+
+
+# ------------------------------------------------------------ 3. reads: a search parameter the server ignores
+
+
+def _care_team(client: FhirClient, patient_id: str, family: str) -> None:
+    member = client.create({"resourceType": "Practitioner", "name": [{"family": family, "given": ["Team"]}]})
+    client.create(
+        {
+            "resourceType": "CareTeam",
+            "status": "active",
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "participant": [{"member": {"reference": f"Practitioner/{member['id']}"}}],
+        }
+    )
+
+
+def test_answers_naming_another_patient_are_dropped_even_when_the_server_ignores_the_parameter(
+    sekmet: SekmetServer, tmp_path: Path
+) -> None:
+    a, b = seed_patient(sekmet.base), seed_patient(sekmet.base)
+    fhir = FhirClient(sekmet.base)
+    _care_team(fhir, a["patient"], "Ownteam")
+    _care_team(fhir, b["patient"], "Otherpatientteam")
+    scoped = PatientScopedClient(fhir, a["patient"])
+    (got,) = scoped.batch([f"CareTeam?subject=Patient/{a['patient']}"])
+    subjects = {r["subject"]["reference"] for r in got.resources}
+    assert subjects == {f"Patient/{a['patient']}"}
+    (by_patient,) = scoped.batch([f"CareTeam?patient={a['patient']}"])
+    assert {r["subject"]["reference"] for r in by_patient.resources} == {f"Patient/{a['patient']}"}
+    html = opened(web(sekmet, tmp_path), sekmet.base, a["patient"]).get("/care-plan").get_data(as_text=True)
+    assert "Ownteam" in html and "Otherpatientteam" not in html
+
+
+@pytest.mark.parametrize(
+    ("resource", "other"),
+    [
+        ({"resourceType": "CareTeam", "subject": {"reference": "Patient/b"}}, True),
+        ({"resourceType": "CareTeam", "subject": {"reference": "https://ehr.example/fhir/Patient/b"}}, True),
+        ({"resourceType": "Consent", "patient": {"reference": "Patient/b/_history/3"}}, True),
+        ({"resourceType": "Account", "subject": [{"reference": "Patient/a"}, {"reference": "Patient/b"}]},
+         True),
+        ({"resourceType": "Patient", "id": "b"}, True),
+        ({"resourceType": "Consent", "patient": {"reference": "Patient/a/_history/3"}}, False),
+        ({"resourceType": "CareTeam", "subject": {"reference": "https://ehr.example/fhir/Patient/a"}}, False),
+        ({"resourceType": "CareTeam", "subject": {"reference": "Group/g1"}}, False),
+        ({"resourceType": "Task", "for": {"identifier": {"value": "MRN1"}}}, False),
+        ({"resourceType": "Practitioner", "id": "p"}, False),
+        ({"resourceType": "Patient", "id": "a"}, False),
+    ],
+)
+def test_which_answers_name_another_patient(resource: dict[str, Any], other: bool) -> None:
+    from smart_app.fhir.patient_scope import names_other_patient
+
+    assert names_other_patient(resource, "a") is other
