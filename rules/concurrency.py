@@ -17,7 +17,7 @@ ALLOWED_WORDS = {
     "no": "It and CCM cannot both be billed for this month",
     "yes": "It is allowed in the same month as CCM",
     "once": "CCM is already billed for this month by the billing practitioner: do not bill it again",
-    "unverified": "Whether this may run alongside CCM is not verified: check before billing",
+    "unverified": "Whether this may run alongside CCM is not verified: do not bill until it is",
 }
 
 

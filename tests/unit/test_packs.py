@@ -220,7 +220,7 @@ def test_concurrency_table_matches_cms_rules_section_2() -> None:
         "cpo-hospice": ("no", "no"),
         "esrd": ("no", "no"),
     }
-    assert pack.concurrency_for("apcm").different_practitioner.severity == "warning"
+    assert pack.concurrency_for("apcm").different_practitioner.severity == "blocker"
     assert pack.concurrency_for("apcm").citation.confidence == "L"
     assert pack.code("90970").family == "esrd" and pack.code("G0181").family == "cpo-home-health"
 
@@ -304,3 +304,12 @@ def test_parse_pack_accepts_the_shipped_data() -> None:
     assert isinstance(pack, PolicyPack) and pack.id == "cms-pfs-2025"
     with pytest.raises(KeyError, match="not in policy pack"):
         pack.code("12345")
+
+
+@pytest.mark.parametrize("pack_id", ["cms-pfs-2025", "cms-pfs-2026"])
+def test_an_unverified_pairing_always_blocks(pack_id: str) -> None:
+    """Where cms-rules.md leaves a pairing open (section 8), the reading that cannot give a false ready."""
+    for c in load_pack(pack_id).concurrency:
+        for outcome in (c.same_practitioner, c.different_practitioner):
+            if outcome.allowed in ("unverified", "no", "once"):
+                assert outcome.severity == "blocker", (c.family, outcome)

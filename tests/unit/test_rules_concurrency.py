@@ -21,7 +21,7 @@ SAME, OTHER = DOC, OTHER_DOC
         ("99424", OTHER, "conflict.pcm-other-practitioner", "info", "ready"),
         ("G0556", SAME, "conflict.apcm-same-practitioner", "blocker", "blocked"),
         ("G0558", SAME, "conflict.apcm-same-practitioner", "blocker", "blocked"),
-        ("G0557", OTHER, "conflict.apcm-other-practitioner", "warning", "ready"),
+        ("G0557", OTHER, "conflict.apcm-other-practitioner", "blocker", "blocked"),
         ("99495", SAME, "conflict.tcm", "info", "ready"),
         ("99496", OTHER, "conflict.tcm", "info", "ready"),
         ("99457", SAME, "conflict.rpm", "info", "ready"),
