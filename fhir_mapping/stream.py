@@ -211,7 +211,8 @@ def _ndjson(p: Path, only: frozenset[str] | None = None, about: str | None = Non
 
 def _large_document(p: Path) -> Iterator[Any]:
     """A JSON document too large to load whole: a Bundle's entries (or an array's items) one by one."""
-    import ijson  # only for very large documents
+    # lazy: CLI start-up (ijson is needed only for very large documents)
+    import ijson
 
     with _open(p) as fh:
         head = fh.read(4096).lstrip()

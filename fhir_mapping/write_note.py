@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from fhir_mapping.codes import LOINC, LOINC_PATIENT_CONSENT
@@ -135,8 +135,6 @@ def consent_to_json(draft: ConsentDraft) -> dict[str, Any]:
 
 
 def consent_from_json(data: dict[str, Any]) -> ConsentDraft:
-    from datetime import date
-
     return ConsentDraft(
         consent_id=data["consent_id"],
         patient_id=data["patient_id"],

@@ -115,7 +115,7 @@ def composition(
 
 def validate_document(bundle: dict[str, Any]) -> None:
     """Check the Bundle with fhir.resources R4B and fhirclient's R4 models; PacketError on failure."""
-    # Imported here: the two model libraries take ~0.5 s to import, and only packet building needs them.
+    # lazy: optional heavy dependency (the two FHIR model libraries take ~0.5 s to import)
     from fhir.resources.R4B.bundle import Bundle as R4BBundle
     from fhirclient.models.bundle import Bundle as R4Bundle
     from fhirclient.models.fhirabstractbase import FHIRValidationError

@@ -82,6 +82,7 @@ VERIFICATION_CODES = {
 
 def app_version() -> str:
     try:
+        # lazy: CLI start-up
         from importlib.metadata import version
 
         return version("ccm-ready")

@@ -13,6 +13,7 @@ from rules import (
     rule_ids,
 )
 from rules import minutes as minute_rules
+from rules.chronic import classify
 from rules.eligibility import Classifier
 from rules.month import BadMonth, Month, zone
 from rules.next_step import next_step
@@ -28,9 +29,7 @@ CITE_CLAIM = Citation("CMS claim edits; OIG CCM reports", "5.2, 5.3", ("S10", "S
 
 
 def default_classifier() -> Classifier:
-    """rules.chronic.classify, imported on first use (owned by the value-sets module)."""
-    from rules.chronic import classify
-
+    """rules.chronic.classify (owned by the value-sets module)."""
     return classify
 
 

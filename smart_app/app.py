@@ -8,8 +8,19 @@ from flask import Flask
 
 from rules import rule_ids
 from smart_app import config, errors
+from smart_app.auth import views as launch
+from smart_app.capture import blueprint as capture
+from smart_app.capture import consent_views, ledger_views, time_views  # noqa: F401  (routes on capture.bp)
+from smart_app.careplan import pages as careplan
+from smart_app.careplan import patient_copy, views  # noqa: F401  (routes on careplan.bp)
+from smart_app.cds import service as cds_hooks
 from smart_app.config import PROJECT_ROOT
+from smart_app.packet import views as packet
+from smart_app.panel import views as panel
+from smart_app.program import payer_views
+from smart_app.program import views as program
 from smart_app.readiness import wording
+from smart_app.web import health, home, request_log, security, sessions
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -23,18 +34,6 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config.from_mapping(config.defaults())
     if test_config:
         app.config.update(test_config)
-
-    from smart_app.auth import views as launch
-    from smart_app.capture import blueprint as capture
-    from smart_app.capture import consent_views, ledger_views, time_views  # noqa: F401  (routes on capture.bp)
-    from smart_app.careplan import pages as careplan
-    from smart_app.careplan import patient_copy, views  # noqa: F401  (routes on careplan.bp)
-    from smart_app.cds import service as cds_hooks
-    from smart_app.packet import views as packet
-    from smart_app.panel import views as panel
-    from smart_app.program import payer_views
-    from smart_app.program import views as program
-    from smart_app.web import health, home, request_log, security, sessions
 
     errors.init_app(app)
     app.jinja_env.globals["rule_ids"] = rule_ids  # templates name rules by constant, never by literal

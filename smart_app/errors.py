@@ -31,7 +31,8 @@ class AppError(Exception):
 
 def wants_json() -> bool:
     """True when the client asked for JSON (Accept, a .json route or a JSON body)."""
-    from flask import request  # Flask is imported only when the web app runs (the CLI stays light)
+    # lazy: CLI start-up (Flask loads only when the web app runs; `evaluate` imports this module)
+    from flask import request
 
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return bool(request.is_json or best == "application/json" or request.path.endswith(".json"))
@@ -39,6 +40,7 @@ def wants_json() -> bool:
 
 def render(err: AppError) -> tuple[Any, int]:
     """The response for an AppError: JSON for JSON clients, else the error page."""
+    # lazy: CLI start-up
     from flask import jsonify, render_template
 
     if wants_json():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from smart_app.context import LaunchContext
+from smart_app.fhir.patient_scope import belongs_to, valid_fhir_id
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +37,13 @@ def performer_reference(value: Any) -> str | None:
     parts = [p for p in value.split("?", 1)[0].split("/") if p]
     if "_history" in parts:
         parts = parts[: parts.index("_history")]
-    if len(parts) >= 2 and parts[-2] in PERFORMER_TYPES:
-        from smart_app.fhir.patient_scope import valid_fhir_id
-
-        if valid_fhir_id(parts[-1]):
-            return f"{parts[-2]}/{parts[-1]}"
+    if len(parts) >= 2 and parts[-2] in PERFORMER_TYPES and valid_fhir_id(parts[-1]):
+        return f"{parts[-2]}/{parts[-1]}"
     return None
 
 
 def care_team(client: Any, patient_id: str) -> set[str]:
     """Practitioners (and roles) the FHIR server lists on the patient's care team or as their GP."""
-    from smart_app.fhir.patient_scope import belongs_to
-
     members: set[str] = set()
     try:
         teams = client.search("CareTeam", {"patient": patient_id})

@@ -22,7 +22,10 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, request
 
+from smart_app.auth.backend_services import BackendServicesAuth, load_key
+from smart_app.auth.smart import normalize_base, open_servers, token_safe
 from smart_app.errors import AppError
+from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,6 @@ def program_leads(config: Mapping[str, Any]) -> set[str]:
 
 def anonymous_allowed(config: Mapping[str, Any]) -> bool:
     """True when the page can only show open (public test) servers, as in open-server mode."""
-    from smart_app.auth.smart import normalize_base, open_servers
-
     configured = config.get("PROGRAM_FHIR_BASE")
     if not configured:
         return True  # the page then reads only open servers (?iss= on the list, or the open-mode session)
@@ -58,9 +59,6 @@ def anonymous_allowed(config: Mapping[str, Any]) -> bool:
 
 def check_access() -> str:
     """The user allowed to use the practice page now ("anonymous" on open servers); AppError otherwise."""
-    from smart_app.auth.smart import normalize_base
-    from smart_app.web import sessions
-
     config = current_app.config
     ctx = sessions.current_context()
     if anonymous_allowed(config):
@@ -166,8 +164,6 @@ def population_token_provider(base: str) -> Callable[[], str | None] | None:
     client_id, key_path = config.get("PROGRAM_CLIENT_ID"), config.get("PROGRAM_PRIVATE_KEY")
     if not client_id or not key_path:
         return None
-    from smart_app.auth.backend_services import BackendServicesAuth, load_key
-    from smart_app.auth.smart import token_safe
 
     if not token_safe(base):
         raise AppError(403, "Not https", "The practice's FHIR server must use https for a system token.")

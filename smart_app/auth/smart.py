@@ -30,6 +30,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
 from smart_app.context import LaunchContext, LaunchMode, Token
+from smart_app.fhir.patient_scope import valid_fhir_id
 
 log = logging.getLogger(__name__)
 
@@ -590,7 +591,6 @@ def complete(
     if not isinstance(patient, str) or not patient:
         raise SmartAuthError("The EHR did not say which patient this launch is for (no patient context).",
                              502)
-    from smart_app.fhir.patient_scope import valid_fhir_id
 
     if not valid_fhir_id(patient):
         raise SmartAuthError("The EHR's patient context is not a valid FHIR id; the launch was refused.", 502)

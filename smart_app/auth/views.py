@@ -16,6 +16,7 @@ from smart_app.auth import smart as smart_auth
 from smart_app.auth.smart import PendingAuthorization, SmartAuthError
 from smart_app.context import LaunchContext, LaunchMode
 from smart_app.fhir.capabilities import profiles_for
+from smart_app.fhir.client import FhirClient, FhirError, FhirNotFound, searchset_resources
 from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,6 @@ def _open_client(base: str) -> Any:
 
 
 def _search_patients(client: Any, name: str) -> list[dict[str, str]]:
-    from smart_app.fhir.client import FhirClient, searchset_resources
-
     params = {"name": name, "_count": str(PICKER_LIMIT)}
     if isinstance(client, FhirClient):
         found = searchset_resources(next(iter(client.search_bundles("Patient", params))))
@@ -186,7 +185,6 @@ def open_mode() -> Response | tuple[str, int] | str:
     except SmartAuthError as exc:
         page["error"] = exc.message
         return render_template("launch/open.html", **page), exc.status
-    from smart_app.fhir.client import FhirError, FhirNotFound
 
     client = _open_client(base)
     if patient:

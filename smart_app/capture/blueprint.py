@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time as _time
 from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from smart_app.capture.ledger import Ledger
 from smart_app.capture.outbox import Client, Outbox, OutboxItem, OutboxWorker
 from smart_app.context import LaunchContext
 from smart_app.fhir.capabilities import PROFILES_EXT, WriteProfiles
+from smart_app.fhir.patient_scope import PatientScopedClient
 from smart_app.readiness.captured import LEDGER_EXT
 from smart_app.storage import database_for
 from smart_app.web import lifecycle, sessions
@@ -66,7 +68,6 @@ def _client_for_app(app: Flask) -> Any:
     def client_for(item: OutboxItem) -> Client | None:
         if item.mode != "open":
             return None
-        from smart_app.fhir.patient_scope import PatientScopedClient
 
         ctx = LaunchContext(mode="open", fhir_base=item.fhir_base, patient_id=item.patient_id, user=item.user)
         with app.app_context():  # the worker thread has none; server_client reads the app's config
@@ -272,8 +273,6 @@ def _send_now(item: OutboxItem, client: Any) -> OutboxItem:
 
 
 def _recent(items: list[OutboxItem]) -> list[OutboxItem]:
-    import time as _time
-
     day_ago = _time.time() - 86400
     return [i for i in items if i.label != "saved" or (i.saved_at or 0) > day_ago]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from fhir_mapping.write_note import note_condition
 from smart_app.capture.ledger import Ledger, LedgerRecord
-from smart_app.capture.outbox import Client, Outbox, OutboxItem, Reject, deliver
+from smart_app.capture.outbox import Client, Outbox, OutboxItem, Reject, _classify, deliver
 from smart_app.fhir.capabilities import (
     KIND_TYPES,
     NOTE_KINDS,
@@ -26,6 +26,7 @@ from smart_app.fhir.capabilities import (
     choose,
     is_refusal,
 )
+from smart_app.fhir.client import FhirError
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,6 @@ class _Tracking:
 
 def _refusal(exc: Exception) -> tuple[int, str] | None:
     """(status, server message) when `exc` is a definite refusal by the server."""
-    from smart_app.fhir.client import FhirError
-
     cause = exc if isinstance(exc, FhirError) else exc.__context__
     if isinstance(cause, FhirError) and is_refusal(cause.status, cause.outcome):
         return int(cause.status or 0), cause.message
@@ -130,8 +129,6 @@ class Delivery:
                 except Exception as exc:
                     refused = _refusal(exc)
                     if refused is None:
-                        from smart_app.capture.outbox import _classify
-
                         raise _classify(exc) from None
                     self._refused(item.fhir_base, [NOTE_TYPE], "none", refused)
                     moved.append(f"the EHR refused {NOTE_TYPE} (HTTP {refused[0]}: {refused[1][:120]})")

@@ -430,6 +430,7 @@ def _lookups(rows: list[Row]) -> list[tuple[str, str]]:
 
 def _encounters(client: Any, lookups: list[tuple[str, str]]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """Each patient's Encounters, the look-ups sent as batch Bundles (one search each without batches)."""
+    # lazy: CLI start-up
     from smart_app.fhir.client import FhirError, FhirUnauthorized, FhirUnavailable
 
     for start in range(0, len(lookups), SEARCHES_PER_BATCH):
@@ -495,6 +496,7 @@ def _created(answer: dict[str, Any], index: int) -> bool:
 
 def _send(client: Any, chunk: list[tuple[Row, list[dict[str, Any]]]]) -> list[bool]:
     """Write a chunk of rows in ONE transaction; per row, whether its Encounter was created (not found)."""
+    # lazy: CLI start-up
     from smart_app.capture.outbox import conditional_creates
     from smart_app.fhir.client import FhirError
 
@@ -525,6 +527,7 @@ def write_rows(
     server rejects (4xx) is retried row by row, so one bad row does not fail its neighbours.
     `on_written(draft)` is called for every row now on the server (written now or found there).
     """
+    # lazy: CLI start-up
     from smart_app.fhir.client import FhirError, FhirUnavailable
 
     imported = duplicates = 0
@@ -611,6 +614,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: CLI start-up
     from smart_app.fhir.client import FhirClient, FhirError
 
     def summary(imported: int, duplicates: int, errors: int) -> None:

@@ -32,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _path(args: argparse.Namespace) -> Path:
     if args.db:
         return Path(args.db)
+    # lazy: CLI start-up
     from smart_app.config import defaults
 
     data_dir = args.data_dir or defaults()["DATA_DIR"]
@@ -39,6 +40,7 @@ def _path(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: CLI start-up
     from smart_app.capture.ledger import Ledger
 
     path = _path(args)

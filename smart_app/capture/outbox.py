@@ -25,10 +25,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from fhir_mapping.write_consent import is_ccm_consent, stop_transaction
 from fhir_mapping.write_provenance import WriteError
+from fhir_mapping.write_time import correction_transaction, draft_from_json
+from smart_app.fhir.client import FhirError, FhirForbidden, FhirUnauthorized, FhirUnavailable
+from smart_app.fhir.patient_scope import PatientScopeError, check_transaction
 from smart_app.storage import Database, Migration, as_database
 
 log = logging.getLogger(__name__)
@@ -376,8 +381,6 @@ class Outbox:
 
 def _classify(exc: Exception) -> Exception:
     """Retry or Reject for an exception raised while talking to the server."""
-    from smart_app.fhir.client import FhirError, FhirForbidden, FhirUnauthorized, FhirUnavailable
-
     if isinstance(exc, (FhirUnavailable, FhirUnauthorized)):
         return Retry(exc.message)
     if isinstance(exc, FhirForbidden):
@@ -387,7 +390,6 @@ def _classify(exc: Exception) -> Exception:
             return Retry(exc.message)
         return Reject(exc.message)
     if isinstance(exc, PermissionError):  # session expired (waits for a new sign-in) or patient scope
-        from smart_app.fhir.patient_scope import PatientScopeError
 
         return Reject(str(exc)) if isinstance(exc, PatientScopeError) else Retry(str(exc))
     if isinstance(exc, WriteError):
@@ -458,9 +460,6 @@ def conditional_creates(client: Client, bundle: dict[str, Any]) -> list[str]:
 
 
 def _send_bundle(client: Client, bundle: dict[str, Any]) -> list[str]:
-    from smart_app.fhir.client import FhirError
-    from smart_app.fhir.patient_scope import check_transaction
-
     patient = getattr(client, "patient_id", None)
     if patient:
         check_transaction(bundle, patient)
@@ -475,9 +474,6 @@ def _send_bundle(client: Client, bundle: dict[str, Any]) -> list[str]:
 
 def _correction_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | None:
     """The correction transaction for the entry as the server has it now (None: already done)."""
-    from datetime import datetime
-
-    from fhir_mapping.write_time import correction_transaction, draft_from_json
 
     p = item.payload
     patient = f"Patient/{item.patient_id}"
@@ -511,9 +507,6 @@ def _correction_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | Non
 def _stop_bundle(client: Client, item: OutboxItem) -> dict[str, Any] | None:
     """Stop the patient's current CCM consent (the latest active one naming this billing practitioner, if any
     names one); None when it is already stopped on that date; with no consent on file, a new inactive one."""
-    from datetime import date, datetime
-
-    from fhir_mapping.write_consent import is_ccm_consent, stop_transaction
 
     p = item.payload
     stop_date = date.fromisoformat(p["stop_date"])

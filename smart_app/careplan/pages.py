@@ -38,6 +38,7 @@ from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError, FhirUnauthorized, FhirUnavailable
 from smart_app.fhir.patient_scope import PatientScopeError
 from smart_app.readiness.options import options_from
+from smart_app.storage import database_for
 from smart_app.web import sessions
 
 bp = Blueprint("careplan", __name__)
@@ -56,8 +57,6 @@ class CarePlanError(AppError):
 def _store() -> DraftStore:
     store = current_app.extensions.get("ccm_ready_careplan_drafts")
     if store is None:
-        from smart_app.storage import database_for
-
         store = DraftStore(database_for(current_app.config, "careplan_drafts"))
         current_app.extensions["ccm_ready_careplan_drafts"] = store
     return store

@@ -24,12 +24,17 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
+from fhir_mapping.sources import resources_from_json
 from smart_app.cds.auth import CdsAuthError, JwksFetcher, ReplayCache, bearer_token, verify
 from smart_app.cds.card import build_card
+from smart_app.cds.replay_store import StoredReplayCache
 from smart_app.errors import AppError
+from smart_app.fhir.client import FhirClient, FhirError, FhirNotFound
 from smart_app.readiness.captured import CapturedSource, ledger_of
+from smart_app.readiness.fetch import fetch_patient_resources
 from smart_app.readiness.options import EvaluationOptions, options_from, system_clock
 from smart_app.readiness.use_case import ResourceSource, Source, verdict_for
+from smart_app.storage import database_for
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +102,6 @@ def _replay_cache(app: Flask) -> Any:
     """The jti memory shared by every process and instance (the app's database); in memory if told so."""
     if app.config.get("CDS_REPLAY_IN_MEMORY"):
         return ReplayCache()
-    from smart_app.cds.replay_store import StoredReplayCache
-    from smart_app.storage import database_for
 
     return StoredReplayCache(database_for(app.config, "cds_replay"))
 
@@ -231,8 +234,6 @@ BILLING_PREFETCH = "billingPractitioner"  # optional: a client that does not sen
 
 def prefetch_resources(prefetch: Mapping[str, Any] | None, patient_id: str) -> list[dict[str, Any]] | None:
     """The resources of a complete prefetch, or None when any template was not (fully) answered."""
-    from fhir_mapping.sources import resources_from_json
-
     if not prefetch:
         return None
     out: list[dict[str, Any]] = []
@@ -286,9 +287,6 @@ def _resources(body: dict[str, Any], claims: dict[str, Any] | None) -> tuple[lis
 
 
 def _fetch(server: str, token: str | None, patient_id: str) -> list[dict[str, Any]]:
-    from smart_app.fhir.client import FhirClient, FhirError, FhirNotFound
-    from smart_app.readiness.fetch import fetch_patient_resources
-
     provider: Callable[[], str | None] | None = (lambda: token) if token else None
     client = FhirClient(
         server, token_provider=provider, timeout=float(current_app.config.get("FHIR_TIMEOUT", 10))

@@ -47,6 +47,7 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: CLI start-up
     from smart_app import config
     from smart_app.demo.local_fhir import SekmetMissing, port_in_use, start_sekmet
     from smart_app.demo.seed import SeedError, read_manifest, seed_demo, write_manifest
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build_app(base: str, tz: str, manifest_path: Path) -> Any:
+    # lazy: CLI start-up
     from smart_app import config
     from smart_app.app import create_app
 

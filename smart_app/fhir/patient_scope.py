@@ -16,6 +16,8 @@ from dataclasses import is_dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
+from smart_app.fhir.client import FhirNotFound
+
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -330,8 +332,6 @@ class PatientScopedClient:
 
     def _check_owned(self, resource_type: str, resource_id: str) -> None:
         """Before an update: read the target and refuse it unless it is the launch patient's (or new)."""
-        from smart_app.fhir.client import FhirNotFound
-
         try:
             current = self._call(lambda: self._inner.read(resource_type, resource_id))
         except FhirNotFound:

@@ -51,6 +51,7 @@ def _resources(args: argparse.Namespace, month: Any) -> tuple[list[Any], str | N
     """(resources, patient id, fhir base) from the file or the FHIR server."""
     patient = args.patient.rstrip("/").rsplit("/", 1)[-1] if args.patient else None
     if args.fhir_base:
+        # lazy: CLI start-up
         from smart_app.fhir.client import FhirClient
         from smart_app.readiness.fetch import fetch_patient_resources
 
@@ -60,6 +61,7 @@ def _resources(args: argparse.Namespace, month: Any) -> tuple[list[Any], str | N
         return fetch_patient_resources(client, patient, month, args.timezone), patient, args.fhir_base
     if not args.path:
         raise ValueError("give a FHIR file PATH, or --fhir-base URL --patient Patient/ID")
+    # lazy: CLI start-up
     from fhir_mapping.sources import load_path
 
     return load_path(args.path), patient, None
@@ -67,6 +69,7 @@ def _resources(args: argparse.Namespace, month: Any) -> tuple[list[Any], str | N
 
 def run(args: argparse.Namespace) -> int:
     """Build and write the packet; 2 with a one-line message on bad input."""
+    # lazy: CLI start-up
     from rules.month import Month, zone
     from smart_app.fhir.client import FhirError
     from smart_app.packet.document import PacketError, build_packet
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if args.patient is not None and not re.fullmatch(r"(Patient/)?[A-Za-z0-9\-.]{1,64}", args.patient):
             raise ValueError(f"--patient must look like Patient/ID, got {args.patient!r}")
         if args.policy:
+            # lazy: CLI start-up
             from rules.packs import load_pack
 
             load_pack(args.policy)

@@ -30,6 +30,7 @@ from fhir_mapping.write_packet import composition as write_composition
 from rules.month import Month, zone
 from rules.records import PatientFacts
 from rules.verdict import Verdict, to_json
+from smart_app.packet import ledger_extract
 from smart_app.readiness.options import EvaluationOptions
 from smart_app.readiness.use_case import ResourceSource, verdict_for
 
@@ -105,6 +106,7 @@ def _known_type(rtype: Any) -> bool:
     """True when `rtype` names an R4 resource type (the document is validated against those models)."""
     if not isinstance(rtype, str) or not rtype.isalpha():
         return False
+    # lazy: optional heavy dependency (fhir.resources, packet building only)
     from fhir.resources.R4B import get_fhir_model_class
 
     try:
@@ -151,8 +153,6 @@ def build_packet(
         verdict, facts, m, tz, pack, billing_practitioner, url_of, hashes, generated
     )
     if ledger is not None:
-        from smart_app.packet import ledger_extract
-
         composition["extension"].append(ledger_extract.extension(ledger))
         composition["section"].append(ledger_extract.section(ledger))
     bundle = {

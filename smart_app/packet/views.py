@@ -18,11 +18,13 @@ from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.packet.document import PacketError, build_packet
 from smart_app.packet.ledger_extract import extract
-from smart_app.packet.render import render_html
+from smart_app.packet.render import render_html, style_csp_source
 from smart_app.readiness.captured import captured_pairs, ledger_of
 from smart_app.readiness.fetch import fetch_patient_resources
 from smart_app.readiness.options import options_from
-from smart_app.web import sessions
+from smart_app.web import people, sessions
+from smart_app.web.printing import PdfError, print_pdf
+from smart_app.web.security import content_security_policy
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,6 @@ def packet() -> Any:
     name = f"ccm-packet-{month}"
     if fmt == "json":
         return _attachment(Response(data, mimetype="application/fhir+json"), f"{name}.json")
-    from smart_app.web import people
 
     who = built.verdict.billing_practitioner
     names = {who: people.person_name(who)} if who else {}
@@ -88,8 +89,6 @@ def _attachment(resp: Response, filename: str) -> Response:
 
 
 def _pdf(html: str, filename: str) -> Any:
-    from smart_app.web.printing import PdfError, print_pdf
-
     try:
         data = print_pdf(html)
     except PdfError as exc:
@@ -99,9 +98,6 @@ def _pdf(html: str, filename: str) -> Any:
 
 def _html(html: str) -> Response:
     """The page, with a CSP that allows exactly its own inline stylesheet and nothing else inline."""
-    from smart_app.packet.render import style_csp_source
-    from smart_app.web.security import content_security_policy
-
     resp = Response(html, mimetype="text/html")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     resp.headers["Content-Security-Policy"] = content_security_policy(app, style_csp_source())

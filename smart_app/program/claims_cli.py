@@ -50,14 +50,17 @@ def data_dir(arg: str | None) -> Path:
     """--data-dir, else the app's DATA_DIR (its default or CCM_READY_DATA_DIR)."""
     if arg:
         return Path(arg)
+    # lazy: CLI start-up
     from smart_app import config
 
     return Path(config.defaults()["DATA_DIR"])
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: CLI start-up
     from datetime import UTC, datetime
 
+    # lazy: CLI start-up
     from fhir_mapping.write_provenance import WriteError
     from rules.month import BadMonth, Month
     from smart_app.program import claims
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         err.write(f"ccm-ready claims: {exc}\n")
         return 2
     if not args.no_record and drafts:
+        # lazy: CLI start-up
         from smart_app.program.remittance_store import RemittanceStore
 
         store = RemittanceStore.in_dir(data_dir(args.data_dir))
@@ -118,6 +122,7 @@ def _from_worklist(path: Path, month: str) -> list[tuple[str, dict]]:
 
 
 def _from_server(args: argparse.Namespace, month: str):  # type: ignore[no-untyped-def]
+    # lazy: CLI start-up
     from smart_app.fhir.bulk_export import BulkExportError
     from smart_app.fhir.client import FhirClient, FhirError
     from smart_app.program import claims

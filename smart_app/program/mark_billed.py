@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import current_app, has_app_context
+
 from fhir_mapping.reader import read_facts
 from fhir_mapping.write_charge import CHARGE_ID, charge_transaction
 from fhir_mapping.write_provenance import provenance
@@ -193,6 +195,4 @@ def undo_billed(
 
 def _ledger() -> Any:
     """The app's ledger when running inside the app (its entries count like the panel counts them)."""
-    from flask import current_app, has_app_context
-
     return ledger_of(current_app) if has_app_context() else None

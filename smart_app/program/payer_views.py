@@ -8,14 +8,16 @@ remittance store under DATA_DIR.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, url_for
 
 from rules.denials import AREAS, CAUSES, TABLE, area_label, cause_label
-from rules.revenue import BadFigure, gpci_from, locality_payment, what_if
+from rules.revenue import BadFigure, gpci_from, locality_payment, national_payment, what_if
 from smart_app.auth import program_access
 from smart_app.errors import AppError
 from smart_app.program import charts, claims, denials
@@ -63,8 +65,6 @@ def _rows(base: str | None, p: dict[str, Any]) -> list[Any] | None:
 
 
 def _query(base: str | None, p: dict[str, Any], **over: Any) -> str:
-    from urllib.parse import urlencode
-
     args = {"month": str(p["month"])}
     if p.get("group"):
         args["group"] = p["group"]
@@ -87,8 +87,6 @@ def _payment_fallback(rows: list[Any] | None) -> tuple[Decimal, str]:
         for code, units in codes:
             amount = locality_payment(code, gpci) if gpci else None
             if amount is None:
-                from rules.revenue import national_payment
-
                 amount = national_payment(code) or Decimal(0)
             total += amount * units
     avg = (total / len(code_sets)).quantize(Decimal("0.01"))
@@ -224,8 +222,6 @@ def claims_handoff() -> Any:
         store.close()
     month = str(p["month"])
     if fmt == "fhir":
-        import json
-
         bundle = claims.to_bundle(drafts, datetime.now(UTC).replace(microsecond=0))
         return Response(
             json.dumps(bundle, indent=2),

@@ -44,9 +44,10 @@ import orjson
 from fhir_mapping.people import PERSON_TYPES
 from fhir_mapping.read_note import merge_captured
 from fhir_mapping.stream import line_subject_key, paused_gc, subject_key, unread_line
+from rules.chronic import classify
 from rules.month import Month, zone
-from rules.packs import PolicyPack
-from rules.records import PatientFacts
+from rules.packs import PolicyPack, resolve_pack
+from rules.records import Coding, PatientFacts
 from rules.verdict import Verdict
 from smart_app.readiness.options import EvaluationOptions
 from smart_app.readiness.use_case import verdicts_for_months
@@ -409,9 +410,5 @@ def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, b
 
 def warm_up(month: Month, policy: str | PolicyPack | None) -> None:
     """Load the value sets and the pack once in the parent, so forked workers share them."""
-    from rules.chronic import classify
-    from rules.packs import resolve_pack
-    from rules.records import Coding
-
     classify(Coding("http://hl7.org/fhir/sid/icd-10-cm", "E11.9"))
     resolve_pack(policy, month)

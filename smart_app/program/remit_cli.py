@@ -30,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: CLI start-up
     from smart_app.program.claims_cli import data_dir
     from smart_app.program.remit_load import load_files
     from smart_app.program.remittance import RemittanceError

@@ -9,6 +9,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from fhir_mapping.read_remittance import (
+    RemittanceResourceError,
+    read_remittance_resource,
+    remittance_resources,
+)
 from rules.remittance import Remittance
 from smart_app.program.remittance import RemittanceError, is_x12, read_835
 from smart_app.program.remittance_store import LoadCounts, RemittanceStore
@@ -23,12 +28,6 @@ def parse_file(name: str, data: bytes, claim_codes: dict[str, list[str]] | None 
     if is_x12(data):
         return read_835(data, name)
     if data.lstrip()[:1] == b"{":
-        from fhir_mapping.read_remittance import (
-            RemittanceResourceError,
-            read_remittance_resource,
-            remittance_resources,
-        )
-
         try:
             doc = json.loads(data)
             return [read_remittance_resource(r, claim_codes) for r in remittance_resources(doc)]

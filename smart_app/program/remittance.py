@@ -68,6 +68,7 @@ def _text(data: bytes, name: str) -> str:
 
 
 def _validate(text: str, name: str) -> None:
+    # lazy: optional heavy dependency (pyx12, X12 835 files only)
     import pyx12.error_handler
     import pyx12.errors
     import pyx12.params
@@ -118,6 +119,7 @@ def _first_error(doc: dict[str, Any]) -> tuple[str, int | None, str] | None:
 
 
 def _segments(text: str) -> Iterator[tuple[int, Any]]:
+    # lazy: optional heavy dependency (pyx12, X12 835 files only)
     import pyx12.x12file
 
     reader = pyx12.x12file.X12Reader(io.StringIO(text))
@@ -183,6 +185,7 @@ class _Tx:
 
 
 def _transactions(text: str, name: str) -> Iterator[Remittance]:
+    # lazy: optional heavy dependency (pyx12, X12 835 files only)
     from pyx12.codes import ExternalCodes
 
     rarcs = ExternalCodes()

@@ -25,6 +25,7 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from rules.month import BadTimezone, zone
 from rules.packs import UnknownPolicy
 from smart_app.auth import program_access
+from smart_app.auth.smart import SmartAuthError, check_open_server
 from smart_app.context import LaunchContext
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
@@ -39,11 +40,13 @@ from smart_app.program.worklist import (
     WorklistRow,
     apply_filter,
     blocked_reasons,
+    build_row,
     sort_rows,
     to_csv,
 )
 from smart_app.readiness.captured import captured_by_patient, ledger_of
 from smart_app.readiness.options import options_from
+from smart_app.readiness.use_case import ServerSource, verdict_for
 from smart_app.readiness.wording import format_money, status_label
 from smart_app.storage import database_for
 from smart_app.web import sessions
@@ -93,8 +96,6 @@ def _base() -> str | None:
         return str(configured).rstrip("/")
     iss = request.values.get("iss")
     if iss:
-        from smart_app.auth.smart import SmartAuthError, check_open_server
-
         try:
             return check_open_server(iss, current_app.config)
         except SmartAuthError as exc:
@@ -520,9 +521,6 @@ def changed_patients(client: Any, since: datetime) -> set[str] | None:
 @bp.post("/program/refresh-changed")
 def refresh_changed() -> Any:
     """Re-evaluate only the patients whose data changed since the worklist's "as of" time."""
-    from smart_app.program.worklist import build_row
-    from smart_app.readiness.use_case import ServerSource, verdict_for
-
     try:
         base, p = _chosen()
     except ProgramError as err:

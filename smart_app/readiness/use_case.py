@@ -57,6 +57,7 @@ class ServerSource:
     def load(self, patient_id: str | None, options: EvaluationOptions) -> Loaded:
         if patient_id is None:
             raise ValueError("a FHIR server source needs the patient id")
+        # lazy: CLI start-up
         from smart_app.readiness.fetch import fetch_patient_data
 
         fetched = fetch_patient_data(

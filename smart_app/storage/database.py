@@ -200,6 +200,7 @@ class PostgresDatabase(Database):
         if self._pool is None or self._pid != os.getpid():
             with self._lock:
                 if self._pool is None or self._pid != os.getpid():
+                    # lazy: optional heavy dependency (psycopg_pool, PostgreSQL only)
                     from psycopg_pool import ConnectionPool
 
                     self._pool = ConnectionPool(

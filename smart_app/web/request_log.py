@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 HEADER = "X-Request-Id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -107,8 +108,6 @@ def init_app(app: Flask) -> None:
     app.after_request(_finish)
     proxies = int(app.config.get("PROXIES") or 0)
     if proxies > 0:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies, x_prefix=0
         )

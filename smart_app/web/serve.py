@@ -9,6 +9,7 @@ GRACEFUL_TIMEOUT seconds), lets the send in flight finish and hands its outbox l
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -31,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.dev:
+        # lazy: CLI start-up
         from smart_app.app import create_app
         from smart_app.web.request_log import configure_logging
 
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         configure_logging(app.config.get("LOG_FORMAT") or "text", str(app.config.get("LOG_LEVEL") or "INFO"))
         app.run(host=args.host, port=args.port, debug=False, threaded=True)
         return 0
+    # lazy: CLI start-up
     from smart_app import config
 
     settings = config.defaults()
@@ -110,8 +113,6 @@ PRELOAD = (
 
 
 def _preload_modules() -> None:
-    import importlib
-
     for name in PRELOAD:
         try:
             importlib.import_module(name)
@@ -121,6 +122,7 @@ def _preload_modules() -> None:
 
 def _load_app() -> Any:
     global _app
+    # lazy: CLI start-up
     from smart_app.app import create_app
     from smart_app.web.request_log import configure_logging
 
@@ -133,6 +135,7 @@ def _load_app() -> Any:
 def _worker_exit(_server: Any, _worker: Any) -> None:
     """A worker process stops (SIGTERM, after in-flight requests): stop its background work cleanly."""
     if _app is not None:
+        # lazy: CLI start-up
         from smart_app.web import lifecycle
 
         lifecycle.stop(_app)
@@ -143,6 +146,7 @@ class JsonGunicornLogger(Logger):  # type: ignore[misc]
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
+        # lazy: CLI start-up
         from smart_app.web.request_log import JsonFormatter, RequestIdFilter
 
         for handler in self.error_log.handlers:

@@ -14,15 +14,29 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Request, Response, current_app, g, render_template, request
+from flask import (
+    Flask,
+    Request,
+    Response,
+    abort,
+    current_app,
+    g,
+    make_response,
+    render_template,
+    request,
+    session,
+)
 from flask.sessions import SecureCookieSession, SessionInterface
 
+from smart_app.auth import smart as smart_auth
+from smart_app.auth.smart import token_safe
 from smart_app.context import LaunchContext, Token
-from smart_app.fhir.patient_scope import PatientScopedClient, PatientScopeError
+from smart_app.fhir.client import FhirClient
+from smart_app.fhir.patient_scope import PatientScopedClient, PatientScopeError, valid_fhir_id
 from smart_app.storage import Database, Migration, as_database, database_for
 
 log = logging.getLogger(__name__)
@@ -165,8 +179,6 @@ class SessionStore:
         ctx, oauth = loaded
         ctx = ctx.with_token(token)
         if scopes:
-            from dataclasses import replace
-
             ctx = replace(ctx, granted_scopes=scopes)
         self.set_context(key, ctx, oauth)
 
@@ -260,8 +272,6 @@ def _store() -> SessionStore:
 
 
 def _session() -> ServerSession:
-    from flask import session
-
     assert isinstance(session, ServerSession), "sessions.init_app was not called"
     return session
 
@@ -291,7 +301,6 @@ def require_context() -> LaunchContext:
     ctx = current_context()
     if ctx is None:
         body = render_template("launch/no_session.html")
-        from flask import abort, make_response
 
         abort(make_response(body, 401))
     return ctx
@@ -300,8 +309,6 @@ def require_context() -> LaunchContext:
 def start_session(ctx: LaunchContext, oauth: dict[str, Any] | None = None) -> None:
     """Bind `ctx` to this browser under a NEW key (no session fixation) and a NEW CSRF token (a token
     seen before sign-in, or for another patient, is worth nothing after it)."""
-    from smart_app.fhir.patient_scope import valid_fhir_id
-
     if not valid_fhir_id(ctx.patient_id):
         raise PatientScopeError("the launch patient is not a valid FHIR id", "session")
     session = _session()
@@ -345,7 +352,6 @@ def _token_provider(key: str, app: Flask) -> Callable[..., str]:
                 if force or token.expires_at <= time.time():
                     raise SessionExpired("the access token expired and cannot be refreshed; launch again")
                 return token.access_token
-            from smart_app.auth import smart as smart_auth
 
             try:
                 new_token = smart_auth.refresh(oauth, token, app.config)
@@ -367,7 +373,6 @@ def server_client(ctx: LaunchContext, token_provider: Callable[..., str] | None 
     factory = current_app.config.get("FHIR_CLIENT_FACTORY")
     if factory is not None:
         return factory(ctx)
-    from smart_app.fhir.client import FhirClient
 
     return FhirClient(ctx.fhir_base, token_provider=token_provider,
                       timeout=float(current_app.config.get("FHIR_TIMEOUT", 10.0)))
@@ -382,8 +387,6 @@ def fhir_client() -> PatientScopedClient:
     ctx = require_context()
     provider: Callable[..., str] | None = None
     if current_app.config.get("FHIR_CLIENT_FACTORY") is None and ctx.mode != "open" and ctx.token is not None:
-        from smart_app.auth.smart import token_safe
-
         if not token_safe(ctx.fhir_base):  # never a bearer token over plain http to another machine
             raise SessionExpired("this session's FHIR server is not https; launch the app again")
         key = _session().key

@@ -2,11 +2,13 @@
 
 `smart_app -> fhir_mapping -> rules` one way; `rules/` imports no Flask, HTTP, FHIR-library or database
 module; faces do not import each other; the shared kernel imports no face. The second test plants
-violations in a copy of the tree and shows that the same contracts fail on them.
+violations in a copy of the tree and shows that the same contracts fail on them. Last, imports sit at
+the top of modules: a function-level import says why (`# lazy: <reason>`).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -46,3 +48,87 @@ def test_a_violation_breaks_the_contracts(tmp_path: Path) -> None:
     assert "rules is not allowed to import flask" in out
     assert "smart_app.panel is not allowed to import smart_app.program" in out
     assert "fhir_mapping.planted -> smart_app.config" in out
+
+
+# Imports sit at the top of a module. A function-level import is allowed only with its reason written
+# on its line or on the line just above its group of imports: CLI start-up (measured with
+# `python -X importtime`), an import cycle (name the module), or an optional heavy dependency.
+LAZY_REASONS = ("CLI start-up", "cycle with ", "optional heavy dependency")
+PACKAGES = ("smart_app", "fhir_mapping", "rules")
+
+
+def _module_level(node: ast.AST) -> bool:
+    """`if TYPE_CHECKING:` and `try: import x except ImportError:` blocks at module level are the top."""
+    if isinstance(node, ast.If):
+        return "TYPE_CHECKING" in ast.unparse(node.test)
+    return isinstance(node, ast.Try)
+
+
+def _function_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    found: list[ast.Import | ast.ImportFrom] = []
+
+    def walk(node: ast.AST, top: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                if not top:
+                    found.append(child)
+            else:
+                walk(child, top and _module_level(child))
+
+    walk(tree, True)
+    return found
+
+
+def _has_reason(line: str) -> bool:
+    _, marker, reason = line.partition("# lazy: ")
+    return bool(marker) and reason.startswith(LAZY_REASONS)
+
+
+def unexplained_lazy_imports(root: Path) -> list[str]:
+    """`path:line: import` for each function-level import without a `# lazy: <reason>` comment."""
+    problems = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            lines = path.read_text(encoding="utf-8").splitlines()
+            imports = _function_level_imports(ast.parse("\n".join(lines), str(path)))
+            ends = {node.end_lineno for node in imports}
+            for node in imports:
+                first = node.lineno
+                while first - 1 in ends:  # one comment above a group of consecutive imports covers it
+                    first = min(n.lineno for n in imports if n.end_lineno == first - 1)
+                if _has_reason(lines[node.lineno - 1]) or (first > 1 and _has_reason(lines[first - 2])):
+                    continue
+                rel = path.relative_to(root)
+                problems.append(f"{rel}:{node.lineno}: {ast.unparse(node)}")
+    return problems
+
+
+def _lazy_message(problems: list[str]) -> str:
+    return (
+        "function-level imports without a reason; move them to the top of the module, or write"
+        " `# lazy: CLI start-up` / `# lazy: cycle with <module>` / `# lazy: optional heavy dependency`"
+        " on the line above:\n  " + "\n  ".join(problems)
+    )
+
+
+def test_function_level_imports_say_why() -> None:
+    problems = unexplained_lazy_imports(ROOT)
+    assert not problems, _lazy_message(problems)
+
+
+def test_an_unexplained_function_level_import_is_reported(tmp_path: Path) -> None:
+    package = tmp_path / "rules"
+    package.mkdir()
+    (package / "planted.py").write_text(
+        "def f() -> None:\n"
+        "    import json\n"
+        "    # lazy: cycle with rules.evaluate\n"
+        "    from rules import evaluate\n"
+        "    from rules import month\n"
+        "    # a comment that gives no reason\n"
+        "    import csv\n"
+        "    import zlib  # lazy: optional heavy dependency\n"
+    )
+    problems = unexplained_lazy_imports(tmp_path)
+    assert problems == ["rules/planted.py:2: import json", "rules/planted.py:7: import csv"]
+    assert "rules/planted.py:2: import json" in _lazy_message(problems)
