@@ -34,7 +34,7 @@ from fhir_mapping.write_provenance import WriteError
 from fhir_mapping.write_time import correction_transaction, draft_from_json
 from smart_app.fhir.client import FhirError, FhirForbidden, FhirUnauthorized, FhirUnavailable
 from smart_app.fhir.patient_scope import PatientScopeError, check_transaction
-from smart_app.storage import Database, Migration, as_database
+from smart_app.storage import Database, as_database
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +52,6 @@ class Client(Protocol):
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None) -> dict[str, Any]: ...
 
     def search(self, resource_type: str, params: Any = None) -> list[dict[str, Any]]: ...
-
-
-MIGRATIONS = (
-    Migration(
-        1,
-        "outbox",
-        (
-            "CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL,"
-            ' fhir_base TEXT NOT NULL, patient_id TEXT NOT NULL, mode TEXT NOT NULL, "user" TEXT,'
-            " payload TEXT NOT NULL,"
-            " summary TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-            " next_attempt DOUBLE PRECISION NOT NULL, last_error TEXT, created DOUBLE PRECISION NOT NULL,"
-            " saved_at DOUBLE PRECISION, result TEXT)",
-            "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_attempt)",
-            "CREATE INDEX IF NOT EXISTS outbox_patient ON outbox (fhir_base, patient_id)",
-        ),
-    ),
-    # Who holds a `sending` lease (instance:pid), so a stopping process can hand its leases back.
-    Migration(2, "outbox lease owner", ("ALTER TABLE outbox ADD COLUMN lease_owner TEXT",)),
-)
 
 
 def default_owner() -> str:
@@ -161,7 +141,7 @@ class Outbox:
         self.lease = lease
         self.clock = clock
         self.owner = owner or default_owner()
-        self.db.migrate("outbox", MIGRATIONS)
+        self.db.migrate("outbox")  # tables: storage/migrations/versions/outbox_*.py
 
     def close(self) -> None:
         if self.db.dialect == "sqlite":  # a shared PostgreSQL pool outlives one store

@@ -16,21 +16,9 @@ from typing import Any
 
 from rules.careplan_validation import TEXT_SECTIONS, ActivityDraft, CarePlanDraft, GoalDraft, Problem
 from smart_app.context import LaunchContext
-from smart_app.storage import Database, Migration, as_database
+from smart_app.storage import Database, as_database
 
 MAX_ROWS = 30
-
-
-MIGRATIONS = (
-    Migration(
-        1,
-        "careplan drafts",
-        (
-            "CREATE TABLE IF NOT EXISTS drafts (key TEXT PRIMARY KEY, payload TEXT NOT NULL, "
-            "state TEXT NOT NULL, error TEXT NOT NULL DEFAULT '', updated DOUBLE PRECISION NOT NULL)",
-        ),
-    ),
-)
 
 
 class DraftStore:
@@ -39,7 +27,7 @@ class DraftStore:
     def __init__(self, db: Database | Path | str) -> None:
         self.db = as_database(db)
         self.path = getattr(self.db, "path", None)
-        self.db.migrate("careplan_drafts", MIGRATIONS)
+        self.db.migrate("careplan_drafts")  # tables: storage/migrations/versions/careplan_drafts_*.py
 
     def put(self, key: str, payload: dict[str, Any], state: str, error: str = "") -> None:
         with self.db.transaction() as tx:

@@ -10,19 +10,8 @@ import threading
 from pathlib import Path
 
 from smart_app.cds.auth import LEEWAY
-from smart_app.storage import Database, Migration, as_database
+from smart_app.storage import Database, as_database
 
-MIGRATIONS = (
-    Migration(
-        1,
-        "cds replay",
-        (
-            "CREATE TABLE IF NOT EXISTS cds_replay (iss TEXT NOT NULL, jti TEXT NOT NULL,"
-            " expires DOUBLE PRECISION NOT NULL, PRIMARY KEY (iss, jti))",
-            "CREATE INDEX IF NOT EXISTS cds_replay_expires ON cds_replay (expires)",
-        ),
-    ),
-)
 PURGE_EVERY = 200  # inserts between purges of expired rows
 
 
@@ -31,7 +20,7 @@ class StoredReplayCache:
 
     def __init__(self, db: Database | Path | str) -> None:
         self.db = as_database(db)
-        self.db.migrate("cds_replay", MIGRATIONS)
+        self.db.migrate("cds_replay")  # tables: storage/migrations/versions/cds_replay_*.py
         self._inserts = 0
         self._lock = threading.Lock()
 

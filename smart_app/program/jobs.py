@@ -26,7 +26,7 @@ from smart_app.fhir.bulk_export import ExportRequest, ExportResult, export_popul
 from smart_app.program.population import PatientResult, map_population, warm_up
 from smart_app.program.worklist import Blocker, WorklistRow, build_row
 from smart_app.readiness.options import practice_now
-from smart_app.storage import Database, Migration, as_database
+from smart_app.storage import Database, as_database
 
 StageFn = Callable[[str], None]
 CountFn = Callable[[int, int], None]
@@ -145,18 +145,6 @@ def _rows_of(
 
 # ---------------------------------------------------------------------- jobs kept in the app's database
 
-JOB_MIGRATIONS = (
-    Migration(
-        1,
-        "worklist jobs",
-        (
-            "CREATE TABLE IF NOT EXISTS worklist_jobs (key TEXT PRIMARY KEY, stage TEXT NOT NULL,"
-            " done INTEGER NOT NULL DEFAULT 0, total INTEGER NOT NULL DEFAULT 0, error TEXT, result TEXT,"
-            " started DOUBLE PRECISION NOT NULL, finished DOUBLE PRECISION, owner TEXT,"
-            " heartbeat DOUBLE PRECISION NOT NULL)",
-        ),
-    ),
-)
 HEARTBEAT_SECONDS = 10.0
 STALE_SECONDS = 60.0  # a running job not heard from this long died with its instance: run it again
 
@@ -256,7 +244,7 @@ class JobStore:
     def __init__(self, db: Database | Path | str, *, keep: int = 8) -> None:
         self.db = as_database(db)
         self.keep = keep
-        self.db.migrate("worklist_jobs", JOB_MIGRATIONS)
+        self.db.migrate("worklist_jobs")  # tables: storage/migrations/versions/worklist_jobs_*.py
         self._decoded: dict[tuple[str, float], WorklistResult] = {}
         self._lock = threading.Lock()
 

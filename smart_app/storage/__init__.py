@@ -1,28 +1,25 @@
 """The app's state behind one storage layer: SQLite files under DATA_DIR (default) or PostgreSQL.
 
 Set `CCM_READY_DATABASE_URL=postgresql://user:pass@host/db` and every stateful part (sessions, the outbox,
-care-plan drafts, the CDS `jti` replay cache, worklist jobs) shares that database, so several app
-instances behind a load balancer see the same state. Without it, each part keeps its own SQLite file in
-DATA_DIR (`sessions.sqlite3`, `outbox.sqlite3`, ...), as before.
+care-plan drafts, the CDS `jti` replay cache, worklist jobs, the capture ledger, claims and remittances)
+shares that database, so several app instances behind a load balancer see the same state. Without it,
+each part keeps its own SQLite file in DATA_DIR (`sessions.sqlite3`, `outbox.sqlite3`, `ledger.sqlite3`, ...).
 
-Schemas are versioned per component and applied on start (`Database.migrate`, under a PostgreSQL advisory
-lock / a SQLite write lock, so instances starting together apply each step once); `schema_migrations`
-records what was applied. Migrations are append-only: never edit a released one, add the next version.
+Schemas are Alembic migrations (`migrations/versions/<store>_<NNNN>.py`, one branch per store) applied on
+start: `Database.migrate(store)` when a store opens, and every store at once when `database_for` first
+opens the shared PostgreSQL database; under a PostgreSQL advisory lock / a SQLite write lock, so instances
+starting together apply each step once (`schema`, `migrator`). Databases of the earlier in-house runner
+(`schema_migrations`) are adopted. Migrations are append-only: never edit a released one, add the next.
 
-Adding a table (e.g. an append-only ledger):
+Adding a table (e.g. an append-only ledger): write `migrations/versions/ledger_0001.py` (revision
+"ledger_0001", branch_labels ("ledger",), SQL for both engines through `op.execute`), then
 
-    from smart_app.storage import Database, Migration, as_database, database_for
-
-    MIGRATIONS = (
-        Migration(1, "ledger", ("CREATE TABLE IF NOT EXISTS ledger (seq INTEGER PRIMARY KEY, entry TEXT"
-                                " NOT NULL, hash TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)",),
-                  postgresql=("CREATE TABLE IF NOT EXISTS ledger (seq BIGINT PRIMARY KEY, ...)",)),
-    )
+    from smart_app.storage import Database, as_database, database_for
 
     class Ledger:
         def __init__(self, db: Database | str | Path) -> None:
-            self.db = as_database(db)              # a Database, a SQLite path, or a postgresql:// URL
-            self.db.migrate("ledger", MIGRATIONS)  # on start; idempotent
+            self.db = as_database(db)     # a Database, a SQLite path, or a postgresql:// URL
+            self.db.migrate("ledger")     # on start; idempotent, cheap when up to date
 
         def append(self, entry: str) -> None:
             with self.db.transaction() as tx:      # committed at the end, rolled back on error
@@ -52,7 +49,6 @@ from typing import Any
 
 from smart_app.storage.database import (
     Database,
-    Migration,
     PostgresDatabase,
     SqliteDatabase,
     Tx,
@@ -62,7 +58,6 @@ from smart_app.storage.database import (
 
 __all__ = [
     "Database",
-    "Migration",
     "PostgresDatabase",
     "SqliteDatabase",
     "Tx",
@@ -79,14 +74,16 @@ def as_database(target: Database | str | Path) -> Database:
 
 
 def database_for(config: Mapping[str, Any], name: str, explicit: str | Path | None = None) -> Database:
-    """The database a component named `name` uses under this configuration.
+    """The database a store named `name` uses under this configuration.
 
-    An explicit path (e.g. OUTBOX_DB in tests) wins; then DATABASE_URL (shared PostgreSQL); else
-    DATA_DIR/<name>.sqlite3.
+    An explicit path (e.g. OUTBOX_DB, LEDGER_DB) wins; then DATABASE_URL (shared PostgreSQL: every store's
+    migrations are applied the first time this process opens it); else DATA_DIR/<name>.sqlite3.
     """
     if explicit:
         return open_database(explicit if isinstance(explicit, Path) else str(explicit))
     url = config.get("DATABASE_URL")
     if url:
-        return open_database(str(url), pool_size=int(config.get("DATABASE_POOL_SIZE") or 10))
+        db = open_database(str(url), pool_size=int(config.get("DATABASE_POOL_SIZE") or 10))
+        db.migrate()
+        return db
     return SqliteDatabase(Path(config.get("DATA_DIR") or ".ccm-ready") / f"{name}.sqlite3")

@@ -5,6 +5,8 @@ to psycopg's `%s` for PostgreSQL). Write SQL both engines understand: `ON CONFLI
 `RETURNING`, `DOUBLE PRECISION` for epoch seconds (PostgreSQL's REAL is 4 bytes), `"user"` quoted. Where
 they must differ, branch on `db.dialect` ("sqlite" | "postgresql"), e.g. `Tx.skip_locked` (appends
 `FOR UPDATE SKIP LOCKED` on PostgreSQL; a SQLite write transaction is already exclusive).
+
+Tables come from the Alembic migrations in `migrations/` (`Database.migrate(store)`, see `schema`).
 """
 
 from __future__ import annotations
@@ -16,32 +18,14 @@ import logging
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from smart_app.storage import schema
 from smart_app.storage.sqlite import immediate, open_sqlite
 
 log = logging.getLogger(__name__)
-
-# pg_advisory_xact_lock key serialising schema migrations across instances ("ccmready" in ASCII, truncated).
-MIGRATION_LOCK_KEY = 0x63636D7265616479 & 0x7FFFFFFFFFFFFFFF
-
-
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One schema step of a component: `statements` for both engines, or `postgresql` when they differ."""
-
-    version: int
-    name: str
-    statements: tuple[str, ...]
-    postgresql: tuple[str, ...] | None = None
-
-    def for_dialect(self, dialect: str) -> tuple[str, ...]:
-        return self.postgresql if dialect == "postgresql" and self.postgresql is not None else self.statements
-
 
 class Tx:
     """A transaction (or a read) on one connection; SQL uses `?` placeholders on both engines."""
@@ -78,6 +62,8 @@ class Database:
 
     dialect = "sqlite"
     label = ""
+    _migrated: set[str]
+    _migrate_lock: threading.Lock
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
@@ -110,33 +96,14 @@ class Database:
     def close(self) -> None:
         """Release connections (the object must not be used afterwards)."""
 
-    def migrate(self, component: str, migrations: Sequence[Migration]) -> list[int]:
-        """Apply `component`'s migrations not applied yet, in version order, under a lock; returns them."""
-        applied: list[int] = []
-        with self.transaction() as tx:
-            if self.dialect == "postgresql":
-                tx.one("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK_KEY,))
-            tx.run(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER"
-                " NOT NULL, name TEXT NOT NULL, applied DOUBLE PRECISION NOT NULL,"
-                " PRIMARY KEY (component, version))"
-            )
-            done = {
-                r[0]
-                for r in tx.all("SELECT version FROM schema_migrations WHERE component = ?", (component,))
-            }
-            for m in sorted(migrations, key=lambda m: m.version):
-                if m.version in done:
-                    continue
-                for statement in m.for_dialect(self.dialect):
-                    tx.run(statement)
-                tx.run(
-                    "INSERT INTO schema_migrations (component, version, name, applied) VALUES (?, ?, ?, ?)",
-                    (component, m.version, m.name, time.time()),
-                )
-                applied.append(m.version)
-        if applied:
-            log.info("schema %s: applied migrations %s on %s", component, applied, self.dialect)
+    def migrate(self, store: str = schema.ALL) -> list[str]:
+        """Bring `store`'s tables (default: every store's) to the newest schema revision, once per object
+        (concurrency-safe: see `smart_app.storage.migrator`); returns the revisions applied."""
+        with self._migrate_lock:
+            if store in self._migrated or schema.ALL in self._migrated:
+                return []
+            applied = schema.upgrade(self, store)
+            self._migrated.add(store)
         return applied
 
 
@@ -149,6 +116,7 @@ class SqliteDatabase(Database):
         self.path = Path(path)
         self.label = f"sqlite:{self.path.name}"
         self._lock = threading.RLock()
+        self._migrated, self._migrate_lock = set(), threading.Lock()
         self._conn = open_sqlite(self.path, ())
 
     @contextlib.contextmanager
@@ -195,6 +163,7 @@ class PostgresDatabase(Database):
         self._pool: Any = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._migrated, self._migrate_lock = set(), threading.Lock()
 
     def _get_pool(self) -> Any:
         if self._pool is None or self._pid != os.getpid():

@@ -37,23 +37,13 @@ from smart_app.auth.smart import token_safe
 from smart_app.context import LaunchContext, Token
 from smart_app.fhir.client import FhirClient
 from smart_app.fhir.patient_scope import PatientScopedClient, PatientScopeError, valid_fhir_id
-from smart_app.storage import Database, Migration, as_database, database_for
+from smart_app.storage import Database, as_database, database_for
 
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_SECONDS = 8 * 3600
 REFRESH_LEEWAY_SECONDS = 60
 TOUCH_INTERVAL_SECONDS = 60
-MIGRATIONS = (
-    Migration(
-        1,
-        "sessions",
-        (
-            "CREATE TABLE IF NOT EXISTS sessions (id TEXT PRIMARY KEY, data TEXT NOT NULL,"
-            " context TEXT, oauth TEXT, touched DOUBLE PRECISION NOT NULL)",
-        ),
-    ),
-)
 
 
 class SessionExpired(PermissionError):
@@ -120,7 +110,7 @@ class SessionStore:
         self.db = as_database(db)
         self.path = getattr(self.db, "path", None)
         self.idle_seconds = idle_seconds
-        self.db.migrate("sessions", MIGRATIONS)
+        self.db.migrate("sessions")  # tables: storage/migrations/versions/sessions_*.py
 
     def _row(self, key: str) -> tuple[str, str | None, str | None, float] | None:
         with self.db.read() as tx:
