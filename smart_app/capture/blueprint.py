@@ -6,7 +6,6 @@ import hashlib
 import logging
 import time as _time
 from datetime import date, datetime, tzinfo
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
@@ -80,8 +79,7 @@ def _client_for_app(app: Flask) -> Any:
 @bp.record_once
 def _setup(state: BlueprintSetupState) -> None:
     app = state.app
-    data_dir = Path(app.config.get("DATA_DIR") or ".ccm-ready")
-    ledger = Ledger(app.config.get("LEDGER_DB") or data_dir / "ledger.sqlite3")
+    ledger = Ledger.for_config(app.config)  # LEDGER_DB, else DATABASE_URL, else DATA_DIR/ledger.sqlite3
     delivery = Delivery(ledger)
     outbox = Outbox(
         database_for(app.config, "outbox", app.config.get("OUTBOX_DB")),

@@ -588,12 +588,10 @@ def record_imported(ledger: Ledger, fhir_base: str, draft: TimeEntryDraft) -> No
 
 
 def _ledger(args: argparse.Namespace) -> Ledger:
-    """The app's ledger (DATA_DIR/ledger.sqlite3, or LEDGER_DB), where imported entries are recorded too."""
-    settings = defaults()
+    """The app's ledger (--ledger, LEDGER_DB, DATABASE_URL or DATA_DIR/ledger.sqlite3), where imported entries
+    are recorded too."""
     chosen = getattr(args, "ledger", None)  # callers that build their own Namespace may leave it out
-    path = Path(chosen or settings.get("LEDGER_DB") or Path(settings["DATA_DIR"]) / "ledger.sqlite3")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return Ledger(path)
+    return Ledger.for_config(defaults(), chosen)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

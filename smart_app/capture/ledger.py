@@ -8,40 +8,32 @@ used (structured | note | none) and the references the EHR returned, so rows are
 item with the same id is the entry's delivery state (pending / saved / rejected).
 
 Each row carries `hash` = SHA-256 over its canonical content and the previous row's hash; `verify()`
-recomputes the chain and names the first record whose content or link does not match. The SQL is plain (one
-table plus a small table of per-server write profiles) so the store ports to another database unchanged.
+recomputes the chain and names the first record whose content or link does not match.
+
+The tables (the ledger plus a small table of per-server write profiles) live in the app's storage layer:
+DATA_DIR/ledger.sqlite3 by default, the shared PostgreSQL database when DATABASE_URL is set (migrations:
+storage/migrations/versions/ledger_*.py). Appends are serialised across processes and instances (SQLite's
+write lock; on PostgreSQL a table lock taken by the appending transaction), so the chain stays one line.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import sqlite3
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from smart_app.storage.sqlite import immediate, open_sqlite
+from smart_app.storage import Database, as_database, database_for
 
 ENTRY_KINDS = ("time", "consent", "consent-stop", "correction")
 KINDS = (*ENTRY_KINDS, "delivery")
 GENESIS = "0" * 64
 
-SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS ledger (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"
-    " kind TEXT NOT NULL, fhir_base TEXT NOT NULL, patient_id TEXT NOT NULL, user_ref TEXT,"
-    " recorded TEXT NOT NULL, facts TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS ledger_patient ON ledger (fhir_base, patient_id)",
-    "CREATE TABLE IF NOT EXISTS write_profile (fhir_base TEXT NOT NULL, resource_type TEXT NOT NULL,"
-    " profile TEXT NOT NULL, reason TEXT NOT NULL, updated REAL NOT NULL,"
-    " PRIMARY KEY (fhir_base, resource_type))",
-)
 _COLUMNS = "seq, id, kind, fhir_base, patient_id, user_ref, recorded, facts, prev_hash, hash"
 
 
@@ -138,20 +130,22 @@ def _row(row: tuple[Any, ...]) -> LedgerRecord:
 
 
 class Ledger:
-    """The SQLite store (one file, DATA_DIR/ledger.sqlite3). Thread-safe; appends serialise on the file."""
+    """The ledger store on a Database (a SQLite file by default). Thread-safe; appends are serialised."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
+    def __init__(self, db: Database | Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        self.db = as_database(db)
+        self.path = getattr(self.db, "path", None)
         self.clock = clock
-        self._lock = threading.RLock()
-        self._conn = open_sqlite(self.path, SCHEMA)
+        self.db.migrate("ledger")  # tables: storage/migrations/versions/ledger_*.py
 
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return immediate(self._conn, self._lock)
+    @classmethod
+    def for_config(cls, config: Mapping[str, Any], explicit: Path | str | None = None) -> Ledger:
+        """The app's ledger: `explicit` or LEDGER_DB (a file) wins, then DATABASE_URL, then DATA_DIR."""
+        return cls(database_for(config, "ledger", explicit or config.get("LEDGER_DB")))
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        if self.db.dialect == "sqlite":  # a shared PostgreSQL pool outlives one store
+            self.db.close()
 
     # ------------------------------------------------------------------ appends
 
@@ -171,12 +165,14 @@ class Ledger:
         recorded = datetime.fromtimestamp(self.clock(), UTC).isoformat(timespec="seconds")
         facts_text = canonical(facts)
         base = fhir_base.rstrip("/")
-        with self._tx() as c:
-            if c.execute("SELECT 1 FROM ledger WHERE id = ?", (record_id,)).fetchone() is None:
-                last = c.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-                seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+        with self.db.transaction() as tx:
+            if tx.dialect == "postgresql":  # one appender at a time across instances; readers still read
+                tx.run("LOCK TABLE ledger IN EXCLUSIVE MODE")
+            if tx.one("SELECT 1 FROM ledger WHERE id = ?", (record_id,)) is None:
+                last = tx.one("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+                seq, prev = (int(last[0]) + 1, last[1]) if last else (1, GENESIS)
                 digest = record_hash(seq, record_id, kind, base, patient_id, user, recorded, facts_text, prev)
-                c.execute(
+                tx.run(
                     f"INSERT INTO ledger ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (seq, record_id, kind, base, patient_id, user, recorded, facts_text, prev, digest),
                 )
@@ -200,8 +196,8 @@ class Ledger:
     # ------------------------------------------------------------------ reads
 
     def get(self, record_id: str) -> LedgerRecord | None:
-        with self._lock:
-            row = self._conn.execute(f"SELECT {_COLUMNS} FROM ledger WHERE id = ?", (record_id,)).fetchone()
+        with self.db.read() as tx:
+            row = tx.one(f"SELECT {_COLUMNS} FROM ledger WHERE id = ?", (record_id,))
         return _row(row) if row else None
 
     def records(self, fhir_base: str | None = None, patient_id: str | None = None) -> list[LedgerRecord]:
@@ -210,8 +206,8 @@ class Ledger:
         if fhir_base is not None and patient_id is not None:
             sql += " WHERE fhir_base = ? AND patient_id = ?"
             args = [fhir_base.rstrip("/"), patient_id]
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
+        with self.db.read() as tx:
+            rows = tx.all(sql + " ORDER BY seq", args)
         return [_row(r) for r in rows]
 
     def deliveries(self, fhir_base: str, patient_id: str) -> dict[str, LedgerRecord]:
@@ -224,8 +220,8 @@ class Ledger:
 
     def verify(self) -> ChainCheck:
         """Recompute the whole chain; every record whose content or link does not match is named."""
-        with self._lock:
-            rows = self._conn.execute(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq").fetchall()
+        with self.db.read() as tx:
+            rows = tx.all(f"SELECT {_COLUMNS} FROM ledger ORDER BY seq")
         broken: list[Broken] = []
         prev, expected_seq = GENESIS, 1
         for row in rows:
@@ -248,12 +244,12 @@ class Ledger:
 
     def set_profile(self, fhir_base: str, resource_type: str, profile: str, reason: str) -> None:
         """Remember that `fhir_base` refused `resource_type` at run time: use `profile` for it from now on."""
-        with self._tx() as c:
-            c.execute(
+        with self.db.transaction() as tx:
+            tx.run(
                 "DELETE FROM write_profile WHERE fhir_base = ? AND resource_type = ?",
                 (fhir_base.rstrip("/"), resource_type),
             )
-            c.execute(
+            tx.run(
                 "INSERT INTO write_profile (fhir_base, resource_type, profile, reason, updated)"
                 " VALUES (?,?,?,?,?)",
                 (fhir_base.rstrip("/"), resource_type, profile, reason[:300], self.clock()),
@@ -261,9 +257,9 @@ class Ledger:
 
     def refusals(self, fhir_base: str) -> dict[str, tuple[str, str]]:
         """resource type -> (profile, reason) for the types this server refused at run time."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self.db.read() as tx:
+            rows = tx.all(
                 "SELECT resource_type, profile, reason FROM write_profile WHERE fhir_base = ?",
                 (fhir_base.rstrip("/"),),
-            ).fetchall()
+            )
         return {r[0]: (r[1], r[2]) for r in rows}

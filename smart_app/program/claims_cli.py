@@ -42,18 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--billing-npi", default="", help="billing (group) NPI; default: the rendering practitioner's"
     )
     p.add_argument("--billing-name", default="", help="billing provider name")
-    p.add_argument("--data-dir", help="where claims and remittances are kept (default CCM_READY_DATA_DIR)")
+    p.add_argument("--data-dir", help="keep claims in this folder (default: the app's database or DATA_DIR)")
     p.add_argument("--no-record", action="store_true", help="do not remember the claims for matching")
-
-
-def data_dir(arg: str | None) -> Path:
-    """--data-dir, else the app's DATA_DIR (its default or CCM_READY_DATA_DIR)."""
-    if arg:
-        return Path(arg)
-    # lazy: CLI start-up
-    from smart_app import config
-
-    return Path(config.defaults()["DATA_DIR"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         # lazy: CLI start-up
         from smart_app.program.remittance_store import RemittanceStore
 
-        store = RemittanceStore.in_dir(data_dir(args.data_dir))
+        store = RemittanceStore.for_cli(args.data_dir)
         store.record_claims(claims.handed_off(drafts))
         store.close()
     if args.out:

@@ -43,7 +43,7 @@ FORMULAS: dict[str, str] = {
 
 
 def _store() -> RemittanceStore:
-    return RemittanceStore.in_dir(current_app.config["DATA_DIR"])
+    return RemittanceStore.for_config(current_app.config)
 
 
 def _context() -> tuple[str | None, dict[str, Any]]:

@@ -1,17 +1,19 @@
-"""The practice's claims hand-off and remittances: one small SQLite store under DATA_DIR.
+"""The practice's claims hand-off and remittances, in the app's storage layer.
 
-Plain portable SQL (TEXT amounts as exact decimals, no vendor upserts). Tables:
+DATA_DIR/remittance.sqlite3 by default; the shared PostgreSQL database when DATABASE_URL is set (tables:
+storage/migrations/versions/remittance_*.py). Plain portable SQL (TEXT amounts as exact decimals). Tables:
   claims       one row per handed-off patient-month claim (what the app said: ready, codes, verdict id)
   remittances  one row per loaded remittance (835 transaction or FHIR resource); `key` is unique
   lines        one row per remitted service line, matched to its patient-month and code
-Loading is one transaction per call: either every new remittance of the files goes in, or none.
+Loading is one transaction per call: either every new remittance of the files goes in, or none. Loads are
+serialised (SQLite's write lock; a table lock on PostgreSQL), so two loads of the same file at once store it
+once and remittance ids never collide.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -19,28 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from rules.remittance import ClaimPayment, RemitLine, Remittance, line_outcome
-from smart_app.storage.sqlite import immediate, open_sqlite
+from smart_app.config import defaults
+from smart_app.storage import Database, as_database, database_for
 
-FILE_NAME = "remittance.sqlite3"
-SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS claims (
-        claim_id TEXT PRIMARY KEY, patient TEXT NOT NULL, month TEXT NOT NULL, medicare_id TEXT,
-        codes TEXT NOT NULL, billed TEXT NOT NULL, verdict_id TEXT NOT NULL, verdict_status TEXT NOT NULL,
-        rendering_npi TEXT, billing_npi TEXT, created TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS remittances (
-        id INTEGER PRIMARY KEY, rkey TEXT NOT NULL UNIQUE, source TEXT NOT NULL, file_name TEXT,
-        payer TEXT, payer_id TEXT, trace TEXT, paid_date TEXT,
-        total_paid TEXT NOT NULL, loaded TEXT NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS lines (
-        remittance_id INTEGER NOT NULL REFERENCES remittances(id), seq INTEGER NOT NULL,
-        claim_id TEXT, claim_status TEXT, payer_claim TEXT, member_id TEXT, patient TEXT, month TEXT,
-        code TEXT, units INTEGER, charge TEXT NOT NULL, paid TEXT NOT NULL, outcome TEXT NOT NULL,
-        service_date TEXT, adjustments TEXT NOT NULL, remarks TEXT NOT NULL, matched TEXT NOT NULL,
-        PRIMARY KEY (remittance_id, seq))""",
-    "CREATE INDEX IF NOT EXISTS lines_month ON lines (month)",
-)
-
-
+STORE = "remittance"
+FILE_NAME = f"{STORE}.sqlite3"
 @dataclass(frozen=True)
 class HandedOffClaim:
     claim_id: str
@@ -95,19 +80,31 @@ class LoadCounts:
 
 
 class RemittanceStore:
-    """Claims handed off and remittances loaded, in `<data dir>/remittance.sqlite3`."""
+    """Claims handed off and remittances loaded, on a Database (default `<data dir>/remittance.sqlite3`)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._conn = open_sqlite(self.path, SCHEMA)
-        self._lock = threading.RLock()
+    def __init__(self, db: Database | Path | str) -> None:
+        self.db = as_database(db)
+        self.path = getattr(self.db, "path", None)
+        self.db.migrate(STORE)  # tables: storage/migrations/versions/remittance_*.py
 
     @classmethod
     def in_dir(cls, data_dir: Path | str) -> RemittanceStore:
+        """The SQLite store in `data_dir` (whatever DATABASE_URL says)."""
         return cls(Path(data_dir) / FILE_NAME)
 
+    @classmethod
+    def for_config(cls, config: Mapping[str, Any]) -> RemittanceStore:
+        """The app's store: the shared database when DATABASE_URL is set, else DATA_DIR/remittance.sqlite3."""
+        return cls(database_for(config, STORE))
+
+    @classmethod
+    def for_cli(cls, data_dir: str | None) -> RemittanceStore:
+        """A command's store: --data-dir (SQLite) when given, else the app's configuration (environment)."""
+        return cls.in_dir(data_dir) if data_dir else cls.for_config(defaults())
+
     def close(self) -> None:
-        self._conn.close()
+        if self.db.dialect == "sqlite":  # a shared PostgreSQL pool outlives one store
+            self.db.close()
 
     # ------------------------------------------------------------------ claims hand-off
 
@@ -115,10 +112,10 @@ class RemittanceStore:
         """Remember handed-off claims (a claim id already there is replaced: the latest hand-off wins)."""
         now = datetime.now(UTC).isoformat(timespec="seconds")
         n = 0
-        with immediate(self._conn, self._lock) as c:
+        with self.db.transaction() as tx:
             for cl in claims:
-                c.execute("DELETE FROM claims WHERE claim_id = ?", (cl.claim_id,))
-                c.execute(
+                tx.run("DELETE FROM claims WHERE claim_id = ?", (cl.claim_id,))
+                tx.run(
                     "INSERT INTO claims (claim_id, patient, month, medicare_id, codes, billed, verdict_id, "
                     "verdict_status, rendering_npi, billing_npi, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
@@ -139,11 +136,11 @@ class RemittanceStore:
         return n
 
     def claims(self) -> list[HandedOffClaim]:
-        with self._lock:
-            rows = self._conn.execute(
+        with self.db.read() as tx:
+            rows = tx.all(
                 "SELECT claim_id, patient, month, medicare_id, codes, billed, verdict_id, verdict_status, "
                 "rendering_npi, billing_npi FROM claims ORDER BY month, patient"
-            ).fetchall()
+            )
         return [
             HandedOffClaim(
                 r[0],
@@ -163,10 +160,8 @@ class RemittanceStore:
     # ------------------------------------------------------------------ remittances
 
     def has(self, key: str) -> bool:
-        with self._lock:
-            return (
-                self._conn.execute("SELECT 1 FROM remittances WHERE rkey = ?", (key,)).fetchone() is not None
-            )
+        with self.db.read() as tx:
+            return tx.one("SELECT 1 FROM remittances WHERE rkey = ?", (key,)) is not None
 
     def load(self, batches: Sequence[tuple[str, Sequence[Remittance]]]) -> LoadCounts:
         """Store every remittance not loaded before, in one transaction. `batches` = (file name, remittances).
@@ -180,21 +175,21 @@ class RemittanceStore:
         counts = {"files": 0, "claims": 0, "lines": 0, "paid": 0, "denied": 0, "adjusted": 0, "duplicates": 0}
         now = datetime.now(UTC).isoformat(timespec="seconds")
         seen: set[str] = set()
-        with immediate(self._conn, self._lock) as c:
+        with self.db.transaction() as tx:
+            if tx.dialect == "postgresql":  # one load at a time across instances; readers still read
+                tx.run("LOCK TABLE remittances IN EXCLUSIVE MODE")
             for file_name, remits in batches:
                 new_in_file = 0
                 for r in remits:
-                    if (
-                        r.key in seen
-                        or c.execute("SELECT 1 FROM remittances WHERE rkey = ?", (r.key,)).fetchone()
-                    ):
+                    if r.key in seen or tx.one("SELECT 1 FROM remittances WHERE rkey = ?", (r.key,)):
                         counts["duplicates"] += 1
                         continue
                     seen.add(r.key)
                     new_in_file += 1
                     # ids chosen here (not the database's rowid): plain SQL any back end runs
-                    rid = int(c.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM remittances").fetchone()[0])
-                    c.execute(
+                    top = tx.one("SELECT COALESCE(MAX(id), 0) + 1 FROM remittances")
+                    rid = int(top[0]) if top else 1
+                    tx.run(
                         "INSERT INTO remittances (id, rkey, source, file_name, payer, payer_id, trace, "
                         "paid_date, total_paid, loaded) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (
@@ -217,7 +212,7 @@ class RemittanceStore:
                             seq += 1
                             outcome = line_outcome(claim.status, line)
                             patient, month, matched = _match(claim, line, known, by_member)
-                            c.execute(
+                            tx.run(
                                 "INSERT INTO lines (remittance_id, seq, claim_id, claim_status, payer_claim, "
                                 "member_id, patient, month, code, units, charge, paid, outcome, "
                                 "service_date, "
@@ -267,8 +262,8 @@ class RemittanceStore:
             sql += " WHERE l.month = ?"
             args = (month,)
         sql += " ORDER BY COALESCE(r.paid_date, ''), l.remittance_id, l.seq"
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
+        with self.db.read() as tx:
+            rows = tx.all(sql, args)
         return [
             StoredLine(
                 r[0],
@@ -295,10 +290,10 @@ class RemittanceStore:
 
     def counts(self) -> tuple[int, int]:
         """(remittances, lines) stored."""
-        with self._lock:
-            a = self._conn.execute("SELECT COUNT(*) FROM remittances").fetchone()[0]
-            b = self._conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0]
-        return int(a), int(b)
+        with self.db.read() as tx:
+            a = tx.one("SELECT COUNT(*) FROM remittances")
+            b = tx.one("SELECT COUNT(*) FROM lines")
+        return int(a[0] if a else 0), int(b[0] if b else 0)
 
 
 def _claim_level_line(claim: ClaimPayment) -> RemitLine:
