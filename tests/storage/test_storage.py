@@ -15,7 +15,7 @@ from smart_app.cds.replay_store import StoredReplayCache
 from smart_app.context import LaunchContext, Token
 from smart_app.program.jobs import JobStore, WorklistResult, result_from_json, result_to_json
 from smart_app.program.worklist import Blocker, WorklistRow
-from smart_app.storage import Migration, PostgresDatabase, SqliteDatabase, as_database, open_database
+from smart_app.storage import PostgresDatabase, SqliteDatabase, as_database, open_database
 from smart_app.web.sessions import SessionStore
 from tests.storage.conftest import Target
 from tests.unit.test_outbox import BASE, Clock, FakeServer, draft, queue
@@ -30,46 +30,19 @@ def _db(target: Target) -> SqliteDatabase | PostgresDatabase:
 # ----------------------------------------------------------------------------- the layer
 
 
-def test_migrations_apply_once_in_order_and_are_recorded(target: Target) -> None:
-    steps = (
-        Migration(1, "t", ("CREATE TABLE IF NOT EXISTS t (k TEXT PRIMARY KEY, v DOUBLE PRECISION)",)),
-        Migration(2, "t.note", ("ALTER TABLE t ADD COLUMN note TEXT",)),
-    )
+def test_a_failed_transaction_is_rolled_back_and_floats_keep_8_bytes(target: Target) -> None:
     db = _db(target)
-    assert db.migrate("demo", steps) == [1, 2]
-    assert _db(target).migrate("demo", steps) == []  # a restart (or a second instance) applies nothing
-    more = (*steps, Migration(3, "t.idx", ("CREATE INDEX IF NOT EXISTS t_v ON t (v)",)))
-    assert db.migrate("demo", more) == [3]
-    with db.read() as tx:
-        assert tx.all(
-            "SELECT version FROM schema_migrations WHERE component = ? ORDER BY version", ("demo",)
-        ) == [(1,), (2,), (3,)]
-    with db.transaction() as tx:
-        tx.run("INSERT INTO t (k, v, note) VALUES (?, ?, ?)", ("a", 1700000000.123456, "x"))
-    with db.read() as tx:
-        assert tx.one("SELECT v FROM t WHERE k = ?", ("a",)) == (1700000000.123456,)  # 8-byte floats
-
-
-def test_migrations_from_instances_starting_together_apply_once(target: Target) -> None:
-    steps = (Migration(1, "c", ("CREATE TABLE IF NOT EXISTS c (k TEXT PRIMARY KEY)",)),)
-    applied: list[list[int]] = []
-    dbs = [open_database(target()) if "://" in target() else SqliteDatabase(target()) for _ in range(4)]
-    threads = [threading.Thread(target=lambda d=d: applied.append(d.migrate("race", steps))) for d in dbs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(applied) == [[], [], [], [1]]
-
-
-def test_a_failed_transaction_is_rolled_back(target: Target) -> None:
-    db = _db(target)
-    db.migrate("rb", (Migration(1, "r", ("CREATE TABLE IF NOT EXISTS r (k TEXT PRIMARY KEY)",)),))
+    db.migrate("careplan_drafts")
+    insert = "INSERT INTO drafts (key, payload, state, updated) VALUES (?, ?, ?, ?)"
     with pytest.raises(RuntimeError), db.transaction() as tx:
-        tx.run("INSERT INTO r (k) VALUES (?)", ("x",))
+        tx.run(insert, ("x", "{}", "d", 1.0))
         raise RuntimeError("boom")
     with db.read() as tx:
-        assert tx.one("SELECT COUNT(*) FROM r") == (0,)
+        assert tx.one("SELECT COUNT(*) FROM drafts") == (0,)
+    with db.transaction() as tx:
+        tx.run(insert, ("a", "{}", "d", 1700000000.123456))
+    with db.read() as tx:
+        assert tx.one("SELECT updated FROM drafts WHERE key = ?", ("a",)) == (1700000000.123456,)
     db.ping()
 
 
