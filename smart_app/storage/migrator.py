@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.pool import NullPool
 
+from smart_app.config import defaults
 from smart_app.storage.database import Database, open_database
 from smart_app.storage.schema import ALL, SCRIPTS, current, head, revision_id, store_of, wanted
 
@@ -140,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("action", choices=("upgrade", "current", "history"))
     p.add_argument(
         "--database",
-        default=os.environ.get("CCM_READY_DATABASE_URL"),
-        help="a postgresql:// URL or a SQLite file (default: CCM_READY_DATABASE_URL)",
+        default=defaults().get("DATABASE_URL"),
+        help="a postgresql:// URL or a SQLite file (default: the app's CCM_READY_DATABASE_URL)",
     )
     p.add_argument("--store", default=ALL, help="one store's branch (default: every store)")
     args = p.parse_args(argv)
