@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     # lazy: CLI start-up
     from psycopg import Error as PostgresError
 
+    # lazy: CLI start-up
     from smart_app.capture.ledger import Ledger
 
     target = _target(args)

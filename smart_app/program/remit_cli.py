@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     # lazy: CLI start-up
     from psycopg import Error as PostgresError
 
+    # lazy: CLI start-up
     from smart_app.program.remit_load import load_files
     from smart_app.program.remittance import RemittanceError
     from smart_app.program.remittance_store import RemittanceStore

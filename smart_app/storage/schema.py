@@ -87,7 +87,7 @@ def upgrade(db: Database, store: str = ALL) -> list[str]:
     """Bring `store` (or every store) of `db` to head; returns the revisions applied (empty: up to date)."""
     if {head(s) for s in wanted(store)} <= current(db):
         return []
-    # Deliberately imported here: Alembic + SQLAlchemy load only when a migration must actually run.
+    # lazy: optional heavy dependency (Alembic + SQLAlchemy, ~0.5 s) loaded only when a step must run
     from smart_app.storage import migrator
 
     return migrator.run(db, store)
