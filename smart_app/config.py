@@ -121,7 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
             "how long saved outbox items are kept"),
     Setting("OUTBOX_WORKER", lambda: True, "CCM_READY_OUTBOX_WORKER", _flag, "run the background sender"),
     Setting("LEDGER_DB", lambda: None, "CCM_READY_LEDGER_DB",
-            doc="the ledger of captured entries (default DATA_DIR/ledger.sqlite3)"),
+            doc="the ledger of captured entries (default DATABASE_URL, else DATA_DIR/ledger.sqlite3)"),
     # program
     Setting("PROGRAM_FHIR_BASE", lambda: None, "CCM_READY_PROGRAM_FHIR_BASE", doc="the practice's FHIR base"),
     Setting("PROGRAM_BULK", lambda: True, "CCM_READY_PROGRAM_BULK", _flag, "prefer bulk $export"),
