@@ -1,20 +1,29 @@
-"""One Verdict -> at most one CDS Hooks 2.0 card (pure: no Flask, no I/O)."""
+"""One Verdict -> at most one CDS Hooks 2.0 card (pure: no Flask, no I/O).
+
+People are shown by name, never as `Practitioner/<id>`: `card_names` finds the names the prefetch or bundle
+already holds (Practitioner / PractitionerRole resources, and the `display` of the references that name
+them) and, when some are still missing and the service can read the server, asks for them in ONE batch.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 import uuid
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
+from fhir_mapping.people import npi_key
 from rules.month import Month
 from rules.verdict import Finding, Verdict
+from smart_app.fhir.people import NPI, names_from, person_ref
 from smart_app.readiness import wording
 
 SUMMARY_MAX = 139  # CDS Hooks: summary "<140 characters"
 SOURCE_LABEL = "CCM Ready"
 WARN_DAYS_LEFT = 7  # a not-yet month this close to its end is a warning: the minutes may be lost
+MAX_NAME_READS = 20  # the one extra batch of names: a card names a handful of people, never a directory
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")  # inline CommonMark/HTML metacharacters
 
@@ -26,8 +35,11 @@ def build_card(
     today: date,
     source_url: str | None = None,
     card_uuid: str | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, Any] | None:
-    """The card for `verdict`, or None when the patient is not eligible (no card at all)."""
+    """The card for `verdict`, or None when the patient is not eligible (no card at all).
+
+    `names` ({person reference: name}, from `card_names`) puts names where the rules wrote references."""
     if verdict.status == "not-eligible":
         return None
     source: dict[str, Any] = {"label": SOURCE_LABEL}
@@ -38,7 +50,7 @@ def build_card(
         "summary": summary(verdict),
         "indicator": indicator(verdict, today),
         "source": source,
-        "detail": detail(verdict),
+        "detail": detail(verdict, names or {}),
         "links": [
             {
                 "label": "Open CCM Ready",
@@ -112,11 +124,18 @@ def md(text: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
 
 
-def detail(verdict: Verdict) -> str:
-    """Markdown detail: minutes, codes with payments, next step, findings with rule ids and citations."""
+def detail(verdict: Verdict, names: Mapping[str, str] | None = None) -> str:
+    """Markdown detail: minutes, codes with payments, next step, findings with rule ids and citations;
+    people by name (`names`), never by id."""
+    names = names or {}
     lines = [
         f"**Status for {md(verdict.month)}: {md(wording.status_words(verdict.status))}**",
         "",
+    ]
+    if verdict.billing_practitioner:
+        who = wording.person_label(verdict.billing_practitioner, names)
+        lines.append(f"- Billing practitioner: {md(who)}")
+    lines += [
         f"- Clinical staff minutes counted: {verdict.minutes.clinical_staff}",
         f"- Billing practitioner minutes: {verdict.minutes.billing_practitioner}",
     ]
@@ -137,7 +156,8 @@ def detail(verdict: Verdict) -> str:
         lines += ["", "**Findings**", ""]
         for f in verdict.findings:
             rule = f.rule.replace("`", "")
-            lines.append(f"- {md(f.severity)} `{rule}`: {md(f.message)} _({md(f.citation)})_")
+            message = wording.with_names(f.message, names)
+            lines.append(f"- {md(f.severity)} `{rule}`: {md(message)} _({md(f.citation)})_")
     if verdict.chronic_conditions:
         names = sorted({c.condition_label or c.display for c in verdict.chronic_conditions})
         lines += ["", "**Chronic conditions:** " + md("; ".join(names))]
@@ -146,3 +166,73 @@ def detail(verdict: Verdict) -> str:
         f"Policy: {md(verdict.policy)} {md(verdict.policy_version)}. Estimates, not billing advice.",
     ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ names of the people a card mentions
+
+
+def card_people(verdict: Verdict) -> list[str]:
+    """The person references the card would show: the billing practitioner and those in the findings."""
+    refs = [verdict.billing_practitioner] if verdict.billing_practitioner else []
+    refs += [r for f in verdict.findings for r in wording.person_refs(f.message)]
+    return list(dict.fromkeys(refs))
+
+
+def _displays(value: Any, out: dict[str, str], depth: int = 0) -> None:
+    """{reference: display} of every Reference to a Practitioner / PractitionerRole under `value`."""
+    if depth > 8:
+        return
+    if isinstance(value, dict):
+        ref = person_ref(value.get("reference")) if "reference" in value else None
+        shown = value.get("display")
+        if ref and isinstance(shown, str) and shown.strip():
+            out.setdefault(ref, shown.strip())
+        for child in value.values():
+            if isinstance(child, (dict, list)):
+                _displays(child, out, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _displays(item, out, depth + 1)
+
+
+def names_in(resources: Iterable[Any]) -> dict[str, str]:
+    """{person reference: name} from what is in hand: Practitioner / PractitionerRole resources (a role
+    takes its practitioner's name; a practitioner is also found by NPI) and references' `display`."""
+    items = [r for r in resources if isinstance(r, dict)]
+    people = names_from(items)
+    out: dict[str, str] = {}
+    for res in items:
+        if res.get("resourceType") not in ("Practitioner", "PractitionerRole"):
+            _displays(res, out)
+    for ref, person in people.items():
+        if person.name != wording.UNNAMED_PERSON:
+            out[ref] = person.name
+            if person.detail.startswith("NPI "):
+                out[npi_key(person.detail[4:])] = person.name
+    for res in items:  # a role carrying the NPI names its practitioner
+        if res.get("resourceType") == "PractitionerRole" and isinstance(res.get("id"), str):
+            name = out.get(f"PractitionerRole/{res['id']}")
+            for ident in res.get("identifier") or ():
+                if name and isinstance(ident, dict) and ident.get("system") == NPI and ident.get("value"):
+                    out.setdefault(npi_key(str(ident["value"])), name)
+    return out
+
+
+def card_names(
+    verdict: Verdict,
+    resources: Iterable[Any],
+    batch: Callable[[list[str]], Iterable[Any]] | None = None,
+) -> dict[str, str]:
+    """Names for the people the card shows: those in `resources` (prefetch or bundle) first; the rest read
+    with `batch` (a FhirClient's `batch`: ONE request of reads) when given. Never fails: a card without a
+    name says "Unnamed practitioner"."""
+    names = names_in(resources)
+    missing = [r for r in card_people(verdict) if r not in names and person_ref(r) == r]
+    if not missing or batch is None:
+        return names
+    try:
+        answers = batch(missing[:MAX_NAME_READS])
+        found = [r for a in answers if getattr(a, "ok", False) for r in getattr(a, "resources", ())]
+    except Exception:  # names are a courtesy: the card is still right without them
+        return names
+    return {**names_in(found), **names}

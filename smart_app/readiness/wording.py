@@ -6,6 +6,8 @@ so a status reads the same everywhere.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -76,3 +78,38 @@ def next_step(verdict: Verdict) -> str:
     if nt:
         return f"Log {nt.minutes_needed} more minutes to reach {nt.code}."
     return "Log care-management time."
+
+
+# ------------------------------------------------------------------ people named in text
+
+UNNAMED_PERSON = "Unnamed practitioner"
+# A person reference as the rules write it into a message: "Practitioner/8a74...", "PractitionerRole/r1",
+# or a practitioner known only by NPI ("Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|123").
+PERSON_REF = re.compile(
+    r"\b(?:Practitioner|PractitionerRole)"
+    r"(?:/[A-Za-z0-9\-.]{1,64}|\?identifier=[^\s|,;()]*\|[A-Za-z0-9\-.]{1,64})"
+)
+
+
+def person_refs(text: str) -> list[str]:
+    """The person references written in `text`, in order, each once."""
+    return list(dict.fromkeys(m.group(0).rstrip(".") for m in PERSON_REF.finditer(text or "")))
+
+
+def person_label(ref: str, names: Mapping[str, str]) -> str:
+    """The name for a person reference: known name; "the practitioner with NPI n"; else "Unnamed
+    practitioner" (never the raw id: people read names, the id stays in the record)."""
+    name = names.get(ref)
+    if name and name != UNNAMED_PERSON:
+        return name
+    if "?identifier=" in ref:
+        return f"the practitioner with NPI {ref.rsplit('|', 1)[-1]}"
+    return UNNAMED_PERSON
+
+
+def with_names(text: str, names: Mapping[str, str]) -> str:
+    """`text` with every person reference replaced by the person's name (see `person_label`)."""
+    if not text:
+        return text
+    return PERSON_REF.sub(lambda m: person_label(m.group(0).rstrip("."), names) + m.group(0)[
+        len(m.group(0).rstrip(".")):], text)
