@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from smart_app.fhir.client import FhirError
     from smart_app.packet.document import PacketError, build_packet
     from smart_app.packet.render import render_html
+    from smart_app.readiness.names import names_in
     from smart_app.web.printing import PdfError, render_pdf
 
     try:
@@ -111,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         data = json.dumps(packet.bundle, indent=2, ensure_ascii=False).encode("utf-8")
         (out / "packet.json").write_bytes(data)
-        (out / "packet.html").write_text(render_html(packet, hashlib.sha256(data).hexdigest()), "utf-8")
+        names = names_in(resources)  # the people the input itself names (a file has no server to ask)
+        html = render_html(packet, hashlib.sha256(data).hexdigest(), names)
+        (out / "packet.html").write_text(html, "utf-8")
     except OSError as exc:
         return _fail(f"cannot write to {out}: {exc.strerror or exc}")
     written = ["packet.json", "packet.html"]

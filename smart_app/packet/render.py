@@ -1,6 +1,12 @@
-"""Audit packet as printable HTML (escaped, no JS, no external resources) and as PDF (headless chromium)."""
+"""Audit packet as printable HTML (escaped, no JS, no external resources) and as PDF (headless chromium).
+
+People are shown by name: the narrative's rows carry references (`Practitioner/<id>`), which this face
+replaces with the names it resolved (`names`), in every table but the integrity hashes and the ledger.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -22,6 +28,24 @@ def style_csp_source(css: str = CSS) -> str:
     return printing.style_csp_source(css)
 
 
+def packet_people(packet: Packet) -> list[str]:
+    """Every person reference the packet's tables show (for one batch of name look-ups)."""
+    v, facts = packet.verdict, packet.facts
+    refs: list[str | None] = [v.billing_practitioner]
+    refs += [x for c in facts.consents for x in (c.billing_practitioner, c.obtained_by)]
+    refs += [p.author for p in facts.care_plans]
+    refs += [x for visit in facts.visits for x in visit.participants]
+    refs += [t.performer for t in facts.time_entries]
+    refs += [b.performer for b in facts.billed]
+    found = [r for x in refs if x for r in wording.person_refs(x)]
+    found += [r for f in v.findings for r in wording.person_refs(f.message)]
+    return list(dict.fromkeys(found))
+
+
+def _named(rows: Sequence[Sequence[str]], names: Mapping[str, str]) -> list[tuple[str, ...]]:
+    return [tuple(wording.with_names(cell, names) for cell in row) for row in rows]
+
+
 def render_html(
     packet: Packet, packet_sha256: str | None = None, names: dict[str, str] | None = None
 ) -> str:
@@ -30,15 +54,20 @@ def render_html(
     tz = zone(v.timezone)
     month = Month.parse(v.month)
     h = narrative.HEADERS
+    who = names or {}
+
+    def named(rows: Sequence[Sequence[str]]) -> list[tuple[str, ...]]:
+        return _named(rows, who)
+
     tables = {
         "codes": narrative.table(h["codes"], narrative.code_rows(v), "No code is billable for this month."),
-        "findings": narrative.table(h["findings"], narrative.finding_rows(v)),
+        "findings": narrative.table(h["findings"], named(narrative.finding_rows(v))),
         "conditions": narrative.table(h["conditions"], narrative.condition_rows(v, facts)),
-        "consents": narrative.table(h["consents"], narrative.consent_rows(facts, tz)),
-        "plans": narrative.table(h["plans"], narrative.plan_rows(facts, tz)),
-        "visits": narrative.table(h["visits"], narrative.visit_rows(facts, tz)),
-        "time": narrative.table(h["time"], narrative.time_rows(facts, month, tz)),
-        "billed": narrative.table(h["billed"], narrative.billed_rows(facts, tz)),
+        "consents": narrative.table(h["consents"], named(narrative.consent_rows(facts, tz))),
+        "plans": narrative.table(h["plans"], named(narrative.plan_rows(facts, tz))),
+        "visits": narrative.table(h["visits"], named(narrative.visit_rows(facts, tz))),
+        "time": narrative.table(h["time"], named(narrative.time_rows(facts, month, tz))),
+        "billed": narrative.table(h["billed"], named(narrative.billed_rows(facts, tz))),
         "hashes": narrative.table(h["hashes"], list(packet.hashes)),
     }
     if packet.ledger is not None:
@@ -63,7 +92,7 @@ def render_html(
         generated=packet.generated_at.isoformat(),
         canonicalisation=narrative.CANONICALISATION,
         packet_sha256=packet_sha256,
-        names=names or {},
+        billing_name=wording.person_label(v.billing_practitioner, who) if v.billing_practitioner else "",
         money=wording.format_money,
         ledger_status=packet.ledger.status_text if packet.ledger is not None else None,
     )

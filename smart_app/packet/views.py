@@ -16,12 +16,14 @@ from fhir_mapping.read_note import merge_captured
 from rules.month import BadMonth
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
-from smart_app.packet.document import PacketError, build_packet
+from smart_app.packet.document import Packet, PacketError, build_packet
 from smart_app.packet.ledger_extract import extract
-from smart_app.packet.render import render_html, style_csp_source
+from smart_app.packet.render import packet_people, render_html, style_csp_source
 from smart_app.readiness.captured import captured_pairs, ledger_of
 from smart_app.readiness.fetch import fetch_patient_resources
+from smart_app.readiness.names import names_in
 from smart_app.readiness.options import options_from
+from smart_app.readiness.wording import UNNAMED_PERSON
 from smart_app.web import people, sessions
 from smart_app.web.printing import PdfError, print_pdf
 from smart_app.web.security import content_security_policy
@@ -74,13 +76,22 @@ def packet() -> Any:
     name = f"ccm-packet-{month}"
     if fmt == "json":
         return _attachment(Response(data, mimetype="application/fhir+json"), f"{name}.json")
-
-    who = built.verdict.billing_practitioner
-    names = {who: people.person_name(who)} if who else {}
-    html = render_html(built, hashlib.sha256(data).hexdigest(), names)
+    html = render_html(built, hashlib.sha256(data).hexdigest(), _names(built, resources))
     if fmt == "pdf":
         return _pdf(html, f"{name}.pdf")
     return _html(html)
+
+
+def _names(built: Packet, resources: list[Any]) -> dict[str, str]:
+    """{person reference: name} for everyone the packet shows: names the bundle holds, the session's
+    cache, then ONE batch of reads for the rest (smart_app.fhir.people.Directory)."""
+    names = names_in(resources)
+    wanted = [r for r in packet_people(built) if r not in names]
+    if not wanted:
+        return names
+    directory = people.directory()
+    found = directory.resolve(wanted)
+    return {**{ref: p.name for ref, p in found.items() if p.name != UNNAMED_PERSON}, **names}
 
 
 def _attachment(resp: Response, filename: str) -> Response:

@@ -7,7 +7,8 @@ from datetime import date
 from typing import Any
 
 from rules.verdict import Finding, Minutes, NextThreshold, Verdict
-from smart_app.cds.card import build_card, card_names, card_people, names_in
+from smart_app.cds.card import build_card, card_names, card_people
+from smart_app.readiness.names import names_in
 
 LAUNCH = "http://127.0.0.1:5000/launch"
 DR = "Practitioner/8a749752-1c2d-4e5f-9a0b-112233445566"
