@@ -20,9 +20,11 @@ from fhir_mapping.write_consent import CONSENT_ID, consent
 from fhir_mapping.write_note import NOTE_FORMAT, NOTE_KIND_CONSENT, NOTE_KIND_TIME, consent_from_json
 from fhir_mapping.write_provenance import WriteError
 from fhir_mapping.write_time import TIME_ENTRY_ID, draft_from_json, encounter, task
+from fhir_mapping.write_visit import VISIT_ID, visit_from_json
+from fhir_mapping.write_visit import encounter as visit_encounter
 
 CAPTURED_PREFIX = "cr-"
-_KEY_SYSTEMS = {"Encounter": TIME_ENTRY_ID, "Consent": CONSENT_ID}
+_KEY_SYSTEMS = {"Encounter": (TIME_ENTRY_ID, VISIT_ID), "Consent": (CONSENT_ID,)}
 
 
 def note_facts(doc: Any) -> dict[str, Any] | None:
@@ -65,21 +67,25 @@ def consent_resources(data: dict[str, Any], status: str | None = None) -> list[d
     return [res]
 
 
+def visit_resources(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Encounter of one captured initiating visit (its JSON as in write_visit.visit_to_json)."""
+    draft = visit_from_json(data)
+    return [{**visit_encounter(draft), "id": f"{CAPTURED_PREFIX}{draft.visit_id}"}]
+
+
 def _keys(resources: Iterable[Any]) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     for res in resources:
         if not isinstance(res, dict):
             continue
-        system = _KEY_SYSTEMS.get(str(res.get("resourceType")))
-        if system is None:
-            continue
+        systems = _KEY_SYSTEMS.get(str(res.get("resourceType")), ())
         for ident in res.get("identifier") or ():
             if (
                 isinstance(ident, dict)
-                and ident.get("system") == system
+                and ident.get("system") in systems
                 and isinstance(ident.get("value"), str)
             ):
-                out.add((system, ident["value"]))
+                out.add((str(ident["system"]), ident["value"]))
     return out
 
 
@@ -90,6 +96,8 @@ def _from_facts(kind: str, facts: dict[str, Any], status: str | None) -> tuple[t
     if kind in ("consent", "consent-stop", NOTE_KIND_CONSENT):
         data = facts["consent"]
         return (CONSENT_ID, data["consent_id"]), consent_resources(data, status)
+    if kind == "visit":
+        return (VISIT_ID, facts["visit"]["visit_id"]), visit_resources(facts["visit"])
     raise KeyError(kind)
 
 

@@ -10,7 +10,12 @@ from rules import rule_ids
 from smart_app import config, errors
 from smart_app.auth import views as launch
 from smart_app.capture import blueprint as capture
-from smart_app.capture import consent_views, ledger_views, time_views  # noqa: F401  (routes on capture.bp)
+from smart_app.capture import (  # noqa: F401  (routes on capture.bp)
+    consent_views,
+    ledger_views,
+    time_views,
+    visit_views,
+)
 from smart_app.careplan import pages as careplan
 from smart_app.careplan import patient_copy, views  # noqa: F401  (routes on careplan.bp)
 from smart_app.cds import service as cds_hooks

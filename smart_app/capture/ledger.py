@@ -30,7 +30,7 @@ from typing import Any
 
 from smart_app.storage import Database, as_database, database_for
 
-ENTRY_KINDS = ("time", "consent", "consent-stop", "correction")
+ENTRY_KINDS = ("time", "consent", "consent-stop", "correction", "visit")
 KINDS = (*ENTRY_KINDS, "delivery")
 GENESIS = "0" * 64
 

@@ -38,7 +38,7 @@ from smart_app.storage import Database, as_database
 
 log = logging.getLogger(__name__)
 
-KINDS = ("time", "correction", "consent", "consent-stop")
+KINDS = ("time", "correction", "consent", "consent-stop", "visit")
 STATES = ("pending", "sending", "saved", "rejected")
 RETRY_LATER_STATUSES = frozenset({401, 408, 409, 412, 423, 429})
 TRANSACTION_REFUSED = frozenset({404, 405, 501})

@@ -29,6 +29,7 @@ KIND_TYPES: dict[str, tuple[str, ...]] = {
     "correction": ("Encounter", "Task", "Provenance"),
     "consent": ("Consent", "Provenance"),
     "consent-stop": ("Consent", "Provenance"),
+    "visit": ("Encounter", "Provenance"),  # the initiating visit (no note form: refused -> the ledger)
 }
 # Kinds the note profile can carry (a correction of a note-only entry stays in the ledger).
 NOTE_KINDS = frozenset({"time", "consent", "consent-stop"})

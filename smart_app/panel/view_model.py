@@ -321,10 +321,12 @@ def _actions(category: str, rules: set[str]) -> tuple[Action, ...]:
         label = "Build care plan" if rule_ids.CARE_PLAN_MISSING in rules else "Review care plan"
         out.append(Action("link", label, "careplan.editor", "care-plan-link"))
     elif category == "initiating-visit" and rule_ids.INITIATING_VISIT_MISSING in rules:
+        out.append(Action("link", "Record the initiating visit", "timelog.new_visit",
+                          "initiating-visit-link"))
         out.append(Action(
-            "advice", "Record the initiating visit", anchor_id="initiating-visit-action",
-            text="Book a face-to-face visit (E/M, AWV or IPPE) with the billing practitioner and record "
-                 "it in the EHR as a finished Encounter; this line turns green once it is in the chart.",
+            "advice", "No visit yet", anchor_id="initiating-visit-action",
+            text="Book a face-to-face visit (E/M level 2-5, AWV or IPPE) with the billing practitioner, "
+                 "discuss CCM during it, then record it here; this line turns green once it is recorded.",
         ))
     return tuple(out)
 
