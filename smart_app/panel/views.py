@@ -14,7 +14,9 @@ from smart_app.context import LaunchContext
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.fhir.patient_scope import PatientScopeError
+from smart_app.fhir.people import UNKNOWN, names_from
 from smart_app.panel import view_model as panel_view
+from smart_app.readiness import wording
 from smart_app.readiness.captured import CapturedSource, ledger_of
 from smart_app.readiness.options import options_from
 from smart_app.readiness.use_case import PatientMonth, ServerSource, verdict_for
@@ -57,6 +59,30 @@ def _evaluate(ctx: LaunchContext) -> PatientMonth:
         raise AppError(400, "This month cannot be evaluated", str(exc)) from exc
 
 
+def _resolve_names(ctx: LaunchContext, result: PatientMonth) -> None:
+    """Every name the page shows, resolved in this request (no name waits for the page's script): names
+    the panel's batch already holds, then the session's cache, then ONE batch of reads for the rest (only
+    on the first view of someone new; the session remembers them). Nothing else is fetched for people."""
+    directory = people.directory()  # with the session's client, before the page goes offline
+    directory.remember([p for p in names_from(result.resources).values() if p.name != UNKNOWN])
+    people.know_patient(result.patient)
+    people.offline()  # the care team comes from the Patient in the batch (no CareTeam search here)
+    v = result.verdict
+    refs = [v.billing_practitioner, people.billing_practitioner(), ctx.user, *directory.recent(),
+            *people.care_team(), *(r for f in v.findings for r in wording.person_refs(f.message))]
+    directory.resolve([r for r in refs if r])
+    directory.client = None  # the page asks the server for no more names
+
+
+@bp.app_template_global("with_names")
+def named_text(text: str) -> str:
+    """`text` with the person references the rules wrote replaced by names (resolved for this page)."""
+    refs = wording.person_refs(text)
+    if not refs:
+        return text
+    return wording.with_names(text, {r: people.person_name(r) for r in refs})
+
+
 @bp.get("/panel")
 def panel() -> Response | tuple[str, int] | str:
     """The readiness panel for the session's launch patient."""
@@ -67,8 +93,7 @@ def panel() -> Response | tuple[str, int] | str:
     patient = result.patient if ctx.need_patient_banner else None
     pack = load_pack(verdict.policy)
     checks = panel_view.prerequisites(verdict, result.resources)
-    people.know_patient(result.patient)
-    people.offline()  # one FHIR request per panel page: names from the session, the rest via /people/names
+    _resolve_names(ctx, result)
     return render_template(
         "panel/panel.html",
         v=verdict,
