@@ -28,10 +28,15 @@ PENDING_MAX = 5  # launches in flight per browser (tabs)
 PENDING_TTL = 600.0  # seconds between /launch and /callback
 PICKER_LIMIT = 20
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_MONTH = re.compile(r"\d{4}-(0[1-9]|1[0-2])")
 
 
-def _after_launch_url() -> str:
-    return str(current_app.config.get("POST_LAUNCH_URL") or "/panel")
+def _after_launch_url(month: str | None = None) -> str:
+    """Where a launch lands; with `month` (YYYY-MM, e.g. from a worklist row) the panel opens on it."""
+    target = str(current_app.config.get("POST_LAUNCH_URL") or "/panel")
+    if month and _MONTH.fullmatch(month) and "?" not in target:
+        return f"{target}?{urlencode({'month': month})}"
+    return target
 
 
 @bp.errorhandler(SmartAuthError)
@@ -175,6 +180,7 @@ def open_mode() -> Response | tuple[str, int] | str:
     servers = smart_auth.open_servers(config)
     raw_iss = (request.values.get("iss") or "").strip()
     patient = (request.values.get("patient") or "").strip()
+    month = (request.values.get("month") or "").strip()  # the worklist's month: the panel opens on it
     name = (request.args.get("name") or "").strip()[:100]
     page: dict[str, Any] = {"servers": [s for s in servers if s != "*"], "iss": raw_iss, "name": name,
                             "results": None, "error": None}
@@ -205,11 +211,11 @@ def open_mode() -> Response | tuple[str, int] | str:
         current = sessions.current_context()
         if request.method == "GET" and current is not None and current.mode != "open":
             page = render_template("launch/open_confirm.html", iss=base, patient=patient,
-                                   after=_after_launch_url())
+                                   after=_after_launch_url(), month=month if _MONTH.fullmatch(month) else "")
             return page, 409
         sessions.start_session(LaunchContext(mode="open", fhir_base=base, patient_id=patient))
         log.info("open-mode session started")
-        return redirect(_after_launch_url(), code=302)
+        return redirect(_after_launch_url(month), code=302)
     if name:
         try:
             page["results"] = _search_patients(client, name)

@@ -1,0 +1,78 @@
+"""Names not ids in the audit packet and in finding texts; the worklist's patient link opens its month."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from smart_app.packet.document import build_packet
+from smart_app.packet.render import packet_people, render_html
+from tests.unit.test_panel import BASE, MONTH, make_app, open_session, scenario
+
+UUID_DR = "Practitioner/8a749752-1c2d-4e5f-9a0b-112233445566"
+PEOPLE = [
+    {"resourceType": "Practitioner", "id": "dr1", "name": [{"given": ["Grace"], "family": "Hopper"}],
+     "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}]},
+    {"resourceType": "Practitioner", "id": "rn1", "name": [{"given": ["Florence"], "family": "Nightingale"}]},
+]
+RAW_ID = re.compile(r"Practitioner/[A-Za-z0-9-]+")
+
+
+def _visible(html: str) -> str:
+    """The packet's text outside its integrity tables (which list every resource by id, on purpose)."""
+    head = html.split("<h2>Integrity</h2>")[0]
+    return re.sub(r"<[^>]+>", " ", head)
+
+
+def test_the_packet_names_people_in_every_table_and_finding() -> None:
+    resources = [*scenario("ready"), *PEOPLE]
+    packet = build_packet(resources, MONTH, tz="UTC", patient_id="p-ready")
+    assert set(packet_people(packet)) >= {"Practitioner/dr1", "Practitioner/rn1"}
+    html = render_html(packet, "0" * 64, {"Practitioner/dr1": "Grace Hopper",
+                                          "Practitioner/rn1": "Florence Nightingale"})
+    text = _visible(html)
+    assert not RAW_ID.search(text), RAW_ID.search(text)
+    assert "Florence Nightingale" in text  # the time table's performer
+    assert "Grace Hopper" in text  # header, consent, plan author, visit participant
+
+
+def test_the_packet_page_resolves_names_in_one_batch(tmp_path: Path) -> None:
+    app = make_app(tmp_path, [*scenario("ready"), *PEOPLE])
+    fake = app.extensions["fake_fhir"]
+    client = app.test_client()
+    open_session(client, "p-ready")
+    before = len(fake.batches)
+    html = client.get("/packet", query_string={"month": MONTH}).get_data(as_text=True)
+    text = _visible(html)
+    assert "Grace Hopper" in text and "Florence Nightingale" in text
+    assert not RAW_ID.search(text)
+    name_batches = [b for b in fake.batches[before:] if all(u.startswith("Practitioner/") for u in b)]
+    assert len(name_batches) == 1 and sorted(name_batches[0]) == ["Practitioner/dr1", "Practitioner/rn1"]
+
+
+def test_a_finding_naming_a_practitioner_shows_the_name_on_the_panel(tmp_path: Path) -> None:
+    """A consent for another billing practitioner: the finding names both people, server-side, no ids."""
+    turing = {"resourceType": "Practitioner", "id": UUID_DR.split("/")[1], "name": [{"text": "Alan Turing"}]}
+    resources = [*scenario("ready"), *PEOPLE, turing]
+    consent = next(r for r in resources if r["resourceType"] == "Consent")
+    consent["provision"]["actor"][0]["reference"] = {"reference": UUID_DR}
+    app = make_app(tmp_path, resources, BILLING_PRACTITIONER="Practitioner/dr1")
+    client = app.test_client()
+    open_session(client, "p-ready")
+    html = client.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)
+    messages = " ".join(re.findall(r'<p class="finding-message">(.*?)</p>', html, re.S))
+    assert "(Alan Turing), not Grace Hopper" in messages, messages[:900]
+    assert UUID_DR not in messages
+
+
+def test_open_with_a_month_lands_on_that_month_of_the_panel(tmp_path: Path) -> None:
+    app = make_app(tmp_path, scenario("ready"))
+    client = app.test_client()
+    resp = client.get("/open", query_string={"iss": BASE, "patient": "p-ready", "month": "2026-09"})
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/panel?month=2026-09")
+    bad = client.get("/open", query_string={"iss": BASE, "patient": "p-ready", "month": "2026-13'><x"})
+    assert bad.status_code == 302 and bad.headers["Location"].endswith("/panel")
+    page = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert 'id="month-input" name="month" value="2026-09"' in page
+
+
