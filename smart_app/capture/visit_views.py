@@ -48,9 +48,9 @@ VISIT_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Office visit (E/M), new patient", ("99202", "99203", "99204", "99205")),
     ("Office visit (E/M), established patient", ("99212", "99213", "99214", "99215")),
 )
+FORM_CHOICES = "an office visit (E/M level 2-5), an annual wellness visit (AWV) or an IPPE"
 CCM_DISCUSSED_MESSAGE = (
-    "Tick this once CCM was discussed with the patient during the visit and documented: a visit where CCM "
-    "was not discussed does not count as the initiating visit (CMS)."
+    "Tick this once CCM was discussed during the visit and documented: CMS counts only a visit where it was."
 )
 
 
@@ -116,8 +116,9 @@ def check_visit(data: dict[str, Any], today: date) -> tuple[list[Problem], date 
                                 "Choose the practitioner who saw the patient (the billing practitioner)."))
     code = _text(data, "code")
     if code not in VISIT_TYPES:
-        accepted = ", ".join(VISIT_TYPES)
-        problems.append(Problem("code", "code-invalid", f"Choose the type of visit (accepted: {accepted})."))
+        # A form offers the list; an API caller is told the accepted codes.
+        accepted = ", ".join(VISIT_TYPES) if request.is_json else FORM_CHOICES
+        problems.append(Problem("code", "code-invalid", f"Choose the type of visit: {accepted}."))
     if _text(data, "ccm_discussed") not in ("yes", "true", "on", "1"):
         problems.append(Problem("ccm_discussed", "ccm-not-discussed", CCM_DISCUSSED_MESSAGE))
     return problems, day
