@@ -161,3 +161,25 @@ def test_program_lead_marks_billed_with_confirmation_and_undo(
     assert page.locator(".progress").count() == 0
     assert page.locator("table#worklist tbody tr").count() == before
     page.close()
+
+
+def test_a_patient_link_opens_the_panel_on_the_worklist_month(
+    browser, program_app: LiveApp, pop: SeededPopulation, artifacts: Path
+) -> None:
+    """A program lead looking at last month clicks a patient: the panel opens on last month, not this one."""
+    last = str(Month.parse(MONTH).previous())
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(20_000)
+    page.goto(f"{program_app.url}/program?" + urlencode({"month": last, "group": f"Group/{pop.group_id}",
+                                                        "filter": "all"}))
+    page.wait_for_selector("table#worklist", timeout=60_000)
+    link = page.locator("table#worklist tbody tr a.patient-link").first
+    assert f"month={last}" in (link.get_attribute("href") or "")
+    name = link.inner_text()
+    link.click()
+    page.wait_for_selector("#status-heading")
+    assert page.url.endswith(f"/panel?month={last}")
+    assert page.input_value("#month-input") == last
+    assert name in page.locator(".patient-banner .patient-name").inner_text()
+    assert_page_ok(page, artifacts, "program-link-month-panel")
+    page.close()
