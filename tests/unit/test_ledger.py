@@ -152,6 +152,7 @@ def test_profiles_from_the_capability_statement_and_scopes() -> None:
         "correction": "structured",
         "consent": "structured",
         "consent-stop": "structured",
+        "visit": "structured",
     }
     notes_only = server_writes(capability("DocumentReference", transaction=False, reads_only=("Encounter",)))
     chosen = choose(notes_only, lambda t: True)
