@@ -72,7 +72,7 @@
   }
 }());
 
-/* Names the panel did not know yet (it makes one FHIR request): asked for once, then cached for the session. */
+/* Names the server could not resolve while rendering (it names everyone it can on first view): asked for once, then cached. */
 (function () {
   "use strict";
   var holder = document.querySelector("[data-names-url]");

@@ -119,7 +119,7 @@ def check_visit(data: dict[str, Any], today: date) -> tuple[list[Problem], date 
         # A form offers the list; an API caller is told the accepted codes.
         accepted = ", ".join(VISIT_TYPES) if request.is_json else FORM_CHOICES
         problems.append(Problem("code", "code-invalid", f"Choose the type of visit: {accepted}."))
-    if _text(data, "ccm_discussed") not in ("yes", "true", "on", "1"):
+    if _text(data, "ccm_discussed").lower() not in ("yes", "true", "on", "1"):
         problems.append(Problem("ccm_discussed", "ccm-not-discussed", CCM_DISCUSSED_MESSAGE))
     return problems, day
 

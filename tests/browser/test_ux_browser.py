@@ -72,7 +72,7 @@ def test_blocked_panel_leads_to_consent_with_names_and_banner(
     assert "Missing" in consent.inner_text()
     assert page.get_by_role("link", name="Program worklist").count() >= 1
     _no_ids(page.locator(".status-meta").first.inner_text())
-    # the panel is one FHIR request: a name it did not know yet is filled in by panel.js (and then cached)
+    # a name the session did not know yet is on the page at once (resolved server-side, then cached)
     page.wait_for_selector(".billing-practitioner:not([data-person-ref])")
     assert "Grace Hopper" in page.locator(".billing-practitioner").inner_text()
     assert_page_ok(page, artifacts, "ux-panel-blocked")
