@@ -179,7 +179,8 @@ def record_visit() -> Any:
         user=verified.reference,
         facts={"visit": visit_to_json(draft), "pack_id": pack.id, "pack_version": pack.version},
         payload={"bundle": bundle},
-        summary={"code": draft.code, "date": day.isoformat()},
+        summary={"code": draft.code, "date": day.isoformat(), "label": VISIT_TYPES[draft.code][1],
+                 "practitioner": draft.practitioner},
         mode=ctx.mode,
         profile=write_profiles(ctx, client).profile("visit"),
     )

@@ -61,6 +61,8 @@ def test_the_initiating_visit_is_recorded_from_its_checklist_line(
     _open(page, live_app, "p-novisit")
     line = page.locator(".prereq-initiating-visit")
     assert "Missing" in line.inner_text()
+    line.get_by_role("link", name="Record the initiating visit").scroll_into_view_if_needed()
+    page.screenshot(path=str(artifacts / "ux-visit-checklist-1280.png"))  # the line and its action
     line.get_by_role("link", name="Record the initiating visit").click()
     page.wait_for_selector("#visit-heading")
     assert page.locator(".patient-banner .patient-name").inner_text() == "Katherine Johnson"
@@ -83,6 +85,8 @@ def test_the_initiating_visit_is_recorded_from_its_checklist_line(
     page.locator("button", has_text="Record the visit").click()
     page.wait_for_selector(".timelog-answer")
     assert "Saved" in page.locator(".timelog-answer h1").inner_text()
+    summary = page.locator(".visit-summary").inner_text()
+    assert "Annual wellness visit (AWV), initial (G0438) on 2025-12-01, seen by Grace Hopper" in summary
     assert_page_ok(page, artifacts, "ux-visit-saved")
     page.get_by_role("link", name="Back to the readiness panel").click()
     page.wait_for_selector("#status-heading")
