@@ -76,3 +76,22 @@ def test_open_with_a_month_lands_on_that_month_of_the_panel(tmp_path: Path) -> N
     assert 'id="month-input" name="month" value="2026-09"' in page
 
 
+
+
+def test_switching_from_a_smart_session_keeps_the_worklist_month(tmp_path: Path) -> None:
+    """A signed-in browser asked to confirm the switch: the confirming POST still lands on the month."""
+    from smart_app.context import LaunchContext
+    from tests.unit.test_panel import start_with_context
+
+    app = make_app(tmp_path, scenario("ready"))
+    client = app.test_client()
+    start_with_context(app, client, LaunchContext(mode="smart", fhir_base=BASE, patient_id="p-ready",
+                                                  user="Practitioner/dr1"))
+    asked = client.get("/open", query_string={"iss": BASE, "patient": "p-ready", "month": "2026-09"})
+    html = asked.get_data(as_text=True)
+    assert asked.status_code == 409 and '<input type="hidden" name="month" value="2026-09">' in html
+    token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert token
+    done = client.post("/open", data={"csrf_token": token.group(1), "iss": BASE, "patient": "p-ready",
+                                      "month": "2026-09"})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/panel?month=2026-09")
