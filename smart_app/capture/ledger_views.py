@@ -2,7 +2,7 @@
 
 For EHRs that accept nothing from the app (write profile *none*) this page is what the practice files in the
 chart by hand: every time entry of the month (when, minutes, who, activity, note, where it was written) and
-every consent captured, with the ledger's chain status.
+every consent and initiating visit captured, with the ledger's chain status. People by name.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from smart_app.errors import AppError
 from smart_app.readiness.captured import CapturedSource
 from smart_app.readiness.options import options_from
 from smart_app.readiness.use_case import ResourceSource, verdict_for
-from smart_app.web import sessions
+from smart_app.web import people, sessions
 
 
 @bp.get("/ledger/summary")
@@ -49,6 +49,19 @@ def ledger_summary() -> Any:
         for e in sorted(result.facts.time_entries, key=lambda t: t.start)
         if options.month.contains(e.start, tz)
     ]
+    visits = [
+        {
+            "day": v.start.astimezone(tz).date().isoformat() if v.start else "",
+            "codes": ", ".join(c.code for c in v.codings),
+            "who": list(v.participants),
+            "where": _where(deliveries.get(v.id.removeprefix("Encounter/cr-"))),
+        }
+        for v in result.facts.visits
+    ]
+    # every name the page shows, in one batch (never an id on a page filed in the chart)
+    consent_people = (x for c in result.facts.consents for x in (c.obtained_by, c.billing_practitioner) if x)
+    visit_people = (w for v in visits for w in v["who"])
+    people.preload([*(e["performer"] for e in entries), *visit_people, *consent_people])
     total = sum(e["minutes"] for e in entries if e["status"] == "finished")
     check = ledger.verify()
     return render_template(
@@ -58,6 +71,7 @@ def ledger_summary() -> Any:
         entries=entries,
         total=total,
         consents=result.facts.consents,
+        visits=visits,
         chain=check,
     )
 

@@ -149,6 +149,9 @@ def test_the_checklist_line_leads_to_the_form_and_the_panel_counts_the_visit(
     assert f'href="/panel?month={MONTH}"' in answer
     if refuse:
         assert "ledger" in answer
+        summary = client.get("/ledger/summary", query_string={"month": MONTH}).get_data(as_text=True)
+        line = re.search(r'<li class="ledger-visit">(.*?)</li>', summary, re.S)
+        assert line and "2025-12-01, 99214, seen by Grace Hopper; written to: ledger only" in line.group(1)
     assert _visit_line(client) == "met"
     again = client.post("/visit", data={"csrf_token": _csrf(form), "visit_id": VISIT_UUID, "month": MONTH,
                                         "date": "2025-12-01", "practitioner": DR, "code": "99214",
