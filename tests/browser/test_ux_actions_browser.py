@@ -95,6 +95,11 @@ def test_the_initiating_visit_is_recorded_from_its_checklist_line(
     assert "Met" in line.inner_text() and "Missing" not in line.inner_text()
     assert "Ready to bill" in page.locator("#status-heading").inner_text()
     assert_page_ok(page, artifacts, "ux-visit-panel-after")
+    # the printable ledger summary (what a practice files when the EHR takes nothing) lists the visit by name
+    page.goto(f"{live_app.url}/ledger/summary?month={MONTH}")
+    assert "seen by Grace Hopper" in page.locator(".ledger-visit").first.inner_text()
+    assert not RAW_ID.search(page.locator("main").inner_text())
+    assert_page_ok(page, artifacts, "ux-ledger-summary")
 
 
 def test_names_are_on_the_first_view_without_javascript(
