@@ -11,7 +11,7 @@ import pytest
 from smart_app.app import create_app
 from smart_app.cli.commands import main
 from smart_app.context import LaunchContext
-from tests.security.fakes import NURSE, PATIENT, MemoryFhir
+from tests.support.fake_fhir import NURSE, PATIENT, one_patient_practice
 from tests.support.sekmet import SekmetServer
 
 ODD_TYPES = [[1], {"a": 1}, 5, "Foo"]
@@ -69,7 +69,7 @@ def test_import_row_dated_9999_is_a_row_error(tmp_path: Path, sekmet: SekmetServ
 
 @pytest.fixture
 def client(tmp_path: Path) -> tuple[Any, str]:
-    fake = MemoryFhir()
+    fake = one_patient_practice()
     app = create_app(
         {
             "TESTING": True,

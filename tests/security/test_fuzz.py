@@ -2,7 +2,7 @@
 form routes. No input may end in a traceback or a 5xx.
 
 Each suite runs CCM_READY_FUZZ_EXAMPLES cases (2,000 by default, as in CI) in process: CLI commands through
-`main([...])`, routes through Flask's test client with an in-memory FHIR server (tests/security/fakes.py);
+`main([...])`, routes through Flask's test client with the in-memory FakeFhir (tests/support/fake_fhir.py);
 the CSV import talks HTTP to a local stand-in server.
 """
 
@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from smart_app.app import create_app
 from smart_app.cli.commands import build_parser
 from smart_app.context import LaunchContext
-from tests.security.fakes import NURSE, PATIENT, MemoryFhir
 from tests.security.support import json_answer, local_server
+from tests.support.fake_fhir import NURSE, PATIENT, one_patient_practice
 
 EXAMPLES = int(os.environ.get("CCM_READY_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(
@@ -296,7 +296,7 @@ def test_fuzz_import_csv(fast_dir: Path) -> None:
 
 @pytest.fixture
 def web(fast_dir: Path) -> tuple[Any, str]:
-    fake = MemoryFhir()
+    fake = one_patient_practice()
     app = create_app(
         {
             "TESTING": True,

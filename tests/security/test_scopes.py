@@ -11,7 +11,7 @@ import pytest
 from smart_app.app import create_app
 from smart_app.config import load_registration
 from smart_app.context import LaunchContext
-from tests.security.fakes import NURSE, PATIENT, MemoryFhir
+from tests.support.fake_fhir import NURSE, PATIENT, one_patient_practice
 
 
 def test_launch_json_asks_for_every_write_the_app_makes() -> None:
@@ -57,7 +57,7 @@ def test_v2_permissions_are_read_letter_by_letter() -> None:
 
 @pytest.fixture
 def read_only(tmp_path: Path) -> Any:
-    fake = MemoryFhir()
+    fake = one_patient_practice()
     app = create_app(
         {
             "TESTING": True,
