@@ -4,8 +4,9 @@ It answers `batch`, `search` (and `search_bundles` / `follow_pages`), `read`, `c
 `transaction` like a strict server would: the search parameters the app uses are honoured (patient, date,
 type, code, status, occurrence, `_revinclude=Task:encounter`, `_count`); any other parameter, or one
 listed in `reject`, is a 400. `filtering=False` makes searches return every resource of the type (the
-rules cut dates and codes themselves), `error` makes every call fail, `forbidden` answers 403 for those
-types, `batch_ok=False` refuses batches (the app falls back to GETs), `any_id` answers every read.
+rules cut dates and codes themselves), `error` makes every call fail (`write_error` every write),
+`forbidden` answers 403 for those types, `batch_ok=False` refuses batches (the app falls back to GETs),
+`any_id` answers every read.
 `metadata` is the CapabilityStatement `capabilities()` answers (without it the fake offers none, as a
 client that cannot say). Created resources get `meta.versionId` "1"; `keep=N` bounds the store (the
 oldest created resources go first, the initial ones stay) so thousands of fuzz cases stay fast. Every
@@ -66,6 +67,7 @@ class FakeFhir:
         any_id: bool = False,
         keep: int | None = None,
         metadata: dict[str, Any] | None = None,
+        write_error: Exception | None = None,
     ) -> None:
         self.resources: list[dict[str, Any]] = list(resources)  # a live list: tests may share it
         self.keep, self._seeded = keep, len(self.resources)
@@ -74,6 +76,7 @@ class FakeFhir:
         self.filtering, self.batch_ok = filtering, batch_ok
         self.reject, self.forbidden, self.ignore_patient = reject, forbidden, ignore_patient
         self.error = error
+        self.write_error = write_error  # raised by create, update and transaction (reads still answer)
         self.any_id = any_id  # a read of an unknown id answers a bare resource (a server full of patients)
         self.round_trips = 0
         self.calls: list[tuple[str, Any]] = []
@@ -139,12 +142,12 @@ class FakeFhir:
         return []  # every answer fits in one page
 
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None, **_: Any) -> dict[str, Any]:
-        self._call("create", resource)
+        self._call("create", resource, write=True)
         return self._new(resource)
 
     def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
         """Store each entry (PUT Type/id replaces; POST creates, or finds its `ifNoneExist` match)."""
-        self._call("transaction", bundle)
+        self._call("transaction", bundle, write=True)
         self.transactions.append(bundle)
         out = []
         for entry in bundle.get("entry") or []:
@@ -175,15 +178,17 @@ class FakeFhir:
         return dict(self.metadata or {})
 
     def update(self, resource: dict[str, Any], **_: Any) -> dict[str, Any]:
-        self._call("update", resource)
+        self._call("update", resource, write=True)
         self.add(resource)
         return resource
 
-    def _call(self, kind: str, what: Any) -> None:
+    def _call(self, kind: str, what: Any, *, write: bool = False) -> None:
         self.round_trips += 1
         self.calls.append((kind, what))
         if self.error is not None:
             raise self.error
+        if write and self.write_error is not None:
+            raise self.write_error
 
     # -- the server side
     def _answer(self, url: str) -> BatchResult:
