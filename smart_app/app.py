@@ -48,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(program.bp)
     app.register_blueprint(payer_views.bp)
     app.register_blueprint(capture.bp)
+    capture.init_app(app)  # the ledger, the outbox and its worker
     app.register_blueprint(careplan.bp)
     app.register_blueprint(packet.bp)
     app.register_blueprint(health.bp)
