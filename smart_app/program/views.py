@@ -25,16 +25,14 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from rules.month import BadTimezone, zone
 from rules.packs import UnknownPolicy
 from smart_app.auth import program_access
-from smart_app.auth.smart import SmartAuthError, check_open_server
-from smart_app.context import LaunchContext
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.program import charts, metrics
 from smart_app.program.jobs import HEARTBEAT_SECONDS, JobState, JobStore, WorklistResult, build_worklist
 from smart_app.program.mark_billed import BillingRefused, mark_billed, undo_billed
+from smart_app.program.selection import NoServerChosen, ProgramError, chosen, program_client
 from smart_app.program.worklist import (
     CLOSED_LABELS,
-    DEFAULT_CLOSE_MINUTES,
     FILTER_LABELS,
     FILTERS,
     WorklistRow,
@@ -76,86 +74,9 @@ def _store() -> JobStore:
 _lock = threading.Lock()
 
 
-class ProgramError(AppError):
-    """A program-page problem (the one application error type, shown on the program's error page)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(status, "The worklist cannot be shown", message, template="program/error.html")
-
-
-class NoServerChosen(ProgramError):
-    """No FHIR server configured, given (?iss=) or in the open-mode session."""
-
-    def __init__(self) -> None:
-        super().__init__("Choose a FHIR server first.")
-
-
-def _base() -> str | None:
-    configured = current_app.config.get("PROGRAM_FHIR_BASE")
-    if configured:
-        return str(configured).rstrip("/")
-    iss = request.values.get("iss")
-    if iss:
-        try:
-            return check_open_server(iss, current_app.config)
-        except SmartAuthError as exc:
-            raise ProgramError(str(exc), 403) from None
-    ctx = sessions.current_context()
-    if ctx is not None and ctx.mode == "open":
-        return ctx.fhir_base
-    return None
-
-
-def _chosen() -> tuple[str, dict[str, Any]]:
-    """The FHIR base and the request's parameters; NoServerChosen / ProgramError when missing or bad."""
-    base = _base()
-    if base is None:
-        raise NoServerChosen()
-    return base, _params()
-
-
-def _params() -> dict[str, Any]:
-    try:
-        options = options_from(current_app.config, raw_month=request.values.get("month"))
-    except AppError as exc:
-        raise ProgramError(exc.message, exc.status) from None
-    which = request.values.get("filter") or "all"
-    if which not in FILTERS:
-        raise ProgramError(f"Unknown filter; use one of: {', '.join(FILTERS)}.")
-    try:
-        n = int(request.values.get("n") or DEFAULT_CLOSE_MINUTES)
-    except ValueError:
-        raise ProgramError("n must be a whole number of minutes.") from None
-    if not 0 <= n <= 120:
-        raise ProgramError("n must be between 0 and 120 minutes.")
-    group = (request.values.get("group") or "").strip() or None
-    if group and ("/" in group.removeprefix("Group/") or not group.removeprefix("Group/")):
-        raise ProgramError("group must be Group/ID.")
-    return {
-        "month": options.month,
-        "filter": which,
-        "n": n,
-        "reason": request.values.get("reason") or None,
-        "group": group,
-        "tz": options.tz,
-        "policy": options.policy,
-        "billing_practitioner": options.billing_practitioner,
-    }
-
-
 def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
     who = p["billing_practitioner"] or ""
     return (base, p["group"] or "", str(p["month"]), p["tz"], p["policy"] or "", who)
-
-
-def _client(base: str) -> Any:
-    """PROGRAM_CLIENT_FACTORY(base) when set, else a client for the practice's server (any patient) that
-    carries the backend-services token when PROGRAM_CLIENT_ID is configured (no token: open servers)."""
-    factory = current_app.config.get("PROGRAM_CLIENT_FACTORY")
-    if factory is not None:
-        return factory(base)
-    provider = program_access.population_token_provider(base)
-    return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""), provider)
 
 
 def _job_key(base: str, p: dict[str, Any]) -> str:
@@ -264,7 +185,7 @@ def _back(base: str, p: dict[str, Any], **over: Any) -> Response:
 @bp.get("/program")
 def program() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except NoServerChosen:
         return render_template("program/choose.html")
     except ProgramError as err:
@@ -344,7 +265,7 @@ def program() -> Any:
 @bp.get("/program/status")
 def status() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except NoServerChosen:
         return {"error": "no FHIR server chosen"}, 400
     except ProgramError as err:
@@ -358,7 +279,7 @@ def status() -> Any:
 @bp.get("/program.csv")
 def program_csv() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except ProgramError as err:
         return _error(err)
     job = job_for(base, p)
@@ -374,7 +295,7 @@ def program_csv() -> Any:
 @bp.post("/program/run")
 def rerun() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except ProgramError as err:
         return _error(err)
     _start(base, p, force=True)
@@ -432,7 +353,7 @@ def _user() -> str | None:
 def mark() -> Any:
     """Step 1 shows a confirmation naming the patient, codes and amount; step 2 (confirm=yes) writes."""
     try:
-        base, p = _chosen()
+        base, p = chosen()
         patient = _patient_param()
     except ProgramError as err:
         return _error(err)
@@ -445,7 +366,7 @@ def mark() -> Any:
         )
     try:
         result = mark_billed(
-            _client(base),
+            program_client(base),
             patient,
             p["month"],
             tz=p["tz"],
@@ -475,14 +396,15 @@ def mark() -> Any:
 def undo() -> Any:
     """Withdraw a "marked as billed": our ChargeItems become entered-in-error, with a Provenance."""
     try:
-        base, p = _chosen()
+        base, p = chosen()
         patient = _patient_param()
     except ProgramError as err:
         return _error(err)
     job, row = _row(base, p, patient)
     user = _user() or (row.billing_practitioner if row is not None else None)
     try:
-        result = undo_billed(_client(base), patient, p["month"], tz=p["tz"], policy=p["policy"], user=user)
+        client = program_client(base)
+        result = undo_billed(client, patient, p["month"], tz=p["tz"], policy=p["policy"], user=user)
     except BillingRefused as exc:
         return _back(base, p, problem=exc.message)
     except (FhirError, BadTimezone, UnknownPolicy) as exc:
@@ -522,7 +444,7 @@ def changed_patients(client: Any, since: datetime) -> set[str] | None:
 def refresh_changed() -> Any:
     """Re-evaluate only the patients whose data changed since the worklist's "as of" time."""
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except ProgramError as err:
         return _error(err)
     job = job_for(base, p)
@@ -530,7 +452,7 @@ def refresh_changed() -> Any:
         _start(base, p, force=True)
         return _back(base, p)
     started = time.time()
-    client = _client(base)
+    client = program_client(base)
     try:
         changed = changed_patients(client, datetime.fromtimestamp(job.finished, zone("UTC")))
     except FhirError as exc:
