@@ -8,11 +8,7 @@ its progress and refreshes itself (a meta refresh without JavaScript; static/pro
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
-import threading
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -25,10 +21,8 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from rules.month import BadTimezone, zone
 from rules.packs import UnknownPolicy
 from smart_app.auth import program_access
-from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.program import charts, metrics
-from smart_app.program.jobs import HEARTBEAT_SECONDS, JobState, JobStore, WorklistResult, build_worklist
 from smart_app.program.mark_billed import BillingRefused, mark_billed, undo_billed
 from smart_app.program.selection import NoServerChosen, ProgramError, chosen, program_client
 from smart_app.program.worklist import (
@@ -42,125 +36,15 @@ from smart_app.program.worklist import (
     sort_rows,
     to_csv,
 )
-from smart_app.readiness.captured import captured_by_patient, ledger_of
+from smart_app.program.worklist_runs import Job, job_for, job_key, job_store, start_job
 from smart_app.readiness.options import options_from
 from smart_app.readiness.use_case import ServerSource, verdict_for
 from smart_app.readiness.wording import format_money, status_label
-from smart_app.storage import database_for
 from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
 bp = Blueprint("program", __name__)
 bp.before_request(program_access.guard)  # signed-in program leads only (anonymous on open servers)
-HISTORY_MONTHS = 5  # the trend shows the month and the five before it
-MAX_JOBS = 8  # finished worklists kept (per server, group, month, zone, policy)
-
-
-Job = JobState  # what the page and /program/status show
-
-
-def _store() -> JobStore:
-    """The app's worklist jobs (shared by every process and instance through the app's database)."""
-    store = current_app.extensions.get("ccm_ready_worklist_jobs")
-    if store is None:
-        with _lock:
-            store = current_app.extensions.get("ccm_ready_worklist_jobs")
-            if store is None:
-                store = JobStore(database_for(current_app.config, "worklist_jobs"), keep=MAX_JOBS)
-                current_app.extensions["ccm_ready_worklist_jobs"] = store
-    return store
-
-
-_lock = threading.Lock()
-
-
-def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
-    who = p["billing_practitioner"] or ""
-    return (base, p["group"] or "", str(p["month"]), p["tz"], p["policy"] or "", who)
-
-
-def _job_key(base: str, p: dict[str, Any]) -> str:
-    return json.dumps(_key(base, p))
-
-
-def job_for(base: str, p: dict[str, Any]) -> Job | None:
-    """The worklist job for this server and these parameters as stored (any instance may have run it)."""
-    return _store().get(_job_key(base, p))
-
-
-def store_result(base: str, p: dict[str, Any], result: WorklistResult) -> Job:
-    """Record a finished worklist for this server and these parameters (tests; a run made elsewhere)."""
-    store = _store()
-    key = _job_key(base, p)
-    store.begin(key, force=True, owner="stored")
-    store.finish(key, result=result)
-    job = store.get(key)
-    assert job is not None
-    return job
-
-
-def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
-    store = _store()
-    key = _job_key(base, p)
-    token_provider = program_access.population_token_provider(base)
-    job, run_it = store.begin(key, force=force, owner=f"{socket.gethostname()}:{os.getpid()}")
-    if not run_it:
-        return job
-    try:
-        ticket = program_access.start_job()  # per-user and total limits, running jobs counted (429)
-    except AppError:
-        store.finish(key, error="Not started: too many worklists are being prepared; try again in a minute.")
-        raise
-    prefer_bulk = bool(current_app.config.get("PROGRAM_BULK", True))
-    finished = threading.Event()
-    last = {"at": 0.0}
-    captured = captured_by_patient(ledger_of(current_app), base)  # what the app captured on this server
-
-    def stage(text: str) -> None:
-        store.progress(key, stage=text)
-
-    def count(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last["at"] >= 0.5:  # progress is for people: twice a second is plenty
-            last["at"] = now
-            store.progress(key, done=done, total=total)
-
-    def heartbeat() -> None:
-        while not finished.wait(HEARTBEAT_SECONDS):
-            try:
-                store.progress(key)
-            except Exception:  # the database may be briefly away; the job goes on
-                log.warning("worklist job heartbeat failed")
-
-    def work() -> None:
-        try:
-            result = build_worklist(
-                base,
-                p["month"],
-                group=p["group"],
-                tz=p["tz"],
-                policy=p["policy"],
-                billing_practitioner=p["billing_practitioner"],
-                history_months=HISTORY_MONTHS,
-                prefer_bulk=prefer_bulk,
-                token_provider=token_provider,
-                on_stage=stage,
-                on_patient=count,
-                captured=captured,
-            )
-            store.finish(key, result=result)
-        except Exception as exc:  # shown on the page; the worker must never die silently
-            log.warning("worklist job failed: %s", type(exc).__name__)
-            store.finish(key, error=str(exc) or type(exc).__name__)
-        finally:
-            finished.set()
-            ticket.release()
-
-    threading.Thread(target=heartbeat, name="program-worklist-heartbeat", daemon=True).start()
-    threading.Thread(target=work, name="program-worklist", daemon=True).start()
-    return job
-
-
 def _query(base: str, p: dict[str, Any], **over: Any) -> str:
     args = {"month": str(p["month"]), "filter": p["filter"], "n": p["n"]}
     if p["group"]:
@@ -190,7 +74,7 @@ def program() -> Any:
         return render_template("program/choose.html")
     except ProgramError as err:
         return _error(err)
-    job = _start(base, p)
+    job = start_job(base, p)
     view: dict[str, Any] = {
         "job": job,
         "p": p,
@@ -298,7 +182,7 @@ def rerun() -> Any:
         base, p = chosen()
     except ProgramError as err:
         return _error(err)
-    _start(base, p, force=True)
+    start_job(base, p, force=True)
     return _back(base, p)
 
 
@@ -324,7 +208,7 @@ def _replace_rows(
     if job is None or job.result is None or job.finished is None:
         return
     when = max(as_of or 0.0, job.finished + 1e-6)
-    _store().replace_result(_job_key(base, p), replace(job.result, rows=rows), when)
+    job_store().replace_result(job_key(base, p), replace(job.result, rows=rows), when)
 
 
 def _replace_row(
@@ -449,7 +333,7 @@ def refresh_changed() -> Any:
         return _error(err)
     job = job_for(base, p)
     if job is None or job.result is None or job.finished is None:
-        _start(base, p, force=True)
+        start_job(base, p, force=True)
         return _back(base, p)
     started = time.time()
     client = program_client(base)
@@ -458,7 +342,7 @@ def refresh_changed() -> Any:
     except FhirError as exc:
         return _back(base, p, problem=f"Changes could not be read ({exc}); use the full refresh.")
     if changed is None:
-        _start(base, p, force=True)
+        start_job(base, p, force=True)
         return _back(base, p, notice="Many patients changed: the whole worklist is being rebuilt.")
     known = {r.patient.removeprefix("Patient/") for r in job.result.rows}
     if p["group"]:
