@@ -25,7 +25,7 @@ from smart_app.panel import views as panel
 from smart_app.program import payer_views
 from smart_app.program import views as program
 from smart_app.readiness import wording
-from smart_app.web import health, home, request_log, security, sessions
+from smart_app.web import health, home, people, request_log, security, sessions
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -46,6 +46,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     request_log.init_app(app)
     sessions.init_app(app)
     security.init_app(app)
+    people.init_app(app)  # template globals: person names, the patient banner
     app.register_blueprint(launch.bp)
     app.register_blueprint(panel.bp)
     app.register_blueprint(home.bp)
@@ -53,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(program.bp)
     app.register_blueprint(payer_views.bp)
     app.register_blueprint(capture.bp)
+    capture.init_app(app)  # the ledger, the outbox and its worker
     app.register_blueprint(careplan.bp)
     app.register_blueprint(packet.bp)
     app.register_blueprint(health.bp)

@@ -4,6 +4,10 @@ authlib does the OAuth2 mechanics (authorization URL with PKCE, token and refres
 authentication: public, `client_secret_basic`, `private_key_jwt` RS384 with `kid`); joserfc verifies
 the `id_token` against the server's `jwks_uri`. Nothing here touches the Flask session: launch.py
 keeps the pending state server side and sessions.py keeps the tokens.
+
+Why over 400 lines: the client side of one protocol, step by step (issuer and endpoint checks,
+discovery, scope choice, client keys, authorize, token, `id_token` verification, refresh), each step
+checking what the one before it returned; the routes are in views.py, the stored session in web/sessions.py.
 """
 
 from __future__ import annotations

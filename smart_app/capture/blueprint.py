@@ -1,4 +1,4 @@
-"""The capture blueprint: outbox and worker set up once, shared view helpers, template globals."""
+"""The capture blueprint, its `init_app` (outbox and worker), shared view helpers, template globals."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
-from flask.blueprints import BlueprintSetupState
 
 from fhir_mapping.write_time import (
     new_entry_id,
@@ -76,9 +75,14 @@ def _client_for_app(app: Flask) -> Any:
     return client_for
 
 
-@bp.record_once
-def _setup(state: BlueprintSetupState) -> None:
-    app = state.app
+def init_app(app: Flask) -> None:
+    """Set up capture on `app` (once, from create_app): the ledger, delivery, the outbox and its worker.
+
+    The worker starts here unless OUTBOX_WORKER is off; with OUTBOX_WORKER_LOCK (a multi-process server)
+    only the process holding the instance's lock runs it, the others assist (see web/serve.py).
+    """
+    if EXT_KEY in app.extensions:  # once per app, like the blueprint's record_once it replaces
+        return
     ledger = Ledger.for_config(app.config)  # LEDGER_DB, else DATABASE_URL, else DATA_DIR/ledger.sqlite3
     delivery = Delivery(ledger)
     outbox = Outbox(

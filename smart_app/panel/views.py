@@ -24,7 +24,6 @@ from smart_app.web import people, sessions
 
 bp = Blueprint("panel", __name__)
 log = logging.getLogger(__name__)
-bp.record_once(lambda state: people.install(state.app))
 
 
 def _evaluate(ctx: LaunchContext) -> PatientMonth:

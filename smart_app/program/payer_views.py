@@ -20,8 +20,7 @@ from rules.denials import AREAS, CAUSES, TABLE, area_label, cause_label
 from rules.revenue import BadFigure, gpci_from, locality_payment, national_payment, what_if
 from smart_app.auth import program_access
 from smart_app.errors import AppError
-from smart_app.program import charts, claims, denials
-from smart_app.program import views as program_views
+from smart_app.program import charts, claims, denials, selection, worklist_runs
 from smart_app.program.remit_load import load_files
 from smart_app.program.remittance import RemittanceError
 from smart_app.program.remittance_store import RemittanceStore
@@ -49,10 +48,10 @@ def _store() -> RemittanceStore:
 def _context() -> tuple[str | None, dict[str, Any]]:
     """(FHIR base or None, the program page's parameters)."""
     try:
-        return program_views._chosen()
-    except program_views.NoServerChosen:
-        return None, program_views._params()
-    except program_views.ProgramError as err:
+        return selection.chosen()
+    except selection.NoServerChosen:
+        return None, selection.page_params()
+    except selection.ProgramError as err:
         raise AppError(err.status, "Payer page", err.message) from None
 
 
@@ -60,7 +59,7 @@ def _rows(base: str | None, p: dict[str, Any]) -> list[Any] | None:
     """The month's worklist rows when the program page's job has finished (None otherwise)."""
     if base is None:
         return None
-    job = program_views.job_for(base, p)
+    job = worklist_runs.job_for(base, p)
     return job.result.rows if job is not None and job.result is not None else None
 
 
@@ -209,7 +208,7 @@ def claims_handoff() -> Any:
         raise AppError(400, "Claims hand-off", "format must be csv or fhir.")
     directory: claims.Directory = claims.NoDirectory()
     if base:
-        directory = claims.FhirDirectory(program_views._client(base))
+        directory = claims.FhirDirectory(selection.program_client(base))
     try:
         practice = claims.Practice.from_config(current_app.config)
     except (ArithmeticError, ValueError):

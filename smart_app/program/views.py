@@ -8,11 +8,7 @@ its progress and refreshes itself (a meta refresh without JavaScript; static/pro
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
-import threading
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -25,16 +21,12 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from rules.month import BadTimezone, zone
 from rules.packs import UnknownPolicy
 from smart_app.auth import program_access
-from smart_app.auth.smart import SmartAuthError, check_open_server
-from smart_app.context import LaunchContext
-from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
 from smart_app.program import charts, metrics
-from smart_app.program.jobs import HEARTBEAT_SECONDS, JobState, JobStore, WorklistResult, build_worklist
 from smart_app.program.mark_billed import BillingRefused, mark_billed, undo_billed
+from smart_app.program.selection import NoServerChosen, ProgramError, chosen, program_client
 from smart_app.program.worklist import (
     CLOSED_LABELS,
-    DEFAULT_CLOSE_MINUTES,
     FILTER_LABELS,
     FILTERS,
     WorklistRow,
@@ -44,202 +36,15 @@ from smart_app.program.worklist import (
     sort_rows,
     to_csv,
 )
-from smart_app.readiness.captured import captured_by_patient, ledger_of
+from smart_app.program.worklist_runs import Job, job_for, job_key, job_store, start_job
 from smart_app.readiness.options import options_from
 from smart_app.readiness.use_case import ServerSource, verdict_for
 from smart_app.readiness.wording import format_money, status_label
-from smart_app.storage import database_for
 from smart_app.web import sessions
 
 log = logging.getLogger(__name__)
 bp = Blueprint("program", __name__)
 bp.before_request(program_access.guard)  # signed-in program leads only (anonymous on open servers)
-HISTORY_MONTHS = 5  # the trend shows the month and the five before it
-MAX_JOBS = 8  # finished worklists kept (per server, group, month, zone, policy)
-
-
-Job = JobState  # what the page and /program/status show
-
-
-def _store() -> JobStore:
-    """The app's worklist jobs (shared by every process and instance through the app's database)."""
-    store = current_app.extensions.get("ccm_ready_worklist_jobs")
-    if store is None:
-        with _lock:
-            store = current_app.extensions.get("ccm_ready_worklist_jobs")
-            if store is None:
-                store = JobStore(database_for(current_app.config, "worklist_jobs"), keep=MAX_JOBS)
-                current_app.extensions["ccm_ready_worklist_jobs"] = store
-    return store
-
-
-_lock = threading.Lock()
-
-
-class ProgramError(AppError):
-    """A program-page problem (the one application error type, shown on the program's error page)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(status, "The worklist cannot be shown", message, template="program/error.html")
-
-
-class NoServerChosen(ProgramError):
-    """No FHIR server configured, given (?iss=) or in the open-mode session."""
-
-    def __init__(self) -> None:
-        super().__init__("Choose a FHIR server first.")
-
-
-def _base() -> str | None:
-    configured = current_app.config.get("PROGRAM_FHIR_BASE")
-    if configured:
-        return str(configured).rstrip("/")
-    iss = request.values.get("iss")
-    if iss:
-        try:
-            return check_open_server(iss, current_app.config)
-        except SmartAuthError as exc:
-            raise ProgramError(str(exc), 403) from None
-    ctx = sessions.current_context()
-    if ctx is not None and ctx.mode == "open":
-        return ctx.fhir_base
-    return None
-
-
-def _chosen() -> tuple[str, dict[str, Any]]:
-    """The FHIR base and the request's parameters; NoServerChosen / ProgramError when missing or bad."""
-    base = _base()
-    if base is None:
-        raise NoServerChosen()
-    return base, _params()
-
-
-def _params() -> dict[str, Any]:
-    try:
-        options = options_from(current_app.config, raw_month=request.values.get("month"))
-    except AppError as exc:
-        raise ProgramError(exc.message, exc.status) from None
-    which = request.values.get("filter") or "all"
-    if which not in FILTERS:
-        raise ProgramError(f"Unknown filter; use one of: {', '.join(FILTERS)}.")
-    try:
-        n = int(request.values.get("n") or DEFAULT_CLOSE_MINUTES)
-    except ValueError:
-        raise ProgramError("n must be a whole number of minutes.") from None
-    if not 0 <= n <= 120:
-        raise ProgramError("n must be between 0 and 120 minutes.")
-    group = (request.values.get("group") or "").strip() or None
-    if group and ("/" in group.removeprefix("Group/") or not group.removeprefix("Group/")):
-        raise ProgramError("group must be Group/ID.")
-    return {
-        "month": options.month,
-        "filter": which,
-        "n": n,
-        "reason": request.values.get("reason") or None,
-        "group": group,
-        "tz": options.tz,
-        "policy": options.policy,
-        "billing_practitioner": options.billing_practitioner,
-    }
-
-
-def _key(base: str, p: dict[str, Any]) -> tuple[str, ...]:
-    who = p["billing_practitioner"] or ""
-    return (base, p["group"] or "", str(p["month"]), p["tz"], p["policy"] or "", who)
-
-
-def _client(base: str) -> Any:
-    """PROGRAM_CLIENT_FACTORY(base) when set, else a client for the practice's server (any patient) that
-    carries the backend-services token when PROGRAM_CLIENT_ID is configured (no token: open servers)."""
-    factory = current_app.config.get("PROGRAM_CLIENT_FACTORY")
-    if factory is not None:
-        return factory(base)
-    provider = program_access.population_token_provider(base)
-    return sessions.server_client(LaunchContext(mode="open", fhir_base=base, patient_id=""), provider)
-
-
-def _job_key(base: str, p: dict[str, Any]) -> str:
-    return json.dumps(_key(base, p))
-
-
-def job_for(base: str, p: dict[str, Any]) -> Job | None:
-    """The worklist job for this server and these parameters as stored (any instance may have run it)."""
-    return _store().get(_job_key(base, p))
-
-
-def store_result(base: str, p: dict[str, Any], result: WorklistResult) -> Job:
-    """Record a finished worklist for this server and these parameters (tests; a run made elsewhere)."""
-    store = _store()
-    key = _job_key(base, p)
-    store.begin(key, force=True, owner="stored")
-    store.finish(key, result=result)
-    job = store.get(key)
-    assert job is not None
-    return job
-
-
-def _start(base: str, p: dict[str, Any], force: bool = False) -> Job:
-    store = _store()
-    key = _job_key(base, p)
-    token_provider = program_access.population_token_provider(base)
-    job, run_it = store.begin(key, force=force, owner=f"{socket.gethostname()}:{os.getpid()}")
-    if not run_it:
-        return job
-    try:
-        ticket = program_access.start_job()  # per-user and total limits, running jobs counted (429)
-    except AppError:
-        store.finish(key, error="Not started: too many worklists are being prepared; try again in a minute.")
-        raise
-    prefer_bulk = bool(current_app.config.get("PROGRAM_BULK", True))
-    finished = threading.Event()
-    last = {"at": 0.0}
-    captured = captured_by_patient(ledger_of(current_app), base)  # what the app captured on this server
-
-    def stage(text: str) -> None:
-        store.progress(key, stage=text)
-
-    def count(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last["at"] >= 0.5:  # progress is for people: twice a second is plenty
-            last["at"] = now
-            store.progress(key, done=done, total=total)
-
-    def heartbeat() -> None:
-        while not finished.wait(HEARTBEAT_SECONDS):
-            try:
-                store.progress(key)
-            except Exception:  # the database may be briefly away; the job goes on
-                log.warning("worklist job heartbeat failed")
-
-    def work() -> None:
-        try:
-            result = build_worklist(
-                base,
-                p["month"],
-                group=p["group"],
-                tz=p["tz"],
-                policy=p["policy"],
-                billing_practitioner=p["billing_practitioner"],
-                history_months=HISTORY_MONTHS,
-                prefer_bulk=prefer_bulk,
-                token_provider=token_provider,
-                on_stage=stage,
-                on_patient=count,
-                captured=captured,
-            )
-            store.finish(key, result=result)
-        except Exception as exc:  # shown on the page; the worker must never die silently
-            log.warning("worklist job failed: %s", type(exc).__name__)
-            store.finish(key, error=str(exc) or type(exc).__name__)
-        finally:
-            finished.set()
-            ticket.release()
-
-    threading.Thread(target=heartbeat, name="program-worklist-heartbeat", daemon=True).start()
-    threading.Thread(target=work, name="program-worklist", daemon=True).start()
-    return job
-
-
 def _query(base: str, p: dict[str, Any], **over: Any) -> str:
     args = {"month": str(p["month"]), "filter": p["filter"], "n": p["n"]}
     if p["group"]:
@@ -264,12 +69,12 @@ def _back(base: str, p: dict[str, Any], **over: Any) -> Response:
 @bp.get("/program")
 def program() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except NoServerChosen:
         return render_template("program/choose.html")
     except ProgramError as err:
         return _error(err)
-    job = _start(base, p)
+    job = start_job(base, p)
     view: dict[str, Any] = {
         "job": job,
         "p": p,
@@ -344,7 +149,7 @@ def program() -> Any:
 @bp.get("/program/status")
 def status() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except NoServerChosen:
         return {"error": "no FHIR server chosen"}, 400
     except ProgramError as err:
@@ -358,7 +163,7 @@ def status() -> Any:
 @bp.get("/program.csv")
 def program_csv() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except ProgramError as err:
         return _error(err)
     job = job_for(base, p)
@@ -374,10 +179,10 @@ def program_csv() -> Any:
 @bp.post("/program/run")
 def rerun() -> Any:
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except ProgramError as err:
         return _error(err)
-    _start(base, p, force=True)
+    start_job(base, p, force=True)
     return _back(base, p)
 
 
@@ -403,7 +208,7 @@ def _replace_rows(
     if job is None or job.result is None or job.finished is None:
         return
     when = max(as_of or 0.0, job.finished + 1e-6)
-    _store().replace_result(_job_key(base, p), replace(job.result, rows=rows), when)
+    job_store().replace_result(job_key(base, p), replace(job.result, rows=rows), when)
 
 
 def _replace_row(
@@ -432,7 +237,7 @@ def _user() -> str | None:
 def mark() -> Any:
     """Step 1 shows a confirmation naming the patient, codes and amount; step 2 (confirm=yes) writes."""
     try:
-        base, p = _chosen()
+        base, p = chosen()
         patient = _patient_param()
     except ProgramError as err:
         return _error(err)
@@ -445,7 +250,7 @@ def mark() -> Any:
         )
     try:
         result = mark_billed(
-            _client(base),
+            program_client(base),
             patient,
             p["month"],
             tz=p["tz"],
@@ -475,14 +280,15 @@ def mark() -> Any:
 def undo() -> Any:
     """Withdraw a "marked as billed": our ChargeItems become entered-in-error, with a Provenance."""
     try:
-        base, p = _chosen()
+        base, p = chosen()
         patient = _patient_param()
     except ProgramError as err:
         return _error(err)
     job, row = _row(base, p, patient)
     user = _user() or (row.billing_practitioner if row is not None else None)
     try:
-        result = undo_billed(_client(base), patient, p["month"], tz=p["tz"], policy=p["policy"], user=user)
+        client = program_client(base)
+        result = undo_billed(client, patient, p["month"], tz=p["tz"], policy=p["policy"], user=user)
     except BillingRefused as exc:
         return _back(base, p, problem=exc.message)
     except (FhirError, BadTimezone, UnknownPolicy) as exc:
@@ -522,21 +328,21 @@ def changed_patients(client: Any, since: datetime) -> set[str] | None:
 def refresh_changed() -> Any:
     """Re-evaluate only the patients whose data changed since the worklist's "as of" time."""
     try:
-        base, p = _chosen()
+        base, p = chosen()
     except ProgramError as err:
         return _error(err)
     job = job_for(base, p)
     if job is None or job.result is None or job.finished is None:
-        _start(base, p, force=True)
+        start_job(base, p, force=True)
         return _back(base, p)
     started = time.time()
-    client = _client(base)
+    client = program_client(base)
     try:
         changed = changed_patients(client, datetime.fromtimestamp(job.finished, zone("UTC")))
     except FhirError as exc:
         return _back(base, p, problem=f"Changes could not be read ({exc}); use the full refresh.")
     if changed is None:
-        _start(base, p, force=True)
+        start_job(base, p, force=True)
         return _back(base, p, notice="Many patients changed: the whole worklist is being rebuilt.")
     known = {r.patient.removeprefix("Patient/") for r in job.result.rows}
     if p["group"]:

@@ -2,7 +2,7 @@
 
 One `Directory` per request (kept on `flask.g`) over the session's name cache, so every name on a page
 is fetched in at most one batch and never again in the session. Template globals are registered by
-`install(app)` (called once from the panel blueprint).
+`init_app(app)` (called once by create_app).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def patient_banner() -> dict[str, str] | None:
     return banner
 
 
-def install(app: Flask) -> None:
+def init_app(app: Flask) -> None:
     """Template globals: person_name, people_choices, default_person, patient_banner."""
     app.add_template_global(person_name, "person_name")
     app.add_template_global(choices, "people_choices")

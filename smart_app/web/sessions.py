@@ -3,6 +3,9 @@
 `flask.session` itself is server side (so nothing any blueprint puts in it reaches the browser), and
 the launch context of a session (LaunchContext + its OAuth metadata) lives in its own column, written
 only by `start_session()` and by token refreshes, so a stale request cannot overwrite a fresh token.
+
+Why over 400 lines: the session store, Flask's session interface over it and the accessors for the
+session's launch (with the FHIR clients built from it) share one stored format and one expiry rule.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smart_app.app import create_app
-from smart_app.program import views as program_views
+from smart_app.program import selection, worklist_runs
 from smart_app.program.jobs import WorklistResult
 from smart_app.program.remittance_store import RemittanceStore
 from tests.browser.conftest import assert_page_ok, serving
@@ -39,7 +39,7 @@ def test_payer_page_upload_analytics_and_what_if(browser, tmp_path: Path, artifa
     )
     built = WorklistResult("2026-10", list(demo_rows().values()))  # the month's worklist, already built
     with app.test_request_context("/program/payer?month=2026-10"):
-        program_views.store_result(*program_views._chosen(), built)
+        worklist_runs.store_result(*selection.chosen(), built)
     with serving(app) as live:
         page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         page.goto(f"{live.url}/program/payer?month=2026-10")

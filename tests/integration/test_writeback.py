@@ -35,6 +35,7 @@ from smart_app.capture.outbox import Outbox, OutboxWorker
 from smart_app.context import LaunchContext
 from smart_app.demo.local_fhir import SekmetServer, free_port, start_sekmet
 from smart_app.fhir.client import FhirClient
+from tests.support import app as support_app
 
 pytestmark = pytest.mark.integration
 
@@ -48,28 +49,9 @@ GOOD_NOTE = "Reviewed home glucose log (diabetes); adjusted metformin timing; re
 
 
 def make_app(tmp_path: Path, base: str, patient: str, **config: Any) -> tuple[Flask, FlaskClient, str]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "OUTBOX_WORKER": False,
-            "TIMEZONE": "UTC",
-            "FHIR_TIMEOUT": 3.0,
-            **config,
-        }
-    )
-    ctx = LaunchContext(mode="open", fhir_base=base, patient_id=patient, user=NURSE)
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(ctx)
-        return security.csrf_token()
-
-    client = app.test_client()
-    resp = client.get("/_test/start")
-    assert resp.status_code == 200
-    return app, client, resp.get_data(as_text=True)
+    app = support_app.make_app(tmp_path, **{"TIMEZONE": "UTC", "FHIR_TIMEOUT": 3.0, **config})
+    client, csrf = support_app.launched(app, support_app.open_launch(base, patient, NURSE))
+    return app, client, csrf
 
 
 def post_json(client: FlaskClient, csrf: str, url: str, body: dict[str, Any]) -> Any:
@@ -334,7 +316,7 @@ def test_read_only_launch_writes_nothing_to_the_ehr(sekmet: SekmetServer, tmp_pa
     """No write scope: write profile *none*, the entry is kept in the app's ledger only."""
     fhir = FhirClient(sekmet.base)
     patient = new_patient(fhir, "ReadOnly")
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False})
+    app = support_app.make_app(tmp_path)
     ctx = LaunchContext(
         mode="ehr",
         fhir_base=sekmet.base,
@@ -342,15 +324,7 @@ def test_read_only_launch_writes_nothing_to_the_ehr(sekmet: SekmetServer, tmp_pa
         user=NURSE,
         granted_scopes=frozenset({"patient/*.rs", "launch"}),
     )
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(ctx)
-        return security.csrf_token()
-
-    client = app.test_client()
-    csrf = client.get("/_test/start").get_data(as_text=True)
+    client, csrf = support_app.launched(app, ctx)
     start = entry_moment(2)
     body = {"date": start.date().isoformat(), "start": start.strftime("%H:%M"), "minutes": "5"}
     body["note"] = GOOD_NOTE

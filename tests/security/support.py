@@ -18,8 +18,8 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 
-from smart_app.app import create_app
 from smart_app.config import load_registration
+from tests.support import app as support_app
 from tests.support.oauth import OAuthServer
 
 CALLBACK = "http://localhost/callback"
@@ -92,11 +92,11 @@ def smart_app(tmp: Path, issuers: dict[str, dict[str, Any]], **config: Any) -> F
     registration.update({"client_id": "ccm-ready", "token_endpoint_auth_method": "none",
                          "allowed_issuers": list(issuers), "redirect_uris": [CALLBACK]})
     settings: dict[str, Any] = {
-        "TESTING": True, "SECRET_KEY": "security", "DATA_DIR": str(tmp), "REGISTRATION": registration,
-        "SMART_DISCOVERY_OVERRIDES": issuers, "OPEN_SERVERS": [], "OUTBOX_WORKER": False,
+        "SECRET_KEY": "security", "REGISTRATION": registration, "SMART_DISCOVERY_OVERRIDES": issuers,
+        "OPEN_SERVERS": [],
     }
     settings.update(config)
-    return create_app(settings)
+    return support_app.make_app(tmp, **settings)
 
 
 def browser_follow(location: str, hops: int = 5) -> dict[str, str]:

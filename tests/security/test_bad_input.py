@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from smart_app.app import create_app
 from smart_app.cli.commands import main
-from smart_app.context import LaunchContext
-from tests.security.fakes import NURSE, PATIENT, MemoryFhir
+from tests.support.app import launched, make_app, open_launch
+from tests.support.fake_fhir import NURSE, PATIENT, one_patient_practice
 from tests.support.sekmet import SekmetServer
 
 ODD_TYPES = [[1], {"a": 1}, 5, "Foo"]
@@ -69,26 +68,8 @@ def test_import_row_dated_9999_is_a_row_error(tmp_path: Path, sekmet: SekmetServ
 
 @pytest.fixture
 def client(tmp_path: Path) -> tuple[Any, str]:
-    fake = MemoryFhir()
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "OUTBOX_WORKER": False,
-            "FHIR_CLIENT_FACTORY": lambda ctx: fake,
-        }
-    )
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(
-            LaunchContext(mode="open", fhir_base=fake.base, patient_id=PATIENT, user=NURSE)
-        )
-        return security.csrf_token()
-
-    c = app.test_client()
-    return c, c.get("/_test/start").get_data(as_text=True)
+    fake = one_patient_practice()
+    return launched(make_app(tmp_path, fhir=fake), open_launch(fake.base, PATIENT, NURSE))
 
 
 def test_time_with_conditions_that_are_a_number(client: tuple[Any, str]) -> None:

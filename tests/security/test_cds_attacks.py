@@ -12,9 +12,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
-from smart_app.app import create_app
 from smart_app.cds.auth import CdsAuthError, JwksFetcher, ReplayCache, verify
 from tests.security.support import json_answer, local_server
+from tests.support import app as support_app
 from tests.support.ccm_scenarios import hook_request, prefetch, scenario
 
 ISS = "https://ehr.example.org"
@@ -39,15 +39,8 @@ def token(key: ECKey = KEY, kid: str | None = "ehr-1", **claims: Any) -> str:
 
 
 def app_with(tmp: Path, **config: Any) -> Any:
-    settings = {
-        "TESTING": True,
-        "DATA_DIR": str(tmp),
-        "CDS_CLIENTS": {ISS: {"jwks": KeySet([KEY]).as_dict()}},
-        "CDS_SERVICE_URL": SERVICE,
-        "OUTBOX_WORKER": False,
-    }
-    settings.update(config)
-    return create_app(settings)
+    settings = {"CDS_CLIENTS": {ISS: {"jwks": KeySet([KEY]).as_dict()}}, "CDS_SERVICE_URL": SERVICE, **config}
+    return support_app.make_app(tmp, **settings)
 
 
 def call(client: Any, body: Any, tok: str | None, host: str = "localhost") -> Any:

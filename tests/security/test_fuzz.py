@@ -2,7 +2,7 @@
 form routes. No input may end in a traceback or a 5xx.
 
 Each suite runs CCM_READY_FUZZ_EXAMPLES cases (2,000 by default, as in CI) in process: CLI commands through
-`main([...])`, routes through Flask's test client with an in-memory FHIR server (tests/security/fakes.py);
+`main([...])`, routes through Flask's test client with the in-memory FakeFhir (tests/support/fake_fhir.py);
 the CSV import talks HTTP to a local stand-in server.
 """
 
@@ -21,11 +21,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smart_app.app import create_app
 from smart_app.cli.commands import build_parser
-from smart_app.context import LaunchContext
-from tests.security.fakes import NURSE, PATIENT, MemoryFhir
 from tests.security.support import json_answer, local_server
+from tests.support.app import START, launched, make_app, open_launch
+from tests.support.fake_fhir import NURSE, PATIENT, one_patient_practice
 
 EXAMPLES = int(os.environ.get("CCM_READY_FUZZ_EXAMPLES", "2000"))
 FUZZ = settings(
@@ -296,31 +295,17 @@ def test_fuzz_import_csv(fast_dir: Path) -> None:
 
 @pytest.fixture
 def web(fast_dir: Path) -> tuple[Any, str]:
-    fake = MemoryFhir()
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(fast_dir),
-            "OUTBOX_WORKER": False,
-            "TIMEZONE": "UTC",
-            "FHIR_CLIENT_FACTORY": lambda ctx: fake,
-            "PROGRAM_CLIENT_FACTORY": lambda base: fake,
-            "CDS_SERVICE_URL": "http://localhost/cds-services",
-            "CDS_ALLOW_UNAUTHENTICATED": True,
-            "OPEN_SERVERS": [fake.base],
-        }
+    fake = one_patient_practice()
+    app = make_app(
+        fast_dir,
+        fhir=fake,
+        TIMEZONE="UTC",
+        PROGRAM_CLIENT_FACTORY=lambda base: fake,
+        CDS_SERVICE_URL="http://localhost/cds-services",
+        CDS_ALLOW_UNAUTHENTICATED=True,
+        OPEN_SERVERS=[fake.base],
     )
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(
-            LaunchContext(mode="open", fhir_base=fake.base, patient_id=PATIENT, user=NURSE)
-        )
-        return security.csrf_token()
-
-    client = app.test_client()
-    return client, client.get("/_test/start").get_data(as_text=True)
+    return launched(app, open_launch(fake.base, PATIENT, NURSE))
 
 
 JSON_ROUTES = [
@@ -489,6 +474,6 @@ def test_fuzz_form_routes(web: tuple[Any, str]) -> None:
         resp = client.post(route, data=data)
         assert resp.status_code < 500, (route, form, resp.get_data(as_text=True)[:300])
         if route in ("/open", "/logout") and resp.status_code in (200, 302):
-            client.get("/_test/start")  # keep the session for the next case
+            client.get(START)  # keep the session for the next case
 
     case()

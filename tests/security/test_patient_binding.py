@@ -16,26 +16,14 @@ import pytest
 
 from fhir_mapping.write_careplan import CARE_PLAN_ID, care_plan_transaction
 from fhir_mapping.write_time import TIME_ENTRY_ID, entry_transaction, new_entry_id
-from smart_app.context import LaunchContext
 from smart_app.fhir.client import FhirClient
 from smart_app.fhir.patient_scope import PatientScopedClient, PatientScopeError
 from tests.integration.test_careplan import draft_for, form_of, opened, seed_patient, web, write
 from tests.integration.test_writeback import GOOD_NOTE, NURSE, draft, entry_moment, new_patient, post_json
+from tests.support.app import launched, open_launch
 from tests.support.sekmet import SekmetServer
 
 pytestmark = pytest.mark.integration
-
-
-def start_session(app: Any, ctx: LaunchContext) -> tuple[Any, str]:
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(ctx)
-        return security.csrf_token()
-
-    client = app.test_client()
-    return client, client.get("/_test/start").get_data(as_text=True)
 
 
 # ------------------------------------------------------------------ 1. another patient's CarePlan and Goals
@@ -92,8 +80,7 @@ def test_time_entry_with_another_patients_entry_id_is_written_for_this_patient(
                                        recorded=datetime.now(UTC), pack_id="cms-pfs-2026", pack_version="t"))
     (enc_b,) = fhir.search("Encounter", {"identifier": f"{TIME_ENTRY_ID}|{shared_id}"})
     app = web(sekmet, tmp_path, OUTBOX_WORKER=False)
-    client, csrf = start_session(app, LaunchContext(mode="open", fhir_base=sekmet.base, patient_id=pa,
-                                                    user=NURSE))
+    client, csrf = launched(app, open_launch(sekmet.base, pa, NURSE))
     later = entry_moment(2)
     body = {"id": shared_id, "date": later.date().isoformat(), "start": later.strftime("%H:%M"),
             "minutes": "10", "note": GOOD_NOTE}

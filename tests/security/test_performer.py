@@ -16,7 +16,7 @@ from smart_app.context import LaunchContext
 from smart_app.fhir.client import FhirClient
 from tests.integration.test_writeback import GOOD_NOTE, entry_moment, post_json
 from tests.security.support import launch, oauth_ready, smart_app
-from tests.security.test_patient_binding import start_session
+from tests.support.app import launched
 from tests.support.oauth import OAuthServer
 from tests.support.oauth import oauth_server as oauth_server  # re-exported fixture
 from tests.support.sekmet import SekmetServer
@@ -96,7 +96,7 @@ def test_open_mode_writes_but_marks_the_performer_unverified(
     tmp_path: Path, sekmet: SekmetServer, chart: dict[str, str]
 ) -> None:
     app = smart_app(tmp_path, {}, OPEN_SERVERS=[sekmet.base])
-    client, csrf = start_session(app, LaunchContext(mode="open", fhir_base=sekmet.base,
+    client, csrf = launched(app, LaunchContext(mode="open", fhir_base=sekmet.base,
                                                     patient_id=chart["patient"]))
     resp = post_json(client, csrf, "/time", body("Practitioner/typed-by-a-tester"))
     assert resp.status_code == 201, resp.get_json()
@@ -111,7 +111,7 @@ def test_consent_obtained_by_an_unverified_user_is_refused(
     app = smart_app(tmp_path, {})
     ctx = LaunchContext(mode="ehr", fhir_base=sekmet.base, patient_id=chart["patient"],
                         granted_scopes=frozenset({"patient/*.*"}))
-    client, csrf = start_session(app, ctx)
+    client, csrf = launched(app, ctx)
     resp = post_json(client, csrf, "/consent", {
         "decision": "given", "date": entry_moment(1).date().isoformat(), "method": "verbal",
         "disclosures": ["ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"],

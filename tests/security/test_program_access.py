@@ -127,15 +127,15 @@ def test_practice_page_clients_carry_the_backend_services_token(tmp_path: Path) 
 
     from smart_app.app import create_app
     from smart_app.auth.backend_services import BackendServicesAuth
-    from smart_app.program import views as program_views
+    from smart_app.program import selection
 
     key_file = tmp_path / "program-key.json"
     key_file.write_text(json.dumps(RSAKey.generate_key(2048).as_dict(private=True)))
     app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False,
                       "PROGRAM_CLIENT_ID": "ccm-ready-practice", "PROGRAM_PRIVATE_KEY": str(key_file)})
     with app.test_request_context("/program"):
-        client = program_views._client("https://ehr.example.org/fhir")
+        client = selection.program_client("https://ehr.example.org/fhir")
         assert isinstance(client.token_provider, BackendServicesAuth)
         plain = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "b"), "OUTBOX_WORKER": False})
     with plain.test_request_context("/program"):
-        assert program_views._client("http://127.0.0.1:9/fhir").token_provider is None
+        assert selection.program_client("http://127.0.0.1:9/fhir").token_provider is None

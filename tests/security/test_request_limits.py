@@ -8,29 +8,19 @@ from typing import Any
 
 import pytest
 
-from smart_app.app import create_app
-from smart_app.context import LaunchContext
+from tests.support.app import make_app, open_launch, start_session
 
 BASE = "http://fhir.test/fhir"
 
 
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False,
-                      "CDS_SERVICE_URL": "http://localhost/cds-services", "CDS_ALLOW_UNAUTHENTICATED": True})
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(LaunchContext(mode="open", fhir_base=BASE, patient_id="p1"))
-        return security.csrf_token()
-
-    return app
+    return make_app(tmp_path, CDS_SERVICE_URL="http://localhost/cds-services", CDS_ALLOW_UNAUTHENTICATED=True)
 
 
 def test_a_200_mb_body_is_refused_before_it_is_read(app: Any) -> None:
     client = app.test_client()
-    csrf = client.get("/_test/start").get_data(as_text=True)
+    csrf = start_session(client, open_launch(BASE, "p1"))
     stream = io.BytesIO(b"{" * 1024)  # the claimed length is what matters: nothing is read
     huge = {"CONTENT_LENGTH": str(200 * 1024 * 1024)}
     resp = client.post("/time", input_stream=stream, content_type="application/json",
@@ -44,7 +34,7 @@ def test_a_200_mb_body_is_refused_before_it_is_read(app: Any) -> None:
 
 def test_the_cds_route_accepts_a_large_prefetch_the_form_routes_do_not(app: Any) -> None:
     client = app.test_client()
-    csrf = client.get("/_test/start").get_data(as_text=True)
+    csrf = start_session(client, open_launch(BASE, "p1"))
     big = {"note": "x" * (1024 * 1024)}
     assert client.post("/time", json=big, headers={"X-CSRF-Token": csrf}).status_code == 413
     assert client.post("/cds-services/ccm-readiness", json=big).status_code == 400  # parsed, then refused
@@ -53,7 +43,7 @@ def test_the_cds_route_accepts_a_large_prefetch_the_form_routes_do_not(app: Any)
 @pytest.mark.parametrize("depth", [100, 100_000])
 def test_deeply_nested_json_is_a_400_not_a_500(app: Any, depth: int) -> None:
     client = app.test_client()
-    csrf = client.get("/_test/start").get_data(as_text=True)
+    csrf = start_session(client, open_launch(BASE, "p1"))
     deep = "[" * depth + "]" * depth
     for url, headers in (("/time", {"X-CSRF-Token": csrf}), ("/consent", {"X-CSRF-Token": csrf}),
                          ("/cds-services/ccm-readiness", {})):

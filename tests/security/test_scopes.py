@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from smart_app.app import create_app
 from smart_app.config import load_registration
 from smart_app.context import LaunchContext
-from tests.security.fakes import NURSE, PATIENT, MemoryFhir
+from tests.support.app import launched, make_app
+from tests.support.fake_fhir import NURSE, PATIENT, one_patient_practice
 
 
 def test_launch_json_asks_for_every_write_the_app_makes() -> None:
@@ -57,32 +57,15 @@ def test_v2_permissions_are_read_letter_by_letter() -> None:
 
 @pytest.fixture
 def read_only(tmp_path: Path) -> Any:
-    fake = MemoryFhir()
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "OUTBOX_WORKER": False,
-            "FHIR_CLIENT_FACTORY": lambda ctx: fake,
-        }
+    fake = one_patient_practice()
+    ctx = LaunchContext(
+        mode="ehr",
+        fhir_base=fake.base,
+        patient_id=PATIENT,
+        user=NURSE,
+        granted_scopes=frozenset({"patient/*.rs", "patient/CarePlan.c"}),
     )
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(
-            LaunchContext(
-                mode="ehr",
-                fhir_base=fake.base,
-                patient_id=PATIENT,
-                user=NURSE,
-                granted_scopes=frozenset({"patient/*.rs", "patient/CarePlan.c"}),
-            )
-        )
-        return security.csrf_token()
-
-    client = app.test_client()
-    client.get("/_test/start")
+    client, _ = launched(make_app(tmp_path, fhir=fake), ctx)
     return client, fake
 
 

@@ -1,18 +1,23 @@
-"""The one hand-written FHIR fake for unit tests: an R4 server in a dict behind FhirClient's interface.
+"""The one hand-written FHIR fake for the tests: an R4 server in a dict behind FhirClient's interface.
 
-It answers `batch`, `search`, `read`, `create` and `transaction` like a strict server would: the search
-parameters the app uses are honoured (patient, date, type, code, status, occurrence,
-`_revinclude=Task:encounter`, `_count`); any other parameter, or one listed in `reject`, is a 400.
-`filtering=False` makes searches return every resource of the type (the rules cut dates and codes
-themselves), `error` makes every call fail, `forbidden` answers 403 for those types, `batch_ok=False`
-refuses batches (the app falls back to GETs), `any_id` answers every read. Every call is recorded
-(`calls`, `batches`, `gets`) and counted (`round_trips`).
+It answers `batch`, `search` (and `search_bundles` / `follow_pages`), `read`, `create`, `update` and
+`transaction` like a strict server would: the search parameters the app uses are honoured (patient, date,
+type, code, status, occurrence, `_revinclude=Task:encounter`, `_count`); any other parameter, or one
+listed in `reject`, is a 400. `filtering=False` makes searches return every resource of the type (the
+rules cut dates and codes themselves), `error` makes every call fail (`write_error` every write),
+`forbidden` answers 403 for those types, `batch_ok=False` refuses batches (the app falls back to GETs),
+`any_id` answers every read.
+`metadata` is the CapabilityStatement `capabilities()` answers (without it the fake offers none, as a
+client that cannot say). Created resources get `meta.versionId` "1"; `keep=N` bounds the store (the
+oldest created resources go first, the initial ones stay) so thousands of fuzz cases stay fast. Every
+call is recorded (`calls`, `batches`, `gets`, `transactions`) and counted (`round_trips`).
+`one_patient_practice()` is the small lenient practice of the security and fuzz tests.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
@@ -36,6 +41,10 @@ SUBJECT = {
     "Claim": "patient",
     "ExplanationOfBenefit": "patient",
 }
+# The one-patient practice of the security and fuzz tests.
+PRACTICE_BASE = "http://fuzz.test/fhir"
+PATIENT = "fuzz-p1"
+NURSE = "Practitioner/fuzz-rn"
 KNOWN = frozenset(
     {"patient", "date", "type", "code", "status", "occurrence", "_revinclude", "_count", "identifier"}
 )
@@ -56,17 +65,24 @@ class FakeFhir:
         ignore_patient: bool = False,
         error: Exception | None = None,
         any_id: bool = False,
+        keep: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        write_error: Exception | None = None,
     ) -> None:
         self.resources: list[dict[str, Any]] = list(resources)  # a live list: tests may share it
+        self.keep, self._seeded = keep, len(self.resources)
+        self.metadata = metadata  # the CapabilityStatement `capabilities()` answers
         self.base = base
         self.filtering, self.batch_ok = filtering, batch_ok
         self.reject, self.forbidden, self.ignore_patient = reject, forbidden, ignore_patient
         self.error = error
+        self.write_error = write_error  # raised by create, update and transaction (reads still answer)
         self.any_id = any_id  # a read of an unknown id answers a bare resource (a server full of patients)
         self.round_trips = 0
         self.calls: list[tuple[str, Any]] = []
         self.batches: list[list[str]] = []
         self.gets: list[str] = []
+        self.transactions: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
 
     def _of(self, rtype: str) -> list[dict[str, Any]]:
@@ -82,6 +98,14 @@ class FakeFhir:
             if old is not None:
                 self.resources.remove(old)
             self.resources.append(r)
+        if self.keep is not None and len(self.resources) > self.keep:
+            del self.resources[self._seeded : self._seeded + len(self.resources) - self.keep]
+
+    def _new(self, resource: dict[str, Any]) -> dict[str, Any]:
+        stored = {**resource, "id": resource.get("id") or f"fake-{next(self._ids)}"}
+        stored.setdefault("meta", {"versionId": "1"})
+        self.add(stored)
+        return stored
 
     # -- the client interface
     def batch(self, requests_: list[str], **_: Any) -> list[BatchResult]:
@@ -109,22 +133,62 @@ class FakeFhir:
             raise error_for(result.status, result.message)
         return result.resources[0]
 
+    def search_bundles(self, resource_type: str, params: Any = None, **_: Any) -> Iterator[dict[str, Any]]:
+        """The search as one searchset Bundle (no next pages)."""
+        found = self.search(resource_type, params)
+        yield {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r} for r in found]}
+
+    def follow_pages(self, bundle: dict[str, Any], resource_type: str = "", **_: Any) -> list[dict[str, Any]]:
+        return []  # every answer fits in one page
+
     def create(self, resource: dict[str, Any], if_none_exist: str | None = None, **_: Any) -> dict[str, Any]:
-        self._call("create", resource)
-        stored = {**resource, "id": resource.get("id") or f"fake-{next(self._ids)}"}
-        self.add(stored)
-        return stored
+        self._call("create", resource, write=True)
+        return self._new(resource)
+
+    def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """Store each entry (PUT Type/id replaces; POST creates, or finds its `ifNoneExist` match)."""
+        self._call("transaction", bundle, write=True)
+        self.transactions.append(bundle)
+        out = []
+        for entry in bundle.get("entry") or []:
+            resource = entry.get("resource") or {}
+            request = entry.get("request") or {}
+            rtype = resource.get("resourceType", "")
+            condition = request.get("ifNoneExist") if self.filtering else None  # lenient: always create
+            existing = self._answer(f"{rtype}?{condition}") if condition else None
+            if existing is not None and existing.ok and existing.resources:
+                res, status = existing.resources[0], "200 OK"
+            elif request.get("method") == "PUT" and "/" in str(request.get("url", "")):
+                res = {**resource, "id": str(request["url"]).split("/")[1].split("?")[0]}
+                self.add(res)
+                status = "200 OK"
+            else:
+                res, status = self._new(resource), "201 Created"
+            location = f"{self.base}/{res['resourceType']}/{res['id']}/_history/1"
+            out.append({"response": {"status": status, "location": location}})
+        return {"resourceType": "Bundle", "type": "transaction-response", "entry": out}
+
+    @property
+    def capabilities(self) -> Callable[[], dict[str, Any]] | None:
+        """Reads `metadata`; None (a client that cannot say) unless the fake was given a `metadata`."""
+        return None if self.metadata is None else self._capabilities
+
+    def _capabilities(self) -> dict[str, Any]:
+        self._call("capabilities", None)
+        return dict(self.metadata or {})
 
     def update(self, resource: dict[str, Any], **_: Any) -> dict[str, Any]:
-        self._call("update", resource)
+        self._call("update", resource, write=True)
         self.add(resource)
         return resource
 
-    def _call(self, kind: str, what: Any) -> None:
+    def _call(self, kind: str, what: Any, *, write: bool = False) -> None:
         self.round_trips += 1
         self.calls.append((kind, what))
         if self.error is not None:
             raise self.error
+        if write and self.write_error is not None:
+            raise self.write_error
 
     # -- the server side
     def _answer(self, url: str) -> BatchResult:
@@ -155,6 +219,22 @@ class FakeFhir:
                 r for r in tasks if (r.get("encounter") or {}).get("reference") in keys
             ]
         return BatchResult(200, matches + included, request=url)
+
+
+def one_patient_practice(keep: int = 200) -> FakeFhir:
+    """A lenient server (every search answers all of the type) holding one Patient and the GP, who is
+    also the signed-in user; it stores what it is sent, keeping the last `keep` resources."""
+    return FakeFhir(
+        [
+            {"resourceType": "Patient", "id": PATIENT, "name": [{"family": "Fuzz"}],
+             "generalPractitioner": [{"reference": NURSE}]},
+            {"resourceType": "Practitioner", "id": NURSE.split("/")[1], "name": [{"family": "Nurse"}]},
+        ],
+        base=PRACTICE_BASE,
+        filtering=False,
+        keep=keep,
+        metadata={"resourceType": "CapabilityStatement"},
+    )
 
 
 def _matches(res: dict[str, Any], params: list[tuple[str, str]], ignore_patient: bool) -> bool:

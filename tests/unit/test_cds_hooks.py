@@ -15,8 +15,8 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
-from smart_app.app import create_app
 from smart_app.cds.auth import ReplayCache
+from tests.support import app as support_app
 from tests.support.ccm_scenarios import hook_request, prefetch, scenario
 
 ISS = "https://ehr.example.org"
@@ -54,7 +54,7 @@ def _app(**config: Any) -> Flask:
         "CDS_SERVICE_URL": "http://localhost/cds-services",
     }
     settings.update(config)
-    return create_app(settings)
+    return support_app.make_app(**settings)
 
 
 @pytest.fixture()

@@ -20,10 +20,10 @@ import pytest
 from fhir_mapping.sources import load_path
 from rules.month import Month
 from rules.verdict import Verdict
-from smart_app.app import create_app
 from smart_app.cli.commands import main
 from smart_app.packet.document import PacketError, build_packet
 from smart_app.program.population import evaluate_population
+from tests.support import app as support_app
 from tests.support.ccm_scenarios import hook_request, searchset
 from tests.support.fake_fhir import FakeFhir
 
@@ -170,7 +170,7 @@ def test_all_five_faces_agree(name: str, configured: bool, tmp_path: Path,
     pid = next(r["id"] for r in resources if r.get("resourceType") == "Patient")
     m = Month.parse(month)
     mid_month = datetime(m.year, m.month, 15, 12, tzinfo=UTC)
-    app = create_app(_config(tmp_path, tz, who, mid_month))
+    app = support_app.make_app(**_config(tmp_path, tz, who, mid_month))
 
     faces = {
         "cli": _cli(path, month, tz, who, capsys),
@@ -238,7 +238,7 @@ def test_faces_agree_on_the_export_shape_corpus(story: str, shape: str, tmp_path
     resources = _as_stored(path)
     pid = next(r["id"] for r in resources if r.get("resourceType") == "Patient")
     m = Month.parse(month)
-    app = create_app(_config(tmp_path, tz, who, datetime(m.year, m.month, 15, 12, tzinfo=UTC)))
+    app = support_app.make_app(**_config(tmp_path, tz, who, datetime(m.year, m.month, 15, 12, tzinfo=UTC)))
     faces = {
         "cli": _cli(path, month, tz, who, capsys),
         "panel": _panel(app, resources, pid, month),

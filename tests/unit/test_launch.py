@@ -22,12 +22,12 @@ from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-from smart_app.app import create_app
 from smart_app.auth import smart as smart_auth
 from smart_app.config import load_registration
 from smart_app.context import LaunchContext, Token
 from smart_app.fhir.patient_scope import PatientScopeError
 from smart_app.web import sessions
+from tests.support import app as support_app
 from tests.support.fake_fhir import FakeFhir
 
 ISS = "https://ehr.example.org/fhir"
@@ -129,15 +129,13 @@ def make_app(tmp: Path, **config: Any) -> Flask:
     registration["allowed_issuers"] = [ISS]
     registration["redirect_uris"] = ["http://localhost/callback"]
     base: dict[str, Any] = {
-        "TESTING": True,
         "SECRET_KEY": "test-secret",
-        "DATA_DIR": str(tmp),
         "REGISTRATION": registration,
         "SMART_DISCOVERY_OVERRIDES": {ISS: smart_configuration()},
         "OPEN_SERVERS": [],
     }
     base.update(config)
-    return create_app(base)
+    return support_app.make_app(tmp, **base)
 
 
 @pytest.fixture

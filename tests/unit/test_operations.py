@@ -13,13 +13,13 @@ from typing import Any
 
 from flask import Flask, request
 
-from smart_app.app import create_app
 from smart_app.web import lifecycle
 from smart_app.web.request_log import JsonFormatter, RequestIdFilter
+from tests.support import app as support_app
 
 
 def make_app(tmp_path: Path, **config: Any) -> Flask:
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False, **config})
+    app = support_app.make_app(tmp_path, **config)
 
     @app.get("/_t/seen")
     def _seen() -> dict[str, Any]:

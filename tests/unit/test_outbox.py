@@ -14,10 +14,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from fhir_mapping.write_time import TIME_ENTRY_ID, TimeEntryDraft, entry_transaction, new_entry_id
-from smart_app.app import create_app
 from smart_app.capture.outbox import Outbox, OutboxWorker, conditional_creates
 from smart_app.context import LaunchContext
 from smart_app.fhir.client import FhirError, FhirUnauthorized, FhirUnavailable
+from tests.support import app as support_app
 
 BASE = "http://fhir.test/fhir"
 NURSE = "Practitioner/rn1"
@@ -319,15 +319,7 @@ def app_with(
     user: str | None = NURSE,
     patient: str = "p1",
 ) -> tuple[Flask, FlaskClient, str]:
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "OUTBOX_WORKER": False,
-            "TIMEZONE": "UTC",
-            "FHIR_CLIENT_FACTORY": lambda ctx: server,
-        }
-    )
+    app = support_app.make_app(tmp_path, fhir=server, TIMEZONE="UTC")
     mode = "open" if scopes is None else "ehr"
     ctx = LaunchContext(
         mode=mode,
@@ -336,15 +328,8 @@ def app_with(
         user=user,  # type: ignore[arg-type]
         granted_scopes=scopes or frozenset(),
     )
-    from smart_app.web import security, sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(ctx)
-        return security.csrf_token()
-
-    client = app.test_client()
-    return app, client, client.get("/_test/start").get_data(as_text=True)
+    client, csrf = support_app.launched(app, ctx)
+    return app, client, csrf
 
 
 def recent() -> dict[str, str]:
@@ -483,7 +468,8 @@ def test_correction_through_the_app(tmp_path: Path) -> None:
 def test_the_panel_shows_the_capture_form_and_pending_entries(tmp_path: Path) -> None:
     from tests.unit.test_panel import MONTH, make_app, open_session, scenario
 
-    app = make_app(tmp_path, scenario("ready"), OUTBOX_WORKER=False)
+    down = FhirUnavailable(None, "FHIR server could not connect")
+    app = make_app(tmp_path, scenario("ready"), write_error=down, OUTBOX_WORKER=False)
     client = app.test_client()
     open_session(client, "p-ready")
     page = client.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)
@@ -492,7 +478,7 @@ def test_the_panel_shows_the_capture_form_and_pending_entries(tmp_path: Path) ->
     assert "Not yet on the FHIR server" not in page or 'id="timelog-outbox" hidden' in page
     with client.session_transaction() as sess:
         csrf = str(sess["csrf"])
-    # The fake server has no transaction(): the write fails, so the entry stays pending.
+    # The fake server is down for writes: the write fails, so the entry stays pending.
     resp = post(client, csrf, "/time", {**recent(), "performer": NURSE})
     assert resp.status_code == 202 and resp.get_json()["state"] == "pending"
     page = client.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)

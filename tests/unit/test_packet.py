@@ -16,6 +16,7 @@ from fhir_mapping.write_packet import HASH_EXT, POLICY_EXT, canonical_json, reco
 from smart_app.cli.commands import main
 from smart_app.packet.document import build_packet
 from smart_app.packet.render import render_html
+from tests.support import app as support_app
 from tests.support.ccm_scenarios import scenario, time_entry, transaction
 from tests.support.fake_fhir import FakeFhir
 
@@ -198,19 +199,8 @@ BASE = "http://fhir.packet.test/fhir"
 
 @pytest.fixture()
 def web(tmp_path: Path) -> Any:
-    from smart_app.app import create_app
-
     fake = FakeFhir(_source("ready", "web-1"), base=BASE, filtering=False)
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "k",
-            "DATA_DIR": str(tmp_path),
-            "TIMEZONE": TZ,
-            "OPEN_SERVERS": [BASE],
-            "FHIR_CLIENT_FACTORY": lambda ctx: fake,
-        }
-    )
+    app = support_app.make_app(tmp_path, fhir=fake, SECRET_KEY="k", TIMEZONE=TZ, OPEN_SERVERS=[BASE])
     return app.test_client()
 
 
@@ -248,12 +238,10 @@ def test_packet_route_rejects_bad_month_and_format(web: Any) -> None:
 
 def test_packet_route_uses_the_policy_pack_the_panel_uses(tmp_path: Path) -> None:
     """A configured pack that does not cover the month must not be applied to it (the panel does not)."""
-    from smart_app.app import create_app
-
     fake = FakeFhir(_source("ready", "web-1"), base=BASE, filtering=False)
-    config = {"TESTING": True, "SECRET_KEY": "k", "DATA_DIR": str(tmp_path), "TIMEZONE": TZ,
-              "OPEN_SERVERS": [BASE], "FHIR_CLIENT_FACTORY": lambda ctx: fake, "POLICY": "cms-pfs-2026"}
-    client = create_app(config).test_client()
+    app = support_app.make_app(tmp_path, fhir=fake, SECRET_KEY="k", TIMEZONE=TZ, OPEN_SERVERS=[BASE],
+                               POLICY="cms-pfs-2026")
+    client = app.test_client()
     _open(client)
     panel_policy = client.get("/panel.json?month=2025-11").get_json()["policy"]
     doc = client.get("/packet?month=2025-11&format=json")

@@ -15,9 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from rules.verdict import to_json
-from smart_app.app import create_app
 from smart_app.context import LaunchContext
 from smart_app.fhir.client import FhirError
+from tests.support import app as support_app
 from tests.support.fake_fhir import FakeFhir
 
 BASE = "http://fhir.test/fhir"
@@ -148,18 +148,11 @@ def busy_scenario(pid: str = "p-busy") -> list[dict[str, Any]]:
 
 
 def make_app(tmp: Path, resources: list[dict[str, Any]], *, error: Exception | None = None,
-             **config: Any) -> Flask:
+             write_error: Exception | None = None, **config: Any) -> Flask:
     """The real app with the fake FHIR server behind FHIR_CLIENT_FACTORY."""
-    fake = FakeFhir(resources, base=BASE, filtering=False, error=error)
-    app = create_app({
-        "TESTING": True,
-        "SECRET_KEY": "test-secret",
-        "DATA_DIR": str(tmp),
-        "TIMEZONE": "UTC",
-        "OPEN_SERVERS": [BASE],
-        "FHIR_CLIENT_FACTORY": lambda ctx: fake,
-        **config,
-    })
+    fake = FakeFhir(resources, base=BASE, filtering=False, error=error, write_error=write_error)
+    settings = {"SECRET_KEY": "test-secret", "TIMEZONE": "UTC", "OPEN_SERVERS": [BASE], **config}
+    app = support_app.make_app(tmp, fhir=fake, **settings)
     app.extensions["fake_fhir"] = fake
     return app
 
@@ -172,14 +165,7 @@ def open_session(client: FlaskClient, pid: str) -> None:
 
 def start_with_context(app: Flask, client: FlaskClient, ctx: LaunchContext) -> None:
     """Bind an arbitrary launch context (e.g. need_patient_banner False) to the test client's session."""
-    from smart_app.web import sessions
-
-    @app.get("/_test/start")
-    def _start() -> str:
-        sessions.start_session(ctx)
-        return "ok"
-
-    assert client.get("/_test/start").status_code == 200
+    support_app.start_session(client, ctx)
 
 
 ALL = ["ready", "not-yet", "blocked", "not-eligible"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from smart_app.app import create_app
-from smart_app.program import views as program_views
+from smart_app.program import selection, worklist_runs
 from smart_app.program.jobs import WorklistResult
 from smart_app.program.remittance_store import RemittanceStore
 from tests.support.demo_rows import demo_rows
@@ -47,7 +47,7 @@ def client(tmp_path: Path, rows: list[Any]):  # type: ignore[no-untyped-def]
         }
     )
     with app.test_request_context("/program/payer?month=2026-10"):
-        program_views.store_result(*program_views._chosen(), WorklistResult("2026-10", rows))
+        worklist_runs.store_result(*selection.chosen(), WorklistResult("2026-10", rows))
     return app.test_client()
 
 

@@ -18,6 +18,7 @@ from rules.month import Month, zone
 from rules.verdict import to_json
 from smart_app.program.population import evaluate_population, patient_groups, patient_key
 from smart_app.program.worklist import apply_filter, blocked_reasons, build_row, is_close, row_json, to_csv
+from tests.support import app as support_app
 from tests.support.demo_rows import demo_population
 
 TZ = "America/Chicago"
@@ -200,16 +201,7 @@ def test_cli_reports_an_unreachable_server(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_program_page_asks_for_a_server_and_checks_parameters(tmp_path: Path) -> None:
-    from smart_app.app import create_app
-
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "t",
-            "DATA_DIR": str(tmp_path),
-            "OPEN_SERVERS": ["http://127.0.0.1:9/fhir"],
-        }
-    )
+    app = support_app.make_app(tmp_path, SECRET_KEY="t", OPEN_SERVERS=["http://127.0.0.1:9/fhir"])
     http = app.test_client()
     choose = http.get("/program")
     assert choose.status_code == 200 and 'name="iss"' in choose.get_data(as_text=True)
