@@ -280,7 +280,12 @@ def test_a_restart_with_entries_pending_loses_none(
                 time.sleep(0.3)
             on_server = _on_server(base, patient)
             assert set(ids) <= set(on_server) and max(on_server.values()) == 1
-            ready = requests.get(f"{second.origin}/readyz", timeout=10).json()
+            # The entry reaches the server before the outbox marks it saved: wait for the mark, then check.
+            while time.monotonic() < deadline:
+                ready = requests.get(f"{second.origin}/readyz", timeout=10).json()
+                if ready["outbox"]["backlog"] == 0:
+                    break
+                time.sleep(0.2)
             assert ready["status"] == "ready" and ready["outbox"]["backlog"] == 0
         finally:
             second.terminate()
