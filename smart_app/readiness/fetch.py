@@ -88,8 +88,10 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
     def q(rtype: str, *pairs: tuple[str, str]) -> str:
         return f"{rtype}?{urlencode([('patient', pid), *pairs, ('_count', count)], safe=':,|')}"
 
+    # Who took part comes in the same answer (`_include`): the page names people without a second request.
+    who = ("_include", "Encounter:participant")
     encounters_month = q("Encounter", ("date", month_window[0]), ("date", month_window[1]),
-                         ("_revinclude", "Task:encounter"))
+                         ("_revinclude", "Task:encounter"), who)
     return [
         Query(f"Patient/{quote(pid, safe='')}", "the patient"),
         Query(q("Condition"), "conditions"),
@@ -104,7 +106,7 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
             ),
         ),
         Query(
-            q("Encounter", ("type", ",".join(VISIT_CODES)), ("date", f"lt{hi}")),
+            q("Encounter", ("type", ",".join(VISIT_CODES)), ("date", f"lt{hi}"), who),
             "initiating visits (any date before the month ends)",
             fallbacks=(q("Encounter", ("date", f"lt{hi}")),),
         ),
