@@ -1,10 +1,12 @@
 """The readiness panel under load: the development server vs gunicorn, in the same run.
 
-Starts sekmet-fhir on loopback, seeds N synthetic CCM patients (as benchmarks/panel.py does), puts the
-50 ms latency proxy in front of it (a distant EHR), then for each server (`ccm-ready serve --dev`, and
-`ccm-ready serve` = gunicorn with --workers/--threads) opens one open-mode session per patient and has 1, 5
-and 20 concurrent clients load `/panel` for --seconds each. Prints throughput and p50/p95/p99 latency for
-every (server, clients) pair; the last line is machine-readable:
+Starts sekmet-fhir on loopback, seeds N realistic CCM patients (12 months of history, as
+benchmarks/panel.py does), puts the 50 ms latency proxy in front of it (a distant EHR), then for each
+server (`ccm-ready serve --dev`, and `ccm-ready serve` = gunicorn with --workers/--threads) opens one
+open-mode session per patient and has 1, 5 and 20 concurrent clients load `/panel` for --seconds each.
+Prints throughput and p50/p95/p99 latency for every (server, clients) pair, the CPU each page cost the
+app, the FHIR server and the load generator (they share this machine's cores), and the machine's load;
+the last line is machine-readable:
 
     p95_ms_at_20=N speedup_vs_dev_server=X
 
@@ -34,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
 from benchmarks.panel import seed  # noqa: E402
 from rules.month import Month  # noqa: E402
-from smart_app.fhir.client import FhirClient  # noqa: E402
 from tests.support.instances import AppInstance, proxied_base, start_instance  # noqa: E402
 from tests.support.sekmet import free_port, start_sekmet  # noqa: E402
 
@@ -105,7 +106,6 @@ def _too_long(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=20)
-    parser.add_argument("--entries", type=int, default=20, help="time entries per patient in the month")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--seconds", type=float, default=8.0, help="load duration per (server, clients)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--month", default="2026-10")
     parser.add_argument("--max-seconds", type=int, default=900, help="abort if the run takes longer")
     args = parser.parse_args(argv)
-    if not 1 <= args.patients <= 200 or not 1 <= args.entries <= 200 or args.seconds <= 0:
-        parser.error("--patients and --entries must be between 1 and 200; --seconds positive")
+    if not 1 <= args.patients <= 200 or args.seconds <= 0:
+        parser.error("--patients must be between 1 and 200; --seconds positive")
     signal.signal(signal.SIGALRM, _too_long)
     signal.alarm(args.max_seconds)
     month = Month.parse(args.month)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, int], tuple[float, list[float], int]] = {}
     try:
         t0 = time.perf_counter()
-        ids = seed(FhirClient(server.base, timeout=60), args.patients, month, args.entries)
+        ids = seed(server.base, args.patients, month)
         print(f"seeded {len(ids)} patients in {time.perf_counter() - t0:.1f} s")
         origin = server.base.rsplit("/fhir", 1)[0]
         with LatencyProxy(origin, args.latency_ms / 1000) as proxy, tempfile.TemporaryDirectory() as tmp:
