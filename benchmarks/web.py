@@ -19,6 +19,7 @@ Run: .venv/bin/python benchmarks/web.py [--patients 20] [--seconds 8] [--workers
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import statistics
 import sys
@@ -99,6 +100,50 @@ def load(
     return len(latencies) / elapsed, latencies, errors[0]
 
 
+def _tree(root: int) -> list[int]:
+    """`root` and its descendants (gunicorn's master and workers, sekmet and its children)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, ()))
+    return out
+
+
+def _cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by `pids`."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def measured_load(
+    origin: str, sessions: list[requests.Session], clients: int, seconds: float, month: str,
+    parts: dict[str, list[int]],
+) -> tuple[float, list[float], int, dict[str, float], float]:
+    """`load`, plus each part's CPU ms per page (app, FHIR server, this process) and the load average."""
+    before = {name: _cpu(pids) for name, pids in parts.items()}
+    rate, latencies, errors = load(origin, sessions, clients, seconds, month)
+    pages = max(1, len(latencies) + errors)
+    cpu = {name: (_cpu(pids) - before[name]) * 1000 / pages for name, pids in parts.items()}
+    return rate, latencies, errors, cpu, os.getloadavg()[0]
+
+
 def _too_long(signum: int, frame: object) -> None:
     raise SystemExit("benchmark took too long (see --max-seconds)")
 
@@ -119,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.alarm(args.max_seconds)
     month = Month.parse(args.month)
     server = start_sekmet()
-    results: dict[tuple[str, int], tuple[float, list[float], int]] = {}
+    results: dict[tuple[str, int], tuple[float, list[float], int, dict[str, float], float]] = {}
     try:
         t0 = time.perf_counter()
         ids = seed(server.base, args.patients, month)
@@ -145,9 +190,14 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     sessions = open_sessions(instance.origin, base, ids, max(CLIENTS))
                     load(instance.origin, sessions[:2], 2, 1.0, str(month))  # warm up
+                    parts = {
+                        "app": _tree(instance.process.pid),
+                        "fhir": _tree(server.process.pid),
+                        "bench": [os.getpid()],  # the clients and the latency proxy
+                    }
                     for clients in CLIENTS:
-                        results[(kind, clients)] = load(
-                            instance.origin, sessions, clients, args.seconds, str(month)
+                        results[(kind, clients)] = measured_load(
+                            instance.origin, sessions, clients, args.seconds, str(month), parts
                         )
                 finally:
                     instance.terminate()
@@ -161,14 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"{'server':>9} {'clients':>8} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7}"
+        f"  CPU ms per page: {'app':>5} {'FHIR':>5} {'bench':>5}  load"
     )
-    for (kind, clients), (rate, lat, errors) in results.items():
+    for (kind, clients), (rate, lat, errors, cpu, loadavg) in results.items():
         print(
             f"{kind:>9} {clients:>8} {rate:>8.1f} {statistics.median(lat) if lat else float('nan'):>8.0f}"
             f" {percentile(lat, 95):>8.0f} {percentile(lat, 99):>8.0f} {errors:>7}"
+            f"                   {cpu['app']:>5.1f} {cpu['fhir']:>5.1f} {cpu['bench']:>5.1f}  {loadavg:.2f}"
         )
+    print(
+        f"machine: {os.cpu_count()} CPUs shared by the app, the FHIR server (sekmet-fhir, the stand-in "
+        "EHR) and the load generator; load = the 1-minute load average after each row (other work included)"
+    )
     dev_rate = results[("dev", 20)][0]
-    gun_rate, gun_lat, _ = results[("gunicorn", 20)]
+    gun_rate, gun_lat = results[("gunicorn", 20)][:2]
     speedup = gun_rate / dev_rate if dev_rate else float("inf")
     print(f"p95_ms_at_20={percentile(gun_lat, 95):.0f} speedup_vs_dev_server={speedup:.2f}")
     return 0
