@@ -200,8 +200,8 @@ def production_server(
     data_dir: Path, clients: dict[str, Any], workers: int, threads: int
 ) -> Iterator[str]:
     """`ccm-ready serve` (gunicorn) configured through the environment, as a practice runs it; its URL."""
-    from tests.support.instances import start_instance
-    from tests.support.sekmet import free_port
+    from tests.support.instances import start_instance  # lazy: test support, only for this server
+    from tests.support.sekmet import free_port  # lazy: test support, only for this server
 
     port = free_port()
     env = {
@@ -221,7 +221,7 @@ def production_server(
 @contextlib.contextmanager
 def threaded_server(data_dir: Path, clients: dict[str, Any]) -> Iterator[str]:
     """The app in this process behind Werkzeug's threaded server; its URL."""
-    from smart_app.app import create_app
+    from smart_app.app import create_app  # lazy: the app only for the threaded row
 
     app = create_app(
         {
