@@ -198,3 +198,18 @@ def test_imported_keys_are_reused_and_a_rotated_jwks_is_imported_afresh() -> Non
     with pytest.raises(CdsAuthError):
         verify(token(FORGER, kid="ehr-2"), clients=clients, audiences=aud, replay=ReplayCache(),
                fetch_jwks=JwksFetcher())
+
+
+def test_the_cds_body_depth_limit_matches_every_other_json_body() -> None:
+    from smart_app.cds.service import _depth_within
+    from smart_app.web.security import json_depth_ok
+
+    def nested(depth: int) -> Any:
+        value: Any = 1
+        for i in range(depth):
+            value = [value] if i % 2 else {"a": value, "b": [1, 2]}
+        return value
+
+    for depth in range(0, 70):
+        for limit in (1, 2, 63, 64, 65):
+            assert _depth_within(nested(depth), limit) == json_depth_ok(nested(depth), limit), (depth, limit)
