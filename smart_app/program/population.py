@@ -126,8 +126,10 @@ class LineKeys:
     remembered. Every other line goes to `line_subject_key`. `unread(line)` is True for a type the reader
     never reads (skipped unparsed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, buckets: int = 1) -> None:
+        self.buckets = max(1, buckets)
         self._by_ref: dict[bytes, str | None] = {}
+        self._routes: dict[bytes, tuple[bytes, int] | None] = {}
 
     @staticmethod
     def type_of(line: bytes) -> bytes | None:
@@ -158,6 +160,46 @@ class LineKeys:
                         self._by_ref[ref] = known
                     return known
         return line_subject_key(line)
+
+    def _route_of(self, key: str | None) -> tuple[bytes, int] | None:
+        if key is None:
+            return None
+        raw = key.encode()
+        return raw + b"\t", zlib.crc32(raw) % self.buckets
+
+    def route(self, line: bytes) -> tuple[bytes, int] | bool | None:
+        """(`key` + tab, bucket) for a line about a patient; None: about no patient; False: skip it (blank,
+        or a type the reader never reads). `key` inlined, the route remembered per reference: the
+        partition's hot loop (one call per line)."""
+        if line.startswith(_PREFIX):
+            end = line.find(b'"', _AT)
+            rtype = line[_AT:end] if end > _AT else None
+        elif not line or line.isspace():
+            return False
+        else:
+            rtype = None
+        if rtype is not None:
+            if rtype not in _READ:
+                return False
+            spelled = _REF_AT.get(rtype)
+            if spelled is not None:
+                field, prefix = spelled
+                at = line.find(prefix)
+                if at > 0 and line.find(field, at + len(field)) < 0 and line.rfind(field, 0, at) < 0:
+                    start = at + len(prefix)
+                    end = line.find(b'"', start)
+                    ref = line[start:end]
+                    if end > start and b"\\" not in ref and b'"contained"' not in line:
+                        routes = self._routes
+                        if ref in routes:
+                            return routes[ref]
+                        if len(routes) > 200_000:
+                            routes.clear()
+                        found = routes[ref] = self._route_of(line_subject_key(line))
+                        return found
+        elif unread_line(line):
+            return False
+        return self._route_of(line_subject_key(line))
 
 
 def _keyed(key: str, line: bytes) -> bytes:
@@ -450,31 +492,21 @@ def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, b
     with path.open("rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
-    out: dict[int, list[bytes]] = {}
+    out: list[list[bytes]] = [[] for _ in range(buckets)]
     people: list[bytes] = []
-    keys = LineKeys()
+    route = LineKeys(buckets).route
     with paused_gc():
         for line in data.split(b"\n"):
-            if not line or line.isspace():
-                continue
-            rtype = keys.type_of(line)
-            if keys.unread(line, rtype):
-                continue
-            key = keys.key(line, rtype)
-            if key is not None:
-                b = zlib.crc32(key.encode()) % buckets
-                lines = out.get(b)
-                if lines is None:
-                    lines = out[b] = []
-                lines.append(_keyed(key, line))
-            elif _person_line(line):
+            to = route(line)
+            if to:
+                out[to[1]].append(to[0] + line + b"\n")  # type: ignore[index]
+            elif to is None and _person_line(line):
                 people.append(_keyed(PEOPLE, line))  # people go with every patient
-        if people:
-            for b in range(buckets):
-                out.setdefault(b, []).extend(people)
-        for b, lines in out.items():
-            with (folder / f"b{b:03d}-{os.getpid()}.ndjson").open("ab") as fh:
-                fh.write(b"".join(lines))
+        for b, lines in enumerate(out):
+            if lines or people:
+                with (folder / f"b{b:03d}-{os.getpid()}.ndjson").open("ab") as fh:
+                    fh.write(b"".join(lines))
+                    fh.write(b"".join(people))
 
 
 def _keyed_lines(paths: Iterable[Path]) -> Iterator[bytes]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import orjson
 import pytest
 
@@ -56,3 +58,18 @@ def test_unread_types_are_recognised_from_the_bytes() -> None:
     obs = orjson.dumps({"resourceType": "Observation", "id": "o1", "subject": {"reference": "Patient/p1"}})
     enc = orjson.dumps(LINES[0])
     assert keys.unread(obs, keys.type_of(obs)) and not keys.unread(enc, keys.type_of(enc))
+
+
+@pytest.mark.parametrize("resource", LINES, ids=[r["id"] for r in LINES])
+def test_routes_agree_with_the_parsing_path(resource: dict) -> None:
+    keys = LineKeys(buckets=7)
+    line = orjson.dumps(resource)
+    for _ in range(2):  # computed, then remembered
+        route = keys.route(line)
+        key = line_subject_key(line)
+        if key is None:
+            assert route is None
+        else:
+            assert route == (key.encode() + b"\t", zlib.crc32(key.encode()) % 7)
+    assert keys.route(b"") is False and keys.route(b"   ") is False
+    assert keys.route(b'{"resourceType":"Observation","subject":{"reference":"Patient/p1"}}') is False
