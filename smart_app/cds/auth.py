@@ -8,13 +8,16 @@ expires). Only asymmetric algorithms are accepted. Tokens are never logged.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import requests
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -25,6 +28,7 @@ LEEWAY = 60  # seconds of clock skew tolerated
 MAX_LIFETIME = 3600  # CDS Hooks asks for short-lived tokens (about 5 minutes); refuse anything over an hour
 JWKS_CACHE_SECONDS = 300
 JWKS_MIN_REFETCH_SECONDS = 60  # a forced re-fetch (unknown kid) at most once a minute per URL
+IMPORTED_KEY_SETS = 64  # distinct JWKS documents whose imported keys are kept (LRU)
 
 
 class CdsAuthError(Exception):
@@ -93,6 +97,46 @@ def _unverified_claims(token: str) -> dict[str, Any]:
     return claims
 
 
+class ImportedKeys:
+    """Imported key sets by the content of their JWKS document (bounded LRU, thread-safe).
+
+    Importing a JWKS (parsing every key into a cryptography object) costs more than checking a signature
+    with an already imported key; the same document (inline in the configuration, or cached by
+    JwksFetcher) is imported once. The key is the document's content, so a rotated JWKS (a re-fetch that
+    JwksFetcher still rate-limits per URL) is imported afresh and a stale key is never used.
+    """
+
+    def __init__(self, size: int = IMPORTED_KEY_SETS) -> None:
+        self.size = size
+        self.imports = 0
+        self._sets: OrderedDict[bytes, KeySet] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, jwks: Any) -> KeySet:
+        try:
+            fingerprint = hashlib.sha256(orjson.dumps(jwks, option=orjson.OPT_SORT_KEYS)).digest()
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            raise CdsAuthError("the issuer's JWKS is not usable") from exc
+        with self._lock:
+            keys = self._sets.get(fingerprint)
+            if keys is not None:
+                self._sets.move_to_end(fingerprint)
+                return keys
+        try:
+            keys = KeySet.import_key_set(jwks)
+        except (JoseError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CdsAuthError("the issuer's JWKS is not usable") from exc
+        with self._lock:
+            self.imports += 1
+            self._sets[fingerprint] = keys
+            while len(self._sets) > self.size:
+                self._sets.popitem(last=False)
+        return keys
+
+
+_imported = ImportedKeys()
+
+
 def _keyset(client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]], refresh: bool) -> KeySet:
     if "jwks" in client:
         jwks = client["jwks"]
@@ -100,10 +144,7 @@ def _keyset(client: Mapping[str, Any], fetch_jwks: Callable[..., dict[str, Any]]
         jwks = fetch_jwks(client["jwks_url"], refresh=refresh)
     else:
         raise CdsAuthError("no JWKS configured for this issuer")
-    try:
-        return KeySet.import_key_set(jwks)
-    except (JoseError, ValueError, TypeError, KeyError) as exc:
-        raise CdsAuthError("the issuer's JWKS is not usable") from exc
+    return _imported(jwks)
 
 
 def _header_kid(token: str) -> str | None:

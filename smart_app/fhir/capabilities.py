@@ -41,6 +41,7 @@ PROFILE_TEXT = {
     "summary and file it in the chart by hand.",
 }
 CACHE_SECONDS = 600.0
+FAILED_SECONDS = 60.0  # an unreadable CapabilityStatement is asked for again after a minute
 # app.extensions key of `(ctx, client) -> WriteProfiles` (registered by the capture face, which holds the
 # refusals learned at run time); `profiles_for` falls back to capability + scopes alone.
 PROFILES_EXT = "ccm_ready_write_profiles"
@@ -154,29 +155,52 @@ def next_profile(profile: str) -> str:
 
 
 class CapabilityCache:
-    """CapabilityStatements per server base, fetched at most once per CACHE_SECONDS (thread-safe)."""
+    """CapabilityStatements per server base, fetched at most once per CACHE_SECONDS (thread-safe).
 
-    def __init__(self, ttl: float = CACHE_SECONDS) -> None:
+    One fetch per base at a time: requests arriving while it runs wait for its answer instead of each
+    sending their own GET /metadata (a cold worker's first burst of panels). A statement that could not
+    be read is remembered too, for FAILED_SECONDS, so a server without a readable /metadata does not
+    cost every page a round trip.
+    """
+
+    def __init__(self, ttl: float = CACHE_SECONDS, failed_ttl: float = FAILED_SECONDS) -> None:
         self.ttl = ttl
+        self.failed_ttl = failed_ttl
+        self.fetches = 0
         self._lock = threading.Lock()
         self._known: dict[str, tuple[float, ServerWrites]] = {}
+        self._fetching: dict[str, threading.Lock] = {}
+
+    def _fresh(self, key: str) -> ServerWrites | None:
+        with self._lock:
+            hit = self._known.get(key)
+        if hit is None:
+            return None
+        expires, writes = hit
+        return writes if time.monotonic() < expires else None
 
     def get(self, base: str, fetch: Callable[[], Any]) -> ServerWrites:
         key = base.rstrip("/")
+        hit = self._fresh(key)
+        if hit is not None:
+            return hit
         with self._lock:
-            hit = self._known.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.ttl:
-            return hit[1]
-        try:
-            writes = server_writes(fetch())
-        except Exception as exc:  # unknown: try writes and learn from refusals
-            log.info(
-                "CapabilityStatement unavailable (%s); write profiles from scopes only", type(exc).__name__
-            )
-            return ServerWrites(None, True)
-        with self._lock:
-            self._known[key] = (time.monotonic(), writes)
-        return writes
+            gate = self._fetching.setdefault(key, threading.Lock())
+        with gate:  # one fetch per base; the others wait for it and read its answer
+            hit = self._fresh(key)
+            if hit is not None:
+                return hit
+            with self._lock:
+                self.fetches += 1
+            try:
+                writes, ttl = server_writes(fetch()), self.ttl
+            except Exception as exc:  # unknown: try writes and learn from refusals
+                log.info("CapabilityStatement unavailable (%s); write profiles from scopes only",
+                         type(exc).__name__)
+                writes, ttl = ServerWrites(None, True), self.failed_ttl
+            with self._lock:
+                self._known[key] = (time.monotonic() + ttl, writes)
+            return writes
 
     def forget(self, base: str) -> None:
         with self._lock:

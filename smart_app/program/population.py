@@ -30,6 +30,7 @@ from __future__ import annotations
 import gc
 import math
 import multiprocessing
+import os
 import shutil
 import tempfile
 import zlib
@@ -43,7 +44,8 @@ import orjson
 
 from fhir_mapping.people import PERSON_TYPES
 from fhir_mapping.read_note import merge_captured
-from fhir_mapping.stream import line_subject_key, paused_gc, subject_key, unread_line
+from fhir_mapping.reader import SUBJECT_FIELD
+from fhir_mapping.stream import READ_TYPES, line_subject_key, paused_gc, subject_key, unread_line
 from rules.chronic import classify
 from rules.month import Month, zone
 from rules.packs import PolicyPack, resolve_pack
@@ -104,6 +106,100 @@ def bucket_count(patients: int, per_bucket: int = PER_BUCKET) -> int:
 
 def _bucket_of(key: str, buckets: int) -> int:
     return zlib.crc32(key.encode()) % buckets
+
+
+_PREFIX = b'{"resourceType":"'
+_AT = len(_PREFIX)
+_READ = frozenset(t.encode() for t in READ_TYPES)
+# `"subject":{"reference":"` etc. per type, as compact JSON (what servers and orjson write) spells them.
+_REF_AT = {
+    t.encode(): (f'"{f}"'.encode(), f'"{f}":{{"reference":"'.encode()) for t, f in SUBJECT_FIELD.items()
+}
+
+
+class LineKeys:
+    """The patient key of an NDJSON line, read from its bytes on the common path (no parse, no regex).
+
+    A line spelled `{"resourceType":"X",...` with X's subject element once, compact, first key `reference`,
+    and no contained resources gives its reference's bytes; the key for those bytes is computed once by
+    `fhir_mapping.stream.line_subject_key` (which depends on the reference only in that case) and
+    remembered. Every other line goes to `line_subject_key`. `unread(line)` is True for a type the reader
+    never reads (skipped unparsed)."""
+
+    def __init__(self, buckets: int = 1) -> None:
+        self.buckets = max(1, buckets)
+        self._by_ref: dict[bytes, str | None] = {}
+        self._routes: dict[bytes, tuple[bytes, int] | None] = {}
+
+    @staticmethod
+    def type_of(line: bytes) -> bytes | None:
+        if line.startswith(_PREFIX):
+            end = line.find(b'"', _AT)
+            if end > _AT:
+                return line[_AT:end]
+        return None
+
+    def unread(self, line: bytes, rtype: bytes | None) -> bool:
+        return rtype not in _READ if rtype is not None else unread_line(line)
+
+    def key(self, line: bytes, rtype: bytes | None) -> str | None:
+        spelled = _REF_AT.get(rtype) if rtype is not None else None
+        if spelled is not None:
+            field, prefix = spelled
+            at = line.find(prefix)
+            if at > 0 and line.find(field, at + len(field)) < 0 and line.rfind(field, 0, at) < 0:
+                start = at + len(prefix)
+                end = line.find(b'"', start)
+                ref = line[start:end]
+                if end > start and b"\\" not in ref and b'"contained"' not in line:
+                    known = self._by_ref.get(ref, "")
+                    if known == "":
+                        known = line_subject_key(line)
+                        if len(self._by_ref) > 200_000:
+                            self._by_ref.clear()
+                        self._by_ref[ref] = known
+                    return known
+        return line_subject_key(line)
+
+    def _route_of(self, key: str | None) -> tuple[bytes, int] | None:
+        if key is None:
+            return None
+        raw = key.encode()
+        return raw + b"\t", zlib.crc32(raw) % self.buckets
+
+    def route(self, line: bytes) -> tuple[bytes, int] | bool | None:
+        """(`key` + tab, bucket) for a line about a patient; None: about no patient; False: skip it (blank,
+        or a type the reader never reads). `key` inlined, the route remembered per reference: the
+        partition's hot loop (one call per line)."""
+        if line.startswith(_PREFIX):
+            end = line.find(b'"', _AT)
+            rtype = line[_AT:end] if end > _AT else None
+        elif not line or line.isspace():
+            return False
+        else:
+            rtype = None
+        if rtype is not None:
+            if rtype not in _READ:
+                return False
+            spelled = _REF_AT.get(rtype)
+            if spelled is not None:
+                field, prefix = spelled
+                at = line.find(prefix)
+                if at > 0 and line.find(field, at + len(field)) < 0 and line.rfind(field, 0, at) < 0:
+                    start = at + len(prefix)
+                    end = line.find(b'"', start)
+                    ref = line[start:end]
+                    if end > start and b"\\" not in ref and b'"contained"' not in line:
+                        routes = self._routes
+                        if ref in routes:
+                            return routes[ref]
+                        if len(routes) > 200_000:
+                            routes.clear()
+                        found = routes[ref] = self._route_of(line_subject_key(line))
+                        return found
+        elif unread_line(line):
+            return False
+        return self._route_of(line_subject_key(line))
 
 
 def _keyed(key: str, line: bytes) -> bytes:
@@ -172,7 +268,7 @@ def patient_groups(
     folder = Path(tempfile.mkdtemp(prefix="ccm-buckets-", dir=workdir))
     try:
         for path in _partition(files, folder, buckets):
-            groups = _group_keyed(_lines([path]))
+            groups = _group_keyed(_keyed_lines([path]))
             path.unlink()
             yield from _with_patient(groups)
     finally:
@@ -255,12 +351,19 @@ def _bucket_job(
     fn: Callable[[PatientResult], T],
     captured: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
 ) -> list[T]:
-    """In a worker process: evaluate one bucket (its files) and map each patient through `fn`."""
-    groups = _group_keyed(_lines(paths))
-    return [
-        fn(_evaluate_group(key, res, months, tz, policy, billing_practitioner, captured))
-        for key, res in _with_patient(groups)
-    ]
+    """In a worker process: evaluate one bucket (its files) and map each patient through `fn`.
+
+    The whole job runs with the garbage collector paused (parsed JSON and records hold no cycles; a
+    collection would rescan the bucket's resources again and again); one collection ends it."""
+    with paused_gc():
+        groups = _group_keyed(_keyed_lines(paths))
+        out = [
+            fn(_evaluate_group(key, res, months, tz, policy, billing_practitioner, captured))
+            for key, res in _with_patient(groups)
+        ]
+        del groups
+    gc.collect()
+    return out
 
 
 def map_population(
@@ -347,9 +450,10 @@ def _partition(files: list[Path], folder: Path, buckets: int) -> list[Path]:
     """Append each line to the bucket file of its patient; return the bucket files."""
     paths = [folder / f"bucket-{i:03d}.ndjson" for i in range(buckets)]
     handles: list[BinaryIO] = [p.open("wb") for p in paths]
+    keys = LineKeys()
     try:
         for line in _lines(files):
-            key = line_subject_key(line)
+            key = keys.key(line, keys.type_of(line))
             if key is not None:
                 handles[_bucket_of(key, buckets)].write(_keyed(key, line))
             elif _person_line(line):
@@ -380,32 +484,37 @@ def _chunks(files: Sequence[Path], size: int) -> list[tuple[Path, int, int]]:
 
 
 def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, buckets: int) -> None:
-    """In a worker process: route the lines of one byte range to `b<bucket>-<job>.ndjson` files."""
-    handles: dict[int, BinaryIO] = {}
-    try:
-        with path.open("rb") as fh:
-            fh.seek(start)
-            pos = start
-            while pos < end:
-                line = fh.readline()
-                if not line:
-                    break
-                pos += len(line)
-                key = line_subject_key(line) if line.strip() and not unread_line(line) else None
-                if key is None and line.strip() and _person_line(line):
-                    targets, key = range(buckets), PEOPLE  # people go with every patient
-                elif key is None:
-                    continue
-                else:
-                    targets = range(_bucket_of(key, buckets), _bucket_of(key, buckets) + 1)
-                for b in targets:
-                    out = handles.get(b)
-                    if out is None:
-                        out = handles[b] = (folder / f"b{b:03d}-{job:05d}.ndjson").open("wb")
-                    out.write(_keyed(key, line))
-    finally:
-        for h in handles.values():
-            h.close()
+    """In a worker process: route the lines of one byte range to the bucket files of this process.
+
+    The range is read at once and each bucket's lines are appended with one write to
+    `b<bucket>-<pid>.ndjson` (one file per bucket and worker process, not per range: creating files is
+    what costs on a busy disk). `job` only orders the work."""
+    with path.open("rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    out: list[list[bytes]] = [[] for _ in range(buckets)]
+    people: list[bytes] = []
+    route = LineKeys(buckets).route
+    with paused_gc():
+        for line in data.split(b"\n"):
+            to = route(line)
+            if to:
+                out[to[1]].append(to[0] + line + b"\n")  # type: ignore[index]
+            elif to is None and _person_line(line):
+                people.append(_keyed(PEOPLE, line))  # people go with every patient
+        for b, lines in enumerate(out):
+            if lines or people:
+                with (folder / f"b{b:03d}-{os.getpid()}.ndjson").open("ab") as fh:
+                    fh.write(b"".join(lines))
+                    fh.write(b"".join(people))
+
+
+def _keyed_lines(paths: Iterable[Path]) -> Iterator[bytes]:
+    """The lines of bucket files (written by the partition: already filtered, one per line)."""
+    for path in paths:
+        for line in path.read_bytes().split(b"\n"):
+            if line:
+                yield line
 
 
 def warm_up(month: Month, policy: str | PolicyPack | None) -> None:

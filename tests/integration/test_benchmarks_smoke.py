@@ -39,3 +39,22 @@ def test_cds_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert cds.main(["--requests", "6", "--clients", "2", "--latency-ms", "1", "--patients", "1"]) == 0
     assert re.fullmatch(r"p95_ms=\d+ ratio_to_unbounded=\S+ fetch_p95_ms=\d+", last_line(capsys))
+
+
+def test_worklist_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import worklist
+
+    assert worklist.main(["--sizes", "3,6", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "for 6 patients" in out
+    last = out.strip().splitlines()[-1]
+    assert re.fullmatch(r"ratio_to_floor=\S+ ratio_to_parse_only=\S+ cpu_ratio=\S+ memory_ratio=\S+", last)
+
+
+def test_web_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import web
+
+    assert web.main(["--patients", "1", "--seconds", "0.3", "--latency-ms", "1", "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "CPU ms per page" in out
+    assert re.fullmatch(r"p95_ms_at_20=\d+ speedup_vs_dev_server=\S+", out.strip().splitlines()[-1])

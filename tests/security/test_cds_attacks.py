@@ -172,3 +172,44 @@ def test_kid_is_required_when_the_jwks_holds_several_keys() -> None:
         )["iss"]
         == ISS
     )
+
+
+def test_imported_keys_are_reused_and_a_rotated_jwks_is_imported_afresh() -> None:
+    from smart_app.cds import auth
+
+    keys = auth.ImportedKeys(size=2)
+    first = KeySet([KEY]).as_dict(private=False)
+    assert keys(first) is keys(dict(first)) and keys.imports == 1  # same content: imported once
+    rotated = ECKey.generate_key("P-384", parameters={"kid": "ehr-2", "alg": "ES384"}, private=True)
+    second = KeySet([KEY, rotated]).as_dict(private=False)
+    assert {k.kid for k in keys(second).keys} == {"ehr-1", "ehr-2"} and keys.imports == 2
+    keys(KeySet([rotated]).as_dict(private=False))
+    keys(first)  # evicted (LRU of 2): imported again
+    assert keys.imports == 4
+    with pytest.raises(CdsAuthError):
+        keys({"keys": [{"kty": "EC", "crv": "P-384", "x": "bad"}]})
+    # A token signed by a key the cached set does not hold still fails; the rotated key verifies.
+    clients = {ISS: {"jwks": second}}
+    aud = [f"{SERVICE}/ccm-readiness"]
+    assert verify(
+        token(rotated, kid="ehr-2"), clients=clients, audiences=aud, replay=ReplayCache(),
+        fetch_jwks=JwksFetcher(),
+    )["iss"] == ISS
+    with pytest.raises(CdsAuthError):
+        verify(token(FORGER, kid="ehr-2"), clients=clients, audiences=aud, replay=ReplayCache(),
+               fetch_jwks=JwksFetcher())
+
+
+def test_the_cds_body_depth_limit_matches_every_other_json_body() -> None:
+    from smart_app.cds.service import _depth_within
+    from smart_app.web.security import json_depth_ok
+
+    def nested(depth: int) -> Any:
+        value: Any = 1
+        for i in range(depth):
+            value = [value] if i % 2 else {"a": value, "b": [1, 2]}
+        return value
+
+    for depth in range(0, 70):
+        for limit in (1, 2, 63, 64, 65):
+            assert _depth_within(nested(depth), limit) == json_depth_ok(nested(depth), limit), (depth, limit)

@@ -64,7 +64,7 @@ def test_kickoff_poll_with_retry_after_and_download(tmp_path: Path) -> None:
     sleeps = Sleeps()
     stages: list[str] = []
     result = _exporter(sleeps).run(ExportRequest(types=("Patient", "Condition")), tmp_path, stages.append)
-    assert sleeps == [7.0, 1.0, 2.0]
+    assert sleeps == [7.0, 0.5, 2.0]  # Retry-After as given; without one, promptly
     assert [t for t, _p in result.files] == ["Patient", "Condition"]
     assert result.files[0][1].read_bytes() == FILES["Patient"] and result.method == "bulk"
     assert result.count("Patient") == 1

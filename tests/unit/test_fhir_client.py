@@ -437,3 +437,15 @@ def test_logs_carry_no_ids_or_query_values(caplog: pytest.LogCaptureFixture) -> 
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "GET Patient -> 404" in text and "GET Condition -> 200" in text
     assert "secret-id-42" not in text and "E11.9" not in text
+
+
+def test_pooled_sessions_read_the_proxy_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from smart_app.fhir.client import pooled_session
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "direct.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/practice-ca.pem")
+    proxied = pooled_session("https://ehr-proxied.example/fhir")
+    direct = pooled_session("https://direct.example/fhir")
+    assert proxied.proxies.get("https") == "http://proxy.example:3128" and not direct.proxies
+    assert proxied.verify == "/etc/ssl/practice-ca.pem" and not proxied.trust_env  # no per-request re-read
