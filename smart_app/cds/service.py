@@ -27,7 +27,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from fhir_mapping.sources import resources_from_json
 from smart_app.cds.auth import CdsAuthError, JwksFetcher, ReplayCache, bearer_token, verify
-from smart_app.cds.card import build_card
+from smart_app.cds.card import build_card, card_names
 from smart_app.cds.replay_store import StoredReplayCache
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirClient, FhirError, FhirNotFound
@@ -350,10 +350,15 @@ def _card_for(
     source: Source = ResourceSource(resources)
     if isinstance(fhir_server, str) and fhir_server:
         source = CapturedSource(source, ledger_of(current_app), fhir_server)
-    verdict = verdict_for(source, patient_id, options).verdict
+    result = verdict_for(source, patient_id, options)
+    verdict = result.verdict
     launch_url = current_app.config["REGISTRATION"]["launch_url"]
     origin = urlsplit(launch_url)
     assert options.today is not None
     return build_card(
-        verdict, launch_url=launch_url, today=options.today, source_url=f"{origin.scheme}://{origin.netloc}/"
+        verdict,
+        launch_url=launch_url,
+        today=options.today,
+        source_url=f"{origin.scheme}://{origin.netloc}/",
+        names=card_names(verdict, result.resources),  # names the prefetch or batch carries: no extra request
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -402,3 +403,13 @@ def test_card_counts_what_the_app_captured_in_its_ledger_for_that_server(tmp_pat
 
     assert staff(named) == staff(before) + 30
     assert staff(unnamed) == staff(before)  # another (or no) server: its ledger entries are not this one's
+
+
+def test_the_card_names_people_from_the_prefetch_never_their_ids(client: FlaskClient) -> None:
+    """Issue 13: the live card (not only build_card) shows the billing practitioner by name."""
+    for kind in ("ready", "blocked"):
+        resp = call(client, with_prefetch(kind))
+        (card,) = resp.get_json()["cards"]
+        text = json.dumps(card)
+        assert "Practitioner/" not in text, text
+        assert "Billing" in card["detail"], card["detail"]
