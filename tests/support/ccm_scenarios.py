@@ -225,12 +225,19 @@ def prefetch(resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
     for r in resources:
         by_type.setdefault(r["resourceType"], []).append(r)
     pat = next(r for r in resources if r["resourceType"] == "Patient" and r["id"] == pid)
+    # `_include=Encounter:participant`: the people who took part come with the encounters.
+    took_part = {
+        p.get("individual", {}).get("reference")
+        for e in by_type.get("Encounter", [])
+        for p in e.get("participant", [])
+    }
+    people = [r for r in resources if f"{r['resourceType']}/{r.get('id')}" in took_part]
     return {
         "patient": pat,
         "conditions": searchset(by_type.get("Condition", [])),
         "consents": searchset(by_type.get("Consent", [])),
         "careplans": searchset(by_type.get("CarePlan", [])),
-        "encounters": searchset(by_type.get("Encounter", [])),
+        "encounters": searchset(by_type.get("Encounter", []) + people),
         "visits": searchset([]),  # the visits are among the encounters above (a superset is fine)
         "tasks": searchset(by_type.get("Task", [])),
         "communications": searchset([]),

@@ -408,8 +408,13 @@ def test_card_counts_what_the_app_captured_in_its_ledger_for_that_server(tmp_pat
 def test_the_card_names_people_from_the_prefetch_never_their_ids(client: FlaskClient) -> None:
     """Issue 13: the live card (not only build_card) shows the billing practitioner by name."""
     for kind in ("ready", "blocked"):
-        resp = call(client, with_prefetch(kind))
+        pid = f"cds-{kind}"
+        resources = scenario(kind, "2026-11", pid)
+        for r in resources:
+            if r["resourceType"] == "Practitioner":
+                r["name"] = [{"family": f"Zorawar-{r['id']}", "given": ["Dana"]}]
+        resp = call(client, hook_request(pid, prefetch=prefetch(resources, pid)))
         (card,) = resp.get_json()["cards"]
         text = json.dumps(card)
         assert "Practitioner/" not in text, text
-        assert "Billing" in card["detail"], card["detail"]
+        assert "Zorawar-pr-ccm-1" in card["detail"], card["detail"]
