@@ -89,9 +89,9 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
         return f"{rtype}?{urlencode([('patient', pid), *pairs, ('_count', count)], safe=':,|')}"
 
     # Who took part comes in the same answer (`_include`): the page names people without a second request.
-    who = ("_include", "Encounter:participant")
+    who = (("_include", "Encounter:participant"), ("_include:iterate", "PractitionerRole:practitioner"))
     encounters_month = q("Encounter", ("date", month_window[0]), ("date", month_window[1]),
-                         ("_revinclude", "Task:encounter"), who)
+                         ("_revinclude", "Task:encounter"), *who)
     return [
         Query(f"Patient/{quote(pid, safe='')}", "the patient"),
         Query(q("Condition"), "conditions"),
@@ -106,7 +106,7 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
             ),
         ),
         Query(
-            q("Encounter", ("type", ",".join(VISIT_CODES)), ("date", f"lt{hi}"), who),
+            q("Encounter", ("type", ",".join(VISIT_CODES)), ("date", f"lt{hi}"), *who),
             "initiating visits (any date before the month ends)",
             fallbacks=(q("Encounter", ("date", f"lt{hi}")),),
         ),
