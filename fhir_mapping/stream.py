@@ -35,6 +35,10 @@ _BLANK = frozenset(b" \t\r\n\x0b\x0c")
 # The resource types read_facts reads (it ignores every other type, so a stream may drop them early):
 # those about a patient, the Patient, outcomes, and the people (resolving references by role or NPI).
 READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"} | PERSON_TYPES
+# What read_facts itself reads: READ_TYPES but the app's notes (DocumentReferences, read by
+# fhir_mapping.read_note where captured entries are merged). A stream for a verdict of a known patient
+# may skip them unparsed; without a known patient they still count towards the most referenced one.
+FACT_TYPES = READ_TYPES - {"DocumentReference"}
 T = TypeVar("T")
 _KEYS: dict[str, str | None] = {}  # reference string -> patient key (bounded memo)
 _TYPE_FIRST = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
@@ -330,17 +334,38 @@ def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
     reappear after another patient's raises SourceError (the stream is not grouped by patient: per-type
     bulk export files go through the worklist's bucketed pipeline instead).
     """
+    # One pass with _unread and subject_key inlined: this loop runs once per resource of a population.
     done: set[str] = set()
     people: dict[str, Any] = {}
     current: str | None = None
     group: list[Any] = []
+    fields = SUBJECT_FIELD
+    memo = _KEYS
     for res in resources:
-        if _unread(res):
-            continue
-        if isinstance(res, dict) and res.get("resourceType") in PERSON_TYPES:
-            people[f"{res.get('resourceType')}/{res.get('id')}"] = res
-            continue
-        key = subject_key(res)
+        key: str | None = None
+        if isinstance(res, dict):
+            rtype = res.get("resourceType")
+            if rtype == "Patient":
+                rid = res.get("id")
+                key = f"Patient/{rid}" if isinstance(rid, str) and rid else None
+            else:
+                element = fields.get(rtype) if isinstance(rtype, str) else None
+                if element is None:
+                    if isinstance(rtype, str) and rtype:
+                        if rtype in PERSON_TYPES:
+                            people[f"{rtype}/{res.get('id')}"] = res
+                            continue
+                        if rtype not in READ_TYPES:
+                            continue  # a type read_facts ignores
+                else:
+                    ref = res.get(element)
+                    if isinstance(ref, list):  # lenient: a repeated element where one is expected
+                        ref = ref[0] if ref else None
+                    target = ref.get("reference") if isinstance(ref, dict) else ref
+                    if isinstance(target, str) and target:
+                        key = memo.get(target, "")
+                        if key == "":
+                            key = _memo_key(target)
         if key is not None and key != current:
             if current is not None:
                 done.add(current)
