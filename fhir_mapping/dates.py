@@ -86,10 +86,12 @@ def duration_minutes(quantity: Any) -> float | None:
     value = quantity.get("value")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):  # a tuple: faster than int | float
         raise BadDate("length.value is not a number")
     unit = quantity.get("code") or quantity.get("unit") or "min"
-    factor = _MINUTES_PER_UNIT.get(str(unit).strip().lower())
+    factor = _MINUTES_PER_UNIT.get(unit) if type(unit) is str else None  # "min": already canonical
+    if factor is None:
+        factor = _MINUTES_PER_UNIT.get(str(unit).strip().lower())
     if factor is None:
         raise BadDate("length has a unit that is not a time unit (use UCUM min)")
     if value < 0:
