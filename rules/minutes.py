@@ -50,6 +50,8 @@ Window = tuple[datetime | None, datetime | None]
 
 @dataclass(frozen=True, slots=True)
 class MinuteCount:
+    """Counted minutes, the findings why, and the month's CCM entries."""
+
     minutes: Minutes
     findings: tuple[Finding, ...]
     entries: tuple[TimeEntry, ...]  # finished CCM entries that fall (partly) in the month

@@ -13,6 +13,8 @@ from rules.records import PatientFacts
 
 @dataclass(frozen=True, slots=True)
 class PatientMonth:
+    """The case under evaluation: facts, month bounds, practitioner, pack."""
+
     facts: PatientFacts
     month: Month
     tz: tzinfo
