@@ -41,7 +41,7 @@ READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"
 # may skip them unparsed; without a known patient they still count towards the most referenced one.
 FACT_TYPES = READ_TYPES - {"DocumentReference"}
 T = TypeVar("T")
-_KEYS: dict[str, str | None] = {}  # reference string -> patient key (bounded memo)
+_KEYS: dict[str, str | None] = {}  # reference string -> patient key (a memo, cleared past 8192)
 _TYPE_FIRST_PATTERN = rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"'
 _PREFIX = b'{"resourceType":"'
 _AT = len(_PREFIX)
@@ -294,7 +294,7 @@ def _memo_key(target: str) -> str | None:
     """_reference_key, memoised (a patient's resources repeat the same reference)."""
     key = _KEYS.get(target, "")
     if key == "":
-        if len(_KEYS) > 50_000:
+        if len(_KEYS) > 8192:  # bounded: a patient repeats its own references; memory stays flat
             _KEYS.clear()
         key = _KEYS[target] = _reference_key(target)
     return key
