@@ -22,6 +22,14 @@ def parse_when(value: Any, tz: tzinfo, *, end: bool = False, field: str = "date"
     if not isinstance(value, str):
         raise BadDate(f"{field} is not a FHIR date/dateTime string")
     n = len(value)
+    if n > 10:  # a dateTime or instant, the common form: checked first
+        try:
+            if value[4] != "-":
+                raise ValueError
+            moment = _from_iso(value)
+        except ValueError:
+            raise BadDate(f"{field} is not a valid FHIR date/dateTime") from None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
     try:
         if n == 4:
             year = int(value)
@@ -35,14 +43,12 @@ def parse_when(value: Any, tz: tzinfo, *, end: bool = False, field: str = "date"
         if n == 10 and value[4] == "-":
             day = datetime(int(value[:4]), int(value[5:7]), int(value[8:]), tzinfo=tz)
             return day + timedelta(days=1) if end else day
-        if n < 10 or value[4] != "-":
-            raise ValueError(value)
-        moment = datetime.fromisoformat(value)
+        raise ValueError(value)  # shorter than a date, or not one
     except (ValueError, IndexError):
         raise BadDate(f"{field} is not a valid FHIR date/dateTime") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment
+
+
+_from_iso = datetime.fromisoformat
 
 
 def is_date_only(value: Any) -> bool:
@@ -80,10 +86,12 @@ def duration_minutes(quantity: Any) -> float | None:
     value = quantity.get("value")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):  # a tuple: faster than int | float
         raise BadDate("length.value is not a number")
     unit = quantity.get("code") or quantity.get("unit") or "min"
-    factor = _MINUTES_PER_UNIT.get(str(unit).strip().lower())
+    factor = _MINUTES_PER_UNIT.get(unit) if type(unit) is str else None  # "min": already canonical
+    if factor is None:
+        factor = _MINUTES_PER_UNIT.get(str(unit).strip().lower())
     if factor is None:
         raise BadDate("length has a unit that is not a time unit (use UCUM min)")
     if value < 0:

@@ -41,13 +41,14 @@ def _npis(res: dict[str, Any]) -> list[str]:
 class People:
     """Person keys for one set of resources. The index of Practitioners and roles is built on first need."""
 
-    __slots__ = ("_by_npi", "_pending", "_roles", "refs")
+    __slots__ = ("_by_npi", "_known", "_pending", "_roles", "refs")
 
     def __init__(self, refs: References, resources: Sequence[Any] = ()) -> None:
         self.refs = refs
         self._pending: Sequence[Any] | None = resources
         self._roles: dict[str, dict[str, Any]] = {}
         self._by_npi: dict[str, str] = {}
+        self._known: dict[str, str] = {}  # plain reference string -> person key (the resolver, memoised)
 
     def narrow(self, persons: Sequence[Any]) -> None:
         """Index only `persons` (the Practitioners and roles the reader met), if nothing was indexed yet."""
@@ -92,13 +93,20 @@ class People:
             return None
         ref = value.get("reference")
         if isinstance(ref, str) and ref:
+            if depth == 0:
+                known = self._known.get(ref)
+                if known is not None:
+                    return known
             if ref.startswith("#"):
                 return self._contained(ref[1:], container, depth)
             if "?" in ref:  # conditional reference: Practitioner?identifier=system|value
                 return self._conditional(ref)
             key = self.refs.key(ref)
             if key is not None:
-                return self._follow(key, depth)
+                person = self._follow(key, depth)
+                if depth == 0:  # the answer depends on the reference alone (the index never changes)
+                    self._known[ref] = person
+                return person
         return self._by_identifier(value.get("identifier"), value.get("type"))
 
     def _follow(self, key: str, depth: int) -> str:

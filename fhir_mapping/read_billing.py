@@ -36,7 +36,10 @@ def read_charge_item(res: dict[str, Any], key: str, ctx: ReadContext) -> BilledS
     when = res.get("occurrenceDateTime")
     if when is not None:
         start = parse_when(when, ctx.tz, field="ChargeItem.occurrenceDateTime")
-        end = parse_when(when, ctx.tz, end=True, field="ChargeItem.occurrenceDateTime")
+        if isinstance(when, str) and len(when) > 10:  # a dateTime: its end is the same instant
+            end = start
+        else:
+            end = parse_when(when, ctx.tz, end=True, field="ChargeItem.occurrenceDateTime")
     else:
         period = res.get("occurrencePeriod") or {}
         if not isinstance(period, dict):

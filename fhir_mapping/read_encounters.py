@@ -8,7 +8,6 @@ One Encounter is read as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -28,27 +27,41 @@ from rules.records import PROGRAMS, Coding, InpatientStay, TimeEntry, VisitRecor
 _NOT_HAPPENED = frozenset({"entered-in-error", "cancelled", "planned"})
 
 
-@dataclass(slots=True)
 class TimeDraft:
-    """A time entry before its Tasks are attached."""
+    """A time entry before its Tasks are attached (a plain slotted class: one is built per time entry)."""
 
-    id: str
-    status: str
-    program: str
-    start: datetime
-    end: datetime
-    minutes: float
-    performer: str | None
-    notes: list[str] = field(default_factory=list)
-    activities: list[Coding] = field(default_factory=list)
-    task_ids: list[str] = field(default_factory=list)
-    codings: tuple[Coding, ...] = ()
+    __slots__ = (
+        "activities", "codings", "end", "id", "minutes", "notes", "performer", "program", "start", "status",
+        "task_ids",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        status: str,
+        program: str,
+        start: datetime,
+        end: datetime,
+        minutes: float,
+        performer: str | None,
+        codings: tuple[Coding, ...] = (),
+    ) -> None:
+        self.id = id
+        self.status = status
+        self.program = program
+        self.start = start
+        self.end = end
+        self.minutes = minutes
+        self.performer = performer
+        self.codings = codings
+        self.notes: list[str] = []
+        self.activities: list[Coding] = []
+        self.task_ids: list[str] = []
 
     def build(self) -> TimeEntry:
         return TimeEntry(
-            id=self.id, status=self.status, program=self.program, start=self.start, end=self.end,
-            minutes=self.minutes, performer=self.performer, notes=tuple(self.notes),
-            activities=tuple(self.activities), task_ids=tuple(self.task_ids), codings=self.codings,
+            self.id, self.status, self.program, self.start, self.end, self.minutes, self.performer,
+            tuple(self.notes), tuple(self.activities), tuple(self.task_ids), self.codings,
         )
 
 
@@ -77,8 +90,9 @@ def _program(types: Any, service_type: Any = None) -> str | None:
 
 def performer_of(res: dict[str, Any], ctx: ReadContext) -> str | None:
     fallback = None
+    key_of = ctx.people.key
     for p in res.get("participant") or ():
-        key = ctx.people.key(p.get("individual") or p.get("actor"), res)
+        key = key_of(p.get("individual") or p.get("actor"), res)
         if key is None:
             continue
         if is_staff(key):
@@ -167,9 +181,9 @@ def _time_entry(res: dict[str, Any], key: str, ctx: ReadContext, program: str) -
     elif end is None or end < start:
         end = plus_minutes(start, minutes)
     types = res.get("type") or []
-    raw = [c for t in types if isinstance(t, dict) for c in t.get("coding") or ()]
-    billing = tuple(c for c in codings(types) if c.system in (CPT, HCPCS)) if len(raw) > 1 else ()
-    return TimeDraft(
-        id=key, status=status, program=program, start=start, end=end, minutes=minutes,
-        performer=performer_of(res, ctx), codings=billing,
-    )
+    n = 0  # codings in `type`: with more than the program's, CPT/HCPCS codes may say which program
+    for t in types:
+        if isinstance(t, dict):
+            n += len(t.get("coding") or ())
+    billing = tuple(c for c in codings(types) if c.system in (CPT, HCPCS)) if n > 1 else ()
+    return TimeDraft(key, status, program, start, end, minutes, performer_of(res, ctx), billing)

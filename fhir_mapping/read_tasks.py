@@ -15,7 +15,12 @@ def task_notes(res: dict[str, Any]) -> list[str]:
     notes = res.get("note") or ()
     if not isinstance(notes, list):
         raise Unreadable("Task.note is not a list")
-    return [n["text"].strip() for n in notes if isinstance(n.get("text"), str) and n["text"].strip()]
+    out = []
+    for n in notes:
+        text = n.get("text")
+        if isinstance(text, str) and (text := text.strip()):
+            out.append(text)
+    return out
 
 
 def task_activities(res: dict[str, Any]) -> tuple[Coding, ...]:
@@ -29,9 +34,11 @@ def read_attestation(
     res: dict[str, Any], key: str, ctx: ReadContext, activities: tuple[Coding, ...]
 ) -> Attestation | None:
     """A completed Task with a care-activity attestation code, as an Attestation."""
-    kind = next(
-        (c.code for c in activities if c.system == CARE_ACTIVITY and c.code in ATTESTATION_KINDS), None
-    )
+    kind = None
+    for c in activities:
+        if c.system == CARE_ACTIVITY and c.code in ATTESTATION_KINDS:
+            kind = c.code
+            break
     if kind is None or res.get("status") != "completed":
         return None
     period = res.get("executionPeriod") or {}

@@ -167,6 +167,7 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     aged: list[tuple[int, float]] = []  # conditions abated at an age: dated once the birth date is known
     persons: list[dict[str, Any]] = []  # Practitioners and roles: the only resources aliases need
 
+    fields = SUBJECT_FIELD
     for index, res in enumerate(items):
         if not isinstance(res, dict):
             skipped.append(Skipped(f"#{index}", "entry is not a JSON object"))
@@ -182,30 +183,30 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
         rid = res.get("id")
         key = f"{rtype}/{rid}" if isinstance(rid, str) and rid else f"{rtype}/#{index}"
         try:
-            if rtype == "Patient":
-                if key == target and patient is None:
-                    patient = read_patient(res, key, ctx)
+            field = fields.get(rtype)
+            if field is None:  # a Patient, OperationOutcome or Bundle (about no other patient)
+                if rtype == "Patient":
+                    if key == target and patient is None:
+                        patient = read_patient(res, key, ctx)
+                elif rtype == "OperationOutcome":
+                    skipped.append(Skipped(_label(res, index), _outcome_text(res)))
+                else:
+                    skipped.append(Skipped(_label(res, index), "Bundle could not be unpacked"))
                 continue
-            if rtype == "OperationOutcome":
-                skipped.append(Skipped(_label(res, index), _outcome_text(res)))
-                continue
-            if rtype == "Bundle":
-                skipped.append(Skipped(_label(res, index), "Bundle could not be unpacked"))
-                continue
-            subject = res.get(SUBJECT_FIELD[rtype])
+            subject = res.get(field)
             if subject is not None:
                 about = key_of(subject)
                 if about is not None and about != target and about.startswith("Patient/"):
                     continue  # another patient's resource
             if rtype == "Encounter":
                 record = read_encounter(res, key, ctx)
-                if isinstance(record, TimeDraft):
+                if type(record) is TimeDraft:
                     drafts[key] = record
-                elif isinstance(record, VisitRecord):
-                    visits.append(record)
-                elif isinstance(record, InpatientStay):
-                    stays.append(record)
-                if not isinstance(record, TimeDraft):
+                else:
+                    if isinstance(record, VisitRecord):
+                        visits.append(record)
+                    elif isinstance(record, InpatientStay):
+                        stays.append(record)
                     billed.extend(read_encounter_billing(res, key, ctx, performer_of(res, ctx)))
             elif rtype == "Task":
                 activities = task_activities(res)
@@ -240,7 +241,10 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
             skipped.append(Skipped(key if rid else f"#{index}", f"malformed {rtype} (unexpected JSON shape)"))
 
     for key, res, activities in tasks:
-        _attach_task(key, res, activities, drafts, key_of, skipped)
+        entry = key_of(res.get("encounter"))
+        draft = drafts.get(entry) if entry is not None else None
+        if draft is not None:
+            _attach_task(key, res, activities, draft, skipped)
 
     ctx.people.narrow(persons)
     if aged and patient is not None and patient.birth_date is not None:
@@ -268,17 +272,9 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
 
 
 def _attach_task(
-    key: str,
-    res: dict[str, Any],
-    activities: tuple[Coding, ...],
-    drafts: dict[str, TimeDraft],
-    key_of: Any,
-    skipped: list[Skipped],
+    key: str, res: dict[str, Any], activities: tuple[Coding, ...], draft: TimeDraft, skipped: list[Skipped]
 ) -> None:
     """Notes and activities of a completed Task go onto the time entry it points at."""
-    draft = drafts.get(key_of(res.get("encounter")))
-    if draft is None:
-        return
     try:
         notes = task_notes(res)
     except (Unreadable, AttributeError, TypeError) as exc:

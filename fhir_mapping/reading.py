@@ -23,6 +23,8 @@ class Unreadable(ValueError):
 
 @dataclass(slots=True)
 class ReadContext:
+    """The practice time zone, the reference index and the person resolver for one read."""
+
     tz: tzinfo
     refs: References
     people: People

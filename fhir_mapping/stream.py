@@ -19,6 +19,7 @@ import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -35,12 +36,40 @@ _BLANK = frozenset(b" \t\r\n\x0b\x0c")
 # The resource types read_facts reads (it ignores every other type, so a stream may drop them early):
 # those about a patient, the Patient, outcomes, and the people (resolving references by role or NPI).
 READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"} | PERSON_TYPES
+# What read_facts itself reads: READ_TYPES but the app's notes (DocumentReferences, read by
+# fhir_mapping.read_note where captured entries are merged). A stream for a verdict of a known patient
+# may skip them unparsed; without a known patient they still count towards the most referenced one.
+FACT_TYPES = READ_TYPES - {"DocumentReference"}
 T = TypeVar("T")
-_KEYS: dict[str, str | None] = {}  # reference string -> patient key (bounded memo)
-_TYPE_FIRST = re.compile(rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"')
+_KEYS: dict[str, str | None] = {}  # reference string -> patient key (a memo, cleared past 8192)
+_TYPE_FIRST_PATTERN = rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"'
 _PREFIX = b'{"resourceType":"'
 _AT = len(_PREFIX)
-_SUBJECT_REF = re.compile(rb'"(?:subject|patient|for)"\s*:\s*\{\s*"reference"\s*:\s*"([^"\\]{1,512})"')
+_SUBJECT_REF_PATTERN = rb'"(?:subject|patient|for)"\s*:\s*\{\s*"reference"\s*:\s*"([^"\\]{1,512})"'
+
+
+# The byte-level patterns are compiled on first use: `ccm-ready evaluate` on a file written the usual way
+# (`{"resourceType":"X"` first) needs none of them, and compiling a dozen regexes is start-up time.
+@cache
+def _type_first() -> re.Pattern[bytes]:
+    return re.compile(_TYPE_FIRST_PATTERN)
+
+
+@cache
+def _subject_ref() -> re.Pattern[bytes]:
+    return re.compile(_SUBJECT_REF_PATTERN)
+
+
+@cache
+def _field_refs() -> dict[bytes, tuple[bytes, re.Pattern[bytes]]]:
+    """Resource type -> (its subject element's name, the pattern of that element's reference)."""
+    return {
+        rtype.encode(): (
+            f'"{field}"'.encode(),
+            re.compile(rf'"{field}"\s*:\s*\{{\s*"reference"\s*:\s*"([^"\\\\]{{1,512}})"'.encode()),
+        )
+        for rtype, field in SUBJECT_FIELD.items()
+    }
 
 
 @contextmanager
@@ -127,27 +156,36 @@ def unread_line(line: bytes) -> bool:
         end = line.find(b'"', _AT)
         if end > _AT:
             return line[_AT:end] not in _READ_BYTES
-    m = _TYPE_FIRST.match(line)
+    m = _type_first().match(line)
     return m is not None and m.group(1) not in _READ_BYTES
+
+
+_SUBJECT_NAMES = (b'"subject"', b'"patient"', b'"for"')
+
+
+def _first_subject_ref(line: bytes) -> re.Match[bytes] | None:
+    """`_subject_ref().search(line)`, found faster: the pattern is tried only where an element name starts."""
+    pattern = _subject_ref()
+    pos = 0
+    while True:
+        hits = [i for i in (line.find(name, pos) for name in _SUBJECT_NAMES) if i >= 0]
+        if not hits:
+            return None
+        at = min(hits)
+        m = pattern.match(line, at)
+        if m is not None:
+            return m
+        pos = at + 1
 
 
 def _names_another_patient(line: bytes, needle: bytes) -> bool:
     """True when the line's subject reference names a patient and the wanted id is nowhere in the line."""
     if needle in line:
         return False
-    m = _SUBJECT_REF.search(line)
+    m = _first_subject_ref(line)
     if m is None:
         return False
     return _memo_key(m.group(1).decode("utf-8", "replace")) is not None
-
-
-_FIELD_REF = {
-    rtype.encode(): (
-        f'"{field}"'.encode(),
-        re.compile(rf'"{field}"\s*:\s*\{{\s*"reference"\s*:\s*"([^"\\\\]{{1,512}})"'.encode()),
-    )
-    for rtype, field in SUBJECT_FIELD.items()
-}
 
 
 def line_subject_key(line: bytes) -> str | None:
@@ -156,8 +194,8 @@ def line_subject_key(line: bytes) -> str | None:
     Unambiguous: the line starts `{"resourceType":"X"`, names X's subject element exactly once, holds no
     contained resources, and the element's first key is `reference`. Unreadable lines give None.
     """
-    m = _TYPE_FIRST.match(line)
-    known = _FIELD_REF.get(m.group(1)) if m is not None else None
+    m = _type_first().match(line)
+    known = _field_refs().get(m.group(1)) if m is not None else None
     if known is not None and b'"contained"' not in line and line.count(known[0]) == 1:
         ref = known[1].search(line)
         if ref is not None:
@@ -180,7 +218,6 @@ def _ndjson(p: Path, only: frozenset[str] | None = None, about: str | None = Non
     name = str(p)
     wanted = {t.encode() for t in only} | {b"Bundle"} if only is not None else None
     needle = patient_key(about).split("/", 1)[1].encode() if about else None
-    first_type = _TYPE_FIRST.match
     with _open(p) as fh:
         for lineno, line in enumerate(fh, start=1):
             if line[0] in _BLANK and not line.strip():
@@ -191,7 +228,7 @@ def _ndjson(p: Path, only: frozenset[str] | None = None, about: str | None = Non
                     if end > _AT and line[_AT:end] not in wanted:
                         continue  # a type the caller does not read: not even parsed
                 else:
-                    m = first_type(line)
+                    m = _type_first().match(line)
                     if m is not None and m.group(1) not in wanted:
                         continue
             if needle is not None and _names_another_patient(line, needle):
@@ -257,7 +294,7 @@ def _memo_key(target: str) -> str | None:
     """_reference_key, memoised (a patient's resources repeat the same reference)."""
     key = _KEYS.get(target, "")
     if key == "":
-        if len(_KEYS) > 50_000:
+        if len(_KEYS) > 8192:  # bounded: a patient repeats its own references; memory stays flat
             _KEYS.clear()
         key = _KEYS[target] = _reference_key(target)
     return key
@@ -330,17 +367,38 @@ def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
     reappear after another patient's raises SourceError (the stream is not grouped by patient: per-type
     bulk export files go through the worklist's bucketed pipeline instead).
     """
+    # One pass with _unread and subject_key inlined: this loop runs once per resource of a population.
     done: set[str] = set()
     people: dict[str, Any] = {}
     current: str | None = None
     group: list[Any] = []
+    fields = SUBJECT_FIELD
+    memo = _KEYS
     for res in resources:
-        if _unread(res):
-            continue
-        if isinstance(res, dict) and res.get("resourceType") in PERSON_TYPES:
-            people[f"{res.get('resourceType')}/{res.get('id')}"] = res
-            continue
-        key = subject_key(res)
+        key: str | None = None
+        if isinstance(res, dict):
+            rtype = res.get("resourceType")
+            if rtype == "Patient":
+                rid = res.get("id")
+                key = f"Patient/{rid}" if isinstance(rid, str) and rid else None
+            else:
+                element = fields.get(rtype) if isinstance(rtype, str) else None
+                if element is None:
+                    if isinstance(rtype, str) and rtype:
+                        if rtype in PERSON_TYPES:
+                            people[f"{rtype}/{res.get('id')}"] = res
+                            continue
+                        if rtype not in READ_TYPES:
+                            continue  # a type read_facts ignores
+                else:
+                    ref = res.get(element)
+                    if isinstance(ref, list):  # lenient: a repeated element where one is expected
+                        ref = ref[0] if ref else None
+                    target = ref.get("reference") if isinstance(ref, dict) else ref
+                    if isinstance(target, str) and target:
+                        key = memo.get(target, "")
+                        if key == "":
+                            key = _memo_key(target)
         if key is not None and key != current:
             if current is not None:
                 done.add(current)

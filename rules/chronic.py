@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 from rules.records import Coding
@@ -86,6 +86,8 @@ class _Core:
 
 @dataclass(frozen=True, slots=True)
 class _Tables:
+    """The value-set tables, loaded once."""
+
     ccir: dict[str, str]
     derived: dict[str, tuple[str, str, str, int]]  # code -> (indicator, basis, via, count)
     titles: dict[str, str]  # ICD-10-CM 3-character category -> title
@@ -103,8 +105,11 @@ class _Tables:
 # ---------------------------------------------------------------------------- loading
 
 
+VALUESET_DIR = Path(__file__).resolve().parent / "valuesets"
+
+
 def _read(name: str) -> str:
-    data = resources.files("rules").joinpath("valuesets", name).read_bytes()
+    data = (VALUESET_DIR / name).read_bytes()
     if name.endswith(".gz"):
         data = gzip.decompress(data)
     return data.decode("utf-8")

@@ -26,6 +26,8 @@ SOURCE_WORDS = {
 
 @dataclass(frozen=True, slots=True)
 class Option:
+    """The codes one track would bill."""
+
     track: Track
     minutes: int
     lines: tuple[CodeLine, ...]  # empty when the base threshold is not met
@@ -43,6 +45,8 @@ class Option:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
+    """The track chosen, why, and its codes."""
+
     track: Track | None
     reason: str
     codes: tuple[CodeLine, ...]

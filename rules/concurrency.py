@@ -23,6 +23,8 @@ ALLOWED_WORDS = {
 
 @dataclass
 class _Hit:
+    """Services that meet one row of the concurrency table."""
+
     entry: Concurrency
     outcome: Outcome
     relation: str

@@ -51,6 +51,8 @@ Window = tuple[datetime | None, datetime | None]  # [from, until): None = unboun
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """A dated consent event for one billing practitioner."""
+
     at: datetime | None  # None: undated (sorts first)
     kind: str  # given | declined | stopped | expired
     record: ConsentRecord
@@ -60,6 +62,8 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class ConsentState:
+    """The consent findings for the month and the consent in force."""
+
     findings: tuple[Finding, ...]
     consent: ConsentRecord | None  # the given consent that governs the month for the billing practitioner
     # Minutes count only inside these [from, until) windows (None = unbounded); () = nothing counts.
@@ -144,6 +148,8 @@ def _names(event: Event, practitioner: str | None) -> bool:
 
 @dataclass(slots=True)
 class _Timeline:
+    """Intervals where a consent is in force, and why the last one ended."""
+
     windows: list[tuple[datetime | None, datetime | None, Event]]
     last_end: tuple[str, Event] | None  # why the latest coverage ended: stopped | declined | superseded
     ended: datetime | None = None  # when the latest coverage ended

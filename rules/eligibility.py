@@ -40,6 +40,8 @@ Classifier = Callable[[Coding], Any]
 
 @dataclass(frozen=True, slots=True)
 class ChronicResult:
+    """The chronic conditions found, those reviewed, and the findings."""
+
     chronic_conditions: tuple[ChronicCondition, ...]
     conditions_reviewed: tuple[ConditionReview, ...]
     distinct: tuple[str, ...]  # condition keys counted, in first-seen order

@@ -50,6 +50,8 @@ Window = tuple[datetime | None, datetime | None]
 
 @dataclass(frozen=True, slots=True)
 class MinuteCount:
+    """Counted minutes, the findings why, and the month's CCM entries."""
+
     minutes: Minutes
     findings: tuple[Finding, ...]
     entries: tuple[TimeEntry, ...]  # finished CCM entries that fall (partly) in the month
@@ -207,17 +209,26 @@ def count(
     not_staff, during_visit = _Ledger(), _Ledger()
     month_entries: list[TimeEntry] = []
 
-    for entry in pm.facts.time_entries:
+    tz = pm.tz
+    for entry in pm.facts.time_entries:  # the patient's whole history: entries outside the month leave early
         if (entry.status or "").lower() != FINISHED:
             continue
         try:
-            start = pm.aware(entry.start).timestamp()
+            moment = entry.start
+            if moment.tzinfo is None:  # pm.aware, inlined
+                moment = moment.replace(tzinfo=tz)
+            start = moment.timestamp()
+            if start >= hi:
+                continue  # begins after the month
             seconds = float(entry.minutes) * 60.0
         except (AttributeError, TypeError, ValueError, OverflowError, OSError):
             continue
         if not math.isfinite(seconds) or seconds <= 0:
             continue
-        a, b = max(start, lo), min(start + seconds, hi)
+        stop = start + seconds
+        if stop <= lo:
+            continue  # over before the month began
+        a, b = max(start, lo), min(stop, hi)
         if b <= a:
             continue
         program = program_of(pm, entry)

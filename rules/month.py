@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
@@ -29,6 +28,8 @@ def zone(name: str) -> tzinfo:
 
 @dataclass(frozen=True, slots=True, order=True)
 class Month:
+    """A calendar month (YYYY-MM)."""
+
     year: int
     month: int
 
@@ -54,7 +55,8 @@ class Month:
 
     @property
     def last_day(self) -> date:
-        return date(self.year, self.month, calendar.monthrange(self.year, self.month)[1])
+        nxt = self.next()
+        return date(nxt.year, nxt.month, 1) - timedelta(days=1)
 
     def next(self) -> Month:
         return Month(self.year + self.month // 12, self.month % 12 + 1)

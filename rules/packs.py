@@ -50,6 +50,8 @@ class PackError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Citation:
+    """Where a rule comes from: source, cms-rules.md section, source ids, confidence."""
+
     source: str  # the CMS (or other) source in words
     section: str  # cms-rules.md section(s)
     tags: tuple[str, ...]  # [S#] source tags
@@ -62,6 +64,8 @@ class Citation:
 
 @dataclass(frozen=True, slots=True)
 class CodeSpec:
+    """One code of a policy pack: label, family, thresholds, caps and payment."""
+
     code: str
     label: str  # our own short label (never the AMA descriptor)
     family: str  # ccm, pcm, apcm, tcm, rpm, rtm, bhi, cpo-home-health, cpo-hospice, esrd, ccm-initiation
@@ -131,6 +135,8 @@ class ExclusiveGroup:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
+    """What the concurrency table says about another service in the same month."""
+
     allowed: str  # yes | no | once | unverified
     rule: str  # finding rule id
     severity: Severity
@@ -150,6 +156,8 @@ class Concurrency:
 
 @dataclass(frozen=True, slots=True)
 class InitiatingVisitPolicy:
+    """Which visits can initiate CCM, and how long ago."""
+
     cpt: frozenset[str]
     hcpcs: frozenset[str]
     lookback_months: int
@@ -159,6 +167,8 @@ class InitiatingVisitPolicy:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class PolicyPack:
+    """One year's CMS rules as data (rules/packs/*.json)."""
+
     id: str
     version: str
     title: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 
 from rules.month import Month
 from rules.packs import PolicyPack
@@ -13,6 +13,8 @@ from rules.records import PatientFacts
 
 @dataclass(frozen=True, slots=True)
 class PatientMonth:
+    """The case under evaluation: facts, month bounds, practitioner, pack."""
+
     facts: PatientFacts
     month: Month
     tz: tzinfo
@@ -22,6 +24,14 @@ class PatientMonth:
     pack: PolicyPack
     practitioner: str | None  # the billing practitioner ("Practitioner/..."), None when unknown
     aliases: Mapping[str, str] = field(default_factory=dict)  # other keys of known people -> person key
+    # start and end in UTC: two UTC datetimes compare field by field, while datetimes in different zones
+    # (the reader keeps each value's own offset) compare through offset arithmetic, several times slower.
+    _start_utc: datetime = field(init=False, repr=False, compare=False)
+    _end_utc: datetime = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_start_utc", self.start.astimezone(UTC))
+        object.__setattr__(self, "_end_utc", self.end.astimezone(UTC))
 
     def person(self, key: str | None) -> str | None:
         """The one key of the person `key` names (a role or NPI key becomes the practitioner's)."""
@@ -42,17 +52,24 @@ class PatientMonth:
         """True when `moment` is known and falls before the month is over."""
         return moment is not None and self.aware(moment) < self.end
 
+    def _utc(self, moment: datetime) -> datetime:
+        """`moment` (read in the practice zone when naive) as the same instant in UTC."""
+        try:
+            return self.aware(moment).astimezone(UTC)
+        except OverflowError:  # within a day of datetime.min/max: compared as it is
+            return self.aware(moment)
+
     def overlaps(self, start: datetime | None, end: datetime | None) -> bool:
         """Does the period [start, end) meet the month? None is unbounded; a point (start == end) counts
         when it lies in the month. Ends are exclusive instants: the reader turns FHIR's inclusive
         `Period.end` (a date end covers its whole day) into the next instant."""
-        s = self.aware(start) if start is not None else None
-        e = self.aware(end) if end is not None else None
-        if s is not None and s >= self.end:
+        s = self._utc(start) if start is not None else None
+        e = (s if end is start else self._utc(end)) if end is not None else None
+        if s is not None and s >= self._end_utc:
             return False
         if e is None:
             return True
-        return e > self.start or (s is not None and s == e and s >= self.start)
+        return e > self._start_utc or (s is not None and s == e and s >= self._start_utc)
 
     def runs_through(self, start: datetime | None, end: datetime | None) -> bool:
         """Did the period begin before the month ended and not end before the month's end?"""

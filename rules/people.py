@@ -15,9 +15,15 @@ def kind(key: str | None) -> str | None:
     return key.partition("/")[0].partition("?")[0]
 
 
+_STAFF_PREFIXES = tuple(f"{k}{sep}" for k in sorted(STAFF_KINDS) for sep in "/?")
+
+
 def is_staff(key: str | None) -> bool:
     """True for a Practitioner or PractitionerRole; never for a RelatedPerson, Patient, Device or no one."""
-    return kind(key) in STAFF_KINDS
+    if not key:
+        return False
+    # kind(key) in STAFF_KINDS without building the kind (the type ends at the first "/" or "?")
+    return key.startswith(_STAFF_PREFIXES) or key in STAFF_KINDS
 
 
 def canonical(key: str | None, aliases: Mapping[str, str]) -> str | None:

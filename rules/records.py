@@ -24,6 +24,8 @@ class Coding:
 
 @dataclass(frozen=True, slots=True)
 class PatientRecord:
+    """The patient: name for display, birth and death dates, general practitioners."""
+
     id: str  # "Patient/123"
     name: str = ""  # display only; never logged
     birth_date: date | None = None
@@ -34,6 +36,8 @@ class PatientRecord:
 
 @dataclass(frozen=True, slots=True)
 class ConditionRecord:
+    """A Condition: its codings, statuses, onset and abatement."""
+
     id: str
     codings: tuple[Coding, ...]
     text: str = ""
@@ -47,6 +51,8 @@ class ConditionRecord:
 
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
+    """A Consent as recorded (the timeline of events is built by rules.consent)."""
+
     id: str
     # active (given) | rejected (declined) | inactive (stopped) | draft | proposed | entered-in-error
     status: str
@@ -64,6 +70,8 @@ class ConsentRecord:
 
 @dataclass(frozen=True, slots=True)
 class CarePlanRecord:
+    """A CarePlan: status, intent, programs, period, authorship and review dates."""
+
     id: str
     status: str  # active | completed | draft | revoked | ...
     programs: tuple[str, ...] = ()

@@ -23,6 +23,8 @@ CATEGORIES: tuple[Category, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Finding:
+    """One rule's result: what is wrong or worth knowing, with its source and evidence."""
+
     rule: str  # stable id, one of rules.rule_ids (e.g. consent.missing)
     category: Category
     severity: Severity
@@ -33,6 +35,8 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class CodeLine:
+    """A code to bill, its units, label and payment."""
+
     code: str
     units: int
     label: str = ""  # our own short label (CPT descriptors belong to the AMA)
@@ -41,6 +45,8 @@ class CodeLine:
 
 @dataclass(frozen=True, slots=True)
 class NextThreshold:
+    """The next code within reach and the minutes it still needs."""
+
     code: str
     minutes_needed: int  # whole minutes still to log (a threshold is met in full, never rounded)
     track: str = ""  # "clinical-staff" | "practitioner" | "complex"
@@ -49,6 +55,8 @@ class NextThreshold:
 
 @dataclass(frozen=True, slots=True)
 class ChronicCondition:
+    """A condition counted as chronic, with the value set that says so and its evidence."""
+
     system: str
     code: str
     display: str
@@ -73,6 +81,8 @@ class ConditionReview:
 
 @dataclass(frozen=True, slots=True)
 class Minutes:
+    """Minutes counted this month, and by program."""
+
     clinical_staff: int  # counted CCM minutes toward 99490/99439/99487/99489 (incl. practitioner's own)
     billing_practitioner: int  # counted CCM minutes by the billing practitioner personally
     by_program: tuple[tuple[str, int], ...] = ()  # all logged minutes in the month per program
@@ -81,6 +91,8 @@ class Minutes:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
+    """The answer for one patient-month: status, codes, minutes, findings and what was skipped."""
+
     patient: str
     month: str  # "YYYY-MM"
     policy: str  # pack id, e.g. "cms-pfs-2026"

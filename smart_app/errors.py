@@ -6,13 +6,10 @@ JSON for JSON clients) and the status. No view formats its own error page.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flask import Flask
-
-log = logging.getLogger(__name__)
 
 
 class AppError(Exception):

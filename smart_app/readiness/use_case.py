@@ -37,6 +37,8 @@ class PatientMonth:
 
 @dataclass(frozen=True)
 class Loaded:
+    """What a source loaded: resources, problems, round trips."""
+
     resources: list[dict[str, Any]]
     problems: list[Skipped] = field(default_factory=list)
     round_trips: int = 0
