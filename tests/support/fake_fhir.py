@@ -2,7 +2,8 @@
 
 It answers `batch`, `search` (and `search_bundles` / `follow_pages`), `read`, `create`, `update` and
 `transaction` like a strict server would: the search parameters the app uses are honoured (patient, date,
-type, code, status, occurrence, `_revinclude=Task:encounter`, `_count`); any other parameter, or one
+type, code, status, occurrence, `_revinclude=Task:encounter`, `_include=Encounter:participant` with
+`_include:iterate=PractitionerRole:practitioner`, `_count`); any other parameter, or one
 listed in `reject`, is a 400. `filtering=False` makes searches return every resource of the type (the
 rules cut dates and codes themselves), `error` makes every call fail (`write_error` every write),
 `forbidden` answers 403 for those types, `batch_ok=False` refuses batches (the app falls back to GETs),
@@ -46,7 +47,8 @@ PRACTICE_BASE = "http://fuzz.test/fhir"
 PATIENT = "fuzz-p1"
 NURSE = "Practitioner/fuzz-rn"
 KNOWN = frozenset(
-    {"patient", "date", "type", "code", "status", "occurrence", "_revinclude", "_count", "identifier"}
+    {"patient", "date", "type", "code", "status", "occurrence", "_revinclude", "_include", "_include:iterate",
+     "_count", "identifier"}
 )
 
 
@@ -218,7 +220,31 @@ class FakeFhir:
             included = tasks if not self.filtering else [
                 r for r in tasks if (r.get("encounter") or {}).get("reference") in keys
             ]
+        if ("_include", "Encounter:participant") in params:
+            people = self._participants(matches)
+            if ("_include:iterate", "PractitionerRole:practitioner") in params:
+                people += self._participants(people, "practitioner")
+            included += [r for r in people if r not in included]
         return BatchResult(200, matches + included, request=url)
+
+    def _participants(
+        self, resources: list[dict[str, Any]], field: str = "participant"
+    ) -> list[dict[str, Any]]:
+        """The stored Practitioners / PractitionerRoles that `resources` point at (what `_include` adds)."""
+        refs: list[str] = []
+        for r in resources:
+            if field == "participant":
+                parts = r.get("participant") or ()
+                refs += [str((x.get("individual") or {}).get("reference")) for x in parts]
+            elif isinstance(r.get(field), dict):
+                refs.append(str(r[field].get("reference")))
+        out: list[dict[str, Any]] = []
+        for ref in dict.fromkeys(refs):
+            rtype, _, rid = "/".join(ref.split("/_history/")[0].split("/")[-2:]).partition("/")
+            found = self._get(rtype, rid) if rtype in ("Practitioner", "PractitionerRole") else None
+            if found is not None and found not in out:
+                out.append(found)
+        return out
 
 
 def one_patient_practice(keep: int = 200) -> FakeFhir:

@@ -84,8 +84,8 @@ def test_care_team_and_general_practitioners() -> None:
 
 
 def test_panel_names_people_on_first_view_and_then_stays_one_request(tmp_path: Any) -> None:
-    """Without JavaScript a name is on the page at once: the first view reads the people it does not know
-    in ONE extra batch; the session remembers them, so the next view is the panel's one batch again."""
+    """Without JavaScript a name is on the page at once, in the panel's one batch: the people who took part
+    come with the encounters (`_include`); the session remembers them for later views."""
     from tests.unit.test_panel import MONTH, make_app, open_session, scenario
 
     app = make_app(tmp_path, [*scenario("ready"), *PEOPLE])
@@ -94,7 +94,7 @@ def test_panel_names_people_on_first_view_and_then_stays_one_request(tmp_path: A
     open_session(client, "p-ready")
     before = fake.round_trips
     first = client.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)
-    assert fake.round_trips - before == 2  # the panel's batch + one batch of names
+    assert fake.round_trips - before == 1  # the panel's batch carries the names
     assert "Grace Hopper" in first and 'data-person-ref="Practitioner/dr1"' not in first
     before = fake.round_trips
     again = client.get("/panel", query_string={"month": MONTH}).get_data(as_text=True)

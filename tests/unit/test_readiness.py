@@ -189,6 +189,8 @@ def test_one_batch_carries_every_search() -> None:
     multi = {u.partition("?")[0] + str(sorted(parse_qsl(u.partition("?")[2]))) for u in requests_}
     month_pairs = [
         ("_count", "500"),
+        ("_include", "Encounter:participant"),
+        ("_include:iterate", "PractitionerRole:practitioner"),
         ("_revinclude", "Task:encounter"),
         ("date", "ge2026-09-30"),
         ("date", "lt2026-11-02"),
