@@ -51,6 +51,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(panel.bp)
     app.register_blueprint(home.bp)
     app.register_blueprint(cds_hooks.bp)
+    cds_hooks.init_app(app)
     app.register_blueprint(program.bp)
     app.register_blueprint(payer_views.bp)
     app.register_blueprint(capture.bp)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,33 +61,9 @@ class CdsError(Exception):
 # ------------------------------------------------------------------ app state, CORS
 
 
-def env_settings(environ: Mapping[str, str]) -> dict[str, Any]:
-    """CDS settings from the environment (used only where the app config does not set them).
-
-    CCM_READY_CDS_CLIENTS: JSON, or a path to a JSON file, {iss: {"jwks": {...}} | {"jwks_url": url}};
-    CCM_READY_CDS_SERVICE_URL: the public ".../cds-services" base;
-    CCM_READY_CDS_ALLOW_UNAUTHENTICATED=1: accept calls without a JWT (local testing only).
-    """
-    out: dict[str, Any] = {}
-    raw = environ.get("CCM_READY_CDS_CLIENTS", "").strip()
-    if raw:
-        text = raw if raw[0] in "{[" else Path(raw).read_text("utf-8")
-        clients = json.loads(text)
-        if not isinstance(clients, dict):
-            raise ValueError("CCM_READY_CDS_CLIENTS must be a JSON object {iss: {jwks | jwks_url}}")
-        out["CDS_CLIENTS"] = clients
-    if environ.get("CCM_READY_CDS_SERVICE_URL"):
-        out["CDS_SERVICE_URL"] = environ["CCM_READY_CDS_SERVICE_URL"]
-    if environ.get("CCM_READY_CDS_ALLOW_UNAUTHENTICATED") == "1":
-        out["CDS_ALLOW_UNAUTHENTICATED"] = True
-    return out
-
-
-@bp.record_once
-def _defaults(state: Any) -> None:
-    for key, value in env_settings(os.environ).items():
-        state.app.config.setdefault(key, value)
-    if state.app.config.get("CDS_ALLOW_UNAUTHENTICATED") is True:
+def init_app(app: Flask) -> None:
+    """Set up the CDS service (its settings come from smart_app.config, like every other key)."""
+    if app.config.get("CDS_ALLOW_UNAUTHENTICATED") is True:
         log.warning("CDS Hooks calls without a JWT are accepted (CDS_ALLOW_UNAUTHENTICATED): testing only")
 
 

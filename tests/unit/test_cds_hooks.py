@@ -364,16 +364,16 @@ def test_symmetric_and_unsigned_tokens_are_refused() -> None:
         )
 
 
-def test_env_settings_configure_clients_and_the_test_switch(tmp_path: Any) -> None:
-    from smart_app.cds.service import env_settings
+def test_the_environment_configures_clients_and_the_test_switch(tmp_path: Any) -> None:
+    """CDS settings come from smart_app.config like every key (no module reads the environment itself)."""
+    from smart_app.config import defaults
 
     path = tmp_path / "clients.json"
     path.write_text('{"https://ehr.example.org": {"jwks_url": "https://ehr.example.org/jwks"}}')
-    got = env_settings({"CCM_READY_CDS_CLIENTS": str(path), "CCM_READY_CDS_ALLOW_UNAUTHENTICATED": "true"})
-    assert got == {"CDS_CLIENTS": {"https://ehr.example.org": {"jwks_url": "https://ehr.example.org/jwks"}}}
-    assert env_settings({"CCM_READY_CDS_ALLOW_UNAUTHENTICATED": "1"}) == {"CDS_ALLOW_UNAUTHENTICATED": True}
-    with pytest.raises(ValueError):
-        env_settings({"CCM_READY_CDS_CLIENTS": "[1, 2]"})
+    got = defaults({"CCM_READY_CDS_CLIENTS": str(path), "CCM_READY_CDS_ALLOW_UNAUTHENTICATED": "1"})
+    assert got["CDS_CLIENTS"] == {"https://ehr.example.org": {"jwks_url": "https://ehr.example.org/jwks"}}
+    assert got["CDS_ALLOW_UNAUTHENTICATED"] is True
+    assert defaults({})["CDS_ALLOW_UNAUTHENTICATED"] is False
 
 
 def test_card_counts_what_the_app_captured_in_its_ledger_for_that_server(tmp_path: Any) -> None:
