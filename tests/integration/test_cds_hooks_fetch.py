@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from smart_app.app import create_app
 from smart_app.fhir.client import FhirClient
+from tests.support import app as support_app
 from tests.support.ccm_scenarios import hook_request, scenario, transaction
 from tests.support.sekmet import SekmetServer
 
@@ -28,16 +28,13 @@ def seeded(sekmet: SekmetServer) -> str:
 
 @pytest.fixture()
 def client(tmp_path: Any, sekmet: SekmetServer) -> FlaskClient:
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "CDS_SERVICE_URL": "http://localhost/cds-services",
-            "CDS_ALLOW_UNAUTHENTICATED": True,
-            "CDS_UNAUTHENTICATED_FHIR_SERVERS": [sekmet.base],
-            "CDS_CLOCK": lambda: NOW,
-            "TIMEZONE": "America/Chicago",
-        }
+    app = support_app.make_app(
+        tmp_path,
+        CDS_SERVICE_URL="http://localhost/cds-services",
+        CDS_ALLOW_UNAUTHENTICATED=True,
+        CDS_UNAUTHENTICATED_FHIR_SERVERS=[sekmet.base],
+        CDS_CLOCK=lambda: NOW,
+        TIMEZONE="America/Chicago",
     )
     return app.test_client()
 

@@ -13,6 +13,7 @@ from fhir_mapping.write_packet import recompute_hashes
 from smart_app.cli.commands import main
 from smart_app.fhir.client import FhirClient
 from smart_app.web.printing import PdfError, chromium_path
+from tests.support import app as support_app
 from tests.support.ccm_scenarios import scenario, transaction
 from tests.support.sekmet import SekmetServer
 
@@ -82,18 +83,10 @@ def test_packet_from_fhir_server_renders_to_pdf(
 @pytest.mark.integration
 @pytest.mark.browser
 def test_packet_route_pdf_for_an_open_session(sekmet: SekmetServer, tmp_path: Path) -> None:
-    from smart_app.app import create_app
 
     _chromium()
     FhirClient(sekmet.base).transaction(transaction(scenario("ready", MONTH, "pdf-2")))
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_DIR": str(tmp_path),
-            "OPEN_SERVERS": [sekmet.base],
-            "TIMEZONE": "America/Chicago",
-        }
-    )
+    app = support_app.make_app(tmp_path, OPEN_SERVERS=[sekmet.base], TIMEZONE="America/Chicago")
     client = app.test_client()
     assert client.get("/open", query_string={"iss": sekmet.base, "patient": "pdf-2"}).status_code == 302
     resp = client.get("/packet?month=2026-11&format=pdf")

@@ -21,7 +21,6 @@ import pytest
 from rules.month import Month
 from rules.packs import pack_for_month
 from rules.verdict import to_json
-from smart_app.app import create_app
 from smart_app.cli.commands import main as cli_main
 from smart_app.fhir.client import FhirClient
 from smart_app.program.jobs import WorklistResult, build_worklist
@@ -29,6 +28,7 @@ from smart_app.program.mark_billed import BillingRefused, mark_billed
 from smart_app.program.metrics import month_metrics
 from smart_app.program.worklist import apply_filter
 from smart_app.readiness.use_case import patient_month
+from tests.support import app as support_app
 from tests.support.population import SeededPopulation, seed_population
 from tests.support.sekmet import SekmetServer, start_sekmet
 
@@ -264,15 +264,12 @@ def _wait(http: Any, query: dict[str, str]) -> None:
 
 
 def test_program_page(server, pop, first, tmp_path) -> None:
-    app = create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "t",
-            "DATA_DIR": str(tmp_path),
-            "TIMEZONE": "UTC",
-            "PROGRAM_FHIR_BASE": server.base,
-            "OPEN_SERVERS": [server.base],  # public test data: the page needs no sign-in
-        }
+    app = support_app.make_app(
+        tmp_path,
+        SECRET_KEY="t",
+        TIMEZONE="UTC",
+        PROGRAM_FHIR_BASE=server.base,
+        OPEN_SERVERS=[server.base],  # public test data: the page needs no sign-in
     )
     http = app.test_client()
     query = {"month": str(MONTH), "group": f"Group/{pop.group_id}"}

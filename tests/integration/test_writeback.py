@@ -30,7 +30,6 @@ from fhir_mapping.reader import read_facts
 from fhir_mapping.write_time import TIME_ENTRY_ID, TimeEntryDraft, entry_transaction, new_entry_id
 from rules.evaluate import evaluate
 from rules.month import Month
-from smart_app.app import create_app
 from smart_app.capture.outbox import Outbox, OutboxWorker
 from smart_app.context import LaunchContext
 from smart_app.demo.local_fhir import SekmetServer, free_port, start_sekmet
@@ -561,7 +560,7 @@ def test_twenty_concurrent_users_through_the_app_every_entry_once(
 ) -> None:
     fhir = FhirClient(sekmet.base)
     patient = new_patient(fhir, "ConcurrentApp")
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False, "TIMEZONE": "UTC"})
+    app = support_app.make_app(tmp_path, TIMEZONE="UTC")
     from smart_app.web import security, sessions
 
     @app.get("/_test/start/<int:n>")

@@ -12,6 +12,7 @@ import pytest
 
 from smart_app.errors import AppError
 from tests.security.support import json_answer, launch, local_server, oauth_ready, smart_app
+from tests.support import app as support_app
 from tests.support.oauth import OAuthServer
 from tests.support.oauth import oauth_server as oauth_server  # re-exported fixture
 from tests.support.sekmet import SekmetServer
@@ -125,17 +126,17 @@ def test_practice_page_clients_carry_the_backend_services_token(tmp_path: Path) 
     worklist (PROGRAM_CLIENT_ID + key), never anonymously, when those are configured."""
     from joserfc.jwk import RSAKey
 
-    from smart_app.app import create_app
     from smart_app.auth.backend_services import BackendServicesAuth
     from smart_app.program import selection
 
     key_file = tmp_path / "program-key.json"
     key_file.write_text(json.dumps(RSAKey.generate_key(2048).as_dict(private=True)))
-    app = create_app({"TESTING": True, "DATA_DIR": str(tmp_path), "OUTBOX_WORKER": False,
-                      "PROGRAM_CLIENT_ID": "ccm-ready-practice", "PROGRAM_PRIVATE_KEY": str(key_file)})
+    app = support_app.make_app(
+        tmp_path, PROGRAM_CLIENT_ID="ccm-ready-practice", PROGRAM_PRIVATE_KEY=str(key_file)
+    )
     with app.test_request_context("/program"):
         client = selection.program_client("https://ehr.example.org/fhir")
         assert isinstance(client.token_provider, BackendServicesAuth)
-        plain = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "b"), "OUTBOX_WORKER": False})
+        plain = support_app.make_app(tmp_path / "b")
     with plain.test_request_context("/program"):
         assert selection.program_client("http://127.0.0.1:9/fhir").token_provider is None
