@@ -19,8 +19,8 @@ from fhir_mapping.reader import read_facts
 from fhir_mapping.write_careplan import care_plan_transaction, share_communication, share_transaction
 from rules.careplan_validation import ActivityDraft, CarePlanDraft, GoalDraft
 from rules.evaluate import evaluate
-from smart_app.app import create_app
 from smart_app.fhir.client import FhirClient, FhirError, FhirUnavailable
+from tests.support import app as support_app
 from tests.support.sekmet import SekmetServer
 
 pytestmark = pytest.mark.integration
@@ -258,16 +258,8 @@ class FlakyClient:
 
 
 def web(sekmet: SekmetServer, tmp: Path, **config: Any) -> Any:
-    return create_app(
-        {
-            "TESTING": True,
-            "SECRET_KEY": "t",
-            "DATA_DIR": str(tmp),
-            "TIMEZONE": "UTC",
-            "OPEN_SERVERS": [sekmet.base],
-            **config,
-        }
-    )
+    settings: dict[str, Any] = {"SECRET_KEY": "t", "TIMEZONE": "UTC", "OPEN_SERVERS": [sekmet.base], **config}
+    return support_app.make_app(tmp, **settings)
 
 
 def opened(app: Any, base: str, pid: str) -> FlaskClient:
