@@ -9,6 +9,7 @@ the top of modules: a function-level import says why (`# lazy: <reason>`).
 from __future__ import annotations
 
 import ast
+import re
 import os
 import shutil
 import subprocess
@@ -132,3 +133,35 @@ def test_an_unexplained_function_level_import_is_reported(tmp_path: Path) -> Non
     problems = unexplained_lazy_imports(tmp_path)
     assert problems == ["rules/planted.py:2: import json", "rules/planted.py:7: import csv"]
     assert "rules/planted.py:2: import json" in _lazy_message(problems)
+
+
+# ------------------------------------------------------------------ module size (issue 10: about 400 lines)
+
+SIZE_LIMIT = 420  # "about 400": past it, the module's docstring says why
+
+
+def oversized_without_reason(root: Path) -> list[str]:
+    """Modules of smart_app/, fhir_mapping/ and rules/ over the limit whose docstring gives no reason."""
+    out = []
+    for package in ("smart_app", "fhir_mapping", "rules"):
+        for path in sorted((root / package).rglob("*.py")):
+            text = path.read_text("utf-8")
+            if text.count("\n") <= SIZE_LIMIT:
+                continue
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if not re.search(r"Why (over|about) 400 lines", doc):
+                out.append(f"{path.relative_to(root)}: {text.count(chr(10))} lines")
+    return out
+
+
+def test_long_modules_say_why() -> None:
+    problems = oversized_without_reason(ROOT)
+    assert not problems, "modules over about 400 lines without 'Why over 400 lines: ...' at the top:\n  " + (
+        "\n  ".join(problems))
+
+
+def test_a_long_module_without_a_reason_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "long.py").write_text('"""A module."""\n' + "x = 1\n" * 500)
+    (tmp_path / "rules" / "said.py").write_text('"""A module.\n\nWhy over 400 lines: data."""\n' + "x = 1\n" * 500)
+    assert oversized_without_reason(tmp_path) == ["rules/long.py: 501 lines"]
