@@ -9,8 +9,8 @@ the top of modules: a function-level import says why (`# lazy: <reason>`).
 from __future__ import annotations
 
 import ast
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
