@@ -163,5 +163,6 @@ def test_long_modules_say_why() -> None:
 def test_a_long_module_without_a_reason_is_reported(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "long.py").write_text('"""A module."""\n' + "x = 1\n" * 500)
-    (tmp_path / "rules" / "said.py").write_text('"""A module.\n\nWhy over 400 lines: data."""\n' + "x = 1\n" * 500)
+    said = '"""A module.\n\nWhy over 400 lines: data."""\n'
+    (tmp_path / "rules" / "said.py").write_text(said + "x = 1\n" * 500)
     assert oversized_without_reason(tmp_path) == ["rules/long.py: 501 lines"]
