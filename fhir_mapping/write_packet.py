@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -146,3 +148,25 @@ def recompute_hashes(bundle: dict[str, Any]) -> dict[str, tuple[str, str]]:
             recorded[parts["entry"]] = parts["sha256"]
     current = {e["fullUrl"]: sha256_of(e["resource"]) for e in bundle["entry"][1:]}
     return {url: (digest, current.get(url, "")) for url, digest in recorded.items()}
+
+
+KEEP_IDS = frozenset({"integrity", "ledger"})  # sections whose references are the evidence itself
+
+
+def name_people(bundle: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """The document with people shown by name in its narrative (`names`: {reference: name}).
+
+    The Composition's section entries keep every reference, and the integrity and ledger sections keep
+    their ids, so a reviewer can still trace each name to its resource."""
+    composition = bundle["entry"][0]["resource"]
+    pairs = sorted(((html.escape(r), html.escape(n)) for r, n in names.items() if r and n), reverse=True)
+    for section in composition.get("section") or ():
+        codes = {c.get("code") for c in (section.get("code") or {}).get("coding") or ()}
+        text = section.get("text")
+        if codes & KEEP_IDS or not isinstance(text, dict) or not pairs:
+            continue
+        div = str(text.get("div", ""))
+        for ref, name in pairs:  # longest reference first: Practitioner/a10 before Practitioner/a1
+            div = re.sub(re.escape(ref) + r"(?![A-Za-z0-9\-.])", name.replace("\\", "\\\\"), div)
+        text["div"] = div
+    return bundle

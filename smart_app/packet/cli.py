@@ -70,6 +70,7 @@ def _resources(args: argparse.Namespace, month: Any) -> tuple[list[Any], str | N
 def run(args: argparse.Namespace) -> int:
     """Build and write the packet; 2 with a one-line message on bad input."""
     # lazy: CLI start-up
+    from fhir_mapping.write_packet import name_people
     from rules.month import Month, zone
     from smart_app.fhir.client import FhirError
     from smart_app.packet.document import PacketError, build_packet
@@ -110,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(packet.bundle, indent=2, ensure_ascii=False).encode("utf-8")
-        (out / "packet.json").write_bytes(data)
         names = names_in(resources)  # the people the input itself names (a file has no server to ask)
+        data = json.dumps(name_people(packet.bundle, names), indent=2, ensure_ascii=False).encode("utf-8")
+        (out / "packet.json").write_bytes(data)
         html = render_html(packet, hashlib.sha256(data).hexdigest(), names)
         (out / "packet.html").write_text(html, "utf-8")
     except OSError as exc:

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from fhir_mapping.read_note import merge_captured
+from fhir_mapping.write_packet import name_people
 from rules.month import BadMonth
 from smart_app.errors import AppError
 from smart_app.fhir.client import FhirError
@@ -72,11 +73,12 @@ def packet() -> Any:
         return _error(502, exc.message)
     except PacketError as exc:
         return _error(422, str(exc))
-    data = json.dumps(built.bundle, indent=2, ensure_ascii=False).encode("utf-8")
+    names = _names(built, resources)
+    data = json.dumps(name_people(built.bundle, names), indent=2, ensure_ascii=False).encode("utf-8")
     name = f"ccm-packet-{month}"
     if fmt == "json":
         return _attachment(Response(data, mimetype="application/fhir+json"), f"{name}.json")
-    html = render_html(built, hashlib.sha256(data).hexdigest(), _names(built, resources))
+    html = render_html(built, hashlib.sha256(data).hexdigest(), names)
     if fmt == "pdf":
         return _pdf(html, f"{name}.pdf")
     return _html(html)

@@ -96,3 +96,31 @@ def test_switching_from_a_smart_session_keeps_the_worklist_month(tmp_path: Path)
     done = client.post("/open", data={"csrf_token": token.group(1), "iss": BASE, "patient": "p-ready",
                                       "month": "2026-09"})
     assert done.status_code == 302 and done.headers["Location"].endswith("/panel?month=2026-09")
+
+
+def test_the_packet_document_names_people_in_its_narrative_and_keeps_their_references(tmp_path: Path) -> None:
+    """packet.json: the Composition's narrative shows names; section entries and the integrity hashes keep
+    the references, so each name can be traced to its resource."""
+    app = make_app(tmp_path, [*scenario("ready"), *PEOPLE])
+    client = app.test_client()
+    open_session(client, "p-ready")
+    doc = client.get("/packet", query_string={"month": MONTH, "format": "json"}).get_json()
+    sections = {s["code"]["coding"][0]["code"]: s for s in doc["entry"][0]["resource"]["section"]}
+    shown = " ".join(s["text"]["div"] for code, s in sections.items() if code != "integrity")
+    assert "Grace Hopper" in shown and not RAW_ID.search(_visible(shown)), shown[:2000]
+    assert "Task/p-ready-time1-task" in sections["integrity"]["text"]["div"]  # ids kept as evidence
+    assert all(e["reference"] for s in sections.values() for e in s.get("entry", ()))
+
+
+def test_name_people_replaces_whole_references_only() -> None:
+    from fhir_mapping.write_packet import name_people
+
+    div = '<div xmlns="http://www.w3.org/1999/xhtml"><td>Practitioner/a1, Practitioner/a10</td></div>'
+    bundle = {"entry": [{"resource": {"section": [
+        {"code": {"coding": [{"code": "time-log"}]}, "text": {"div": div}},
+        {"code": {"coding": [{"code": "integrity"}]}, "text": {"div": div}},
+    ]}}]}
+    out = name_people(bundle, {"Practitioner/a1": "Ada <One>", "Practitioner/a10": r"Ten \g<0>"})
+    time_log, integrity = (s["text"]["div"] for s in out["entry"][0]["resource"]["section"])
+    assert "<td>Ada &lt;One&gt;, Ten \\g&lt;0&gt;</td>" in time_log
+    assert integrity == div
