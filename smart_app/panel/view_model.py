@@ -324,7 +324,8 @@ def _actions(category: str, rules: set[str]) -> tuple[Action, ...]:
         out.append(Action("link", "Record the initiating visit", "timelog.new_visit",
                           "initiating-visit-link"))
         out.append(Action(
-            "advice", "No visit yet", anchor_id="initiating-visit-action",
+            "advice", "No qualifying visit by the billing practitioner yet",
+            anchor_id="initiating-visit-action",
             text="Book a face-to-face visit (E/M level 2-5, AWV or IPPE) with the billing practitioner, "
                  "discuss CCM during it, then record it here; this line turns green once it is recorded.",
         ))

@@ -50,7 +50,10 @@ def test_checklist_lines_carry_their_actions() -> None:
         "link:Record consent", "choose-practitioner:Choose the billing practitioner",
     ]
     assert actions["care-plan"] == ["link:Build care plan"]
-    assert actions["initiating-visit"] == ["link:Record the initiating visit", "advice:No visit yet"]
+    assert actions["initiating-visit"] == [
+        "link:Record the initiating visit",
+        "advice:No qualifying visit by the billing practitioner yet",
+    ]
 
 
 def test_an_empty_care_plan_on_file_is_a_warning_not_met() -> None:
