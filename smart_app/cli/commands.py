@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +26,38 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "what-if": ("smart_app.program.what_if_cli", "Revenue what-if: the worth of a lower denial rate."),
     "ledger": ("smart_app.capture.ledger_cli", "Verify the app's hash-chained ledger of captured entries."),
 }
+
+
+def terminal_width() -> int:
+    """The terminal's columns as `shutil.get_terminal_size` reads them ($COLUMNS, then stdout; 80)."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _WidthFromOs:
+    """argparse's formatters import shutil (and bz2, lzma, zlib) to read the width: start-up time."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        columns = terminal_width() if width is None else width
+        super().__init__(prog, indent_increment, max_help_position, columns)  # type: ignore[call-arg]
+
+
+class PlainFormatter(_WidthFromOs, argparse.HelpFormatter):
+    """argparse.HelpFormatter, its width read without shutil."""
+
+
+class RawFormatter(_WidthFromOs, argparse.RawDescriptionHelpFormatter):
+    """argparse.RawDescriptionHelpFormatter, its width read without shutil."""
 
 
 def chosen_command(argv: Sequence[str]) -> str | None:
@@ -45,11 +78,12 @@ def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ccm-ready",
         description="CCM Ready: Medicare Chronic Care Management billing readiness from FHIR R4 data.",
+        formatter_class=PlainFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         if only is not None and name not in only:
-            sub.add_parser(name, help=help_text, description=help_text)
+            sub.add_parser(name, help=help_text, description=help_text, formatter_class=PlainFormatter)
             continue
         module = importlib.import_module(module_name)
         p = sub.add_parser(
@@ -57,7 +91,7 @@ def build_parser(only: Sequence[str] | None = None) -> argparse.ArgumentParser:
             help=help_text,
             description=getattr(module, "DESCRIPTION", help_text),
             epilog=getattr(module, "EPILOG", None),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=RawFormatter,
         )
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smart_app.cli.commands import main
+from smart_app.cli.commands import build_parser, main, terminal_width
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tests" / "data" / "scenarios" / "ready-99490.json"
@@ -190,7 +190,8 @@ def test_subprocess_entry_point(tmp_path: Path) -> None:
 
 
 def test_the_cli_imports_only_what_the_subcommand_runs(tmp_path: Path) -> None:
-    """Building the parser imports no subcommand; `evaluate` loads no web, HTTP, JOSE or process pool."""
+    """Building the parser imports no subcommand; `evaluate` loads no web, HTTP, JOSE or process pool
+    (nor shutil, which argparse's formatters import for the terminal width)."""
     code = (
         "import sys\n"
         "from smart_app.cli.commands import build_parser, main\n"
@@ -198,7 +199,7 @@ def test_the_cli_imports_only_what_the_subcommand_runs(tmp_path: Path) -> None:
         "assert not any(m.startswith(('smart_app.program', 'smart_app.demo', 'smart_app.packet',"
         " 'smart_app.capture', 'smart_app.web')) for m in sys.modules), sorted(sys.modules)\n"
         f"main(['evaluate', {str(SCENARIO)!r}, '--month', '2026-10'])\n"
-        "heavy = {'requests', 'flask', 'joserfc', 'cryptography', 'multiprocessing', 'werkzeug'}\n"
+        "heavy = {'requests', 'flask', 'joserfc', 'cryptography', 'multiprocessing', 'werkzeug', 'shutil'}\n"
         "heavy &= set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )
@@ -213,3 +214,13 @@ def test_help_lists_every_subcommand_without_importing_them(capsys: pytest.Captu
         main(["--help"])
     out = capsys.readouterr().out
     assert all(name in out for name in ("evaluate", "demo", "serve", "worklist", "packet", "import-time"))
+
+
+def test_help_is_wrapped_to_the_terminal_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The formatters read the width as shutil.get_terminal_size would ($COLUMNS first, 80 at worst)."""
+    monkeypatch.setenv("COLUMNS", "50")
+    assert terminal_width() == 50
+    help_text = build_parser(only=["evaluate"]).format_help()
+    assert max(len(line) for line in help_text.splitlines()) <= 50
+    monkeypatch.setenv("COLUMNS", "not a number")
+    assert terminal_width() >= 1
