@@ -194,7 +194,9 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                     skipped.append(Skipped(_label(res, index), "Bundle could not be unpacked"))
                 continue
             subject = res.get(field)
-            if subject is not None:
+            # The usual subject, {"reference": "Patient/<target id>"}, names the target as it is spelled:
+            # key_of would return it unchanged, so it is not looked up (this loop runs per resource).
+            if subject is not None and not (type(subject) is dict and subject.get("reference") == target):
                 about = key_of(subject)
                 if about is not None and about != target and about.startswith("Patient/"):
                     continue  # another patient's resource
