@@ -216,9 +216,9 @@ def render_text(v: Verdict) -> str:
     lines.append("")
     keys = {c.condition_key for c in v.chronic_conditions}
     lines.append(f"Chronic conditions: {len(keys)} distinct")
-    for c in v.chronic_conditions:
-        label = c.condition_label or c.condition_key
-        lines.append(f"  {c.code} {c.display} -> {label} [{c.source}] {', '.join(c.evidence)}")
+    for cc in v.chronic_conditions:
+        label = cc.condition_label or cc.condition_key
+        lines.append(f"  {cc.code} {cc.display} -> {label} [{cc.source}] {', '.join(cc.evidence)}")
     lines.append("")
     if v.findings:
         lines.append(f"Findings ({len(v.findings)}):")
