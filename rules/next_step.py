@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rules import rule_ids
 from rules.verdict import CodeLine, Finding, NextThreshold, Status
 
 TRACK_WORDS: dict[str, str] = {
@@ -40,6 +41,11 @@ def next_step(
         if nt is None or month_closed:
             return now
         return f"{now} Next: {_minutes(nt)} more for {nt.code}."
+    if any(f.rule == rule_ids.ELIGIBILITY_DECEASED_IN_MONTH for f in findings):
+        # No time can come after a death: never ask for more minutes.
+        if nt is None:
+            return "The patient died this month and no CCM code was reached; nothing to bill."
+        return f"The patient died this month {_minutes(nt)} short of {nt.code}; nothing to bill."
     if month_closed:
         if nt is None:
             return "The month is over and no CCM code was reached; nothing to bill."

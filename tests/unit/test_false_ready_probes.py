@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 
+from rules.month import Month
 from smart_app.cli.commands import main
+from smart_app.readiness.options import EvaluationOptions
+from smart_app.readiness.use_case import ResourceSource, verdict_for
 from tests.support import ccm_scenarios as S
 
 M = "2026-10"
@@ -362,3 +365,11 @@ def test_a_month_the_payer_would_deny_is_never_ready(
         assert verdict["status"] == "ready", (name, blockers)
     else:
         assert verdict["status"] != "ready", (name, verdict["codes"])
+
+
+def test_after_a_death_in_the_month_the_next_step_never_asks_for_more_minutes() -> None:
+    resources = base()
+    find(resources, "Patient")[0]["deceasedDateTime"] = "2026-10-04T12:00:00Z"  # between the two entries
+    verdict = verdict_for(ResourceSource(resources), "p1", EvaluationOptions(Month.parse(M))).verdict
+    assert verdict.status == "not-yet"
+    assert verdict.next_step.startswith("The patient died this month") and "Log" not in verdict.next_step
