@@ -25,7 +25,13 @@ from fhir_mapping.codes import (
     V3_PARTICIPATION_TYPE,
 )
 from fhir_mapping.reading import as_object
-from fhir_mapping.write_provenance import WriteError, checked, for_patient, instant, provenance, token_query
+from fhir_mapping.write_provenance import (
+    WriteError,
+    checked,
+    created_once,
+    instant,
+    provenance,
+)
 from fhir_mapping.write_time import transaction, urn
 
 CONSENT_ID = "https://ccm-ready.org/fhir/identifier/consent"
@@ -120,32 +126,10 @@ def consent_transaction(
         pack_version=pack_version,
         verification=verification,
     )
-    pid = draft.patient_id
     return transaction(
-        [
-            {
-                "fullUrl": c_url,
-                "resource": consent(draft),
-                "request": {
-                    "method": "POST",
-                    "url": "Consent",
-                    "ifNoneExist": for_patient(token_query("identifier", CONSENT_ID, draft.consent_id), pid),
-                },
-            },
-            {
-                "fullUrl": p_url,
-                "resource": prov,
-                "request": {
-                    "method": "POST",
-                    "url": "Provenance",
-                    "ifNoneExist": for_patient(
-                        token_query("target:Consent.identifier", CONSENT_ID, draft.consent_id),
-                        pid,
-                        "target:Consent.patient",
-                    ),
-                },
-            },
-        ]
+        created_once(
+            "Consent", consent(draft), c_url, prov, p_url, CONSENT_ID, draft.consent_id, draft.patient_id
+        )
     )
 
 

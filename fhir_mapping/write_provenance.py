@@ -158,3 +158,41 @@ def provenance(
     if revises:
         resource["entity"] = [{"role": "revision", "what": {"reference": revises}}]
     return checked(resource)
+
+
+def created_once(
+    rtype: str,
+    resource: dict[str, Any],
+    url: str,
+    prov: dict[str, Any],
+    prov_url: str,
+    id_system: str,
+    id_value: str,
+    patient_id: str,
+) -> list[dict[str, Any]]:
+    """A resource and its Provenance as transaction entries, each created once: conditional on our identifier
+    and on the patient (an identifier alone could match another patient's resource)."""
+    return [
+        {
+            "fullUrl": url,
+            "resource": resource,
+            "request": {
+                "method": "POST",
+                "url": rtype,
+                "ifNoneExist": for_patient(token_query("identifier", id_system, id_value), patient_id),
+            },
+        },
+        {
+            "fullUrl": prov_url,
+            "resource": prov,
+            "request": {
+                "method": "POST",
+                "url": "Provenance",
+                "ifNoneExist": for_patient(
+                    token_query(f"target:{rtype}.identifier", id_system, id_value),
+                    patient_id,
+                    f"target:{rtype}.patient",
+                ),
+            },
+        },
+    ]

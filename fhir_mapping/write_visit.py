@@ -15,7 +15,12 @@ from datetime import date, datetime
 from typing import Any
 
 from fhir_mapping.codes import CPT, HCPCS, PPRF, V3_ACT_CODE, V3_PARTICIPATION_TYPE
-from fhir_mapping.write_provenance import WriteError, checked, for_patient, provenance, token_query
+from fhir_mapping.write_provenance import (
+    WriteError,
+    checked,
+    created_once,
+    provenance,
+)
 from fhir_mapping.write_time import transaction, urn
 
 VISIT_ID = "https://ccm-ready.org/fhir/identifier/initiating-visit"
@@ -117,30 +122,8 @@ def visit_transaction(
         pack_version=pack_version,
         verification=verification,
     )
-    pid = draft.patient_id
     return transaction(
-        [
-            {
-                "fullUrl": e_url,
-                "resource": encounter(draft),
-                "request": {
-                    "method": "POST",
-                    "url": "Encounter",
-                    "ifNoneExist": for_patient(token_query("identifier", VISIT_ID, draft.visit_id), pid),
-                },
-            },
-            {
-                "fullUrl": p_url,
-                "resource": prov,
-                "request": {
-                    "method": "POST",
-                    "url": "Provenance",
-                    "ifNoneExist": for_patient(
-                        token_query("target:Encounter.identifier", VISIT_ID, draft.visit_id),
-                        pid,
-                        "target:Encounter.patient",
-                    ),
-                },
-            },
-        ]
+        created_once(
+            "Encounter", encounter(draft), e_url, prov, p_url, VISIT_ID, draft.visit_id, draft.patient_id
+        )
     )
