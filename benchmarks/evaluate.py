@@ -121,19 +121,19 @@ def _pipeline(path: Path) -> dict[str, object]:
     return {"seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu, "statuses": statuses}
 
 
+def _cli_args(path: Path, timezone: str, patient: str | None) -> argparse.Namespace:
+    """The arguments `ccm-ready evaluate PATH --month MONTH --format json` parses into."""
+    return argparse.Namespace(
+        path=str(path), month=MONTH, timezone=timezone, policy=None, billing_practitioner=None,
+        patient=patient, format="json",
+    )
+
+
 def _patient(path: Path, patient: str) -> dict[str, object]:
     from smart_app.cli.evaluate import evaluate_path
 
     _warm()
-    args = argparse.Namespace(
-        path=str(path),
-        month=MONTH,
-        timezone="America/New_York",
-        policy=None,
-        billing_practitioner=None,
-        patient=patient,
-        format="json",
-    )
+    args = _cli_args(path, "America/New_York", patient)
     started, cpu = time.perf_counter(), time.process_time()
     verdict = evaluate_path(args)  # what `ccm-ready evaluate PATH --patient P` runs
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -144,15 +144,7 @@ def _cold(path: Path) -> dict[str, object]:
     """The first evaluation in a process whose modules are imported: it loads the packs and value sets."""
     from smart_app.cli.evaluate import evaluate_path
 
-    args = argparse.Namespace(
-        path=str(path),
-        month=MONTH,
-        timezone="UTC",
-        policy=None,
-        billing_practitioner=None,
-        patient=None,
-        format="json",
-    )
+    args = _cli_args(path, "UTC", None)
     started = time.perf_counter()
     evaluate_path(args)
     return {"seconds": time.perf_counter() - started}

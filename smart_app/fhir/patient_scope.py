@@ -16,6 +16,7 @@ from dataclasses import is_dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
+from fhir_mapping.references import relative_key
 from smart_app.fhir.client import FhirNotFound
 
 T = TypeVar("T")
@@ -145,12 +146,6 @@ def belongs_to(resource: Mapping[str, Any], patient_id: str) -> bool:
     return bool(refs) and all(_refers_to(r, patient_id, bare_ok=False) for r in refs)
 
 
-def _patient_named(reference: str) -> str | None:
-    """The patient id a reference names (relative, absolute or versioned), else None (not a Patient)."""
-    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
-    return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" else None
-
-
 def names_other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
     """True when a resource a server returned is another patient's (its patient field names someone else).
 
@@ -166,8 +161,8 @@ def names_other_patient(resource: Mapping[str, Any], patient_id: str) -> bool:
         value = resource.get(name)
         for item in value if isinstance(value, list) else [value]:
             ref = item.get("reference") if isinstance(item, dict) else None
-            named = _patient_named(ref) if isinstance(ref, str) else None
-            if named is not None and named != patient_id:
+            key = relative_key(ref) if isinstance(ref, str) and not ref.startswith("#") else None
+            if key is not None and key.startswith("Patient/") and key != f"Patient/{patient_id}":
                 return True
     return False
 

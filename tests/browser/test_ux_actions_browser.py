@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
-from tests.browser.conftest import PEOPLE, LiveApp, assert_page_ok
+from tests.browser.conftest import PEOPLE, LiveApp, assert_page_ok, serving
 from tests.browser.test_timelog_browser import ReadWrite
 from tests.unit.test_outbox import FakeServer
 from tests.unit.test_panel import BASE, MONTH, make_app, scenario
@@ -32,12 +31,8 @@ def live_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     app = make_app(tmp_path_factory.mktemp("ux-actions"), resources, OUTBOX_WORKER=False)
     both = ReadWrite(app.config["FHIR_CLIENT_FACTORY"](None), FakeServer())
     app.config["FHIR_CLIENT_FACTORY"] = lambda ctx: both
-    live = LiveApp(make_server("127.0.0.1", 0, app, threaded=True))
-    live.thread.start()
-    try:
+    with serving(app) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rules.month import Month
+from tests.support.includes import included_people
 
 PROGRAM = "https://ccm-ready.org/fhir/CodeSystem/care-program"
 ACTIVITY = "https://ccm-ready.org/fhir/CodeSystem/care-activity"
@@ -226,12 +227,7 @@ def prefetch(resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
         by_type.setdefault(r["resourceType"], []).append(r)
     pat = next(r for r in resources if r["resourceType"] == "Patient" and r["id"] == pid)
     # `_include=Encounter:participant`: the people who took part come with the encounters.
-    took_part = {
-        p.get("individual", {}).get("reference")
-        for e in by_type.get("Encounter", [])
-        for p in e.get("participant", [])
-    }
-    people = [r for r in resources if f"{r['resourceType']}/{r.get('id')}" in took_part]
+    people = included_people(by_type.get("Encounter", []), resources)
     return {
         "patient": pat,
         "conditions": searchset(by_type.get("Condition", [])),

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from smart_app.fhir.client import BatchResult, FhirError, error_for
+from tests.support.includes import included_people
 
 BASE = "http://fhir.fake.test/fhir"
 # Where each resource type names its patient.
@@ -221,30 +222,9 @@ class FakeFhir:
                 r for r in tasks if (r.get("encounter") or {}).get("reference") in keys
             ]
         if ("_include", "Encounter:participant") in params:
-            people = self._participants(matches)
-            if ("_include:iterate", "PractitionerRole:practitioner") in params:
-                people += self._participants(people, "practitioner")
-            included += [r for r in people if r not in included]
+            iterate = ("_include:iterate", "PractitionerRole:practitioner") in params
+            included += [r for r in included_people(matches, self.resources, iterate) if r not in included]
         return BatchResult(200, matches + included, request=url)
-
-    def _participants(
-        self, resources: list[dict[str, Any]], field: str = "participant"
-    ) -> list[dict[str, Any]]:
-        """The stored Practitioners / PractitionerRoles that `resources` point at (what `_include` adds)."""
-        refs: list[str] = []
-        for r in resources:
-            if field == "participant":
-                parts = r.get("participant") or ()
-                refs += [str((x.get("individual") or {}).get("reference")) for x in parts]
-            elif isinstance(r.get(field), dict):
-                refs.append(str(r[field].get("reference")))
-        out: list[dict[str, Any]] = []
-        for ref in dict.fromkeys(refs):
-            rtype, _, rid = "/".join(ref.split("/_history/")[0].split("/")[-2:]).partition("/")
-            found = self._get(rtype, rid) if rtype in ("Practitioner", "PractitionerRole") else None
-            if found is not None and found not in out:
-                out.append(found)
-        return out
 
 
 def one_patient_practice(keep: int = 200) -> FakeFhir:

@@ -26,6 +26,7 @@ from smart_app.program.population import evaluate_population
 from tests.support import app as support_app
 from tests.support.ccm_scenarios import hook_request, searchset
 from tests.support.fake_fhir import FakeFhir
+from tests.support.includes import included_people
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 NAMES = sorted(p.name.removesuffix(".expected.json") for p in SCENARIOS.glob("*.expected.json"))
@@ -112,21 +113,10 @@ def _prefetch(app: Any, resources: list[dict[str, Any]], pid: str) -> dict[str, 
 def _included(
     template: str, matches: list[dict[str, Any]], resources: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """What `_include=Encounter:participant` (and :iterate PractitionerRole:practitioner) adds."""
+    """What the template's `_include=Encounter:participant` (and :iterate roles) adds to its searchset."""
     if "_include=Encounter:participant" not in template:
         return []
-
-    def key(ref: Any) -> str:
-        return "/".join(str(ref).split("/_history/")[0].split("/")[-2:])
-
-    by_ref = {f"{r['resourceType']}/{r.get('id')}": r for r in resources}
-    refs = [key(p.get("individual", {}).get("reference")) for e in matches for p in e.get("participant", [])]
-    people = [by_ref[r] for r in dict.fromkeys(refs) if r in by_ref]
-    if "PractitionerRole:practitioner" in template:
-        more = [key((r.get("practitioner") or {}).get("reference")) for r in people
-                if r["resourceType"] == "PractitionerRole"]
-        people += [by_ref[r] for r in dict.fromkeys(more) if r in by_ref and by_ref[r] not in people]
-    return people
+    return included_people(matches, resources, "PractitionerRole:practitioner" in template)
 
 
 _CODE_LINE = re.compile(r"^- (\S+) x(\d+)", re.M)
