@@ -15,6 +15,7 @@ from typing import Any
 
 from fhir_mapping.dates import BadDate
 from fhir_mapping.people import PERSON_TYPES, People
+from fhir_mapping.reach import Reach, attestation_coded, outside
 from fhir_mapping.read_billing import read_charge_item, read_claim_lines, read_encounter_billing
 from fhir_mapping.read_clinical import (
     abatement_age,
@@ -137,12 +138,16 @@ def _outcome_text(res: dict[str, Any]) -> str:
     return f"server reported: {summary}"[:300]
 
 
-def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str = "UTC") -> PatientFacts:
+def read_facts(
+    resources: Iterable[Any], patient_id: str | None = None, tz: str = "UTC", reach: Reach | None = None
+) -> PatientFacts:
     """The facts about one patient in `resources` (any order; Bundles already flattened).
 
     `patient_id` ("X" or "Patient/X") picks the patient; without it the first Patient resource is
     used (or, with none, the patient most resources point at). `tz` is the zone for dates and
-    dateTimes without an offset. Never raises on odd data (an unknown `tz` raises BadTimezone).
+    dateTimes without an offset. With `reach` (a month's, `fhir_mapping.reach`), time entries and stays
+    outside it, and the Tasks documenting them, are not read. Never raises on odd data (an unknown `tz`
+    raises BadTimezone).
     """
     items, refs = _index(resources)
     ctx = ReadContext(tz=zone(tz), refs=refs, people=People(refs, items))
@@ -166,6 +171,8 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
     shared: dict[str, datetime] = {}
     aged: list[tuple[int, float]] = []  # conditions abated at an age: dated once the birth date is known
     persons: list[dict[str, Any]] = []  # Practitioners and roles: the only resources aliases need
+    unreached: set[str] = set()  # Encounters outside the reach
+    later: list[tuple[int, str, dict[str, Any]]] = []  # Tasks read once every Encounter's reach is known
 
     fields = SUBJECT_FIELD
     for index, res in enumerate(items):
@@ -201,6 +208,9 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                 if about is not None and about != target and about.startswith("Patient/"):
                     continue  # another patient's resource
             if rtype == "Encounter":
+                if reach is not None and outside(res, reach):
+                    unreached.add(key)
+                    continue
                 record = read_encounter(res, key, ctx)
                 if type(record) is TimeDraft:
                     drafts[key] = record
@@ -211,12 +221,10 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                         stays.append(record)
                     billed.extend(read_encounter_billing(res, key, ctx, performer_of(res, ctx)))
             elif rtype == "Task":
-                activities = task_activities(res)
-                attestation = read_attestation(res, key, ctx, activities)
-                if attestation is not None:
-                    attestations.append(attestation)
-                if res.get("encounter") is not None and res.get("status") == "completed":
-                    tasks.append((key, res, activities))
+                if reach is not None and res.get("encounter") is not None and not attestation_coded(res):
+                    later.append((index, key, res))
+                else:
+                    _read_task(res, key, ctx, attestations, tasks)
             elif rtype == "Condition":
                 conditions.append(read_condition(res, key, ctx))
                 years = abatement_age(res)
@@ -237,11 +245,15 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
                 for plan in plan_keys:
                     if when is not None and (plan not in shared or when > shared[plan]):
                         shared[plan] = when
-        except (Unreadable, BadDate) as exc:
-            skipped.append(Skipped(key if rid else f"#{index}", str(exc)))
-        except (AttributeError, TypeError, KeyError, ValueError, IndexError, ArithmeticError):
-            skipped.append(Skipped(key if rid else f"#{index}", f"malformed {rtype} (unexpected JSON shape)"))
+        except _PROBLEMS as exc:
+            skipped.append(_skipped(key if rid else f"#{index}", rtype, exc))
 
+    for index, key, res in later:
+        if key_of(res.get("encounter")) not in unreached:
+            try:
+                _read_task(res, key, ctx, attestations, tasks)
+            except _PROBLEMS as exc:
+                skipped.append(_skipped(key if res.get("id") else f"#{index}", "Task", exc))
     for key, res, activities in tasks:
         entry = key_of(res.get("encounter"))
         draft = drafts.get(entry) if entry is not None else None
@@ -271,6 +283,34 @@ def read_facts(resources: Iterable[Any], patient_id: str | None = None, tz: str 
         skipped=tuple(skipped),
         aliases=ctx.people.aliases(),
     )
+
+
+_PROBLEMS = (
+    Unreadable, BadDate, AttributeError, TypeError, KeyError, ValueError, IndexError, ArithmeticError,
+)
+
+
+def _skipped(label: str, rtype: str, exc: Exception) -> Skipped:
+    """Why a resource was not read: the reader's own message, else its shape (never its data)."""
+    if isinstance(exc, (Unreadable, BadDate)):
+        return Skipped(label, str(exc))
+    return Skipped(label, f"malformed {rtype} (unexpected JSON shape)")
+
+
+def _read_task(
+    res: dict[str, Any],
+    key: str,
+    ctx: ReadContext,
+    attestations: list[Attestation],
+    tasks: list[tuple[str, dict[str, Any], tuple[Coding, ...]]],
+) -> None:
+    """A Task: an attestation, and/or (completed, pointing at an Encounter) notes for a time entry."""
+    activities = task_activities(res)
+    attestation = read_attestation(res, key, ctx, activities)
+    if attestation is not None:
+        attestations.append(attestation)
+    if res.get("encounter") is not None and res.get("status") == "completed":
+        tasks.append((key, res, activities))
 
 
 def _attach_task(

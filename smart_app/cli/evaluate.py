@@ -6,11 +6,22 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterator
 from typing import TextIO
 
+from fhir_mapping.reach import Reach, within
 from fhir_mapping.reader import patient_key
 from fhir_mapping.sources import SourceError
-from fhir_mapping.stream import FACT_TYPES, READ_TYPES, Selection, iter_resources, select_patient
+from fhir_mapping.stream import (
+    FACT_TYPES,
+    READ_TYPES,
+    Selection,
+    collected,
+    iter_resources,
+    patient_runs,
+    paused_gc,
+    select_patient,
+)
 from rules import rule_ids
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import UnknownPolicy, load_pack
@@ -44,7 +55,8 @@ EPILOG = """\
 exit status:
   0  a verdict was printed (whatever its status)
   2  bad input: missing file, invalid JSON, bad month, unknown policy or time zone,
-     malformed reference, several patients without --patient (one line on stderr)
+     malformed reference, several patients without --patient, a file not grouped by patient
+     with --all-patients (one line on stderr; the verdicts printed before it stand)
 
 JSON contract (--format json), abridged:
   {
@@ -70,6 +82,7 @@ JSON contract (--format json), abridged:
 examples:
   ccm-ready evaluate patient.json --month 2026-10
   ccm-ready evaluate export.ndjson --month 2026-10 --patient Patient/123 --timezone America/Chicago
+  ccm-ready evaluate export.ndjson --month 2026-10 --all-patients > verdicts.jsonl
   ccm-ready evaluate patient.json --month 2026-10 --billing-practitioner Practitioner/7 --format text"""
 
 STATUS_LINES = {
@@ -96,6 +109,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="who bills (default: the consent's PPRF actor, else the patient's generalPractitioner)",
     )
     p.add_argument("--patient", metavar="Patient/ID", help="which patient, when the file holds several")
+    p.add_argument(
+        "--all-patients", action="store_true",
+        help="every patient of a patient-grouped file (a per-patient NDJSON export or per-patient Bundles), "
+        "streamed one patient at a time: one verdict per line (JSON Lines) or per paragraph (text)",
+    )
     p.add_argument("--timezone", metavar="IANA", default="UTC", help="practice time zone (default UTC)")
     p.add_argument(
         "--policy", metavar="PACK", default=None,
@@ -157,11 +175,39 @@ def evaluate_path(args: argparse.Namespace) -> Verdict:
     return verdict_for(ResourceSource(selection.resources), chosen, options).verdict
 
 
+def evaluate_all(args: argparse.Namespace) -> Iterator[Verdict]:
+    """The verdict of every patient of a patient-grouped file, in file order, one patient in memory at a time.
+
+    The month's reach drops the time history the verdicts do not read as soon as it is parsed; the garbage
+    collector is paused (parsed JSON holds no cycles) and runs once every thousand patients. A file that is
+    not grouped by patient raises SourceError when the stream finds a patient's resources apart.
+    """
+    month = _validate(args)
+    options = EvaluationOptions(month, args.timezone, args.policy or "", args.billing_practitioner)
+    stream = within(iter_resources(args.path, only=FACT_TYPES), Reach.of(month))
+    with paused_gc():
+        for key, group in collected(patient_runs(stream)):
+            yield verdict_for(ResourceSource(group), key, options).verdict
+
+
+def _run_all(args: argparse.Namespace, out: TextIO) -> None:
+    for verdict in evaluate_all(args):
+        if args.format == "text":
+            out.write(render_text(verdict) + "\n")
+        else:
+            out.write(json.dumps(to_json(verdict), ensure_ascii=False) + "\n")
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
     """Evaluate and print; exit status 2 with one line on stderr for bad input."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:
+        if getattr(args, "all_patients", False):
+            if args.patient is not None:
+                raise InputError("--all-patients and --patient exclude each other")
+            _run_all(args, out)
+            return 0
         verdict = evaluate_path(args)
     except (InputError, SourceError, BadMonth, BadTimezone, UnknownPolicy) as exc:
         print(f"ccm-ready: error: {_one_line(exc)}", file=err)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from fhir_mapping.reach import Reach, unread
 from fhir_mapping.reader import SUBJECT_FIELD
 from fhir_mapping.write_packet import (
     PacketError,
@@ -27,7 +28,7 @@ from fhir_mapping.write_packet import (
     validate_document,
 )
 from fhir_mapping.write_packet import composition as write_composition
-from rules.month import Month, zone
+from rules.month import Month
 from rules.records import PatientFacts
 from rules.verdict import Verdict, to_json
 from smart_app.packet import ledger_extract
@@ -67,15 +68,10 @@ def _verdict(
     return result.verdict, result.facts
 
 
-def _trimmed(
-    relevant: list[dict[str, Any]], facts: PatientFacts, month: Month, tz: str
-) -> list[dict[str, Any]]:
-    """Drop time entries (and their Tasks) that end before or start after the month (a day of slack)."""
-    start, end = month.bounds(zone(tz))
-    start, end = start - timedelta(days=1), end + timedelta(days=1)
-    outside = {t.id for t in facts.time_entries if t.end < start or t.start >= end}
-    outside_tasks = {tid for t in facts.time_entries if t.id in outside for tid in t.task_ids}
-    return [r for r in relevant if _key(r) not in outside and _key(r) not in outside_tasks]
+def _trimmed(relevant: list[dict[str, Any]], month: Month) -> list[dict[str, Any]]:
+    """Drop the time entries (and their Tasks) outside the month's reach: the verdict does not read them."""
+    outside = unread(relevant, Reach.of(month))
+    return [r for r in relevant if _key(r) not in outside]
 
 
 def select_resources(
@@ -95,7 +91,7 @@ def select_resources(
     expected = to_json(verdict)
     relevant = [r for r in resources if isinstance(r, dict) and r.get("resourceType") in RELEVANT_TYPES]
     everything = [r for r in resources if isinstance(r, dict)]
-    for candidate in (_trimmed(relevant, facts, month, tz), relevant, everything):
+    for candidate in (_trimmed(relevant, month), relevant, everything):
         again, _facts = _verdict(candidate, pid, month, tz, pack, billing_practitioner)
         if to_json(again) == expected:
             return candidate, verdict, facts

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from fhir_mapping.codes import ATTESTATION_KINDS
 from fhir_mapping.people import NPI
+from fhir_mapping.reach import Reach
 from fhir_mapping.reader import SUBJECT_FIELD
 from fhir_mapping.references import relative_key
 from rules.month import Month, zone
@@ -78,10 +78,10 @@ def plan_queries(patient_id: str, month: Month | str, tz: str = "UTC") -> list[Q
     m = month if isinstance(month, Month) else Month.parse(month)
     zone(tz)  # fail early on a bad zone
     pid = _check_patient_id(patient_id)
-    # Date-only bounds widened by a day: the server's zone is unknown; the rules cut the month exactly.
-    lo = (m.first_day - timedelta(days=1)).isoformat()
-    hi = (m.next().first_day + timedelta(days=1)).isoformat()
-    month_window = [f"ge{lo}", f"lt{hi}"]
+    # The month's reach (fhir_mapping.reach): date-only bounds two days wider than the month, as the
+    # reader reads a file; the server's zone is unknown, and the rules cut the month exactly.
+    month_window = list(Reach.of(m).search())
+    hi = month_window[1][2:]
     count = str(PAGE_SIZE)
     charge_window = [f"ge{m.previous().first_day.isoformat()}", f"lt{m.shift(2).first_day.isoformat()}"]
 

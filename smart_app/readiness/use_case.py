@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from fhir_mapping.reach import Reach
 from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
 from rules.month import Month, zone
@@ -93,7 +94,7 @@ def evaluate_facts(facts: PatientFacts, options: EvaluationOptions) -> Verdict:
 def verdict_for(source: Source, patient_id: str | None, options: EvaluationOptions) -> PatientMonth:
     """The Verdict for one patient-month from `source`, with the facts and resources behind it."""
     loaded = source.load(patient_id, options)
-    facts = read_facts(loaded.resources, patient_id, options.tz)
+    facts = read_facts(loaded.resources, patient_id, options.tz, Reach.of(options.month))
     if loaded.problems:
         facts = replace(facts, skipped=(*facts.skipped, *loaded.problems))
     patient = next((r for r in loaded.resources if _is_patient(r, patient_id)), None)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.realistic import patient_history
+from rules.month import Month
 from smart_app.cli.commands import build_parser, main, terminal_width
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -224,3 +227,39 @@ def test_help_is_wrapped_to_the_terminal_width(monkeypatch: pytest.MonkeyPatch) 
     assert max(len(line) for line in help_text.splitlines()) <= 50
     monkeypatch.setenv("COLUMNS", "not a number")
     assert terminal_width() >= 1
+
+
+def test_all_patients_streams_one_verdict_per_patient(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--all-patients` on a per-patient export: the same verdict each patient gets with `--patient`."""
+    rng = random.Random(3)
+    ids = ["a1", "b2", "c3"]
+    resources = [r for pid in ids for r in patient_history(pid, rng, Month.parse("2026-10"))]
+    path = tmp_path / "export.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in resources))
+    code, out, err = run_cli(capsys, str(path), "--month", "2026-10", "--all-patients")
+    assert code == 0 and err == ""
+    verdicts = [json.loads(line) for line in out.splitlines()]
+    assert [v["patient"] for v in verdicts] == [f"Patient/{pid}" for pid in ids]
+    for v in verdicts:
+        code, one, _ = run_cli(capsys, str(path), "--month", "2026-10", "--patient", v["patient"])
+        assert code == 0 and json.loads(one) == v
+    code, text, _ = run_cli(capsys, str(path), "--month", "2026-10", "--all-patients", "--format", "text")
+    assert code == 0 and text.count("CCM Ready: Patient/") == 3
+
+
+def test_all_patients_refuses_a_file_not_grouped_by_patient(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = [
+        {"resourceType": "Patient", "id": "a"},
+        {"resourceType": "Patient", "id": "b"},
+        {"resourceType": "Condition", "id": "c", "subject": {"reference": "Patient/a"}},
+    ]
+    path = tmp_path / "by-type.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    code, _, err = run_cli(capsys, str(path), "--month", "2026-10", "--all-patients")
+    assert code == 2 and "not grouped by patient" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, str(path), "--month", "2026-10", "--all-patients", "--patient", "a")
+    assert code == 2 and "exclude each other" in err

@@ -192,14 +192,14 @@ def test_one_batch_carries_every_search() -> None:
         ("_include", "Encounter:participant"),
         ("_include:iterate", "PractitionerRole:practitioner"),
         ("_revinclude", "Task:encounter"),
-        ("date", "ge2026-09-30"),
-        ("date", "lt2026-11-02"),
+        ("date", "ge2026-09-29"),
+        ("date", "lt2026-11-03"),
         ("patient", PID),
     ]
     assert f"Encounter{sorted(month_pairs)}" in multi
     visits = [s for s in searches if s["type_"] == "Encounter" and "type" in s]
     assert len(visits) == 1 and set(visits[0]["type"].split(",")) == set(VISIT_CODES)
-    assert visits[0]["date"] == "lt2026-11-02"  # no lower bound: an old consent needs no second look-up
+    assert visits[0]["date"] == "lt2026-11-03"  # no lower bound: an old consent needs no second look-up
 
 
 def test_the_month_resources_come_back_once_each() -> None:

@@ -1,0 +1,174 @@
+"""What a month's verdict reads of a patient's logged time: the month, two days either side.
+
+Only time logged in the month counts for it (cms-rules.md §2), so time entries and inpatient stays that
+lie wholly outside the month's reach are not read, by every face alike: the panel asks the server for
+the Encounters in these dates (`smart_app.readiness.fetch`), and a file, a prefetch or a bulk group is
+read with the same reach (`read_facts(..., reach=)`), so one history gives one verdict, `skipped`
+included, wherever it comes from. A Task that documents an out-of-reach Encounter is not read either,
+unless it carries a practitioner-attestation code. Everything else is read at any date: Encounters whose
+`type` carries a CPT or HCPCS code (initiating visits, billing evidence), consents, conditions, care
+plans, billed services.
+
+The reach is two days wider than the month on each side: dates are compared by their calendar day, and
+the data's offset and the practice's zone can differ by up to 26 hours; the rules cut the month exactly.
+An entry's `length` is read as hours whatever its unit (the largest unit a length may have), so an entry
+is never judged over before the month when its minutes could still run into it.
+
+`outside_line` makes the same decision from an NDJSON line's bytes, for a stream that skips such lines
+unparsed; it answers True only where `outside` would, and False whenever the line is not in the plain
+shape it understands (the line is then parsed and `outside` decides).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from fhir_mapping.codes import ATTESTATION_KINDS, CPT, HCPCS, canonical_system
+from fhir_mapping.references import References
+from rules.month import Month
+
+MARGIN = timedelta(days=2)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Calendar days [lo, hi) that a time entry or stay must touch to be read."""
+
+    lo: date
+    hi: date
+    texts: tuple[str, str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # lo, hi and lo less two days as YYYY-MM-DD: compared as text, one string compare a resource
+        two_before = (self.lo - timedelta(days=2)).isoformat()
+        object.__setattr__(self, "texts", (self.lo.isoformat(), self.hi.isoformat(), two_before))
+
+    @classmethod
+    def of(cls, first: Month, last: Month | None = None) -> Reach:
+        """The reach of one month, or of the months `first` to `last` (a worklist's trend)."""
+        return cls(first.first_day - MARGIN, (last or first).next().first_day + MARGIN)
+
+    def search(self) -> tuple[str, str]:
+        """The reach as FHIR date-search prefixes (`ge…`, `lt…`), as the panel's searches ask for it."""
+        return f"ge{self.texts[0]}", f"lt{self.texts[1]}"
+
+
+def _is_day(text: str) -> bool:
+    """True for YYYY-MM-DD (digits where digits belong; the calendar is the reader's to check)."""
+    return text[4] == "-" and text[7] == "-" and (text[:4] + text[5:7] + text[8:10]).isdigit()
+
+
+def _ends_before(first: str, end: object, value: object, lo: str, lo_less_two: str) -> bool:
+    """True when an entry starting on day `first` (before `lo`) is over before `lo`: it has a
+    `period.end` before `lo`, and a length `value` read as hours ends before `lo` too."""
+    if end is None:
+        return False  # no end: an inpatient stay without one is still going on (a length is no stay's end)
+    if type(end) is not str or len(end) < 10 or end[:10] >= lo or not _is_day(end):
+        return False
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        value = None
+    if value is None or value <= 24:  # at most a day more
+        return value is None or first < lo_less_two
+    if value != value or value > 1e6:  # NaN or absurd: the reader judges it
+        return False
+    try:
+        return date.fromisoformat(first) + timedelta(days=1 + value / 24) < date.fromisoformat(lo)
+    except ValueError:  # digits that are no calendar day
+        return False
+
+
+def _billing_coded(res: dict[str, Any]) -> bool:
+    for concept in res.get("type") or ():
+        for c in concept.get("coding") or () if isinstance(concept, dict) else ():
+            if isinstance(c, dict) and canonical_system(c.get("system")) in (CPT, HCPCS):
+                return True
+    return False
+
+
+def outside(res: dict[str, Any], reach: Reach) -> bool:
+    """True for an Encounter the month's verdict does not read: no CPT/HCPCS type, period out of reach.
+
+    Out of reach: it starts on or after the reach's last day, or it has a `period.end` before the reach's
+    first day and its `length` (read as hours, the largest unit a length may have) ends before it too.
+    Without a `period.end` (an inpatient stay still going on), or with dates that are not YYYY-MM-DD...,
+    it is read (and judged by the reader).
+    """
+    period = res.get("period")
+    if type(period) is not dict:
+        return False
+    start = period.get("start")
+    if type(start) is not str or len(start) < 10:
+        return False
+    first = start[:10]
+    lo, hi, lo_less_two = reach.texts
+    if first < hi:
+        if first >= lo:
+            return False
+        length = res.get("length")
+        value = length.get("value") if type(length) is dict else None
+        if not _ends_before(first, period.get("end"), value, lo, lo_less_two):
+            return False
+    if not _is_day(first):
+        return False
+    types = res.get("type")
+    if types is not None and type(types) is not list:
+        return False
+    try:
+        return not _billing_coded(res)
+    except (AttributeError, TypeError):
+        return False
+
+
+def attestation_coded(res: dict[str, Any]) -> bool:
+    """True for a Task with an attestation code (read at any date, whatever it points at)."""
+    code = res.get("code")
+    codings = code.get("coding") if isinstance(code, dict) else None
+    return isinstance(codings, list) and any(
+        isinstance(c, dict) and c.get("code") in ATTESTATION_KINDS for c in codings
+    )
+
+
+def unread(resources: Sequence[Any], reach: Reach) -> set[str]:
+    """"Type/id" of the Encounters out of reach and of the Tasks documenting them (read_facts skips both)."""
+    refs = References(resources)
+    out = {
+        f"Encounter/{r.get('id')}"
+        for r in resources
+        if isinstance(r, dict) and r.get("resourceType") == "Encounter" and outside(r, reach)
+    }
+    return out | {
+        f"Task/{r.get('id')}"
+        for r in resources
+        if isinstance(r, dict) and r.get("resourceType") == "Task" and r.get("encounter") is not None
+        and refs.key(r.get("encounter")) in out and not attestation_coded(r)
+    }
+
+
+def within(resources: Iterable[Any], reach: Reach) -> Iterator[Any]:
+    """`resources` less what read_facts would not read with `reach`, dropped as soon as they are parsed.
+
+    An out-of-reach Encounter is dropped, and so is a Task documenting one dropped before it (not an
+    attestation); a Task seen before its Encounter is passed on, and read_facts skips it. The dropped
+    ids are bounded: a Task follows its Encounter closely, and a miss only passes a Task on.
+    (Deciding from an NDJSON line's bytes, before parsing, was tried: on server-written lines the
+    scans it needs cost more instructions than orjson's parse and this check together.)
+    """
+    dropped: set[str] = set()
+    for res in resources:
+        if type(res) is dict:
+            rtype = res.get("resourceType")
+            if rtype == "Encounter":
+                if outside(res, reach):
+                    if len(dropped) > 8192:
+                        dropped.clear()
+                    dropped.add(f"Encounter/{res.get('id')}")
+                    continue
+            elif rtype == "Task" and dropped:
+                ref = res.get("encounter")
+                target = ref.get("reference") if type(ref) is dict else None
+                if target in dropped and not attestation_coded(res):
+                    continue
+        yield res
