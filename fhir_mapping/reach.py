@@ -1,22 +1,22 @@
 """What a month's verdict reads of a patient's logged time: the month, two days either side.
 
-Only time logged in the month counts for it (cms-rules.md §2), so time entries and inpatient stays that
-lie wholly outside the month's reach are not read, by every face alike: the panel asks the server for
-the Encounters in these dates (`smart_app.readiness.fetch`), and a file, a prefetch or a bulk group is
-read with the same reach (`read_facts(..., reach=)`), so one history gives one verdict, `skipped`
-included, wherever it comes from. A Task that documents an out-of-reach Encounter is not read either,
-unless it carries a practitioner-attestation code. Everything else is read at any date: Encounters whose
-`type` carries a CPT or HCPCS code (initiating visits, billing evidence), consents, conditions, care
-plans, billed services.
+Only time logged in the month counts for it (cms-rules.md §3.6), so time entries and inpatient stays that
+lie wholly outside the month's reach are not read, by every face alike: the panel asks the server for the
+Encounters in these dates (`smart_app.readiness.fetch`), and a file, a prefetch or a packet's input is
+read with the same reach (`read_facts(..., reach=)`, from `verdict_for`), so one history gives one
+verdict, `skipped` included, wherever it comes from. A Task that documents an out-of-reach Encounter is
+not read either, unless it carries a practitioner-attestation code. Everything else is read at any date:
+Encounters whose `type` carries a CPT or HCPCS code (initiating visits, billing evidence), consents,
+conditions, care plans, billed services.
 
 The reach is two days wider than the month on each side: dates are compared by their calendar day, and
 the data's offset and the practice's zone can differ by up to 26 hours; the rules cut the month exactly.
 An entry's `length` is read as hours whatever its unit (the largest unit a length may have), so an entry
-is never judged over before the month when its minutes could still run into it.
+is never judged over before the month when its minutes could still run into it, and an Encounter without a
+`period.end` is always read (an inpatient stay without one is still going on).
 
-`outside_line` makes the same decision from an NDJSON line's bytes, for a stream that skips such lines
-unparsed; it answers True only where `outside` would, and False whenever the line is not in the plain
-shape it understands (the line is then parsed and `outside` decides).
+`within` makes the same decision on a stream, as soon as each resource is parsed, so a population's
+out-of-reach history is dropped before it is grouped by patient.
 """
 
 from __future__ import annotations
