@@ -57,35 +57,21 @@ class Reach:
 
 
 def _is_day(text: str) -> bool:
-    """True for YYYY-MM-DD (digits where digits belong; the calendar is the reader's to check)."""
-    return text[4] == "-" and text[7] == "-" and (text[:4] + text[5:7] + text[8:10]).isdigit()
+    """True for a YYYY-MM-DD start (digits where digits belong; the calendar is the reader's to check)."""
+    return text[4:5] == "-" and text[7:8] == "-" and (text[:4] + text[5:7] + text[8:10]).isdigit()
 
 
-def _ends_before(first: str, end: object, value: object, lo: str, lo_less_two: str) -> bool:
-    """True when an entry starting on day `first` (before `lo`) is over before `lo`: it has a
-    `period.end` before `lo`, and a length `value` read as hours ends before `lo` too."""
-    if end is None:
-        return False  # no end: an inpatient stay without one is still going on (a length is no stay's end)
-    if type(end) is not str or len(end) < 10 or end[:10] >= lo or not _is_day(end):
-        return False
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        value = None
-    if value is None or value <= 24:  # at most a day more
-        return value is None or first < lo_less_two
-    if value != value or value > 1e6:  # NaN or absurd: the reader judges it
+def _long_before(first: str, hours: float, lo: str) -> bool:
+    """True when day `first`, a day more and `hours` more end before day `lo` (a length over a day)."""
+    if hours != hours or hours > 1e6:  # NaN or absurd: the reader judges the entry
         return False
     try:
-        return date.fromisoformat(first) + timedelta(days=1 + value / 24) < date.fromisoformat(lo)
+        return date.fromisoformat(first) + timedelta(days=1 + hours / 24) < date.fromisoformat(lo)
     except ValueError:  # digits that are no calendar day
         return False
 
 
-def _billing_coded(res: dict[str, Any]) -> bool:
-    for concept in res.get("type") or ():
-        for c in concept.get("coding") or () if isinstance(concept, dict) else ():
-            if isinstance(c, dict) and canonical_system(c.get("system")) in (CPT, HCPCS):
-                return True
-    return False
+_BILLING_SYSTEMS = (CPT, HCPCS)
 
 
 def outside(res: dict[str, Any], reach: Reach) -> bool:
@@ -94,41 +80,52 @@ def outside(res: dict[str, Any], reach: Reach) -> bool:
     Out of reach: it starts on or after the reach's last day, or it has a `period.end` before the reach's
     first day and its `length` (read as hours, the largest unit a length may have) ends before it too.
     Without a `period.end` (an inpatient stay still going on), or with dates that are not YYYY-MM-DD...,
-    it is read (and judged by the reader).
+    it is read (and judged by the reader). Written flat: it runs once per Encounter of a population.
     """
     period = res.get("period")
     if type(period) is not dict:
         return False
     start = period.get("start")
-    if type(start) is not str or len(start) < 10:
+    if type(start) is not str or len(start) < 10 or not _is_day(start):
         return False
     first = start[:10]
     lo, hi, lo_less_two = reach.texts
-    if first < hi:
+    if first < hi:  # not after the reach: over before it?
         if first >= lo:
             return False
-        length = res.get("length")
-        value = length.get("value") if type(length) is dict else None
-        if not _ends_before(first, period.get("end"), value, lo, lo_less_two):
+        end = period.get("end")  # without one, an inpatient stay is still going on
+        if type(end) is not str or len(end) < 10 or end[:10] >= lo or not _is_day(end):
             return False
-    if not _is_day(first):
-        return False
+        length = res.get("length")
+        hours = length.get("value") if type(length) is dict else None
+        if type(hours) is int or type(hours) is float:
+            if hours <= 24:
+                if first >= lo_less_two:  # at most a day more, and a day of slack
+                    return False
+            elif not _long_before(first, hours, lo):  # longer (or NaN: read it)
+                return False
     types = res.get("type")
-    if types is not None and type(types) is not list:
+    if types is None:
+        return True
+    if type(types) is not list:
         return False
     try:
-        return not _billing_coded(res)
+        for concept in types:
+            for c in concept.get("coding") or () if type(concept) is dict else ():
+                if type(c) is dict and canonical_system(c.get("system")) in _BILLING_SYSTEMS:
+                    return False  # a visit or billing evidence: read at any date
     except (AttributeError, TypeError):
         return False
+    return True
 
 
 def attestation_coded(res: dict[str, Any]) -> bool:
     """True for a Task with an attestation code (read at any date, whatever it points at)."""
     code = res.get("code")
-    codings = code.get("coding") if isinstance(code, dict) else None
-    return isinstance(codings, list) and any(
-        isinstance(c, dict) and c.get("code") in ATTESTATION_KINDS for c in codings
-    )
+    codings = code.get("coding") if type(code) is dict else None
+    if type(codings) is not list:
+        return False
+    return any(type(c) is dict and c.get("code") in ATTESTATION_KINDS for c in codings)
 
 
 def unread(resources: Sequence[Any], reach: Reach) -> set[str]:

@@ -94,7 +94,8 @@ def test_a_length_that_could_run_into_the_month_keeps_the_entry() -> None:
 def test_entries_without_a_known_end_or_with_odd_dates_are_read_and_judged_by_the_reader() -> None:
     for res in [entry("2026-03-04T10:00:00Z"), entry("2026-03"), entry("not a date", "2026-03-04"),
                 entry("2026-03-04T10:00:00Z", "2026-13-xx"), entry("2026-03-04T10:00:00Z", 5),
-                entry("2026-03-04T10:00:00Z", None, {"value": "12"}), entry(None, "2026-03-04")]:
+                entry("2026-03-04T10:00:00Z", None, {"value": "12"}), entry(None, "2026-03-04"),
+                entry("2026-03-04T10:00:00Z", "2026-03-04T10:20:00Z", {"value": float("nan")})]:
         assert not outside(res, OCTOBER), res["period"]
 
 
