@@ -21,6 +21,7 @@ out-of-reach history is dropped before it is grouped by patient.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -56,9 +57,9 @@ class Reach:
         return f"ge{self.texts[0]}", f"lt{self.texts[1]}"
 
 
-def _is_day(text: str) -> bool:
-    """True for a YYYY-MM-DD start (digits where digits belong; the calendar is the reader's to check)."""
-    return text[4:5] == "-" and text[7:8] == "-" and (text[:4] + text[5:7] + text[8:10]).isdigit()
+# YYYY-MM-DD at the start of a date/dateTime (digits where digits belong; the calendar is the reader's to
+# check). One C call: it runs twice for every out-of-reach Encounter of a population.
+_is_day = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").match
 
 
 def _long_before(first: str, hours: float, lo: str) -> bool:
@@ -86,7 +87,7 @@ def outside(res: dict[str, Any], reach: Reach) -> bool:
     if type(period) is not dict:
         return False
     start = period.get("start")
-    if type(start) is not str or len(start) < 10 or not _is_day(start):
+    if type(start) is not str or len(start) < 10:
         return False
     first = start[:10]
     lo, hi, lo_less_two = reach.texts
@@ -94,7 +95,7 @@ def outside(res: dict[str, Any], reach: Reach) -> bool:
         if first >= lo:
             return False
         end = period.get("end")  # without one, an inpatient stay is still going on
-        if type(end) is not str or len(end) < 10 or end[:10] >= lo or not _is_day(end):
+        if type(end) is not str or len(end) < 10 or end[:10] >= lo or _is_day(end) is None:
             return False
         length = res.get("length")
         hours = length.get("value") if type(length) is dict else None
@@ -104,6 +105,8 @@ def outside(res: dict[str, Any], reach: Reach) -> bool:
                     return False
             elif not _long_before(first, hours, lo):  # longer (or NaN: read it)
                 return False
+    if _is_day(first) is None:  # not a date: the reader judges (and lists) it
+        return False
     types = res.get("type")
     if types is None:
         return True
@@ -119,6 +122,29 @@ def outside(res: dict[str, Any], reach: Reach) -> bool:
     return True
 
 
+def charge_outside(res: dict[str, Any], reach: Reach) -> bool:
+    """True for a ChargeItem whose occurrence lies wholly outside the reach (a service billed in another
+    month: the concurrency rules ask only what was billed in the month, cms-rules.md §2). An undated one,
+    or one with a date that is not YYYY-MM-DD..., is read (the reader judges it)."""
+    when = res.get("occurrenceDateTime")
+    if when is not None:
+        start = end = when
+    else:
+        period = res.get("occurrencePeriod")
+        if type(period) is not dict:
+            return False
+        start, end = period.get("start"), period.get("end")
+    if type(start) is not str or len(start) < 10:
+        return False
+    first = start[:10]
+    lo, hi, _ = reach.texts
+    if first < hi and (
+        first >= lo or type(end) is not str or len(end) < 10 or end[:10] >= lo or _is_day(end) is None
+    ):
+        return False
+    return _is_day(first) is not None
+
+
 def attestation_coded(res: dict[str, Any]) -> bool:
     """True for a Task with an attestation code (read at any date, whatever it points at)."""
     code = res.get("code")
@@ -129,14 +155,20 @@ def attestation_coded(res: dict[str, Any]) -> bool:
 
 
 def unread(resources: Sequence[Any], reach: Reach) -> set[str]:
-    """"Type/id" of the Encounters out of reach and of the Tasks documenting them (read_facts skips both)."""
+    """"Type/id" of the Encounters and ChargeItems out of reach and of the Tasks documenting those
+    Encounters (read_facts skips them all)."""
     refs = References(resources)
     out = {
         f"Encounter/{r.get('id')}"
         for r in resources
         if isinstance(r, dict) and r.get("resourceType") == "Encounter" and outside(r, reach)
     }
-    return out | {
+    charges = {
+        f"ChargeItem/{r.get('id')}"
+        for r in resources
+        if isinstance(r, dict) and r.get("resourceType") == "ChargeItem" and charge_outside(r, reach)
+    }
+    return out | charges | {
         f"Task/{r.get('id')}"
         for r in resources
         if isinstance(r, dict) and r.get("resourceType") == "Task" and r.get("encounter") is not None
@@ -147,25 +179,27 @@ def unread(resources: Sequence[Any], reach: Reach) -> set[str]:
 def within(resources: Iterable[Any], reach: Reach) -> Iterator[Any]:
     """`resources` less what read_facts would not read with `reach`, dropped as soon as they are parsed.
 
-    An out-of-reach Encounter is dropped, and so is a Task documenting one dropped before it (not an
-    attestation); a Task seen before its Encounter is passed on, and read_facts skips it. The dropped
-    ids are bounded: a Task follows its Encounter closely, and a miss only passes a Task on.
-    (Deciding from an NDJSON line's bytes, before parsing, was tried: on server-written lines the
-    scans it needs cost more instructions than orjson's parse and this check together.)
+    An out-of-reach Encounter or ChargeItem is dropped, and so is a Task documenting an Encounter dropped
+    before it (not an attestation); a Task seen before its Encounter is passed on, and read_facts skips
+    it. The dropped ids are bounded: a Task follows its Encounter closely, and a miss only passes it on.
+    (Deciding from an NDJSON line's bytes, before parsing, was tried twice: the scans a safe decision
+    needs cost two to three times orjson's parse of the line.)
     """
     dropped: set[str] = set()
+    is_outside, attests = outside, attestation_coded  # locals: this loop runs once per resource
     for res in resources:
         if type(res) is dict:
             rtype = res.get("resourceType")
             if rtype == "Encounter":
-                if outside(res, reach):
+                if is_outside(res, reach):
                     if len(dropped) > 8192:
                         dropped.clear()
                     dropped.add(f"Encounter/{res.get('id')}")
                     continue
             elif rtype == "Task" and dropped:
                 ref = res.get("encounter")
-                target = ref.get("reference") if type(ref) is dict else None
-                if target in dropped and not attestation_coded(res):
+                if type(ref) is dict and ref.get("reference") in dropped and not attests(res):
                     continue
+            elif rtype == "ChargeItem" and charge_outside(res, reach):
+                continue
         yield res

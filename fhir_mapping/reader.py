@@ -15,7 +15,7 @@ from typing import Any
 
 from fhir_mapping.dates import BadDate
 from fhir_mapping.people import PERSON_TYPES, People
-from fhir_mapping.reach import Reach, attestation_coded, outside
+from fhir_mapping.reach import Reach, attestation_coded, charge_outside, outside
 from fhir_mapping.read_billing import read_charge_item, read_claim_lines, read_encounter_billing
 from fhir_mapping.read_clinical import (
     abatement_age,
@@ -145,9 +145,9 @@ def read_facts(
 
     `patient_id` ("X" or "Patient/X") picks the patient; without it the first Patient resource is
     used (or, with none, the patient most resources point at). `tz` is the zone for dates and
-    dateTimes without an offset. With `reach` (a month's, `fhir_mapping.reach`), time entries and stays
-    outside it, and the Tasks documenting them, are not read. Never raises on odd data (an unknown `tz`
-    raises BadTimezone).
+    dateTimes without an offset. With `reach` (a month's, `fhir_mapping.reach`), time entries, stays and
+    ChargeItems outside it, and the Tasks documenting those Encounters, are not read. Never raises on odd
+    data (an unknown `tz` raises BadTimezone).
     """
     items, refs = _index(resources)
     ctx = ReadContext(tz=zone(tz), refs=refs, people=People(refs, items))
@@ -237,7 +237,8 @@ def read_facts(
             elif rtype == "CarePlan":
                 plans.append(read_care_plan(res, key, ctx))
             elif rtype == "ChargeItem":
-                billed.append(read_charge_item(res, key, ctx))
+                if reach is None or not charge_outside(res, reach):
+                    billed.append(read_charge_item(res, key, ctx))
             elif rtype in ("Claim", "ExplanationOfBenefit"):
                 billed.extend(read_claim_lines(res, key, ctx))
             elif rtype == "Communication":

@@ -97,7 +97,12 @@ def verdict_for(source: Source, patient_id: str | None, options: EvaluationOptio
     facts = read_facts(loaded.resources, patient_id, options.tz, Reach.of(options.month))
     if loaded.problems:
         facts = replace(facts, skipped=(*facts.skipped, *loaded.problems))
-    patient = next((r for r in loaded.resources if _is_patient(r, patient_id)), None)
+    bare = (patient_id or "").removeprefix("Patient/")
+    patient = next(
+        (r for r in loaded.resources
+         if type(r) is dict and r.get("resourceType") == "Patient" and r.get("id") == bare),
+        None,
+    )
     return PatientMonth(
         evaluate_facts(facts, options), facts, loaded.resources, patient, loaded.round_trips, options
     )
@@ -109,13 +114,6 @@ def verdicts_for_months(
     """One patient's resources read once, evaluated for several months (the worklist's trend)."""
     facts = read_facts(list(resources), patient_id, options.tz)
     return facts, [evaluate_facts(facts, options.for_month(m)) for m in months]
-
-
-def _is_patient(resource: Any, patient_id: str | None) -> bool:
-    bare = (patient_id or "").removeprefix("Patient/")
-    if not isinstance(resource, dict):
-        return False
-    return resource.get("resourceType") == "Patient" and resource.get("id") == bare
 
 
 def patient_month(

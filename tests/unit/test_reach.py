@@ -19,7 +19,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fhir_mapping.reach import Reach, outside, unread, within
+from fhir_mapping.reach import Reach, charge_outside, outside, unread, within
 from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
 from rules.month import Month
@@ -115,6 +115,29 @@ def test_an_inpatient_stay_without_an_end_is_read() -> None:
         assert not outside(stay, OCTOBER)
 
 
+def charge(when: Any = None, period: Any = None) -> dict[str, Any]:
+    res: dict[str, Any] = {"resourceType": "ChargeItem", "id": "c1", "status": "billed",
+                           "code": MC.concept(MC.CPT, "99490"), "subject": {"reference": "Patient/p1"}}
+    if when is not None:
+        res["occurrenceDateTime"] = when
+    if period is not None:
+        res["occurrencePeriod"] = period
+    return res
+
+
+def test_services_billed_in_other_months_are_not_read() -> None:
+    """Concurrency asks what was billed in the month (§2): a ChargeItem wholly outside the reach is not read;
+    an undated one, an open period or an odd date is read (and judged by the reader)."""
+    assert charge_outside(charge("2026-03-31"), OCTOBER)
+    assert charge_outside(charge("2026-12-01T10:00:00Z"), OCTOBER)
+    assert charge_outside(charge(period={"start": "2026-08-01", "end": "2026-08-31"}), OCTOBER)
+    for res in [charge("2026-10-31"), charge("2026-09-29T23:00:00-12:00"), charge(),
+                charge(period={"start": "2026-08-01"}),
+                charge(period={"start": "2026-08-01", "end": "2026-10-02"}),
+                charge("2026-xx-01"), charge(period="2026-08"), charge(5)]:
+        assert not charge_outside(res, OCTOBER), res
+
+
 def _old_entry_with_task(eid: str, *, attestation: bool = False, malformed: bool = False) -> list[Any]:
     enc, task = MC.time_entry(eid, "2025-11-04T10:00:00-05:00", "2025-11-04T10:20:00-05:00", 20)
     if attestation:
@@ -166,7 +189,24 @@ def history(draw: st.DrawFn) -> list[dict[str, Any]]:
             end = None
         elif spell == "garbage-end":
             end = "2026-99-99"
-        kind = draw(st.sampled_from(["ccm", "ccm", "rpm", "stay", "visit"]))
+        kind = draw(st.sampled_from(["ccm", "ccm", "rpm", "stay", "visit", "charge"]))
+        if kind == "charge":
+            who = draw(st.sampled_from(["dr-a", "dr-b"]))
+            item = {
+                "resourceType": "ChargeItem", "id": f"ci{i}",
+                "status": draw(st.sampled_from(["billable", "billed", "entered-in-error", "planned"])),
+                "code": MC.concept(MC.CPT, draw(st.sampled_from(["99490", "99424", "99487", "G0556"]))),
+                "subject": {"reference": "Patient/p1"},
+                "performer": [{"actor": {"reference": f"Practitioner/{who}"}}],
+            }
+            if spell == "no-end":
+                item["occurrencePeriod"] = {"start": _text(start, tz)}
+            elif draw(st.booleans()):
+                item["occurrenceDateTime"] = _text(start, tz) if spell != "date" else start.date().isoformat()
+            else:
+                item["occurrencePeriod"] = {"start": _text(start, tz), "end": end}
+            out.append(item)
+            continue
         eid = f"h{i}"
         enc, task = MC.time_entry(eid, _text(start, tz), end or _text(start, tz), minutes)
         if end is None:
