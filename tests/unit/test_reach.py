@@ -10,10 +10,7 @@ facts in any order.
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -24,21 +21,13 @@ from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
 from rules.month import Month
 from smart_app.readiness.fetch import plan_queries
+from tests.support.corpus import load_corpus
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 OCTOBER = Reach.of(Month.parse("2026-10"))
 
 
-def _corpus() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_corpus", DATA / "make_corpus.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MC = _corpus()
+MC = load_corpus()
 
 
 def entry(start: Any, end: Any = None, length: Any = None, *, types: Any = None) -> dict[str, Any]:

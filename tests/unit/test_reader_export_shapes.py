@@ -15,6 +15,7 @@ import pytest
 from fhir_mapping.reader import read_facts
 from fhir_mapping.sources import load_path
 from rules.evaluate import evaluate
+from tests.support.corpus import load_corpus
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "corpus"
 INDEX = json.loads((CORPUS / "stories.json").read_text())
@@ -59,12 +60,7 @@ def test_every_shape_gives_the_expected_verdict(story: str) -> None:
 
 
 def test_corpus_is_what_the_generator_writes(tmp_path: Path) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("make_corpus", CORPUS.parent / "make_corpus.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_corpus()
     module.OUT = tmp_path
     module.main()
     for path in tmp_path.iterdir():

@@ -12,10 +12,7 @@ And a verdict is never `ready` while a blocker stands (cms-rules.md §5.3, §7).
 from __future__ import annotations
 
 import copy
-import importlib.util
 from datetime import datetime, timedelta
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,21 +22,13 @@ from hypothesis import strategies as st
 from fhir_mapping.reader import read_facts
 from fhir_mapping.sources import resources_from_json
 from rules.evaluate import evaluate
+from tests.support.corpus import load_corpus
 from tests.unit.test_rules_properties import facts_strategy
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def _corpus() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("make_corpus", DATA / "make_corpus.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-MC = _corpus()
+MC = load_corpus()
 STORIES: dict[str, dict[str, Any]] = MC.stories()
 NAMES = sorted(STORIES)
 FORMS = ("epic", "oracle", "athena", "ndjson")  # reference and time spellings that need no transaction
