@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", default="1000,10000", help="patient counts (the issue: 1000,10000,50000)")
     parser.add_argument("--seed", type=int, default=2026)
-    parser.add_argument("--runs", type=int, default=3, help="timings are the best of RUNS (2 above 20k)")
+    parser.add_argument("--runs", type=int, default=5, help="timings are the best of RUNS (2 above 20k)")
     parser.add_argument("--startup-runs", type=int, default=7, help="start-up timings are the best of N")
     parser.add_argument(
         "--instructions",
