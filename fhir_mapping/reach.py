@@ -49,7 +49,7 @@ class Reach:
 
     @classmethod
     def of(cls, first: Month, last: Month | None = None) -> Reach:
-        """The reach of one month, or of the months `first` to `last` (a worklist's trend)."""
+        """The reach of one month, or of the months `first` to `last` together."""
         return cls(first.first_day - MARGIN, (last or first).next().first_day + MARGIN)
 
     def search(self) -> tuple[str, str]:
