@@ -141,7 +141,8 @@ class WorklistRow:
 
 
 def has_ccm_data(facts: PatientFacts) -> bool:
-    """Any CCM consent, CCM care plan, CCM time entry or CCM attestation on file (any date)."""
+    """Any CCM consent, CCM care plan or CCM attestation on file (any date), or CCM time in the months'
+    reach (the facts are read with it: `verdicts_for_months`)."""
     return (
         any("ccm" in c.programs for c in facts.consents)
         or any("ccm" in p.programs for p in facts.care_plans)

@@ -111,8 +111,11 @@ def verdict_for(source: Source, patient_id: str | None, options: EvaluationOptio
 def verdicts_for_months(
     resources: Iterable[dict[str, Any]], patient_id: str, options: EvaluationOptions, months: Sequence[Month]
 ) -> tuple[PatientFacts, list[Verdict]]:
-    """One patient's resources read once, evaluated for several months (the worklist's trend)."""
-    facts = read_facts(list(resources), patient_id, options.tz)
+    """One patient's resources read once, evaluated for several months (the worklist's trend).
+
+    Read with the months' reach together, as `verdict_for` reads one month's: the history no month asks
+    about is not read (each month's status, codes, minutes and findings are the same either way)."""
+    facts = read_facts(list(resources), patient_id, options.tz, Reach.of(min(months), max(months)))
     return facts, [evaluate_facts(facts, options.for_month(m)) for m in months]
 
 

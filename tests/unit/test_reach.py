@@ -21,6 +21,8 @@ from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
 from rules.month import Month
 from smart_app.readiness.fetch import plan_queries
+from smart_app.readiness.options import EvaluationOptions
+from smart_app.readiness.use_case import ResourceSource, verdict_for, verdicts_for_months
 from tests.support.corpus import load_corpus
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -258,3 +260,20 @@ def test_dropping_early_in_the_stream_gives_the_reader_the_same_facts(
     assert read_facts(list(within(resources, reach)), "p1", MC.TZ, reach) == read_facts(
         resources, "p1", MC.TZ, reach
     )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(extra=history(), data=st.data())
+def test_the_worklist_trend_gives_each_month_the_panel_verdict(
+    extra: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """The worklist reads once with its months' reach together; each month's verdict is the one a single
+    month's reading gives (status, codes, minutes, findings)."""
+    resources = data.draw(st.permutations([*MC.base(), *extra]))
+    months = [Month.parse(m) for m in ("2026-01", "2026-02", "2026-03")]
+    options = EvaluationOptions(months[-1], MC.TZ)
+    _, trend = verdicts_for_months(resources, "p1", options, months)
+    for month, v in zip(months, trend, strict=True):
+        one = verdict_for(ResourceSource(resources), "p1", options.for_month(month)).verdict
+        assert (v.status, v.codes, v.minutes) == (one.status, one.codes, one.minutes)
+        assert v.findings == one.findings
