@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.latency_proxy import LatencyProxy  # noqa: E402
 from benchmarks.panel import seed  # noqa: E402
+from benchmarks.processes import process_tree  # noqa: E402
 from rules.month import Month  # noqa: E402
 from tests.support.instances import AppInstance, proxied_base, start_instance  # noqa: E402
 from tests.support.sekmet import free_port, start_sekmet  # noqa: E402
@@ -100,25 +101,6 @@ def load(
         t.join()
     elapsed = time.perf_counter() - started
     return len(latencies) / elapsed, latencies, errors[0]
-
-
-def _tree(root: int) -> list[int]:
-    """`root` and its descendants (gunicorn's master and workers, sekmet and its children)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    out, stack = [], [root]
-    while stack:
-        pid = stack.pop()
-        out.append(pid)
-        stack.extend(children.get(pid, ()))
-    return out
 
 
 def _cpu(pids: list[int]) -> float:
@@ -196,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         sessions = open_sessions(instance.origin, base, ids, max(CLIENTS))
                         load(instance.origin, sessions, max(CLIENTS), 1.0, str(month))  # warm up
                         parts = {
-                            "app": _tree(instance.process.pid),
-                            "fhir": _tree(server.process.pid),
+                            "app": process_tree(instance.process.pid),
+                            "fhir": process_tree(server.process.pid),
                             "bench": [os.getpid()],  # the clients and the latency proxy
                         }
                         for clients in CLIENTS:

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.processes import process_tree  # noqa: E402
 from benchmarks.realistic import patient_history  # noqa: E402
 from rules.month import Month  # noqa: E402
 from smart_app.fhir.bulk_export import CCM_TYPES  # noqa: E402
@@ -255,22 +256,7 @@ def _pss_kb(pid: int) -> int:
 
 def tree_pss_mb(root: int) -> float:
     """PSS of `root` and all its descendants, in MB."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        total += _pss_kb(pid)
-        stack.extend(children.get(pid, ()))
-    return total / 1024
+    return sum(_pss_kb(pid) for pid in process_tree(root)) / 1024
 
 
 def measure(kind: str, folder: Path, base: str) -> dict[str, object]:

@@ -142,24 +142,33 @@ class LineKeys:
     def unread(self, line: bytes, rtype: bytes | None) -> bool:
         return rtype not in _READ if rtype is not None else unread_line(line)
 
+    @staticmethod
+    def _plain_ref(line: bytes, rtype: bytes) -> bytes | None:
+        """The subject reference's bytes when the line spells it the plain way (see the class), else None."""
+        spelled = _REF_AT.get(rtype)
+        if spelled is None:
+            return None
+        field, prefix = spelled
+        at = line.find(prefix)
+        if at > 0 and line.find(field, at + len(field)) < 0 and line.rfind(field, 0, at) < 0:
+            start = at + len(prefix)
+            end = line.find(b'"', start)
+            ref = line[start:end]
+            if end > start and b"\\" not in ref and b'"contained"' not in line:
+                return ref
+        return None
+
     def key(self, line: bytes, rtype: bytes | None) -> str | None:
-        spelled = _REF_AT.get(rtype) if rtype is not None else None
-        if spelled is not None:
-            field, prefix = spelled
-            at = line.find(prefix)
-            if at > 0 and line.find(field, at + len(field)) < 0 and line.rfind(field, 0, at) < 0:
-                start = at + len(prefix)
-                end = line.find(b'"', start)
-                ref = line[start:end]
-                if end > start and b"\\" not in ref and b'"contained"' not in line:
-                    known = self._by_ref.get(ref, "")
-                    if known == "":
-                        known = line_subject_key(line)
-                        if len(self._by_ref) > 200_000:
-                            self._by_ref.clear()
-                        self._by_ref[ref] = known
-                    return known
-        return line_subject_key(line)
+        ref = self._plain_ref(line, rtype) if rtype is not None else None
+        if ref is None:
+            return line_subject_key(line)
+        known = self._by_ref.get(ref, "")
+        if known == "":
+            known = line_subject_key(line)
+            if len(self._by_ref) > 200_000:
+                self._by_ref.clear()
+            self._by_ref[ref] = known
+        return known
 
     def _route_of(self, key: str | None) -> tuple[bytes, int] | None:
         if key is None:
@@ -169,8 +178,8 @@ class LineKeys:
 
     def route(self, line: bytes) -> tuple[bytes, int] | bool | None:
         """(`key` + tab, bucket) for a line about a patient; None: about no patient; False: skip it (blank,
-        or a type the reader never reads). `key` inlined, the route remembered per reference: the
-        partition's hot loop (one call per line)."""
+        or a type the reader never reads). The route is remembered per reference: the partition's hot loop
+        (one call per line)."""
         if line.startswith(_PREFIX):
             end = line.find(b'"', _AT)
             rtype = line[_AT:end] if end > _AT else None
@@ -181,22 +190,15 @@ class LineKeys:
         if rtype is not None:
             if rtype not in _READ:
                 return False
-            spelled = _REF_AT.get(rtype)
-            if spelled is not None:
-                field, prefix = spelled
-                at = line.find(prefix)
-                if at > 0 and line.find(field, at + len(field)) < 0 and line.rfind(field, 0, at) < 0:
-                    start = at + len(prefix)
-                    end = line.find(b'"', start)
-                    ref = line[start:end]
-                    if end > start and b"\\" not in ref and b'"contained"' not in line:
-                        routes = self._routes
-                        if ref in routes:
-                            return routes[ref]
-                        if len(routes) > 200_000:
-                            routes.clear()
-                        found = routes[ref] = self._route_of(line_subject_key(line))
-                        return found
+            ref = self._plain_ref(line, rtype)
+            if ref is not None:
+                routes = self._routes
+                if ref in routes:
+                    return routes[ref]
+                if len(routes) > 200_000:
+                    routes.clear()
+                found = routes[ref] = self._route_of(line_subject_key(line))
+                return found
         elif unread_line(line):
             return False
         return self._route_of(line_subject_key(line))
