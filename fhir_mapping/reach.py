@@ -23,18 +23,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, timedelta
 from typing import Any
 
 from fhir_mapping.codes import ATTESTATION_KINDS, CPT, HCPCS, canonical_system
 from fhir_mapping.references import References
 from rules.month import Month
+from rules.record_type import record
 
 MARGIN = timedelta(days=2)
 
 
-@dataclass(frozen=True)
+@record
 class Reach:
     """Calendar days [lo, hi) that a time entry or stay must touch to be read."""
 

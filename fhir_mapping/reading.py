@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
 from fhir_mapping.people import People
 from fhir_mapping.references import References
+from rules.record_type import record
 
 
 def as_object(value: Any, default: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -21,7 +21,7 @@ class Unreadable(ValueError):
     """A resource the app cannot use. The message is the Skipped reason (never contains PHI)."""
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class ReadContext:
     """The practice time zone, the reference index and the person resolver for one read."""
 

@@ -18,7 +18,7 @@ import gc
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -29,6 +29,7 @@ from fhir_mapping.people import PERSON_TYPES
 from fhir_mapping.reader import SUBJECT_FIELD, patient_key
 from fhir_mapping.references import relative_key
 from fhir_mapping.sources import NDJSON_SUFFIXES, SourceError, load_path, resources_from_json
+from rules.record_type import record
 
 LARGE_DOCUMENT = 64 << 20  # JSON documents above this size are streamed entry by entry
 COLLECT_EVERY = 1000  # patients between garbage collections while the collector is paused
@@ -317,7 +318,7 @@ def _unread(res: Any) -> bool:
     return isinstance(rtype, str) and bool(rtype) and rtype not in READ_TYPES
 
 
-@dataclass
+@record(frozen=False)
 class Selection:
     """One patient's resources picked from a stream, and every patient the stream named."""
 

@@ -8,13 +8,13 @@ when known, by their FHIR id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
 from fhir_mapping.codes import CPT
 from fhir_mapping.write_provenance import WriteError, checked, instant
+from rules.record_type import record
 
 CLAIM_ID = "https://ccm-ready.org/fhir/identifier/claim"
 VERDICT_ID = "https://ccm-ready.org/fhir/identifier/verdict"
@@ -27,14 +27,14 @@ PROCESS_PRIORITY = "http://terminology.hl7.org/CodeSystem/processpriority"
 CARE_TEAM_ROLE = "http://terminology.hl7.org/CodeSystem/claimcareteamrole"
 
 
-@dataclass(frozen=True)
+@record
 class ClaimLine:
     code: str
     units: int
     charge: Decimal  # per unit
 
 
-@dataclass(frozen=True)
+@record
 class ClaimDraft:
     """Everything a biller needs for one CCM patient-month claim."""
 

@@ -9,7 +9,6 @@ policy URL.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -33,6 +32,7 @@ from fhir_mapping.write_provenance import (
     provenance,
 )
 from fhir_mapping.write_time import transaction, urn
+from rules.record_type import record
 
 CONSENT_ID = "https://ccm-ready.org/fhir/identifier/consent"
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -42,7 +42,7 @@ STATUS_FOR = {"given": "active", "declined": "rejected", "stopped": "inactive"}
 METHODS = ("verbal", "written")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConsentDraft:
     """A checked consent record ready to write."""
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import copy
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_mapping.codes import CARE_ACTIVITY, CARE_PROGRAM, SNOMED, UCUM, V3_ACT_CODE
 from fhir_mapping.reading import as_object
 from fhir_mapping.write_provenance import WriteError, checked, for_patient, instant, provenance, token_query
+from rules.record_type import record
 
 TIME_ENTRY_ID = "https://ccm-ready.org/fhir/identifier/time-entry"
 TIME_ENTRY_TASK_ID = "https://ccm-ready.org/fhir/identifier/time-entry-task"
@@ -35,7 +35,7 @@ PROGRAM_TEXT = {
 _NS = uuid.UUID("5d0b7e38-3c55-4f0e-9a43-0c1b1f8d2a61")  # namespace for deterministic urn:uuid fullUrls
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimeEntryDraft:
     """A validated entry ready to write (see rules.entry_validation for the checks)."""
 

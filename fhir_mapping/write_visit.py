@@ -10,7 +10,6 @@ on that identifier and the patient, so sending it twice stores it once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from fhir_mapping.write_provenance import (
     provenance,
 )
 from fhir_mapping.write_time import transaction, urn
+from rules.record_type import record
 
 VISIT_ID = "https://ccm-ready.org/fhir/identifier/initiating-visit"
 # The qualifying visits (cms-rules.md 3.2), in the order a form offers them: code -> (system, label).
@@ -38,7 +38,7 @@ CCM_DISCUSSED = (
 PERSON_TYPES = ("Practitioner/", "PractitionerRole/")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VisitDraft:
     """A checked initiating visit ready to write."""
 

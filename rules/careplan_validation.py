@@ -8,9 +8,11 @@ on bad input.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date
 from decimal import Decimal, InvalidOperation
+
+from rules.record_type import record
 
 # Free-text sections, in the order CMS lists the elements. (Problems, goals and interventions are structured.)
 TEXT_SECTIONS: tuple[tuple[str, str, str], ...] = (
@@ -46,7 +48,7 @@ _TARGET = re.compile(r"^\s*(<=|>=|≤|≥|<|>)?\s*(\d+(?:[.,]\d+)?)\s*(.*?)\s*$"
 _COMPARATOR = {"≤": "<=", "≥": ">="}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class GoalDraft:
     """One measurable goal: what, measured how, which target, by when."""
 
@@ -59,7 +61,7 @@ class GoalDraft:
     source: str = ""  # where a suggestion came from (template + citation); "" when typed by the user
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ActivityDraft:
     """One planned intervention and who is responsible for it."""
 
@@ -68,7 +70,7 @@ class ActivityDraft:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CarePlanDraft:
     """Everything the editor collected for one patient's CCM care plan."""
 
@@ -84,7 +86,7 @@ class CarePlanDraft:
     problem_labels: dict[str, str] = field(default_factory=dict)  # Condition ref -> readable name
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Problem:
     """A readable message about one form field."""
 

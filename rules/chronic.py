@@ -23,11 +23,11 @@ import gzip
 import io
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import Literal
 
+from rules.record_type import record
 from rules.records import Coding
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -41,7 +41,7 @@ _ICD_CODE = re.compile(r"^[A-Z][0-9A-Z]{2,6}$")
 _SOURCE_RANK = {"CCIR": 0, "eCQM": 1, "curated": 2}
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Classification:
     """How one coding was classified. `condition_key` is None unless chronic."""
 
@@ -53,7 +53,7 @@ class Classification:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConditionGroup:
     """One distinct chronic condition and the code lists that point to it."""
 
@@ -68,7 +68,7 @@ class ConditionGroup:
 TEXT = "urn:ccm-ready:condition-text"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Core:
     """Everything of a Classification except the caller's display text."""
 
@@ -84,7 +84,7 @@ class _Core:
                               display or self.display, self.reason)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Tables:
     """The value-set tables, loaded once."""
 

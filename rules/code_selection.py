@@ -8,12 +8,12 @@ practitioner in the month. Never two tracks, never an add-on without its base, n
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
 
 from rules import rule_ids
 from rules.packs import PolicyPack, Track
 from rules.patient_month import PatientMonth
+from rules.record_type import record
 from rules.records import Attestation
 from rules.verdict import CodeLine, Finding, Minutes, NextThreshold
 
@@ -24,7 +24,7 @@ SOURCE_WORDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Option:
     """The codes one track would bill."""
 
@@ -43,7 +43,7 @@ class Option:
         return sum(line.units for line in self.lines if line.code == self.track.add_on)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Selection:
     """The track chosen, why, and its codes."""
 

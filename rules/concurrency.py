@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from rules.packs import Concurrency, Outcome
 from rules.patient_month import PatientMonth
 from rules.people import is_staff
+from rules.record_type import record
 from rules.records import BilledService
 from rules.verdict import Finding
 
@@ -21,7 +22,7 @@ ALLOWED_WORDS = {
 }
 
 
-@dataclass
+@record(frozen=False)
 class _Hit:
     """Services that meet one row of the concurrency table."""
 

@@ -14,7 +14,6 @@ inside an interval where a consent for the billing practitioner is in force.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
 from rules import rule_ids
@@ -22,6 +21,7 @@ from rules.month import Month
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.people import canonical
+from rules.record_type import record
 from rules.records import ConsentRecord, PatientFacts
 from rules.verdict import ConsentStateName, Finding
 
@@ -49,7 +49,7 @@ CITE_PRACTITIONER = Citation("CMS MLN909188; CMS CCM FAQ", "3.3, 5.3", ("S1", "S
 Window = tuple[datetime | None, datetime | None]  # [from, until): None = unbounded
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Event:
     """A dated consent event for one billing practitioner."""
 
@@ -60,7 +60,7 @@ class Event:
     stated: datetime | None = None  # stopped: the stop date the record states (`at` is the end of that day)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConsentState:
     """The consent findings for the month and the consent in force."""
 
@@ -146,7 +146,7 @@ def _names(event: Event, practitioner: str | None) -> bool:
     return event.practitioner is None or practitioner is None or event.practitioner == practitioner
 
 
-@dataclass(slots=True)
+@record(frozen=False)
 class _Timeline:
     """Intervals where a consent is in force, and why the last one ended."""
 

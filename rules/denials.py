@@ -13,7 +13,8 @@ A RARC names the problem more precisely than its CARC, so remarks are looked up 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from rules.record_type import record
 
 AREAS: tuple[str, ...] = ("consent", "documentation-time", "overlap", "eligibility", "other")
 AREA_LABELS: dict[str, str] = {
@@ -41,7 +42,7 @@ SECTION_52 = "cms-rules.md §5.2 [S16, S10]"
 X12_LISTS = "X12 CARC/RARC code lists (code meaning)"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CauseRule:
     kind: str  # "CARC" | "RARC"
     code: str

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from rules import rule_ids
 from rules.chronic import ICD10_WHO, ICD10CM, SNOMED, TEXT
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
+from rules.record_type import record
 from rules.records import Coding, ConditionRecord
 from rules.verdict import ChronicCondition, ConditionReview, Finding
 
@@ -38,7 +38,7 @@ MIN_CONDITIONS = 2
 Classifier = Callable[[Coding], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChronicResult:
     """The chronic conditions found, those reviewed, and the findings."""
 

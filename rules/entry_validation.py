@@ -7,11 +7,11 @@ says what to change. The vague-note test is the one the documentation rule uses 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 
 from rules.documentation import GOOD_NOTE, is_vague
 from rules.month import Month
+from rules.record_type import record
 from rules.records import PROGRAMS, TimeEntry
 
 MIN_MINUTES = 1
@@ -43,7 +43,7 @@ ACTIVITIES: dict[str, str] = {
 PERFORMER_TYPES = ("Practitioner/", "PractitionerRole/")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ProposedEntry:
     """What a user (or an import row) wants to record. Either `minutes` or `end` (or both) is given."""
 
@@ -58,7 +58,7 @@ class ProposedEntry:
     replaces: str | None = None  # the Encounter id this entry corrects (excluded from the overlap check)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Problem:
     """One message about one field of the entry."""
 
@@ -67,7 +67,7 @@ class Problem:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EntryCheck:
     """The outcome: errors (entry refused), warnings, and the entry's interval when it could be computed."""
 
@@ -275,7 +275,7 @@ CONSENT_DISCLOSURES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConsentForm:
     """A consent as entered: decision, date (YYYY-MM-DD), method, disclosures made, who and for whom."""
 
@@ -287,7 +287,7 @@ class ConsentForm:
     billing_practitioner: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConsentCheck:
     errors: tuple[Problem, ...] = ()
     day: date | None = None

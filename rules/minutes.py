@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 
 from rules import rule_ids
 from rules.packs import Citation
 from rules.patient_month import PatientMonth
 from rules.people import is_staff
+from rules.record_type import record
 from rules.records import PROGRAMS, TimeEntry
 from rules.verdict import Finding, Minutes
 
@@ -48,7 +48,7 @@ Span = tuple[float, float]
 Window = tuple[datetime | None, datetime | None]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MinuteCount:
     """Counted minutes, the findings why, and the month's CCM entries."""
 

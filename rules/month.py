@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rules.record_type import record
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
@@ -26,7 +27,7 @@ def zone(name: str) -> tzinfo:
         raise BadTimezone(f"unknown time zone {name!r} (use an IANA name such as America/Chicago)") from exc
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@record(order=True)
 class Month:
     """A calendar month (YYYY-MM)."""
 

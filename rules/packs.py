@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -22,6 +21,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from rules.month import Month
+from rules.record_type import record
 from rules.verdict import Severity
 
 PACK_DIR = Path(__file__).resolve().parent / "packs"
@@ -48,7 +48,7 @@ class PackError(ValueError):
     """A pack file that breaks the pack rules (missing citation, add-on without base, ...)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Citation:
     """Where a rule comes from: source, cms-rules.md section, source ids, confidence."""
 
@@ -62,7 +62,7 @@ class Citation:
         return f"{self.source}; cms-rules.md §{self.section} [{','.join(self.tags)}]; conf. {self.confidence}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CodeSpec:
     """One code of a policy pack: label, family, thresholds, caps and payment."""
 
@@ -91,7 +91,7 @@ class CodeSpec:
         return self.kind == "add-on"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Track:
     """One way to bill CCM in a month: a base code at a threshold plus an add-on per further block."""
 
@@ -123,7 +123,7 @@ class Track:
         return self.base_minutes + self.add_on_cap * self.add_on_minutes
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ExclusiveGroup:
     """Code sets that must not be billed together in one month (scope: patient-month or same-practitioner)."""
 
@@ -133,7 +133,7 @@ class ExclusiveGroup:
     citation: Citation
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Outcome:
     """What the concurrency table says about another service in the same month."""
 
@@ -142,7 +142,7 @@ class Outcome:
     severity: Severity
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Concurrency:
     """Can another service family be billed in the same month as CCM?"""
 
@@ -154,7 +154,7 @@ class Concurrency:
     citation: Citation
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InitiatingVisitPolicy:
     """Which visits can initiate CCM, and how long ago."""
 
@@ -165,7 +165,7 @@ class InitiatingVisitPolicy:
     codes: frozenset[str] = frozenset()  # cpt | hcpcs, filled in by the parser
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@record(eq=False)
 class PolicyPack:
     """One year's CMS rules as data (rules/packs/*.json)."""
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, tzinfo
 
 from rules.month import Month
 from rules.packs import PolicyPack
+from rules.record_type import record
 from rules.records import PatientFacts
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PatientMonth:
     """The case under evaluation: facts, month bounds, practitioner, pack."""
 

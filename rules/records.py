@@ -6,14 +6,16 @@ cite their evidence. Datetimes are timezone-aware; readers attach UTC when a sou
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime
+
+from rules.record_type import record
 
 # Programs whose minutes are logged (our care-program code system).
 PROGRAMS = ("ccm", "pcm", "rpm", "rtm", "bhi", "tcm", "apcm")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Coding:
     """One code. `system` is canonicalised by the reader (http/https, trailing slash)."""
 
@@ -22,7 +24,7 @@ class Coding:
     display: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PatientRecord:
     """The patient: name for display, birth and death dates, general practitioners."""
 
@@ -34,7 +36,7 @@ class PatientRecord:
     general_practitioners: tuple[str, ...] = ()  # "Practitioner/..." references
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConditionRecord:
     """A Condition: its codings, statuses, onset and abatement."""
 
@@ -49,7 +51,7 @@ class ConditionRecord:
     categories: tuple[str, ...] = ()  # HL7/US Core codes: problem-list-item, encounter-diagnosis, ...
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConsentRecord:
     """A Consent as recorded (the timeline of events is built by rules.consent)."""
 
@@ -68,7 +70,7 @@ class ConsentRecord:
     provision_type: str | None = None  # provision.type: permit | deny (None: not stated, read as permit)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CarePlanRecord:
     """A CarePlan: status, intent, programs, period, authorship and review dates."""
 
@@ -84,7 +86,7 @@ class CarePlanRecord:
     intent: str = "plan"  # plan | order count; proposal (a CDS suggestion), option, directive do not
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VisitRecord:
     """A face-to-face Encounter that may serve as the CCM initiating visit."""
 
@@ -96,7 +98,7 @@ class VisitRecord:
     participants: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TimeEntry:
     """Logged care-management time: one Encounter tagged with a care program, plus its Tasks."""
 
@@ -113,7 +115,7 @@ class TimeEntry:
     codings: tuple[Coding, ...] = ()  # CPT/HCPCS codes on it (a TCM/RPM/BHI code makes it that program's)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Attestation:
     """A practitioner statement recorded as a completed Task (risk attestation, MDM level)."""
 
@@ -123,7 +125,7 @@ class Attestation:
     at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BilledService:
     """A ChargeItem: a service already billed (or billable) for the patient."""
 
@@ -136,7 +138,7 @@ class BilledService:
     units: int = 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InpatientStay:
     """A hospital or SNF inpatient Encounter: CCM minutes inside it never count."""
 
@@ -145,7 +147,7 @@ class InpatientStay:
     end: datetime | None  # None = still admitted
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Skipped:
     """A resource the reader could not use, and why."""
 
@@ -153,7 +155,7 @@ class Skipped:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PatientFacts:
     """Everything known about one patient; the evaluator picks the month itself."""
 

@@ -6,12 +6,12 @@ Filled from X12 835 (smart_app/program/remittance.py) or FHIR ExplanationOfBenef
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Literal
 
 from rules.denials import is_routine
+from rules.record_type import record
 
 Outcome = Literal["paid", "adjusted", "denied", "reversal"]
 OUTCOMES: tuple[Outcome, ...] = ("paid", "adjusted", "denied", "reversal")
@@ -20,14 +20,14 @@ DENIED_STATUS = "4"
 REVERSAL_STATUS = "22"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Adjustment:
     group: str  # CO | PR | OA | PI | CR
     reason: str  # CARC
     amount: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RemitLine:
     code: str  # CPT/HCPCS ("" when the payer answered at claim level only)
     charge: Decimal
@@ -39,7 +39,7 @@ class RemitLine:
     modifiers: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClaimPayment:
     claim_id: str  # CLP01: the practice's claim id (ours when the claim came from the hand-off)
     status: str  # CLP02
@@ -54,7 +54,7 @@ class ClaimPayment:
     lines: tuple[RemitLine, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Remittance:
     source: str  # "x12-835" | "fhir-eob" | "fhir-claimresponse"
     payer: str  # payer name

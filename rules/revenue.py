@@ -14,10 +14,11 @@ Locality payment (cms-rules.md §4: "The locality amount applies GPCIs to each R
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
+
+from rules.record_type import record
 
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
@@ -43,7 +44,7 @@ def to_decimal(value: object, name: str) -> Decimal:
     return d
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WhatIf:
     """Enrolled patients, average monthly payment, current and target denial rates (percent)."""
 
@@ -93,7 +94,7 @@ def what_if(patients: object, payment: object, denial_rate: object, target_rate:
 # ---------------------------------------------------------------------- locality
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rvu:
     code: str
     work: Decimal
@@ -102,7 +103,7 @@ class Rvu:
     conversion_factor: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Gpci:
     """A Medicare payment locality's three geographic practice cost indices (configured by the practice)."""
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from decimal import Decimal
 from typing import Any, Literal
 
+from rules.record_type import record
 from rules.records import Skipped
 
 Status = Literal["ready", "not-yet", "blocked", "not-eligible"]
@@ -21,7 +22,7 @@ CATEGORIES: tuple[Category, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Finding:
     """One rule's result: what is wrong or worth knowing, with its source and evidence."""
 
@@ -33,7 +34,7 @@ class Finding:
     evidence: tuple[str, ...] = ()  # "Type/ID" references
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CodeLine:
     """A code to bill, its units, label and payment."""
 
@@ -43,7 +44,7 @@ class CodeLine:
     payment_each: Decimal | None = None  # national non-facility amount from the pack
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NextThreshold:
     """The next code within reach and the minutes it still needs."""
 
@@ -53,7 +54,7 @@ class NextThreshold:
     threshold_total: int = 0  # the total minutes at which `code` is earned
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ChronicCondition:
     """A condition counted as chronic, with the value set that says so and its evidence."""
 
@@ -66,7 +67,7 @@ class ChronicCondition:
     evidence: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ConditionReview:
     """Every condition on the list, chronic or not, with how it was classified (for the panel)."""
 
@@ -79,7 +80,7 @@ class ConditionReview:
     reason: str  # e.g. "CCIR: chronic", "resolved", "not in any chronic list"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Minutes:
     """Minutes counted this month, and by program."""
 
@@ -89,7 +90,7 @@ class Minutes:
     not_counted: int = 0  # CCM minutes logged but not counted (before consent, inpatient, overlap, ...)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Verdict:
     """The answer for one patient-month: status, codes, minutes, findings and what was skipped."""
 

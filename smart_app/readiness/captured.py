@@ -8,12 +8,13 @@ point; faces get the ledger with `ledger_of(app)` (the capture face registers it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from flask import Flask
 
 from fhir_mapping.read_note import merge_captured
+from rules.record_type import record
 from smart_app.readiness.options import EvaluationOptions
 from smart_app.readiness.use_case import Loaded, Source
 
@@ -75,7 +76,7 @@ def captured_by_patient(ledger: CapturedLedger | None, fhir_base: str) -> dict[s
     return out
 
 
-@dataclass(frozen=True)
+@record
 class CapturedSource:
     """`inner`'s resources plus our notes read back and the ledger's entries the EHR does not hold."""
 

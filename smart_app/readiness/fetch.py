@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
@@ -25,6 +25,7 @@ from fhir_mapping.reach import Reach
 from fhir_mapping.reader import SUBJECT_FIELD
 from fhir_mapping.references import relative_key
 from rules.month import Month, zone
+from rules.record_type import record
 from rules.records import Skipped
 from smart_app.fhir.client import BatchResult, FhirError, FhirUnauthorized, FhirUnavailable, error_for
 
@@ -53,7 +54,7 @@ class ReadinessClient(Protocol):
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any]: ...
 
 
-@dataclass(frozen=True)
+@record
 class Query:
     """One planned GET: a relative URL, what it is for, and what to try if the server rejects it."""
 
@@ -63,7 +64,7 @@ class Query:
     fallbacks: tuple[str, ...] = ()
 
 
-@dataclass
+@record(frozen=False)
 class Fetched:
     """The resources for one patient-month, and the searches that could not be done."""
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
 from rules.month import BadMonth, BadTimezone, Month, zone
 from rules.packs import PolicyPack, UnknownPolicy, load_pack, pack_for_month
+from rules.record_type import record
 from smart_app.errors import AppError
 from smart_app.readiness.wording import month_label
 
@@ -29,7 +30,7 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EvaluationOptions:
     """Everything evaluation needs besides the patient's data."""
 

@@ -8,7 +8,7 @@ and worklist pass resources read from files or a bulk export. Same source and op
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from fhir_mapping.reach import Reach
@@ -16,6 +16,7 @@ from fhir_mapping.reader import read_facts
 from rules.evaluate import evaluate
 from rules.month import Month, zone
 from rules.packs import PolicyPack
+from rules.record_type import record
 from rules.records import PatientFacts, Skipped
 from rules.verdict import Verdict
 from smart_app.readiness.options import EvaluationOptions
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # the FHIR fetch (requests) is imported only by faces that re
     from smart_app.readiness.fetch import ReadinessClient
 
 
-@dataclass(frozen=True)
+@record
 class PatientMonth:
     """A verdict with what it was computed from: the facts, the resources and the Patient resource."""
 
@@ -36,7 +37,7 @@ class PatientMonth:
     options: EvaluationOptions | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Loaded:
     """What a source loaded: resources, problems, round trips."""
 
@@ -51,7 +52,7 @@ class Source(Protocol):
     def load(self, patient_id: str | None, options: EvaluationOptions) -> Loaded: ...
 
 
-@dataclass(frozen=True)
+@record
 class ServerSource:
     """A FHIR server, read in one batch round trip (searches the server refuses are reported as Skipped)."""
 
@@ -69,7 +70,7 @@ class ServerSource:
         return Loaded(fetched.resources, list(fetched.problems), fetched.round_trips)
 
 
-@dataclass(frozen=True)
+@record
 class ResourceSource:
     """Resources already in hand: a Bundle or NDJSON file, a CDS prefetch, a bulk-export group."""
 
