@@ -78,11 +78,14 @@ def _check_defaults(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> No
         seen_default = seen_default or has_default
 
 
-def _key(names: list[str]) -> Callable[[Any], Any]:
-    """The values `==`, `hash` and ordering compare: a tuple, or the one value of a one-field record."""
-    if not names:
-        return lambda _record: ()
-    return attrgetter(*names)
+def _key(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """The tuple of values `==`, `hash` and ordering compare, as `dataclass` builds it."""
+    if len(names) > 1:
+        return attrgetter(*names)  # a tuple, built in C
+    if names:
+        one = attrgetter(names[0])
+        return lambda record: (one(record),)
+    return lambda _record: ()
 
 
 def _comparisons(key: Callable[[Any], Any]) -> dict[str, Callable[[Any, Any], Any]]:

@@ -156,3 +156,22 @@ def test_init_is_compiled_on_first_use_and_then_is_the_class_own() -> None:
     lazy = Fresh.__init__
     assert Fresh(1) == Fresh(1, "y")
     assert Fresh.__init__ is not lazy and Fresh.__init__.__qualname__.endswith("Fresh.__init__")
+
+
+def test_a_one_field_record_compares_as_the_dataclass_does() -> None:
+    @dataclass(frozen=True, slots=True)
+    class OneTwin:
+        """One field."""
+
+        value: float
+
+    @record
+    class One:
+        """One field."""
+
+        value: float
+
+    nan = float("nan")
+    assert (One(nan) == One(nan)) is (OneTwin(nan) == OneTwin(nan)) is True  # the same object: equal
+    assert (One(float("nan")) == One(float("nan"))) is (OneTwin(float("nan")) == OneTwin(float("nan")))
+    assert hash(One(1.5)) == hash(One(1.5)) and One(1.5) != One(2.5)
