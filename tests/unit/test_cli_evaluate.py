@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.realistic import patient_history
 from rules.month import Month
-from smart_app.cli.commands import build_parser, main, terminal_width
+from smart_app.cli.commands import ENDS_AT_ONCE, build_parser, main, terminal_width
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tests" / "data" / "scenarios" / "ready-99490.json"
@@ -263,3 +263,53 @@ def test_all_patients_refuses_a_file_not_grouped_by_patient(
     assert code == 2 and "not grouped by patient" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, str(path), "--month", "2026-10", "--all-patients", "--patient", "a")
     assert code == 2 and "exclude each other" in err
+
+
+def _all_patients(path: Path) -> list[str]:
+    return [sys.executable, "-m", "smart_app.cli", "evaluate", str(path), "--month", "2026-10",
+            "--all-patients"]
+
+
+def _export(tmp_path: Path, patients: int) -> Path:
+    rng = random.Random(5)
+    month = Month.parse("2026-10")
+    path = tmp_path / "export.ndjson"
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for i in range(patients) for r in patient_history(f"p{i}", rng, month))
+    )
+    return path
+
+
+def test_the_command_ends_with_all_its_output_written(tmp_path: Path) -> None:
+    """`ccm-ready evaluate` exits without the interpreter's shutdown (commands.run): its output is flushed
+    first, every line of it."""
+    path = _export(tmp_path, 40)
+    done = subprocess.run(_all_patients(path), capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0 and done.stderr == ""
+    assert [json.loads(line)["patient"] for line in done.stdout.splitlines()] == [
+        f"Patient/p{i}" for i in range(40)
+    ]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`ccm-ready evaluate ... | head -c 100`: exit 141, as Unix tools do, and no traceback."""
+    path = _export(tmp_path, 40)
+    proc = subprocess.Popen(_all_patients(path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141
+    assert b"Traceback" not in proc.stderr.read()
+    proc.stderr.close()
+
+
+def test_evaluate_leaves_no_work_for_the_interpreter_shutdown(capsys: pytest.CaptureFixture[str]) -> None:
+    """What lets `run` end `evaluate` at once: it registers no exit handler and leaves no thread running."""
+    import atexit  # lazy: only this test counts exit handlers
+    import threading  # lazy: only this test counts threads
+
+    before, threads = atexit._ncallbacks(), threading.active_count()
+    code, out, _ = run_cli(capsys, str(SCENARIO), "--month", "2026-10")
+    assert code == 0 and json.loads(out)["status"] == "ready"
+    assert atexit._ncallbacks() == before and threading.active_count() == threads
+    assert "evaluate" in ENDS_AT_ONCE
