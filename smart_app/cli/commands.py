@@ -110,12 +110,25 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
         return _reader_gone()
+    except OSError as exc:  # the output cannot be written (a full disk...): one line, no traceback
+        return _cannot_write(exc)
 
 
 def _reader_gone() -> int:
+    _drop_output()
+    return 141
+
+
+def _cannot_write(exc: OSError) -> int:
+    _drop_output()
+    with contextlib.suppress(OSError):
+        print(f"ccm-ready: error: {exc.strerror or exc}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _drop_output() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would raise again
-    return 141
 
 
 def run() -> None:
@@ -132,6 +145,8 @@ def run() -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         code = _reader_gone()
+    except OSError as exc:
+        code = _cannot_write(exc)
     with contextlib.suppress(OSError):  # nobody is reading it
         sys.stderr.flush()
     os._exit(code)

@@ -57,6 +57,7 @@ exit status:
   2  bad input: missing file, invalid JSON, bad month, unknown policy or time zone,
      malformed reference, several patients without --patient, a file not grouped by patient
      with --all-patients (one line on stderr; the verdicts printed before it stand)
+  1  the output could not be written (a full disk; one line on stderr)
 
 JSON contract (--format json), abridged:
   {

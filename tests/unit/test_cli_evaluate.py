@@ -313,3 +313,15 @@ def test_evaluate_leaves_no_work_for_the_interpreter_shutdown(capsys: pytest.Cap
     assert code == 0 and json.loads(out)["status"] == "ready"
     assert atexit._ncallbacks() == before and threading.active_count() == threads
     assert "evaluate" in ENDS_AT_ONCE
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("patients", [1, 40])
+def test_output_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path: Path, patients: int) -> None:
+    """A full disk, whether the last flush or a write on the way hits it: exit 1 and one line on stderr."""
+    path = _export(tmp_path, patients)
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(_all_patients(path), stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                              timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == ["ccm-ready: error: No space left on device"]
