@@ -58,9 +58,20 @@ class Reach:
         return f"ge{self.texts[0]}", f"lt{self.texts[1]}"
 
 
-# YYYY-MM-DD at the start of a date/dateTime (digits where digits belong; the calendar is the reader's to
-# check). One C call: it runs twice for every out-of-reach Encounter of a population.
-_is_day = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").match
+_day_pattern = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}").fullmatch
+_DAYS: dict[str, bool] = {}
+
+
+def _is_day(head: str) -> bool:
+    """True for YYYY-MM-DD, the first ten characters of a date/dateTime (digits where digits belong; the
+    calendar is the reader's to check). Remembered: it runs twice for every out-of-reach Encounter of a
+    population, and a population's dates repeat a few hundred days."""
+    known = _DAYS.get(head)
+    if known is None:
+        if len(_DAYS) > 4096:
+            _DAYS.clear()
+        known = _DAYS[head] = _day_pattern(head) is not None
+    return known
 
 
 def _long_before(first: str, hours: float, lo: str) -> bool:
@@ -96,7 +107,10 @@ def outside(res: dict[str, Any], reach: Reach) -> bool:
         if first >= lo:
             return False
         end = period.get("end")  # without one, an inpatient stay is still going on
-        if type(end) is not str or len(end) < 10 or end[:10] >= lo or _is_day(end) is None:
+        if type(end) is not str or len(end) < 10:
+            return False
+        last = end[:10]
+        if last >= lo or not _is_day(last):
             return False
         length = res.get("length")
         hours = length.get("value") if type(length) is dict else None
@@ -106,7 +120,7 @@ def outside(res: dict[str, Any], reach: Reach) -> bool:
                     return False
             elif not _long_before(first, hours, lo):  # longer (or NaN: read it)
                 return False
-    if _is_day(first) is None:  # not a date: the reader judges (and lists) it
+    if not _is_day(first):  # not a date: the reader judges (and lists) it
         return False
     types = res.get("type")
     if types is None:
@@ -140,10 +154,10 @@ def charge_outside(res: dict[str, Any], reach: Reach) -> bool:
     first = start[:10]
     lo, hi, _ = reach.texts
     if first < hi and (
-        first >= lo or type(end) is not str or len(end) < 10 or end[:10] >= lo or _is_day(end) is None
+        first >= lo or type(end) is not str or len(end) < 10 or end[:10] >= lo or not _is_day(end[:10])
     ):
         return False
-    return _is_day(first) is not None
+    return _is_day(first)
 
 
 def attestation_coded(res: dict[str, Any]) -> bool:
@@ -152,7 +166,10 @@ def attestation_coded(res: dict[str, Any]) -> bool:
     codings = code.get("coding") if type(code) is dict else None
     if type(codings) is not list:
         return False
-    return any(type(c) is dict and c.get("code") in ATTESTATION_KINDS for c in codings)
+    for c in codings:  # noqa: SIM110 (a loop, not any(): it runs for every Task of a dropped Encounter)
+        if type(c) is dict and c.get("code") in ATTESTATION_KINDS:
+            return True
+    return False
 
 
 def unread(resources: Sequence[Any], reach: Reach) -> set[str]:
@@ -177,6 +194,66 @@ def unread(resources: Sequence[Any], reach: Reach) -> set[str]:
     }
 
 
+class Dropping:
+    """`within`'s decision for one resource at a time, remembered by the patient it is about.
+
+    `keep(res, about)` is False for an out-of-reach Encounter (remembered as `about`'s), for a Task of
+    `about` documenting an Encounter of `about` dropped before it (not an attestation), and for an
+    out-of-reach ChargeItem. A population groups by patient, so what is remembered is per patient: a
+    Task is never dropped for another patient's Encounter. A Task kept before its Encounter is dropped
+    leaves `about` in `late`; `sweep` then drops it from that patient's resources. `bound`: how many
+    Encounters to remember (a stream's memory stays flat; a miss only keeps a Task the reader skips).
+    Without a reach everything is kept.
+    """
+
+    __slots__ = ("_pending", "bound", "dropped", "late", "reach")
+
+    def __init__(self, reach: Reach | None, bound: int | None = None) -> None:
+        self.reach = reach
+        self.bound = bound
+        self.dropped: set[tuple[str | None, object]] = set()
+        self.late: set[str | None] = set()
+        self._pending: set[str | None] = set()  # patients with a kept Task that documents an Encounter
+
+    def keep(self, res: dict[str, Any], about: str | None = None) -> bool:
+        reach = self.reach
+        if reach is None:
+            return True
+        rtype = res.get("resourceType")
+        if rtype == "Encounter":
+            if outside(res, reach):
+                if self.bound is not None and len(self.dropped) >= self.bound:
+                    self.dropped.clear()
+                self.dropped.add((about, f"Encounter/{res.get('id')}"))
+                if about in self._pending:
+                    self.late.add(about)
+                return False
+        elif rtype == "Task":
+            ref = res.get("encounter")
+            if type(ref) is dict:
+                if (about, ref.get("reference")) not in self.dropped:
+                    self._pending.add(about)
+                elif not attestation_coded(res):
+                    return False
+        elif rtype == "ChargeItem":
+            return not charge_outside(res, reach)
+        return True
+
+    def sweep(self, about: str | None, resources: list[Any]) -> list[Any]:
+        """`about`'s resources less the Tasks documenting its Encounters dropped after them."""
+        if about not in self.late:
+            return resources
+        return [r for r in resources if not self._dropped_task(about, r)]
+
+    def _dropped_task(self, about: str | None, res: Any) -> bool:
+        if type(res) is not dict or res.get("resourceType") != "Task":
+            return False
+        ref = res.get("encounter")
+        return (
+            type(ref) is dict and (about, ref.get("reference")) in self.dropped and not attestation_coded(res)
+        )
+
+
 def within(resources: Iterable[Any], reach: Reach) -> Iterator[Any]:
     """`resources` less what read_facts would not read with `reach`, dropped as soon as they are parsed.
 
@@ -186,21 +263,7 @@ def within(resources: Iterable[Any], reach: Reach) -> Iterator[Any]:
     (Deciding from an NDJSON line's bytes, before parsing, was tried twice: the scans a safe decision
     needs cost two to three times orjson's parse of the line.)
     """
-    dropped: set[str] = set()
-    is_outside, attests = outside, attestation_coded  # locals: this loop runs once per resource
+    keep = Dropping(reach, bound=8192).keep  # a local: this loop runs once per resource
     for res in resources:
-        if type(res) is dict:
-            rtype = res.get("resourceType")
-            if rtype == "Encounter":
-                if is_outside(res, reach):
-                    if len(dropped) > 8192:
-                        dropped.clear()
-                    dropped.add(f"Encounter/{res.get('id')}")
-                    continue
-            elif rtype == "Task" and dropped:
-                ref = res.get("encounter")
-                if type(ref) is dict and ref.get("reference") in dropped and not attests(res):
-                    continue
-            elif rtype == "ChargeItem" and charge_outside(res, reach):
-                continue
-        yield res
+        if type(res) is not dict or keep(res):
+            yield res
