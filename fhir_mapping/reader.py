@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir_mapping.dates import BadDate
 from fhir_mapping.people import PERSON_TYPES, People
@@ -273,17 +273,35 @@ def read_facts(
         ]
     return PatientFacts(
         patient=patient or PatientRecord(id=target or "Patient/unknown"),
-        conditions=tuple(conditions),
-        consents=tuple(consents),
-        care_plans=tuple(plans),
-        visits=tuple(visits),
-        time_entries=tuple(d.build() for d in drafts.values()),
-        attestations=tuple(attestations),
-        billed=tuple(billed),
-        stays=tuple(stays),
+        conditions=_in_order(conditions, "onset"),
+        consents=_in_order(consents, "obtained_at"),
+        care_plans=_in_order(plans, "created"),
+        visits=_in_order(visits, "start"),
+        time_entries=_in_order([d.build() for d in drafts.values()], "start"),
+        attestations=_in_order(attestations, "at"),
+        billed=_in_order(billed, None),  # by resource: a claim's lines stay in the claim's order
+        stays=_in_order(stays, "start"),
         skipped=tuple(skipped),
         aliases=ctx.people.aliases(),
     )
+
+
+R = TypeVar("R")
+
+
+def _in_order(records: list[R], when: str | None) -> tuple[R, ...]:
+    """`records` earliest first by their `when` field (undated last), then by id (only by id without
+    `when`); the source's order only among one resource's records. One history, one verdict: the evidence
+    a verdict lists does not depend on the order a server or a file gave the resources in."""
+
+    if len(records) < 2:
+        return tuple(records)
+
+    def key(r: R) -> tuple[bool, float, str]:
+        at: datetime | None = getattr(r, when) if when else None
+        return at is None, at.timestamp() if at is not None else 0.0, getattr(r, "id", "")
+
+    return tuple(sorted(records, key=key))
 
 
 _PROBLEMS = (

@@ -208,7 +208,7 @@ def test_time_entry_minutes_from_length_or_period() -> None:
             type=[cc("https://ccm-ready.org/fhir/CodeSystem/care-program", "rpm")],
         ),
     )
-    a, b, c = facts.time_entries
+    a, c, b = facts.time_entries  # in the order logged: b started first (10:00+02:00)
     assert (a.id, a.program, a.minutes, a.performer, a.status) == (
         "Encounter/a",
         "ccm",
@@ -219,6 +219,18 @@ def test_time_entry_minutes_from_length_or_period() -> None:
     assert b.minutes == 30.0 and b.end - b.start == timedelta(minutes=30)
     assert b.start.utcoffset() == timedelta(hours=2)
     assert c.program == "rpm" and c.status == "entered-in-error"
+
+
+def test_time_entries_are_listed_in_the_order_logged_however_the_source_orders_them() -> None:
+    """One history, one verdict: the evidence a verdict lists does not depend on the server's order."""
+    entries = [
+        time_entry(eid, period={"start": f"2026-10-{day}T10:00:00Z", "end": f"2026-10-{day}T10:20:00Z"})
+        for eid, day in (("x", "09"), ("y", "03"), ("w", "03"), ("z", "21"))
+    ]
+    for order in (entries, entries[::-1], entries[1:] + entries[:1]):
+        assert [e.id for e in facts_of(*order).time_entries] == [
+            "Encounter/w", "Encounter/y", "Encounter/x", "Encounter/z"
+        ]
 
 
 def test_naive_and_partial_dates_use_the_practice_zone() -> None:
