@@ -239,6 +239,12 @@ class Dropping:
             return not charge_outside(res, reach)
         return True
 
+    def mark(self, about: str | None, encounter: str) -> None:
+        """`about`'s Encounter `encounter` ("Encounter/<id>") was dropped before it got here (unparsed)."""
+        self.dropped.add((about, encounter))
+        if about in self._pending:
+            self.late.add(about)
+
     def sweep(self, about: str | None, resources: list[Any]) -> list[Any]:
         """`about`'s resources less the Tasks documenting its Encounters dropped after them."""
         if about not in self.late:

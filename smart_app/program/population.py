@@ -3,15 +3,16 @@
 Bulk export files are per resource type, not per patient, so a patient's resources are spread over
 every file. Holding all of them at once would grow with the practice. Instead:
 
-1. Partition: read each NDJSON file line by line, find the patient a resource is about, and append the
-   raw line (no re-serialisation) to one of K bucket files on disk, chosen by a stable hash of the
-   patient key. K is sized so that a bucket holds about `per_bucket` patients.
-2. Evaluate: load one bucket at a time, group its resources by patient, and run the very same
-   `read_facts` -> `evaluate` as the single-patient path for each patient, then drop the bucket. The
-   months' reach is applied as each resource is parsed (`fhir_mapping.reach.Dropping`, patient by
-   patient: out-of-reach time entries and ChargeItems, and the Tasks documenting those entries, which
-   read_facts would skip anyway), Encounter lines first; a bucket holds about a fifth of what it did and
-   read_facts reads only what it uses.
+1. Partition: read each NDJSON file in byte ranges, parse each line once to find the patient it is
+   about, and append the raw line (no re-serialisation) to one of K bucket files on disk, chosen by a
+   stable hash of the patient key. K is sized so that a bucket holds about `per_bucket` patients. The
+   months' reach is applied here (`_sort_line`): an out-of-reach time entry or stay leaves only a `#`
+   line naming it, an out-of-reach ChargeItem nothing, and a Task documenting an Encounter is marked
+   with that Encounter's reference, so the bucket can drop it unparsed. read_facts would skip all of
+   them anyway: a bucket holds about a third of the export's bytes.
+2. Evaluate: load one bucket at a time, group its resources by patient (`fhir_mapping.reach.Dropping`
+   finishes the reach's work patient by patient), and run the very same `read_facts` -> `evaluate` as
+   the single-patient path for each patient, then drop the bucket.
 
 With `workers` > 1 (the CLI), both steps run in forked worker processes: first each worker routes
 byte ranges of the files into per-range bucket files, then each worker evaluates whole buckets and
@@ -19,7 +20,8 @@ sends back only what the caller's function returns (a worklist row).
 
 Peak memory is therefore one bucket (about `per_bucket` patients' resources) plus whatever the caller
 keeps per patient (the worklist keeps one small row). Small populations (one bucket) skip the disk
-round trip entirely. Resources about no patient (Practitioner, Organization, ...) are not needed by
+round trip entirely (one parse, the reach applied as each line is parsed, Encounter files first).
+Resources about no patient (Practitioner, Organization, ...) are not needed by
 the rules and are dropped, exactly as the reader would ignore them; so are lines of types the reader
 never reads (Observation, MedicationRequest, DocumentReference, ...), recognised by their leading
 `{"resourceType":"X"` without being parsed. Bulk loads run with the garbage collector paused (parsed
@@ -42,15 +44,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
 from fhir_mapping.people import PERSON_TYPES
-from fhir_mapping.reach import Dropping, Reach
+from fhir_mapping.reach import Dropping, Reach, attestation_coded, charge_outside, outside
 from fhir_mapping.read_note import merge_captured
-from fhir_mapping.reader import SUBJECT_FIELD
-from fhir_mapping.stream import READ_TYPES, line_subject_key, paused_gc, subject_key, unread_line
+from fhir_mapping.stream import READ_TYPES, paused_gc, subject_key, unread_line
 from rules.chronic import classify
 from rules.month import Month, zone
 from rules.packs import PolicyPack, resolve_pack
@@ -109,135 +110,91 @@ def bucket_count(patients: int, per_bucket: int = PER_BUCKET) -> int:
     return max(1, min(MAX_BUCKETS, math.ceil(patients / max(1, per_bucket))))
 
 
-def _bucket_of(key: str, buckets: int) -> int:
-    return zlib.crc32(key.encode()) % buckets
-
-
 _PREFIX = b'{"resourceType":"'
 _AT = len(_PREFIX)
 _READ = frozenset(t.encode() for t in READ_TYPES)
-# `"subject":{"reference":"` etc. per type, as compact JSON (what servers and orjson write) spells them.
-_REF_AT = {
-    t.encode(): (f'"{f}"'.encode(), f'"{f}":{{"reference":"'.encode()) for t, f in SUBJECT_FIELD.items()
-}
+# A bucket line is `<patient key>\t<body>`, the body one of:
+#   `{...}`                 a resource's NDJSON line, as the server wrote it;
+#   `#Encounter/<id>`       the patient's Encounter out of the months' reach (dropped by the partition);
+#   `@<reference>\t{...}`   a Task documenting the Encounter <reference> (no attestation): dropped
+#                           unparsed when that Encounter was.
+_DROPPED = b"#"
+_DOCUMENTS = b"@"
 
 
-class LineKeys:
-    """The patient key of an NDJSON line, read from its bytes on the common path (no parse, no regex).
-
-    A line spelled `{"resourceType":"X",...` with X's subject element once, compact, first key `reference`,
-    and no contained resources gives its reference's bytes; the key for those bytes is computed once by
-    `fhir_mapping.stream.line_subject_key` (which depends on the reference only in that case) and
-    remembered. Every other line goes to `line_subject_key`. `unread(line)` is True for a type the reader
-    never reads (skipped unparsed)."""
-
-    def __init__(self, buckets: int = 1) -> None:
-        self.buckets = max(1, buckets)
-        self._by_ref: dict[bytes, str | None] = {}
-        self._routes: dict[bytes, tuple[bytes, int] | None] = {}
-
-    @staticmethod
-    def type_of(line: bytes) -> bytes | None:
-        if line.startswith(_PREFIX):
-            end = line.find(b'"', _AT)
-            if end > _AT:
-                return line[_AT:end]
+def _field(text: object) -> bytes | None:
+    """`text` as a bucket-line field (None when it is no string or could break the line apart)."""
+    if type(text) is not str or "\t" in text or "\n" in text or "\r" in text:
+        return None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate
         return None
 
-    def unread(self, line: bytes, rtype: bytes | None) -> bool:
-        return rtype not in _READ if rtype is not None else unread_line(line)
 
-    @staticmethod
-    def _plain_ref(line: bytes, rtype: bytes) -> bytes | None:
-        """The subject reference's bytes when the line spells it the plain way (see the class), else None."""
-        spelled = _REF_AT.get(rtype)
-        if spelled is None:
+def _sort_line(line: bytes, reach: Reach | None) -> tuple[str, bytes] | None:
+    """What the partition does with one NDJSON line: (patient key, bucket-line body), the key PEOPLE for
+    a Practitioner or PractitionerRole (it goes with every patient), None to leave it out (blank, a type
+    the reader never reads, skipped unparsed; unreadable; about no patient).
+
+    Each line is parsed once here; with `reach`, an out-of-reach Encounter becomes a `#` line and an
+    out-of-reach ChargeItem is left out (read_facts would not read either), and a Task documenting an
+    Encounter becomes an `@` line, so the bucket drops it unparsed if that Encounter was dropped."""
+    if line.startswith(_PREFIX):
+        if line[_AT : line.find(b'"', _AT)] not in _READ:
             return None
-        field, prefix = spelled
-        at = line.find(prefix)
-        if at > 0 and line.find(field, at + len(field)) < 0 and line.rfind(field, 0, at) < 0:
-            start = at + len(prefix)
-            end = line.find(b'"', start)
-            ref = line[start:end]
-            if end > start and b"\\" not in ref and b'"contained"' not in line:
-                return ref
+    elif not line or line.isspace() or unread_line(line):
         return None
-
-    def key(self, line: bytes, rtype: bytes | None) -> str | None:
-        ref = self._plain_ref(line, rtype) if rtype is not None else None
-        if ref is None:
-            return line_subject_key(line)
-        known = self._by_ref.get(ref, "")
-        if known == "":
-            known = line_subject_key(line)
-            if len(self._by_ref) > 200_000:
-                self._by_ref.clear()
-            self._by_ref[ref] = known
-        return known
-
-    def _route_of(self, key: str | None) -> tuple[bytes, int] | None:
-        if key is None:
+    res = _parse(line)
+    key = subject_key(res)
+    if key is None:
+        return (PEOPLE, line) if _is_person(res) else None
+    if reach is not None:
+        rtype = res.get("resourceType")
+        if rtype == "Encounter":
+            if outside(res, reach):
+                dropped = _field(f"Encounter/{res.get('id')}")
+                if dropped is not None:
+                    return key, _DROPPED + dropped
+        elif rtype == "Task":
+            ref = res.get("encounter")
+            documents = _field(ref.get("reference")) if type(ref) is dict else None
+            if documents is not None and not attestation_coded(res):
+                return key, _DOCUMENTS + documents + b"\t" + line
+        elif rtype == "ChargeItem" and charge_outside(res, reach):
             return None
-        raw = key.encode()
-        return raw + b"\t", zlib.crc32(raw) % self.buckets
-
-    def route(self, line: bytes) -> tuple[bytes, int] | bool | None:
-        """(`key` + tab, bucket) for a line about a patient; None: about no patient; False: skip it (blank,
-        or a type the reader never reads). The route is remembered per reference: the partition's hot loop
-        (one call per line)."""
-        if line.startswith(_PREFIX):
-            end = line.find(b'"', _AT)
-            rtype = line[_AT:end] if end > _AT else None
-        elif not line or line.isspace():
-            return False
-        else:
-            rtype = None
-        if rtype is not None:
-            if rtype not in _READ:
-                return False
-            ref = self._plain_ref(line, rtype)
-            if ref is not None:
-                routes = self._routes
-                if ref in routes:
-                    return routes[ref]
-                if len(routes) > 200_000:
-                    routes.clear()
-                found = routes[ref] = self._route_of(line_subject_key(line))
-                return found
-        elif unread_line(line):
-            return False
-        return self._route_of(line_subject_key(line))
-
-
-def _keyed(key: str, line: bytes) -> bytes:
-    """A bucket line: the patient key, a tab, the raw NDJSON line (so grouping needs no second look-up)."""
-    return key.encode() + b"\t" + (line if line.endswith(b"\n") else line + b"\n")
+    return key, line
 
 
 _ENCOUNTER = b'{"resourceType":"Encounter"'
 
 
 def _group_keyed(lines: Iterable[bytes], dropping: Dropping) -> dict[str, list[dict[str, Any]]]:
-    """A bucket's keyed lines grouped by patient, less what the months' reach does not read (`dropping`).
+    """A bucket's lines grouped by patient, less what the months' reach does not read (`dropping`).
 
-    Encounter lines are parsed first, so a Task documenting a dropped one is dropped as soon as it is
-    parsed instead of being held to the end of the bucket."""
-    first: list[bytes] = []
+    The partition's `#` lines (dropped Encounters) are taken first, so a Task documenting one (an `@`
+    line) is dropped without being parsed."""
     rest: list[bytes] = []
     for line in lines:
-        (first if line.startswith(_ENCOUNTER, line.find(b"\t") + 1) else rest).append(line)
+        tab = line.find(b"\t")
+        if line.startswith(_DROPPED, tab + 1):
+            dropping.mark(line[:tab].decode(), line[tab + 2 :].decode())
+        else:
+            rest.append(line)
     groups: dict[str, list[dict[str, Any]]] = {}
-    keep = dropping.keep
+    keep, dropped = dropping.keep, dropping.dropped
     with paused_gc():  # a bulk load: parsed JSON has no cycles for the collector to find
-        for part in (first, rest):
-            for line in part:
-                raw, _, body = line.partition(b"\t")
-                res = _parse(body)
-                if isinstance(res, dict):
-                    key = raw.decode()
-                    if key == PEOPLE or keep(res, key):
-                        groups.setdefault(key, []).append(res)
-            part.clear()
+        for line in rest:
+            raw, _, body = line.partition(b"\t")
+            key = raw.decode()
+            if body.startswith(_DOCUMENTS):
+                documents, _, body = body.partition(b"\t")
+                if (key, documents[1:].decode()) in dropped:
+                    continue
+            res = _parse(body)
+            if isinstance(res, dict) and (key == PEOPLE or keep(res, key)):
+                groups.setdefault(key, []).append(res)
+        rest.clear()
     return groups
 
 
@@ -275,11 +232,6 @@ def _is_person(res: Any) -> bool:
     return isinstance(res, dict) and res.get("resourceType") in PERSON_TYPES
 
 
-def _person_line(line: bytes) -> bool:
-    """A Practitioner or PractitionerRole line (checked by parsing only lines that could be one)."""
-    return b"Practitioner" in line and _is_person(_parse(line))
-
-
 def patient_groups(
     files: Sequence[Path],
     *,
@@ -306,10 +258,14 @@ def patient_groups(
         return
     folder = Path(tempfile.mkdtemp(prefix="ccm-buckets-", dir=workdir))
     try:
-        for path in _partition(files, folder, buckets):
+        for job, (path, start, end) in enumerate(_chunks(files, CHUNK_BYTES)):
+            _partition_chunk(path, start, end, folder, job, buckets, reach)
+        for b in range(buckets):
+            paths = _bucket_files(folder, b)
             dropping = Dropping(reach)
-            groups = _group_keyed(_keyed_lines([path]), dropping)
-            path.unlink()
+            groups = _group_keyed(_keyed_lines(paths), dropping)
+            for used in paths:
+                used.unlink()
             yield from _with_patient(groups, dropping)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -451,6 +407,7 @@ def map_population(
             yield fn(result)
         return
     buckets = max(bucket_count(expected, per_bucket), 2 * workers)
+    reach = Reach.of(min(wanted), max(wanted))
     warm_up(wanted[0], policy)
     gc.freeze()  # packs and value sets: shared with the forked workers, never rescanned or copied
     folder = Path(tempfile.mkdtemp(prefix="ccm-buckets-", dir=workdir))
@@ -460,7 +417,7 @@ def map_population(
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             # Phase 1: the workers partition byte ranges of the files into per-chunk bucket files.
             split = [
-                pool.submit(_partition_chunk, path, start, end, folder, job, buckets)
+                pool.submit(_partition_chunk, path, start, end, folder, job, buckets, reach)
                 for job, (path, start, end) in enumerate(_chunks(files, CHUNK_BYTES))
             ]
             for future in split:
@@ -469,7 +426,7 @@ def map_population(
             futures = [
                 pool.submit(
                     _bucket_job,
-                    sorted(folder.glob(f"b{b:03d}-*.ndjson")),
+                    _bucket_files(folder, b),
                     wanted,
                     tz,
                     policy,
@@ -490,25 +447,6 @@ def map_population(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _partition(files: list[Path], folder: Path, buckets: int) -> list[Path]:
-    """Append each line to the bucket file of its patient; return the bucket files."""
-    paths = [folder / f"bucket-{i:03d}.ndjson" for i in range(buckets)]
-    handles: list[BinaryIO] = [p.open("wb") for p in paths]
-    keys = LineKeys()
-    try:
-        for line in _lines(files):
-            key = keys.key(line, keys.type_of(line))
-            if key is not None:
-                handles[_bucket_of(key, buckets)].write(_keyed(key, line))
-            elif _person_line(line):
-                for h in handles:  # every bucket: people go with every patient
-                    h.write(_keyed(PEOPLE, line))
-    finally:
-        for h in handles:
-            h.close()
-    return paths
-
-
 def _chunks(files: Sequence[Path], size: int) -> list[tuple[Path, int, int]]:
     """Byte ranges of about `size` bytes, each ending at a line end."""
     out: list[tuple[Path, int, int]] = []
@@ -527,8 +465,10 @@ def _chunks(files: Sequence[Path], size: int) -> list[tuple[Path, int, int]]:
     return out
 
 
-def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, buckets: int) -> None:
-    """In a worker process: route the lines of one byte range to the bucket files of this process.
+def _partition_chunk(
+    path: Path, start: int, end: int, folder: Path, job: int, buckets: int, reach: Reach | None
+) -> None:
+    """Route the lines of one byte range to the bucket files of this process (`_sort_line`).
 
     The range is read at once and each bucket's lines are appended with one write to
     `b<bucket>-<pid>.ndjson` (one file per bucket and worker process, not per range: creating files is
@@ -538,19 +478,30 @@ def _partition_chunk(path: Path, start: int, end: int, folder: Path, job: int, b
         data = fh.read(end - start)
     out: list[list[bytes]] = [[] for _ in range(buckets)]
     people: list[bytes] = []
-    route = LineKeys(buckets).route
+    routes: dict[str, tuple[bytes, int]] = {}
     with paused_gc():
         for line in data.split(b"\n"):
-            to = route(line)
-            if to:
-                out[to[1]].append(to[0] + line + b"\n")  # type: ignore[index]
-            elif to is None and _person_line(line):
-                people.append(_keyed(PEOPLE, line))  # people go with every patient
+            sorted_line = _sort_line(line, reach)
+            if sorted_line is None:
+                continue
+            key, body = sorted_line
+            if key == PEOPLE:
+                people.append(b"\t" + body + b"\n")  # people go with every patient
+                continue
+            route = routes.get(key)
+            if route is None:
+                raw = key.encode()
+                route = routes[key] = (raw + b"\t", zlib.crc32(raw) % buckets)
+            out[route[1]].append(route[0] + body + b"\n")
         for b, lines in enumerate(out):
             if lines or people:
                 with (folder / f"b{b:03d}-{os.getpid()}.ndjson").open("ab") as fh:
                     fh.write(b"".join(lines))
                     fh.write(b"".join(people))
+
+
+def _bucket_files(folder: Path, bucket: int) -> list[Path]:
+    return sorted(folder.glob(f"b{bucket:03d}-*.ndjson"))
 
 
 def _keyed_lines(paths: Iterable[Path]) -> Iterator[bytes]:
