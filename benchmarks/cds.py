@@ -56,7 +56,7 @@ from benchmarks.realistic import patient_history  # noqa: E402
 from fhir_mapping.codes import ATTESTATION_KINDS  # noqa: E402
 from rules.month import Month  # noqa: E402
 from smart_app.readiness.fetch import VISIT_CODES  # noqa: E402
-from tests.support.ccm_scenarios import hook_request, searchset  # noqa: E402
+from tests.support.ccm_scenarios import hook_request, is_app_note, searchset  # noqa: E402
 
 ISS = "https://ehr.bench.example"
 SERVICE = "/cds-services/ccm-readiness"
@@ -100,6 +100,7 @@ def prefetches(resources: list[dict[str, Any]], today: datetime) -> tuple[dict[s
         ),
         "claims": searchset(of.get("Claim", [])),  # none in the generated history
         "eobs": searchset(of.get("ExplanationOfBenefit", [])),
+        "notes": searchset([d for d in of.get("DocumentReference", []) if is_app_note(d)]),  # none here
     }
     bounded = {
         **common,

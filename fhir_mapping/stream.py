@@ -37,10 +37,12 @@ _BLANK = frozenset(b" \t\r\n\x0b\x0c")
 # The resource types read_facts reads (it ignores every other type, so a stream may drop them early):
 # those about a patient, the Patient, outcomes, and the people (resolving references by role or NPI).
 READ_TYPES = frozenset(SUBJECT_FIELD) | {"Patient", "OperationOutcome", "Bundle"} | PERSON_TYPES
-# What read_facts itself reads: READ_TYPES but the app's notes (DocumentReferences, read by
-# fhir_mapping.read_note where captured entries are merged). A stream for a verdict of a known patient
-# may skip them unparsed; without a known patient they still count towards the most referenced one.
+# What a verdict reads: READ_TYPES, but of the DocumentReferences only the app's own notes (read back by
+# the use case, `fhir_mapping.read_note`); a stream skips the others unparsed (`only=FACT_TYPES`): a line
+# of a DocumentReference is parsed only when it may be a note of ours (`_may_be_note`).
 FACT_TYPES = READ_TYPES - {"DocumentReference"}
+_NOTE_TYPE = b"DocumentReference"
+NOTE_MARK = b"note-format"  # in every note of ours: fhir_mapping.write_note.NOTE_FORMAT
 T = TypeVar("T")
 _KEYS: dict[str, str | None] = {}  # reference string -> patient key (a memo, cleared past 8192)
 _TYPE_FIRST_PATTERN = rb'\s*\{\s*"resourceType"\s*:\s*"([A-Za-z]{1,64})"'
@@ -126,9 +128,10 @@ def iter_resources(
     """Every resource in the file at `path`, one at a time (SourceError for a file that is not FHIR JSON).
 
     The same resources, in the same order, as `sources.load_path`; an invalid NDJSON line raises
-    SourceError when the stream reaches it. With `only` (e.g. READ_TYPES), an NDJSON line that starts
+    SourceError when the stream reaches it. With `only` (e.g. FACT_TYPES), an NDJSON line that starts
     with `{"resourceType":"X"` for an X outside `only` is skipped without being parsed (Bundles are
-    always unpacked); other sources may still yield other types, which the reader ignores. With `about`
+    always unpacked, and a DocumentReference that may be one of the app's notes is always parsed);
+    other sources may still yield other types, which the reader ignores. With `about`
     (a patient id), an NDJSON line that does not contain the id but names a patient as its subject is
     skipped unparsed too: it is another patient's (`select_patient` still checks every parsed resource).
     """
@@ -214,6 +217,12 @@ def _is_json_object(line: bytes) -> bool:
         return False
 
 
+def _may_be_note(line: bytes) -> bool:
+    """True for a line that could hold one of the app's notes: it spells NOTE_MARK, or it has `\\u`
+    escapes (which could spell it otherwise). Never False for a note of ours, however it is serialised."""
+    return NOTE_MARK in line or b"\\u" in line
+
+
 def _ndjson(p: Path, only: frozenset[str] | None = None, about: str | None = None) -> Iterator[Any]:
     loads = orjson.loads
     name = str(p)
@@ -226,12 +235,13 @@ def _ndjson(p: Path, only: frozenset[str] | None = None, about: str | None = Non
             if wanted is not None:
                 if line.startswith(_PREFIX):  # the usual spelling, read without a regex
                     end = line.find(b'"', _AT)
-                    if end > _AT and line[_AT:end] not in wanted:
-                        continue  # a type the caller does not read: not even parsed
+                    rtype = line[_AT:end] if end > _AT else None
                 else:
                     m = _type_first().match(line)
-                    if m is not None and m.group(1) not in wanted:
-                        continue
+                    rtype = m.group(1) if m is not None else None
+                skip = rtype is not None and rtype not in wanted
+                if skip and (rtype != _NOTE_TYPE or not _may_be_note(line)):
+                    continue  # a type the caller does not read: not even parsed
             if needle is not None and _names_another_patient(line, needle):
                 continue
             try:

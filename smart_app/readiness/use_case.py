@@ -3,6 +3,9 @@
 Faces never call `read_facts` or `evaluate` themselves: the panel, CDS card and packet pass a
 `ServerSource` (one batch round trip) or the resources they were given (`ResourceSource`); the CLI
 and worklist pass resources read from files or a bulk export. Same source and options, same Verdict.
+The app's own notes among the resources (the "note" write profile, for EHRs that take no Encounter or
+Consent from an app) are read back here, for every face: a time entry or a consent stop recorded only
+in a note counts on the worklist and in the CLI as it does on the panel.
 """
 
 from __future__ import annotations
@@ -92,9 +95,21 @@ def evaluate_facts(facts: PatientFacts, options: EvaluationOptions) -> Verdict:
     )
 
 
+def with_notes(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`resources` plus what the app's notes among them record (fhir_mapping.read_note), each entry once."""
+    for r in resources:
+        if type(r) is dict and r.get("resourceType") == "DocumentReference":
+            # lazy: CLI start-up (the note readers load only for a source holding DocumentReferences)
+            from fhir_mapping.read_note import merge_captured
+
+            return merge_captured(resources, ())
+    return resources
+
+
 def verdict_for(source: Source, patient_id: str | None, options: EvaluationOptions) -> PatientMonth:
     """The Verdict for one patient-month from `source`, with the facts and resources behind it."""
     loaded = source.load(patient_id, options)
+    loaded = replace(loaded, resources=with_notes(loaded.resources))
     facts = read_facts(loaded.resources, patient_id, options.tz, Reach.of(options.month))
     if loaded.problems:
         facts = replace(facts, skipped=(*facts.skipped, *loaded.problems))
@@ -116,7 +131,8 @@ def verdicts_for_months(
 
     Read with the months' reach together, as `verdict_for` reads one month's: the history no month asks
     about is not read (each month's status, codes, minutes and findings are the same either way)."""
-    facts = read_facts(list(resources), patient_id, options.tz, Reach.of(min(months), max(months)))
+    reach = Reach.of(min(months), max(months))
+    facts = read_facts(with_notes(list(resources)), patient_id, options.tz, reach)
     return facts, [evaluate_facts(facts, options.for_month(m)) for m in months]
 
 

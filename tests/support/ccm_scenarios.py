@@ -11,6 +11,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fhir_mapping.write_consent import CONSENT_ID
+from fhir_mapping.write_time import TIME_ENTRY_ID
 from rules.month import Month
 from tests.support.includes import included_people
 
@@ -240,7 +242,14 @@ def prefetch(resources: list[dict[str, Any]], pid: str) -> dict[str, Any]:
         "chargeitems": searchset(by_type.get("ChargeItem", [])),
         "claims": searchset(by_type.get("Claim", [])),
         "eobs": searchset(by_type.get("ExplanationOfBenefit", [])),
+        "notes": searchset([d for d in by_type.get("DocumentReference", []) if is_app_note(d)]),
     }
+
+
+def is_app_note(doc: dict[str, Any]) -> bool:
+    """A DocumentReference the `notes` template finds: it has the app's time-entry or consent identifier."""
+    systems = {i.get("system") for i in doc.get("identifier") or () if isinstance(i, dict)}
+    return bool(systems & {TIME_ENTRY_ID, CONSENT_ID})
 
 
 def transaction(resources: list[dict[str, Any]]) -> dict[str, Any]:

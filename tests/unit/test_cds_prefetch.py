@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from urllib.parse import parse_qsl
 
+from fhir_mapping.write_consent import CONSENT_ID
+from fhir_mapping.write_time import TIME_ENTRY_ID
 from smart_app.readiness.fetch import ATTESTATION_CODES, VISIT_CODES, plan_queries
 
 SERVICES = Path(__file__).resolve().parents[2] / "smart_app" / "cds" / "services.json"
@@ -25,9 +27,13 @@ def params(template: str) -> dict[str, list[str]]:
 def test_every_type_the_fetch_reads_has_a_template() -> None:
     fetched = {q.url.split("?")[0].split("/")[0] for q in plan_queries("p1", "2026-10")}
     prefetched = {t.split("?")[0].split("/")[0] for t in templates().values()}
-    # DocumentReference (the app's own notes, write profile "note") is not prefetched: the CDS card does
-    # not read the app's notes or ledger yet (see docs/fhir-conventions.md, "Write profiles").
-    assert fetched - {"DocumentReference"} <= prefetched
+    assert fetched <= prefetched
+
+
+def test_the_notes_template_asks_only_for_the_apps_own_notes() -> None:
+    """Write profile "note": a time entry or consent the EHR holds only as our note counts on the card."""
+    systems = params(templates()["notes"])["identifier"][0].split(",")
+    assert sorted(systems) == sorted(f"{s}|" for s in (TIME_ENTRY_ID, CONSENT_ID))
 
 
 def test_history_heavy_searches_are_bounded_by_date() -> None:

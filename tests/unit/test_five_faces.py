@@ -260,3 +260,59 @@ def test_faces_agree_on_the_export_shape_corpus(story: str, shape: str, tmp_path
     assert faces["cli"]["status"] == spec["status"], (faces["cli"], spec["why"])
     disagree = {face: got for face, got in faces.items() if got != faces["cli"]}
     assert not disagree, f"faces disagree with the CLI {faces['cli']}: {disagree}"
+
+
+# ------------------------------------------------------------- the app's notes (write profile "note")
+
+NOTE_TZ = "America/New_York"
+
+
+def _note_story(kind: str) -> list[dict[str, Any]]:
+    """The corpus's billable March 2026, with a time entry or a consent stop held only as the app's note."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from fhir_mapping.write_consent import ConsentDraft
+    from fhir_mapping.write_note import consent_note, time_note
+    from fhir_mapping.write_time import TimeEntryDraft
+    from tests.support.corpus import load_corpus
+
+    corpus, tz = load_corpus(), ZoneInfo(NOTE_TZ)
+    assert corpus.TZ == NOTE_TZ
+
+    def base(**kwargs: Any) -> list[dict[str, Any]]:  # its dateTimes with the zone's offset: valid R4
+        text = json.dumps(corpus.base(**kwargs))
+        return json.loads(re.sub(r'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)"', r'"\1-05:00"', text))
+
+    if kind == "time":
+        start = datetime(2026, 3, 3, 9, 0, tzinfo=tz)
+        text = "Reviewed the glucose log for diabetes; adjusted metformin timing; recheck Friday."
+        who = "Practitioner/rn-1"
+        draft = TimeEntryDraft("note-1", "p1", who, start, 25, "ccm", "care-coordination", text)
+        return [*base(entries=False), {**time_note(draft, start), "id": "doc-1"}]  # the server's id
+    when = datetime(2026, 2, 10, 9, 0, tzinfo=tz)
+    stop = ConsentDraft("stop-1", "p1", "stopped", when, "Practitioner/rn-1", "Practitioner/dr-a", "verbal",
+                        stop_date=date(2026, 2, 10))
+    return [*base(), {**consent_note(stop, when), "id": "doc-2"}]
+
+
+@pytest.mark.parametrize(("kind", "status"), [("time", "ready"), ("stop", "blocked")])
+def test_the_apps_notes_count_in_every_face(kind: str, status: str, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A time entry (or a consent stop) the EHR holds only as this app's note counts on the worklist, in the
+    CLI, on the CDS card and in the packet as on the panel, with no ledger: before, only the panel (and a
+    worklist that happened to hold some ledger entry) read the notes, and a stop in a note left the other
+    faces saying "ready"."""
+    resources = _note_story(kind)
+    path = tmp_path / "story.ndjson"
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in resources))
+    app = support_app.make_app(**_config(tmp_path, NOTE_TZ, None, datetime(2026, 3, 15, 12, tzinfo=UTC)))
+    faces = {
+        "cli": _cli(path, "2026-03", NOTE_TZ, None, capsys),
+        "panel": _panel(app, resources, "p1", "2026-03"),
+        "worklist": _worklist(tmp_path, resources, "p1", "2026-03", NOTE_TZ, None),
+        "packet": _packet(resources, "p1", "2026-03", NOTE_TZ, None),
+        "cds": _cds(app, resources, "p1"),
+    }
+    assert {face: got and got["status"] for face, got in faces.items()} == dict.fromkeys(faces, status)
+    assert len({json.dumps(got, sort_keys=True) for got in faces.values()}) == 1, faces

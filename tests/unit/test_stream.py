@@ -200,3 +200,24 @@ def test_line_subject_key_agrees_with_parsing() -> None:
     for res in [*population(2), *tricky]:
         assert line_subject_key(orjson.dumps(res)) == subject_key(res), res
     assert line_subject_key(b'{"resourceType":"Task", broken') is None
+
+
+def test_a_verdicts_stream_parses_the_apps_notes_however_they_are_spelled(tmp_path: Path) -> None:
+    """FACT_TYPES skips DocumentReferences unparsed, but never one of the app's notes: a note counts in
+    every face (the use case reads it back), so the CLI must see it whatever the serialiser escaped."""
+    from fhir_mapping.write_note import NOTE_FORMAT
+
+    assert stream.NOTE_MARK.decode() in NOTE_FORMAT
+    note = {"resourceType": "DocumentReference", "id": "n1", "subject": {"reference": "Patient/p1"},
+            "content": [{"format": {"code": NOTE_FORMAT}}]}
+    plain = orjson.dumps(note)
+    spellings = [
+        plain,
+        plain.replace(b"/", b"\\/"),  # escaped solidus
+        plain.replace(b"note-format", b"\\u006eote-format"),  # an escaped letter
+    ]
+    other = b'{"resourceType":"DocumentReference","id":"x", this line is never parsed'
+    path = tmp_path / "notes.ndjson"
+    path.write_bytes(b"\n".join([*spellings, other]) + b"\n")
+    read = list(iter_resources(path, only=stream.FACT_TYPES))
+    assert [r["content"][0]["format"]["code"] for r in read] == [NOTE_FORMAT] * 3
