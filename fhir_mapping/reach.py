@@ -202,15 +202,16 @@ class Dropping:
     out-of-reach ChargeItem. A population groups by patient, so what is remembered is per patient: a
     Task is never dropped for another patient's Encounter. A Task kept before its Encounter is dropped
     leaves `about` in `late`; `sweep` then drops it from that patient's resources. `bound`: how many
-    Encounters to remember (a stream's memory stays flat; a miss only keeps a Task the reader skips).
-    Without a reach everything is kept.
+    Encounters to remember (a stream's memory stays flat; a miss only keeps a Task the reader skips, and
+    a bounded Dropping, which forgets, does not sweep). Without a reach everything is kept.
     """
 
-    __slots__ = ("_pending", "bound", "dropped", "late", "reach")
+    __slots__ = ("_pending", "bound", "dropped", "late", "reach", "sweeps")
 
     def __init__(self, reach: Reach | None, bound: int | None = None) -> None:
         self.reach = reach
         self.bound = bound
+        self.sweeps = bound is None
         self.dropped: set[tuple[str | None, object]] = set()
         self.late: set[str | None] = set()
         self._pending: set[str | None] = set()  # patients with a kept Task that documents an Encounter
@@ -231,10 +232,12 @@ class Dropping:
         elif rtype == "Task":
             ref = res.get("encounter")
             if type(ref) is dict:
-                if (about, ref.get("reference")) not in self.dropped:
+                dropped = self.dropped
+                if dropped and (about, ref.get("reference")) in dropped:
+                    if not attestation_coded(res):
+                        return False
+                elif self.sweeps:
                     self._pending.add(about)
-                elif not attestation_coded(res):
-                    return False
         elif rtype == "ChargeItem":
             return not charge_outside(res, reach)
         return True
@@ -271,5 +274,8 @@ def within(resources: Iterable[Any], reach: Reach) -> Iterator[Any]:
     """
     keep = Dropping(reach, bound=8192).keep  # a local: this loop runs once per resource
     for res in resources:
-        if type(res) is not dict or keep(res):
+        if type(res) is not dict or res.get("resourceType") not in _JUDGED or keep(res):
             yield res
+
+
+_JUDGED = frozenset({"Encounter", "Task", "ChargeItem"})  # the types Dropping can drop

@@ -46,6 +46,18 @@ def note_facts(doc: Any) -> dict[str, Any] | None:
     return None
 
 
+def read_back(resources: list[Any]) -> list[Any]:
+    """`resources` plus what our notes among them record (`merge_captured` without a ledger); the very same
+    list when none of them is one of our notes (the common case: no copy, no index of the resources)."""
+    for doc in resources:
+        if type(doc) is dict and doc.get("resourceType") == _NOTE_TYPE and note_facts(doc) is not None:
+            return merge_captured(resources, ())
+    return resources
+
+
+_NOTE_TYPE = "DocumentReference"
+
+
 def time_resources(entry: dict[str, Any], status: str | None = None) -> list[dict[str, Any]]:
     """Encounter + Task for one captured time entry (its JSON as in write_time.draft_to_json)."""
     draft = draft_from_json(entry)

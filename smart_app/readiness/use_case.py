@@ -100,16 +100,18 @@ def with_notes(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in resources:
         if type(r) is dict and r.get("resourceType") == "DocumentReference":
             # lazy: CLI start-up (the note readers load only for a source holding DocumentReferences)
-            from fhir_mapping.read_note import merge_captured
+            from fhir_mapping.read_note import read_back
 
-            return merge_captured(resources, ())
+            return read_back(resources)
     return resources
 
 
 def verdict_for(source: Source, patient_id: str | None, options: EvaluationOptions) -> PatientMonth:
     """The Verdict for one patient-month from `source`, with the facts and resources behind it."""
     loaded = source.load(patient_id, options)
-    loaded = replace(loaded, resources=with_notes(loaded.resources))
+    resources = with_notes(loaded.resources)
+    if resources is not loaded.resources:
+        loaded = replace(loaded, resources=resources)
     facts = read_facts(loaded.resources, patient_id, options.tz, Reach.of(options.month))
     if loaded.problems:
         facts = replace(facts, skipped=(*facts.skipped, *loaded.problems))
