@@ -293,7 +293,6 @@ def _in_order(records: list[R], when: str | None) -> tuple[R, ...]:
     """`records` earliest first by their `when` field (undated last), then by id (only by id without
     `when`); the source's order only among one resource's records. One history, one verdict: the evidence
     a verdict lists does not depend on the order a server or a file gave the resources in."""
-
     if len(records) < 2:
         return tuple(records)
 
