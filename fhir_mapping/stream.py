@@ -63,18 +63,6 @@ def _subject_ref() -> re.Pattern[bytes]:
     return re.compile(_SUBJECT_REF_PATTERN)
 
 
-@cache
-def _field_refs() -> dict[bytes, tuple[bytes, re.Pattern[bytes]]]:
-    """Resource type -> (its subject element's name, the pattern of that element's reference)."""
-    return {
-        rtype.encode(): (
-            f'"{field}"'.encode(),
-            re.compile(rf'"{field}"\s*:\s*\{{\s*"reference"\s*:\s*"([^"\\\\]{{1,512}})"'.encode()),
-        )
-        for rtype, field in SUBJECT_FIELD.items()
-    }
-
-
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """The cyclic garbage collector off for a bulk load (restored afterwards, even on error).
@@ -190,24 +178,6 @@ def _names_another_patient(line: bytes, needle: bytes) -> bool:
     if m is None:
         return False
     return _memo_key(m.group(1).decode("utf-8", "replace")) is not None
-
-
-def line_subject_key(line: bytes) -> str | None:
-    """subject_key of an NDJSON line, read from its bytes when that is unambiguous, else by parsing it.
-
-    Unambiguous: the line starts `{"resourceType":"X"`, names X's subject element exactly once, holds no
-    contained resources, and the element's first key is `reference`. Unreadable lines give None.
-    """
-    m = _type_first().match(line)
-    known = _field_refs().get(m.group(1)) if m is not None else None
-    if known is not None and b'"contained"' not in line and line.count(known[0]) == 1:
-        ref = known[1].search(line)
-        if ref is not None:
-            return _memo_key(ref.group(1).decode("utf-8", "replace"))
-    try:
-        return subject_key(orjson.loads(line))
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _is_json_object(line: bytes) -> bool:

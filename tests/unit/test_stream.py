@@ -185,23 +185,6 @@ def test_about_skips_other_patients_lines_unparsed_and_keeps_subjectless_ones(tm
     assert got == ["a1", "e1", "t0"]
 
 
-def test_line_subject_key_agrees_with_parsing() -> None:
-    from fhir_mapping.stream import line_subject_key
-
-    tricky = [
-        {"resourceType": "Encounter", "subject": {"display": "x", "reference": "Patient/p2"}},
-        {"resourceType": "Encounter", "contained": [{"resourceType": "Encounter", "subject": {
-            "reference": "Patient/zz"}}], "subject": {"reference": "Patient/p5"}},
-        {"resourceType": "Consent", "patient": {"reference": "https://x/fhir/Patient/p3/_history/1"}},
-        {"resourceType": "Task", "for": {"reference": "urn:uuid:u1"}},
-        {"resourceType": "Task", "for": {"reference": "Group/g"}},
-        {"resourceType": "Communication"},
-    ]
-    for res in [*population(2), *tricky]:
-        assert line_subject_key(orjson.dumps(res)) == subject_key(res), res
-    assert line_subject_key(b'{"resourceType":"Task", broken') is None
-
-
 def test_a_verdicts_stream_parses_the_apps_notes_however_they_are_spelled(tmp_path: Path) -> None:
     """FACT_TYPES skips DocumentReferences unparsed, but never one of the app's notes: a note counts in
     every face (the use case reads it back), so the CLI must see it whatever the serialiser escaped."""
