@@ -32,7 +32,13 @@ EXT_CARE_PLAN_REVIEWED = "https://ccm-ready.org/fhir/StructureDefinition/care-pl
 
 LOINC_PATIENT_CONSENT = "59284-0"
 PPRF = "PPRF"  # primary performer: the billing practitioner on a CCM Consent
-INPATIENT_CLASSES = frozenset({"IMP", "ACUTE", "NONAC"})
+INPATIENT_CLASSES = frozenset({"IMP", "ACUTE", "NONAC", "I"})  # v3 ActCode; "I": v2 patient class
+# Encounter classes where the patient is seen in person (v3 ActCode): ambulatory, home health, emergency,
+# field. Not VR (virtual): a telephone or video contact may be the CCM call itself.
+FACE_TO_FACE_CLASSES = frozenset({"AMB", "HH", "EMER", "FLD"})
+# SNOMED CT encounter types that are not face to face, whatever the class an EHR gives them: telephone
+# encounter, indirect encounter, telemedicine consultation.
+NOT_FACE_TO_FACE_TYPES = frozenset({"185317003", "185316007", "448337001"})
 ATTESTATION_KINDS = frozenset({"risk-attestation", "mdm-moderate", "mdm-high", "mdm-low"})
 DISCLOSURES = frozenset({"ccm-available", "cost-sharing", "one-practitioner", "right-to-stop"})
 

@@ -33,19 +33,31 @@ def parse_when(value: Any, tz: tzinfo, *, end: bool = False, field: str = "date"
     try:
         if n == 4:
             year = int(value)
-            return datetime(year + 1 if end else year, 1, 1, tzinfo=tz)
+            start = datetime(year, 1, 1, tzinfo=tz)
+            return _after(year + 1, 1, tz) if end else start
         if n == 7 and value[4] == "-":
             year, month = int(value[:4]), int(value[5:])
             start = datetime(year, month, 1, tzinfo=tz)
-            if end:
-                return datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
-            return start
+            return _after(year + month // 12, month % 12 + 1, tz) if end else start
         if n == 10 and value[4] == "-":
             day = datetime(int(value[:4]), int(value[5:7]), int(value[8:]), tzinfo=tz)
-            return day + timedelta(days=1) if end else day
+            if not end:
+                return day
+            try:
+                return day + timedelta(days=1)
+            except OverflowError:  # 9999-12-31
+                return _after(10000, 1, tz)
         raise ValueError(value)  # shorter than a date, or not one
     except (ValueError, IndexError):
         raise BadDate(f"{field} is not a valid FHIR date/dateTime") from None
+
+
+def _after(year: int, month: int, tz: tzinfo) -> datetime:
+    """The first instant of `year`-`month`; past year 9999 (an open end spelled `9999-12-31`, as EHRs
+    write "no end"), the start of 9999-12-31: far in the future, and still convertible to any zone."""
+    if year > 9999:
+        return datetime(9999, 12, 31, tzinfo=tz)
+    return datetime(year, month, 1, tzinfo=tz)
 
 
 _from_iso = datetime.fromisoformat

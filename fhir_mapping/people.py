@@ -24,6 +24,19 @@ PERSON_TYPES = frozenset({"Practitioner", "PractitionerRole"})
 _NPI_SYSTEMS = frozenset({NPI, "urn:oid:2.16.840.1.113883.4.6", "http://hl7.org/fhir/sid/us-npi/"})
 
 
+# Roles of the HL7 practitioner-role code system that are not clinical: their time never counts as CCM
+# staff time (cms-rules.md §3.6: "Non-clinical staff time never counts").
+PRACTITIONER_ROLE = "http://terminology.hl7.org/CodeSystem/practitioner-role"
+NON_CLINICAL_ROLES = frozenset({"ict", "researcher", "teacher"})
+
+
+def non_clinical(role: dict[str, Any]) -> bool:
+    """True for a PractitionerRole whose every role code is a non-clinical one (and it has one)."""
+    found = [(c.get("system"), c.get("code")) for cc in role.get("code") or () if isinstance(cc, dict)
+             for c in cc.get("coding") or () if isinstance(c, dict)]
+    return bool(found) and all(s == PRACTITIONER_ROLE and c in NON_CLINICAL_ROLES for s, c in found)
+
+
 def npi_key(npi: str) -> str:
     return f"Practitioner?identifier={NPI}|{npi}"
 
@@ -115,7 +128,9 @@ class People:
         if self._pending is not None:
             self._index()
         role = self._roles.get(key)
-        return self._role_person(role, depth) if role is not None else key
+        if role is None:
+            return key
+        return f"NonClinical/{key}" if non_clinical(role) else self._role_person(role, depth)
 
     def _contained(self, rid: str, container: dict[str, Any] | None, depth: int) -> str | None:
         if not isinstance(container, dict):
@@ -124,6 +139,8 @@ class People:
             if isinstance(res, dict) and res.get("id") == rid:
                 rtype = res.get("resourceType")
                 if rtype == "PractitionerRole":
+                    if non_clinical(res):
+                        return f"NonClinical/PractitionerRole/{container.get('id')}-{rid}"
                     return self.key(res.get("practitioner"), container, depth + 1) or self._npi(_npis(res))
                 npi = self._npi(_npis(res))
                 if npi is not None:

@@ -14,7 +14,7 @@ from fhir_mapping.codes import (
     codes_in,
     codings,
 )
-from fhir_mapping.dates import parse_birth_date, parse_when
+from fhir_mapping.dates import BadDate, parse_birth_date, parse_when
 from fhir_mapping.reading import ReadContext, Unreadable
 from rules.records import CarePlanRecord, ConditionRecord, PatientRecord
 
@@ -86,6 +86,13 @@ def _onset(res: dict[str, Any], prefix: str, ctx: ReadContext) -> datetime | Non
     return None
 
 
+def _recorded(res: dict[str, Any], ctx: ReadContext) -> datetime | None:
+    try:
+        return parse_when(res.get("recordedDate"), ctx.tz, field="recordedDate")
+    except BadDate:
+        return None  # an unreadable recordedDate says nothing
+
+
 CATEGORY_SYSTEMS = frozenset(
     {
         "http://terminology.hl7.org/CodeSystem/condition-category",
@@ -146,13 +153,15 @@ def read_condition(res: dict[str, Any], key: str, ctx: ReadContext) -> Condition
     abatement = _onset(res, "abatement", ctx)
     if not found and not text:
         raise Unreadable("Condition.code has neither a coding nor text")
+    onset = _onset(res, "onset", ctx)
     return ConditionRecord(
         id=key,
         codings=found,
         text=text or (found[0].display if found else ""),
         clinical_status=_first_code(res.get("clinicalStatus"), CONDITION_CLINICAL),
         verification_status=_first_code(res.get("verificationStatus"), CONDITION_VER_STATUS),
-        onset=_onset(res, "onset", ctx),
+        onset=onset,
+        recorded=_recorded(res, ctx) if onset is None else None,
         abatement=abatement,
         abated=abatement is not None or abated_without_date(res),
         categories=_categories(res.get("category")),

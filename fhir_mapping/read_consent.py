@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from fhir_mapping.codes import (
@@ -14,7 +15,7 @@ from fhir_mapping.codes import (
     canonical_system,
     codes_in,
 )
-from fhir_mapping.dates import parse_when
+from fhir_mapping.dates import is_date_only, parse_when
 from fhir_mapping.reading import ReadContext, Unreadable
 from rules.records import ConsentRecord
 
@@ -71,4 +72,15 @@ def read_consent(res: dict[str, Any], key: str, ctx: ReadContext, programs: tupl
         provision_type=ptype.strip().lower() if isinstance(ptype, str) and ptype.strip() else None,
         method=method,
         disclosures=frozenset(disclosures),
+        given_by=_given_by(res.get("dateTime"), period.get("start"), ctx),
     )
+
+
+def _given_by(date_time: Any, start: Any, ctx: ReadContext) -> datetime | None:
+    """The end of the day (month, year) named by a consent date given without a time of day."""
+    ends = [
+        parse_when(value, ctx.tz, end=True, field=field)
+        for value, field in ((date_time, "Consent.dateTime"), (start, "Consent.provision.period.start"))
+        if value and is_date_only(value)
+    ]
+    return max((e for e in ends if e is not None), default=None)

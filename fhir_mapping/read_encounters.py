@@ -2,8 +2,11 @@
 
 One Encounter is read as
 - a time entry when its `type` carries a care-program code (ccm, pcm, rpm, ...);
-- an inpatient stay when its `class` is IMP, ACUTE or NONAC (v3 ActCode);
-- a visit candidate when its `type` carries a CPT or HCPCS code (the rules decide which codes qualify).
+- an inpatient stay when its `class` is IMP, ACUTE or NONAC (v3 ActCode), or I (v2 patient class);
+- a visit candidate when its `type` carries a CPT or HCPCS code (the rules decide which codes qualify);
+- a visit (never an initiating one) when it is finished and its `class` is an in-person one (AMB, HH,
+  EMER, FLD), whatever its type but a telephone, indirect or telemedicine one: CCM time inside it is the
+  visit's own.
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fhir_mapping.codes import CARE_PROGRAM, CPT, HCPCS, INPATIENT_CLASSES, canonical_system, codings
+from fhir_mapping.codes import (
+    CARE_PROGRAM,
+    CPT,
+    FACE_TO_FACE_CLASSES,
+    HCPCS,
+    INPATIENT_CLASSES,
+    NOT_FACE_TO_FACE_TYPES,
+    SNOMED,
+    canonical_system,
+    codings,
+)
 from fhir_mapping.dates import (
     BadDate,
     duration_minutes,
@@ -130,21 +143,37 @@ def read_encounter(
         )
     found = codings(types)
     if any(c.system in (CPT, HCPCS) for c in found):
-        period = _period(res)
-        start = parse_when(period.get("start"), ctx.tz, field="Encounter.period.start")
+        start, end = _visit_span(res, ctx)
         if start is None:
             raise Unreadable("visit Encounter has no period.start")
         if not isinstance(status, str):
             raise Unreadable("visit Encounter has no status")
-        return VisitRecord(
-            id=key,
-            status=status,
-            codings=found,
-            start=start,
-            end=parse_when(period.get("end"), ctx.tz, end=True, field="Encounter.period.end"),
-            participants=_participants(res, ctx),
-        )
+        return VisitRecord(key, status, found, start, end, _participants(res, ctx))
+    if (
+        status == "finished"
+        and set(_class_codes(res.get("class"))) & FACE_TO_FACE_CLASSES
+        and not any(c.system == SNOMED and c.code in NOT_FACE_TO_FACE_TYPES for c in found)
+    ):
+        # A visit typed without CPT/HCPCS (SNOMED, local codes, none): never an initiating visit, but
+        # time logged inside it is the visit's own (cms-rules.md §3.6).
+        start, end = _visit_span(res, ctx)
+        return VisitRecord(key, status, found, start, end, _participants(res, ctx)) if start else None
     return None
+
+
+def _visit_span(res: dict[str, Any], ctx: ReadContext) -> tuple[datetime | None, datetime | None]:
+    """A visit's start and end; without a `period.end`, start + `length` (when both are given)."""
+    period = _period(res)
+    start = parse_when(period.get("start"), ctx.tz, field="Encounter.period.start")
+    end = parse_when(period.get("end"), ctx.tz, end=True, field="Encounter.period.end")
+    if end is None and start is not None and not is_date_only(period.get("start")):
+        try:
+            minutes = duration_minutes(res.get("length"))
+        except BadDate:
+            minutes = None
+        if minutes is not None:
+            end = plus_minutes(start, minutes)
+    return start, end
 
 
 def _period(res: dict[str, Any]) -> dict[str, Any]:
@@ -180,6 +209,9 @@ def _time_entry(res: dict[str, Any], key: str, ctx: ReadContext, program: str) -
             raise Unreadable("time-entry Encounter period ends before it starts")
     elif end is None or end < start:
         end = plus_minutes(start, minutes)
+    elif end > start and not is_date_only(raw_end):
+        # `length` is the time the encounter lasted within its period (FHIR: less time absent), never more.
+        minutes = min(minutes, elapsed_minutes(start, end))
     types = res.get("type") or []
     n = 0  # codings in `type`: with more than the program's, CPT/HCPCS codes may say which program
     for t in types:

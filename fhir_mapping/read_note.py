@@ -16,6 +16,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from fhir_mapping.references import relative_key
 from fhir_mapping.write_consent import CONSENT_ID, consent
 from fhir_mapping.write_note import NOTE_FORMAT, NOTE_KIND_CONSENT, NOTE_KIND_TIME, consent_from_json
 from fhir_mapping.write_provenance import WriteError
@@ -120,16 +121,22 @@ def merge_captured(
     order) know, each entry once; ledger corrections applied (the replaced entry is entered-in-error)."""
     out = list(resources)
     seen = _keys(out)
-    for doc in list(out):
-        facts = note_facts(doc)
-        if facts is None:
-            continue
-        status = "entered-in-error" if doc.get("status") == "entered-in-error" else None
+    notes = [(doc, facts) for doc in out if (facts := note_facts(doc)) is not None]
+    # Current notes first, the latest first among them (then by id): of two versions of one entry the
+    # standing one is read, whatever the order of the data.
+    notes.sort(key=lambda n: str(n[0].get("id") or ""))
+    notes.sort(key=lambda n: n[0].get("date") if isinstance(n[0].get("date"), str) else "", reverse=True)
+    notes.sort(key=lambda n: {None: 0, "superseded": 1}.get(_withdrawn(n[0]), 2))
+    for doc, facts in notes:
+        withdrawn = _withdrawn(doc)
+        status = "entered-in-error" if withdrawn == "entered-in-error" else None
         try:
             key, derived = _from_facts(str(facts.get("kind")), facts, status)
         except (KeyError, TypeError, ValueError, WriteError):
             continue
-        if key not in seen:
+        if withdrawn == "superseded":
+            derived = [_superseded(res) for res in derived]
+        if key not in seen and _same_patient(doc, derived):
             seen.add(key)
             out.extend(derived)
     corrections: list[dict[str, Any]] = []
@@ -147,6 +154,42 @@ def merge_captured(
     for fix in corrections:
         out = _corrected(out, fix, seen)
     return out
+
+
+def _withdrawn(doc: dict[str, Any]) -> str | None:
+    """"entered-in-error" or "superseded" for a note that no longer stands (its `status` or `docStatus`)."""
+    if "entered-in-error" in (doc.get("status"), doc.get("docStatus")):
+        return "entered-in-error"
+    return "superseded" if doc.get("status") == "superseded" else None
+
+
+def _superseded(res: dict[str, Any]) -> dict[str, Any]:
+    """A superseded note's record: a time entry, visit or consent no longer counts (its replacement, if
+    any, does); a consent stop or decline still stands (dropping it could only make a month look billable)."""
+    rtype = res.get("resourceType")
+    if rtype == "Consent" and res.get("status") in ("inactive", "rejected"):
+        return res
+    return {**res, "status": "entered-in-error"} if rtype in ("Encounter", "Consent") else res
+
+
+_PATIENT_FIELD = {"Encounter": "subject", "Task": "for", "Consent": "patient"}
+
+
+def _same_patient(doc: dict[str, Any], derived: list[Any]) -> bool:
+    """False when the note's own subject names a patient its content does not (never read for either)."""
+    about = _relative_patient(doc.get("subject"))
+    if about is None:
+        return True
+    for res in derived:
+        field = _PATIENT_FIELD.get(str(res.get("resourceType")))
+        if field is not None and _relative_patient(res.get(field)) not in (about, None):
+            return False
+    return True
+
+
+def _relative_patient(value: Any) -> str | None:
+    ref = value.get("reference") if isinstance(value, dict) else None
+    return relative_key(ref) if isinstance(ref, str) else None
 
 
 def _corrected(resources: list[Any], fix: dict[str, Any], seen: set[tuple[str, str]]) -> list[Any]:

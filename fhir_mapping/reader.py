@@ -29,6 +29,7 @@ from fhir_mapping.read_encounters import TimeDraft, performer_of, read_encounter
 from fhir_mapping.read_tasks import read_attestation, task_activities, task_notes
 from fhir_mapping.reading import ReadContext, Unreadable
 from fhir_mapping.references import References
+from fhir_mapping.subject import Identifier, bind, identifiers
 from rules.month import zone
 from rules.records import (
     Attestation,
@@ -173,6 +174,7 @@ def read_facts(
     persons: list[dict[str, Any]] = []  # Practitioners and roles: the only resources aliases need
     unreached: set[str] = set()  # Encounters outside the reach
     later: list[tuple[int, str, dict[str, Any]]] = []  # Tasks read once every Encounter's reach is known
+    own: frozenset[Identifier] | None = None  # the patient's identifiers, found on first need
 
     fields = SUBJECT_FIELD
     for index, res in enumerate(items):
@@ -202,11 +204,20 @@ def read_facts(
                 continue
             subject = res.get(field)
             # The usual subject, {"reference": "Patient/<target id>"}, names the target as it is spelled:
-            # key_of would return it unchanged, so it is not looked up (this loop runs per resource).
-            if subject is not None and not (type(subject) is dict and subject.get("reference") == target):
-                about = key_of(subject)
-                if about is not None and about != target and about.startswith("Patient/"):
-                    continue  # another patient's resource
+            # it is not looked up (this loop runs per resource).
+            if (
+                subject is not None
+                and target is not None
+                and not (type(subject) is dict and subject.get("reference") == target)
+            ):
+                if own is None:
+                    own = identifiers(next((r for r in items if _is_patient(r, target)), None))
+                binding = bind(subject, target, refs, own, res)
+                if binding != "ours":  # another patient's resource, or nothing that names this patient
+                    if binding == "unbound" and rtype != "DocumentReference":
+                        reason = f"{rtype}.{field} does not name this patient"
+                        skipped.append(Skipped(_label(res, index), reason))
+                    continue
             if rtype == "Encounter":
                 if reach is not None and outside(res, reach):
                     unreached.add(key)
@@ -348,6 +359,10 @@ def _attach_task(
 
 def _with_shared(plan: CarePlanRecord, when: datetime) -> CarePlanRecord:
     return replace(plan, shared_with_patient_at=when)
+
+
+def _is_patient(res: Any, target: str) -> bool:
+    return type(res) is dict and res.get("resourceType") == "Patient" and f"Patient/{res.get('id')}" == target
 
 
 def _most_referenced_patient(items: list[Any], refs: References) -> str | None:

@@ -346,7 +346,8 @@ def patient_runs(resources: Iterable[Any]) -> Iterator[tuple[str, list[Any]]]:
 
     Resources about no patient go with the patient being read; types read_facts ignores are dropped.
     Practitioners and PractitionerRoles (people named by role or NPI resolve through them) go with
-    every patient from the one being read on, as `group_by_patient` does. A patient whose resources
+    every patient from the one being read on; one listed after a patient never reaches that patient
+    (memory stays flat), so people belong first in such a file. A patient whose resources
     reappear after another patient's raises SourceError (the stream is not grouped by patient: per-type
     bulk export files go through the worklist's bucketed pipeline instead).
     """

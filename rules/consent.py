@@ -95,9 +95,17 @@ def ccm_consents(facts: PatientFacts) -> tuple[ConsentRecord, ...]:
     return tuple(c for c in facts.consents if "ccm" in c.programs and (c.status or "").lower() in RECORDED)
 
 
-def given_from(c: ConsentRecord, tz: tzinfo) -> datetime | None:
-    """When a consent took effect: the later of its date and its provision's start (None: undated)."""
+def given_from(c: ConsentRecord, tz: tzinfo, *, counting: bool = True) -> datetime | None:
+    """When a consent took effect: the later of its date and its provision's start (None: undated).
+
+    For counting minutes, a date without a time of day counts from the end of the day (or month) it names
+    (`given_by`): the first counted minute must come after the consent (cms-rules.md §5.3) and a day alone
+    does not say when in it the consent was given. With `counting=False`, from the start of that day (an
+    initiating visit that day; a decline from that day on).
+    """
     dates = [_aware(d, tz) for d in (c.obtained_at, c.period_start) if d is not None]
+    if counting and c.given_by is not None:
+        dates.append(_aware(c.given_by, tz))
     return max(dates) if dates else None
 
 
@@ -123,7 +131,7 @@ def events(facts: PatientFacts, tz: tzinfo, aliases: dict[str, str]) -> list[Eve
         status = c.status.lower()
         who = canonical(c.billing_practitioner, aliases)
         if status == "rejected" or (status == "active" and (c.provision_type or "").lower() == "deny"):
-            out.append(Event(given_from(c, tz), "declined", c, who))
+            out.append(Event(given_from(c, tz, counting=False), "declined", c, who))
         elif status == "active":
             out.append(Event(given_from(c, tz), "given", c, who))
             end = c.period_end or c.stop_date

@@ -63,6 +63,8 @@ def _exclusion(pm: PatientMonth, c: ConditionRecord) -> str | None:
         return f"verification status {verification}: not counted"
     if c.onset is not None and not pm.before_end(c.onset):
         return "onset after this month: not counted"
+    if c.onset is None and c.recorded is not None and not pm.before_end(c.recorded):
+        return "no onset date, and first recorded after this month: not counted"
     if c.abatement is not None and pm.aware(c.abatement) < pm.start:
         return "abated before this month: not counted"
     if c.abated and c.abatement is None:

@@ -9,6 +9,7 @@ from rules import (
     consent,
     documentation,
     eligibility,
+    entry_length,
     initiating_visit,
     rule_ids,
 )
@@ -112,7 +113,9 @@ def evaluate(
     findings += care_plan.check(pm)
     findings += initiating_visit.check(pm, state.consent)
     died = facts.patient.deceased_at if pm.in_month(facts.patient.deceased_at) else None
-    counted = minute_rules.count(pm, state.windows, died, state.ended)
+    long_entries = entry_length.too_long(pm)
+    findings += entry_length.check(long_entries)
+    counted = minute_rules.count(entry_length.without(pm, long_entries), state.windows, died, state.ended)
     findings += counted.findings
     selection = code_selection.select(pm, counted.minutes, code_selection.mdm_attestation(pm))
     findings += selection.findings

@@ -32,7 +32,7 @@ def _lookback(start: datetime, months: int) -> datetime:
 def check(pm: PatientMonth, consent: ConsentRecord | None) -> tuple[Finding, ...]:
     """Blocker unless a qualifying visit by the billing practitioner is within 12 months before CCM start."""
     policy = pm.pack.initiating_visit
-    began = given_from(consent, pm.tz) if consent else None
+    began = given_from(consent, pm.tz, counting=False) if consent else None
     ccm_start = began if began is not None else pm.end
     # The consent is often taken at the visit itself: allow the rest of the consent's day.
     local = ccm_start.astimezone(pm.tz)

@@ -322,8 +322,8 @@ def _not_staff(ledger: _Ledger) -> Finding:
         "time",
         "warning",
         f"{_said(ledger.seconds)} of CCM time were logged by someone who is not a practitioner or clinical "
-        "staff member (a related person, the patient, a device) or by an unrecorded or unresolvable "
-        "performer, and do not count. Record the practitioner or staff member who did the work.",
+        "staff member (a related person, the patient, a device, a non-clinical role) or by an unrecorded or "
+        "unresolvable performer, and do not count. Record the practitioner or staff member who did the work.",
         str(CITE_STAFF),
         tuple(ledger.ids),
     )

@@ -90,6 +90,8 @@ class Month:
 
 def one_year_before(moment: datetime) -> datetime:
     """The same instant twelve months earlier (Feb 29 falls back to Feb 28)."""
+    if moment.year == 1:  # a placeholder date such as 0001-01-01: there is no earlier year
+        return moment.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
     try:
         return moment.replace(year=moment.year - 1)
     except ValueError:

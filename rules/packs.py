@@ -68,7 +68,8 @@ class CodeSpec:
 
     code: str
     label: str  # our own short label (never the AMA descriptor)
-    family: str  # ccm, pcm, apcm, tcm, rpm, rtm, bhi, cpo-home-health, cpo-hospice, esrd, ccm-initiation
+    # ccm, pcm, apcm, tcm, rpm, rtm, bhi, cpo-home-health, cpo-hospice, esrd, cpt-not-with-ccm, ccm-initiation
+    family: str
     role: str  # clinical-staff | practitioner | practice
     kind: str  # base | add-on | visit-add-on
     threshold: int | None  # minutes (for an add-on: each further full block)

@@ -46,6 +46,7 @@ class ConditionRecord:
     clinical_status: str | None = None  # active | recurrence | relapse | inactive | remission | resolved
     verification_status: str | None = None  # confirmed | refuted | entered-in-error | ...
     onset: datetime | None = None
+    recorded: datetime | None = None  # recordedDate, read when no onset date is given
     abatement: datetime | None = None  # earliest instant the condition is known to have abated
     abated: bool = False  # abated (abatement[x] present), even when no date can be derived
     categories: tuple[str, ...] = ()  # HL7/US Core codes: problem-list-item, encounter-diagnosis, ...
@@ -68,6 +69,9 @@ class ConsentRecord:
     period_start: datetime | None = None  # provision.period.start
     period_end: datetime | None = None  # provision.period.end, exclusive (a date end covers its whole day)
     provision_type: str | None = None  # provision.type: permit | deny (None: not stated, read as permit)
+    # When `dateTime` or `provision.period.start` is a date without a time of day: the end of the day (or
+    # month, or year) it names, the latest moment the consent could have been given.
+    given_by: datetime | None = None
 
 
 @record
@@ -88,7 +92,8 @@ class CarePlanRecord:
 
 @record
 class VisitRecord:
-    """A face-to-face Encounter that may serve as the CCM initiating visit."""
+    """A face-to-face Encounter: a CCM initiating-visit candidate (when CPT/HCPCS-coded), and time inside it
+    is the visit's own."""
 
     id: str
     status: str

@@ -45,6 +45,7 @@ TIME_BELOW_THRESHOLD: Final = "time.below-threshold"
 TIME_STAFF_CAP: Final = "time.staff-cap"
 TIME_TRACK_CHOICE: Final = "time.track-choice"
 TIME_INVALID_CLAIM: Final = "time.invalid-claim"
+TIME_IMPLAUSIBLE_ENTRY: Final = "time.implausible-entry"
 
 # documentation (§3.7)
 DOCUMENTATION_MISSING_NOTE: Final = "documentation.missing-note"

@@ -33,6 +33,7 @@ one grouping and one evaluation, and are easier to keep identical side by side.
 
 from __future__ import annotations
 
+import codecs
 import gc
 import math
 import multiprocessing
@@ -62,6 +63,7 @@ from smart_app.readiness.use_case import verdicts_for_months
 
 PER_BUCKET = 200
 CHUNK_BYTES = 2 << 20  # partition work unit in parallel mode
+UTF8_BOM = codecs.BOM_UTF8  # a byte-order mark some tools write first: never part of the JSON
 T = TypeVar("T")
 MAX_BUCKETS = 256
 
@@ -86,7 +88,9 @@ def _lines(paths: Iterable[Path]) -> Iterator[bytes]:
     """The non-blank lines of the files, except those of types the reader ignores (never parsed)."""
     for path in paths:
         with path.open("rb") as fh:
-            for line in fh:
+            for number, line in enumerate(fh):
+                if number == 0 and line.startswith(UTF8_BOM):
+                    line = line[len(UTF8_BOM) :]
                 if line and not line.isspace() and not unread_line(line):
                     yield line
 
@@ -476,6 +480,8 @@ def _partition_chunk(
     with path.open("rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
+    if start == 0 and data.startswith(UTF8_BOM):  # written by some Windows tools: not part of the JSON
+        data = data[len(UTF8_BOM) :]
     out: list[list[bytes]] = [[] for _ in range(buckets)]
     people: list[bytes] = []
     routes: dict[str, tuple[bytes, int]] = {}

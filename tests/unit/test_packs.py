@@ -219,6 +219,7 @@ def test_concurrency_table_matches_cms_rules_section_2() -> None:
         "cpo-home-health": ("no", "no"),
         "cpo-hospice": ("no", "no"),
         "esrd": ("no", "no"),
+        "cpt-not-with-ccm": ("no", "yes"),  # §2: CPT "do not report" codes, same practitioner
     }
     assert pack.concurrency_for("apcm").different_practitioner.severity == "blocker"
     assert pack.concurrency_for("apcm").citation.confidence == "L"

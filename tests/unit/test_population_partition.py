@@ -4,7 +4,9 @@ job; with forked workers, every patient still gets the verdict a full reading of
 
 from __future__ import annotations
 
+import codecs
 import random
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import pytest
 from benchmarks.realistic import patient_history
 from fhir_mapping.reach import Dropping, Reach
 from rules.month import Month
-from smart_app.program.population import PEOPLE, _group_keyed, _sort_line, map_population
+from smart_app.program.population import PEOPLE, _group_keyed, _sort_line, evaluate_population, map_population
 from smart_app.readiness.options import EvaluationOptions
 from smart_app.readiness.use_case import ResourceSource, verdict_for
 
@@ -116,20 +118,27 @@ def _outcome(result: Any) -> tuple[str, Any]:
     return result.key, (v.status, v.codes, v.minutes, [(f.rule, f.evidence) for f in v.findings])
 
 
+def _per_type_export(
+    folder: Path, patients: Iterable[list[dict[str, Any]]], start: bytes = b""
+) -> list[Path]:
+    """One NDJSON file per resource type, as a bulk export writes them (Tasks before Encounters), each file
+    beginning with `start`."""
+    by_type: dict[str, list[bytes]] = {}
+    for resources in patients:
+        for res in resources:
+            by_type.setdefault(res["resourceType"], []).append(orjson.dumps(res))
+    files = [folder / f"{rtype}.ndjson" for rtype in sorted(by_type, reverse=True)]
+    for path in files:
+        path.write_bytes(start + b"\n".join(by_type[path.stem]) + b"\n")
+    return files
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_forked_workers_give_each_patient_its_full_reading(tmp_path: Path, workers: int) -> None:
     """Realistic patients (12 months of history) split over buckets and processes: each verdict is the
     one `verdict_for` gives on that patient's own resources."""
-    rng = random.Random(5)
-    patients = {f"w{i}": patient_history(f"w{i}", rng, MONTH) for i in range(12)}
-    by_type: dict[str, list[bytes]] = {}
-    for resources in patients.values():
-        for res in resources:
-            by_type.setdefault(res["resourceType"], []).append(orjson.dumps(res))
-    files = []
-    for rtype in sorted(by_type, reverse=True):  # Tasks before Encounters
-        files.append(tmp_path / f"{rtype}.ndjson")
-        files[-1].write_bytes(b"\n".join(by_type[rtype]) + b"\n")
+    patients = {f"w{i}": patient_history(f"w{i}", random.Random(5 + i), MONTH) for i in range(12)}
+    files = _per_type_export(tmp_path, patients.values())
     found = sorted(
         map_population(files, [MONTH], _outcome, tz="UTC", per_bucket=2, workdir=tmp_path, workers=workers)
     )
@@ -144,3 +153,13 @@ def test_forked_workers_give_each_patient_its_full_reading(tmp_path: Path, worke
 class _Result:
     def __init__(self, key: str, verdict: Any) -> None:
         self.key, self.verdicts = key, (verdict,)
+
+
+@pytest.mark.parametrize("per_bucket", [1000, 1], ids=["one-bucket", "partitioned"])
+def test_a_byte_order_mark_starting_a_file_is_not_data(tmp_path: Path, per_bucket: int) -> None:
+    """Some Windows tools start a file with a UTF-8 byte-order mark. Before, its first line (in
+    Patient.ndjson: a patient) failed to parse and the worklist lost that patient without a word."""
+    patients = {f"w{i}": patient_history(f"w{i}", random.Random(6 + i), MONTH) for i in range(3)}
+    files = _per_type_export(tmp_path, patients.values(), start=codecs.BOM_UTF8)
+    found = evaluate_population(files, [MONTH], tz="UTC", per_bucket=per_bucket, workdir=tmp_path)
+    assert sorted(r.key for r in found) == sorted(f"Patient/{pid}" for pid in patients)

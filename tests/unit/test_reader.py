@@ -350,9 +350,13 @@ def test_visits_and_inpatient_stays() -> None:
             "period": {"start": "2026-10-01"},
         },
     )
-    v1, v2 = facts.visits
+    by_id = {v.id: v for v in facts.visits}
+    assert sorted(by_id) == ["Encounter/amb", "Encounter/v1", "Encounter/v2"]
+    v1, v2, amb = by_id["Encounter/v1"], by_id["Encounter/v2"], by_id["Encounter/amb"]
     assert v1.codings == (Coding(CPT, "99214"),) and v1.participants == ("Practitioner/dr",)
     assert v2.codings == (Coding(HCPCS, "G0439"),)
+    # A finished ambulatory visit without CPT/HCPCS is a visit too (never an initiating one: see the rules).
+    assert amb.id == "Encounter/amb" and amb.codings == (Coding(SNOMED, "185349003"),) and amb.end is None
     assert [(s.id, s.end) for s in facts.stays] == [("Encounter/s1", None)]
     assert facts.skipped == ()
 
