@@ -49,6 +49,8 @@ def bind(
         return "ours" if named is not None and _matches(identifiers(named), own) else "unbound"
     if isinstance(ref, str) and ref.startswith("Patient?"):
         return "ours" if _matches(_conditional(ref), own) else "unbound"
+    if isinstance(ref, str) and ref.startswith("urn:uuid:") and f"Patient/{ref[9:]}" == target:
+        return "ours"  # Synthea-style, as the stream keys it too (fhir_mapping.stream.subject_key)
     if isinstance(ref, str) and ref:
         return "unbound"  # a reference that resolves to nothing here (a dangling urn:uuid, a typo)
     if isinstance(subject, dict):

@@ -99,6 +99,16 @@ def test_a_resource_that_does_not_name_the_patient_is_not_read(subject: Any) -> 
     assert "MRN-2002" not in json.dumps(reasons) and "g1" not in json.dumps(reasons)
 
 
+def test_a_urn_uuid_naming_the_patients_id_is_the_patients_without_a_patient_resource() -> None:
+    """As the stream keys it (`--patient`, the worklist): `urn:uuid:p1` is Patient/p1, Synthea style."""
+    resources = [r for r in base() if r["resourceType"] != "Patient"]
+    for r in resources:
+        if r["resourceType"] in FIELD:
+            _subject({"reference": "urn:uuid:p1"})(r)
+    facts = read_facts(resources, "Patient/p1", "UTC", Reach.of(Month.parse(MONTH)))
+    assert facts.skipped == () and len(facts.time_entries) == 1 and len(facts.conditions) == 3
+
+
 def test_everything_about_another_mrn_leaves_nothing_to_bill() -> None:
     v = verdict(changed(_subject({"identifier": {"system": MRN, "value": "MRN-2002"}}), *FIELD))
     assert v.status == "not-eligible" and v.minutes.clinical_staff == 0
