@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from fhir_mapping.references import References
+from fhir_mapping.references import References, conditional_identifier
 
 NPI = "http://hl7.org/fhir/sid/us-npi"
 PERSON_TYPES = frozenset({"Practitioner", "PractitionerRole"})
@@ -170,11 +170,11 @@ class People:
         return None
 
     def _conditional(self, ref: str) -> str | None:
-        rtype, _, query = ref.partition("?")
-        if not query.startswith("identifier="):
+        named = conditional_identifier(ref)
+        if named is None:
             return None
-        system, _, value = query[len("identifier=") :].partition("|")
-        return self._by_identifier({"system": system, "value": value}, rtype.rsplit("/", 1)[-1])
+        rtype, system, value = named
+        return self._by_identifier({"system": system, "value": value}, rtype)
 
     def aliases(self) -> tuple[tuple[str, str], ...]:
         """Every other key a known person goes by (roles, NPIs) -> their person key, for the rules."""

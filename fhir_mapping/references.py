@@ -69,3 +69,12 @@ def relative_key(ref: str) -> str | None:
     if len(parts) < 2 or not parts[-2][:1].isupper():
         return None
     return f"{parts[-2]}/{parts[-1]}"
+
+
+def conditional_identifier(ref: str) -> tuple[str, str, str] | None:
+    """(type, system, value) of a conditional reference `Type?identifier=system|value`; None for any other."""
+    rtype, _, query = ref.partition("?")
+    if not query.startswith("identifier="):
+        return None
+    system, _, value = query[len("identifier=") :].partition("|")
+    return rtype.rsplit("/", 1)[-1], system, value

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any, Literal
-from urllib.parse import parse_qsl
 
-from fhir_mapping.references import References
+from fhir_mapping.references import References, conditional_identifier
 
 Binding = Literal["ours", "other", "unbound"]
 Identifier = tuple[str, str]  # (system, value); system "" when the identifier has none
@@ -48,7 +47,8 @@ def bind(
         named = _contained(container, ref[1:])
         return "ours" if named is not None and _matches(identifiers(named), own) else "unbound"
     if isinstance(ref, str) and ref.startswith("Patient?"):
-        return "ours" if _matches(_conditional(ref), own) else "unbound"
+        searched = conditional_identifier(ref)
+        return "ours" if searched is not None and _matches([searched[1:]], own) else "unbound"
     if isinstance(ref, str) and ref.startswith("urn:uuid:") and f"Patient/{ref[9:]}" == target:
         return "ours"  # Synthea-style, as the stream keys it too (fhir_mapping.stream.subject_key)
     if isinstance(ref, str) and ref:
@@ -85,13 +85,3 @@ def _contained(container: dict[str, Any], local_id: str) -> dict[str, Any] | Non
             return res
     return None
 
-
-def _conditional(ref: str) -> list[Identifier]:
-    """The identifiers a conditional reference (`Patient?identifier=system|value`) searches for."""
-    out: list[Identifier] = []
-    for name, token in parse_qsl(ref.split("?", 1)[1]):
-        if name == "identifier" and token:
-            system, _, value = token.rpartition("|")
-            if value:
-                out.append((system, value))
-    return out
